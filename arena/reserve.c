@@ -1,0 +1,138 @@
+/* reserve.c - the address-space reservation and its slots.
+ *
+ * One mmap(PROT_NONE, MAP_NORESERVE) reserves slot_count * slot_size bytes, aligned to RARENA_ALIGN.
+ * Nothing is committed: mimalloc commits 64 KiB pieces with mprotect as a heap needs them, and purges
+ * with MADV_DONTNEED.  Neither replaces the mapping, so an mbind() policy set on a slot survives both
+ * (docs/design.md, "NUMA").
+ *
+ * INVARIANTS
+ *   - A slot is registered as an exclusive mimalloc arena at most once (mimalloc 3.4 has no way to
+ *     unregister, and a process may register at most 159 arenas).  `registered` never goes back.
+ *   - A slot is registered only while it is still untouched: mimalloc assumes a new arena's memory
+ *     is zero, and a fresh anonymous mapping is.
+ *   - A slot is in exactly one of: taken (owned by one region), on the free list (registered, free),
+ *     or never used (index >= next_fresh).
+ *
+ * THREADS: slot_lock guards the free list and next_fresh.  The reservation fields are written once
+ * under init_lock before `ready` is published, then only read.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#include "arena.h"
+
+rarena_reservation_t rarena_reservation;
+
+typedef struct rarena_slot {
+    mi_arena_id_t arena;
+    bool registered;
+    long next_free;        /* free-list link, -1 at the end */
+} rarena_slot_t;
+
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static rarena_slot_t *slots;
+static long free_head = -1;
+static unsigned next_fresh;
+
+/* ---- mimalloc configuration ---- */
+
+/* Options of the private mimalloc copy.  They affect regions only (see mimalloc-private.h). */
+static void configure_mimalloc(void) {
+    /* Keep freed pages committed for the next region ("pages kept for reuse"); rarena_trim()
+     * purges explicitly. */
+    mi_option_set(mi_option_purge_delay, -1);
+    /* Exhausting a slot is an expected, reported condition (REGION_EFULL), not a message. */
+    mi_option_set(mi_option_show_errors, 0);
+    mi_option_set(mi_option_max_warnings, 0);
+}
+
+/* ---- Reservation ---- */
+
+static char *reserve_aligned(size_t size) {
+    size_t padded = size + RARENA_ALIGN;
+    char *raw = mmap(NULL, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) return NULL;
+    char *aligned = (char *)(((uintptr_t)raw + RARENA_ALIGN - 1) & ~(uintptr_t)(RARENA_ALIGN - 1));
+    /* Trim the padding so the reservation is exactly [aligned, aligned + size). */
+    if (aligned > raw) munmap(raw, (size_t)(aligned - raw));
+    size_t tail = (size_t)((raw + padded) - (aligned + size));
+    if (tail) munmap(aligned + size, tail);
+    return aligned;
+}
+
+region_status rarena_init(size_t slot_size, unsigned slot_count) {
+    region_status status = REGION_OK;
+    pthread_mutex_lock(&init_lock);
+    if (rarena_ready()) goto done;
+    slots = calloc(slot_count, sizeof *slots);
+    if (!slots) { status = REGION_ENOMEM; goto done; }
+    char *base = reserve_aligned(slot_size * slot_count);
+    if (!base) { free(slots); slots = NULL; status = REGION_EOS; goto done; }
+    configure_mimalloc();
+    rarena_reservation.base = base;
+    rarena_reservation.slot_size = slot_size;
+    rarena_reservation.slot_count = slot_count;
+    __atomic_store_n(&rarena_reservation.ready, 1, __ATOMIC_RELEASE);
+done:
+    pthread_mutex_unlock(&init_lock);
+    return status;
+}
+
+bool rarena_ready(void) {
+    return __atomic_load_n(&rarena_reservation.ready, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* ---- Slots ---- */
+
+static region_status register_slot(unsigned index) {
+    rarena_slot_t *slot = &slots[index];
+    bool ok = mi_manage_os_memory_ex(rarena_slot_base(index), rarena_reservation.slot_size,
+                                     /*is_committed*/ false, /*is_pinned*/ false, /*is_zero*/ true,
+                                     /*numa_node*/ -1, /*exclusive*/ true, &slot->arena);
+    if (!ok) {
+        /* mimalloc's own arena table is full (other arenas in our private copy); the slot stays
+         * untouched and usable later only in theory, so treat the pool as exhausted. */
+        errno = ENOSPC;
+        return REGION_ELIMIT;
+    }
+    slot->registered = true;
+    return REGION_OK;
+}
+
+region_status rarena_slot_take(unsigned *index, mi_arena_id_t *arena) {
+    region_status status = REGION_OK;
+    pthread_mutex_lock(&slot_lock);
+    if (free_head >= 0) {
+        *index = (unsigned)free_head;
+        free_head = slots[free_head].next_free;
+    } else if (next_fresh < rarena_reservation.slot_count) {
+        status = register_slot(next_fresh);
+        if (status == REGION_OK) *index = next_fresh++;
+    } else {
+        status = REGION_ELIMIT;
+    }
+    if (status == REGION_OK) *arena = slots[*index].arena;
+    pthread_mutex_unlock(&slot_lock);
+    return status;
+}
+
+void rarena_slot_give(unsigned index) {
+    pthread_mutex_lock(&slot_lock);
+    slots[index].next_free = free_head;
+    free_head = (long)index;
+    pthread_mutex_unlock(&slot_lock);
+}
+
+void rarena_trim(void) {
+    /* The purge delay is a global option of the private copy; the lock keeps two trims from
+     * interleaving their set/restore. */
+    pthread_mutex_lock(&slot_lock);
+    mi_option_set(mi_option_purge_delay, 0);
+    mi_collect(true);
+    mi_option_set(mi_option_purge_delay, -1);
+    pthread_mutex_unlock(&slot_lock);
+}

@@ -1,0 +1,163 @@
+/* handle.c - weak handles: (region id, slot, generation) values that name a block.
+ *
+ * Each region has a table of entries, one per block that has handles, and an index from block
+ * address to entry.  A handle is valid while its region id is still the region's id (destroying a
+ * region clears the id: every handle dies in O(1)) and its generation equals the entry's (freeing
+ * the block recycles the entry and bumps the generation).
+ *
+ * INVARIANTS
+ *   - entries[i].target != NULL  <=>  the index maps target to i + 1.
+ *   - A free entry's generation is never handed out again without being incremented first.
+ *   - Only the owner changes the table; resolve reads it only after proving the caller is the owner,
+ *     so the table needs no lock (region-internal.h, OWNERSHIP).
+ */
+#include <stdlib.h>
+
+#include "region-internal.h"
+
+#define INDEX_DELETED UINT32_MAX
+
+static uint32_t hash_pointer(const void *p, uint32_t mask) {
+    uint64_t x = (uint64_t)(uintptr_t)p >> 4;
+    x *= 0x9E3779B97F4A7C15ull;
+    return (uint32_t)(x >> 32) & mask;
+}
+
+/* ---- Index: target -> entry ---- */
+
+/* The cell holding target's entry, or the empty cell where it would go. */
+static uint32_t *index_find(rhandle_table_t *t, const void *target, bool for_insert) {
+    uint32_t mask = t->index_capacity - 1;
+    uint32_t *tombstone = NULL;
+    for (uint32_t i = hash_pointer(target, mask);; i = (i + 1) & mask) {
+        uint32_t *cell = &t->index[i];
+        if (*cell == 0) return for_insert && tombstone ? tombstone : cell;
+        if (*cell == INDEX_DELETED) { if (!tombstone) tombstone = cell; continue; }
+        if (t->entries[*cell - 1].target == target) return cell;
+    }
+}
+
+static bool index_grow(rhandle_table_t *t) {
+    uint32_t old_capacity = t->index_capacity;
+    uint32_t *old = t->index;
+    uint32_t capacity = old_capacity ? old_capacity * 2 : 64;
+    /* Only rehash live cells: after a rebuild there are no tombstones. */
+    while (t->used * 2 >= capacity) capacity *= 2;
+    uint32_t *index = calloc(capacity, sizeof *index);
+    if (!index) return false;
+    t->index = index;
+    t->index_capacity = capacity;
+    t->index_filled = 0;
+    for (uint32_t i = 0; i < old_capacity; i++) {
+        if (old[i] == 0 || old[i] == INDEX_DELETED) continue;
+        *index_find(t, t->entries[old[i] - 1].target, true) = old[i];
+        t->index_filled++;
+    }
+    free(old);
+    return true;
+}
+
+/* ---- Entries ---- */
+
+static bool entries_reserve(rhandle_table_t *t) {
+    if (t->free_head || t->capacity > t->used) return true;
+    uint32_t capacity = t->capacity ? t->capacity * 2 : 16;
+    rhandle_entry_t *entries = realloc(t->entries, capacity * sizeof *entries);
+    if (!entries) return false;
+    for (uint32_t i = t->capacity; i < capacity; i++)
+        entries[i] = (rhandle_entry_t){.target = NULL, .generation = 1, .next_free = 0};
+    t->entries = entries;
+    t->capacity = capacity;
+    return true;
+}
+
+/* Fresh entries are taken in order; recycled ones come from the free list first. */
+static uint32_t entry_take(rhandle_table_t *t) {
+    if (t->free_head) {
+        uint32_t i = t->free_head - 1;
+        t->free_head = t->entries[i].next_free;
+        return i;
+    }
+    /* No free-listed entry: the first never-used one is at index `used` (all below are in use). */
+    return t->used;
+}
+
+region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
+    region_status status = rowner_check(r, "handle");
+    if (status != REGION_OK) return status;
+    if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
+    bool block = p && rregion_of(p) == r && (mi_heap_of(p) == r->heap || robject_of(r, p));
+    if (!block)
+        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
+    rhandle_table_t *t = &r->handles;
+    if ((t->index_filled + 1) * 4 > t->index_capacity * 3 && !index_grow(t))
+        return rerror_region(r, REGION_ENOMEM, "handle: out of memory growing the handle index");
+    uint32_t *cell = index_find(t, p, true);
+    if (*cell == 0 || *cell == INDEX_DELETED) {
+        if (!entries_reserve(t))
+            return rerror_region(r, REGION_ENOMEM, "handle: out of memory growing the handle table");
+        uint32_t i = entry_take(t);
+        t->entries[i].target = p;
+        if (*cell == 0) t->index_filled++;
+        *cell = i + 1;
+        t->used++;
+    }
+    rhandle_entry_t *e = &t->entries[*cell - 1];
+    *out = (region_handle_t){.region = r->id, .slot = *cell - 1, .generation = e->generation};
+    return REGION_OK;
+}
+
+void rhandle_retarget(region_t *r, void *target, void *moved_to) {
+    rhandle_table_t *t = &r->handles;
+    if (!t->index_capacity) return;
+    uint32_t *cell = index_find(t, target, false);
+    if (*cell == 0) return;
+    uint32_t i = *cell - 1;
+    if (moved_to) {
+        *cell = INDEX_DELETED;
+        t->entries[i].target = moved_to;
+        *index_find(t, moved_to, true) = i + 1;   /* reuses the tombstone: index_filled unchanged */
+        return;
+    }
+    *cell = INDEX_DELETED;
+    t->entries[i].target = NULL;
+    t->entries[i].generation++;
+    t->entries[i].next_free = t->free_head;
+    t->free_head = i + 1;
+    t->used--;
+}
+
+void rhandle_table_free(rhandle_table_t *t) {
+    free(t->entries);
+    free(t->index);
+    *t = (rhandle_table_t){0};
+}
+
+region_status region_handle_resolve(region_handle_t h, void **out) {
+    if (out) *out = NULL;
+    unsigned slot = (unsigned)(h.region & REGION_ID_SLOT_MASK);
+    if (h.region == 0 || slot >= REGION_MAX_SLOTS || h.generation == 0)
+        return rerror(REGION_EBADHANDLE, "resolve: {region %llu, slot %u, generation %u} is not a handle",
+                      (unsigned long long)h.region, h.slot, h.generation);
+    region_t *r = &regions[slot];
+    if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != h.region)
+        return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
+                      (unsigned long long)h.region);
+    region_status status = rowner_check(r, "resolve");
+    if (status != REGION_OK) return status;
+    /* The caller owns the slot's region now, so it cannot be destroyed under us; re-check that it is
+     * still the handle's region (it might have been destroyed and re-created in between). */
+    if (r->id != h.region)
+        return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
+                      (unsigned long long)h.region);
+    rhandle_table_t *t = &r->handles;
+    if (h.slot >= t->capacity || h.generation > t->entries[h.slot].generation)
+        return rerror_region(r, REGION_EBADHANDLE, "resolve: slot %u generation %u was never handed out",
+                             h.slot, h.generation);
+    rhandle_entry_t *e = &t->entries[h.slot];
+    if (e->generation != h.generation || !e->target)
+        return rerror_region(r, REGION_EFREED, "resolve: the handle's block (slot %u) was freed", h.slot);
+    if (!out) return rerror_region(r, REGION_EINVAL, "resolve: out is NULL");
+    *out = e->target;
+    return REGION_OK;
+}

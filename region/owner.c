@@ -1,0 +1,130 @@
+/* owner.c - the region-ownership lock.
+ *
+ * A region has at most one owner, identified by a thread token: a per-thread number drawn once from a
+ * process-wide counter, so unlike pthread_t it is never reused by a later thread.  The owner field is
+ * written only under owner_lock and read anywhere atomically; waiters sleep on owner_cond.
+ *
+ * INVARIANTS
+ *   - owner != 0 exactly while some thread owns the region (or has been handed it: `handed`).
+ *   - A thread waiting in acquire remembers the region's id; if the id changes while it waits, the
+ *     region was destroyed and it returns REGION_EDEAD (the struct itself is never freed).
+ *   - Release signals one waiter; hand-off and destroy broadcast, because the waiter that matters may
+ *     not be the one a signal would pick.
+ */
+#include <errno.h>
+#include <time.h>
+
+#include "region-internal.h"
+
+static uint64_t next_token = 1;
+static _Thread_local uint64_t self_token;
+
+uint64_t rowner_self(void) {
+    if (unlikely(self_token == 0)) self_token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
+    return self_token;
+}
+
+uint64_t region_thread_token(void) { return rowner_self(); }
+
+void rowner_init(region_t *r, uint64_t owner) {
+    __atomic_store_n(&r->owner, owner, __ATOMIC_RELAXED);
+    r->handed = false;
+}
+
+region_status rowner_check(const region_t *r, const char *what) {
+    if (unlikely(!r)) return rerror(REGION_EINVAL, "%s: region is NULL", what);
+    if (likely(rowner_is_self(r))) return REGION_OK;
+    uint64_t owner = __atomic_load_n(&r->owner, __ATOMIC_RELAXED);
+    if (owner == 0)
+        return rerror_region(r, REGION_ENOTOWNER, "%s: the region has no owner; acquire it first", what);
+    return rerror_region(r, REGION_ENOTOWNER, "%s: owned by thread token %llu, not the caller (%llu)",
+                         what, (unsigned long long)owner, (unsigned long long)rowner_self());
+}
+
+int region_owned(const region_t *r) { return r && rowner_is_self(r); }
+
+/* ---- Acquire ---- */
+
+/* Waits (deadline NULL = forever, or an absolute CLOCK_REALTIME time) with the lock held. */
+static region_status acquire_locked(region_t *r, uint64_t id, const struct timespec *deadline, bool wait) {
+    uint64_t self = rowner_self();
+    if (r->owner == self) {
+        if (r->handed) { r->handed = false; return REGION_OK; }
+        return rerror_region(r, REGION_EOWNED, "acquire: the calling thread already owns the region");
+    }
+    if (r->owner != 0 && !wait)
+        return rerror_region(r, REGION_EBUSY, "try-acquire: owned by thread token %llu",
+                             (unsigned long long)r->owner);
+    r->waiters++;
+    region_status status = REGION_OK;
+    while (r->owner != 0 && r->owner != self && r->id == id) {
+        int rc = deadline ? pthread_cond_timedwait(&r->owner_cond, &r->owner_lock, deadline)
+                          : pthread_cond_wait(&r->owner_cond, &r->owner_lock);
+        if (rc == ETIMEDOUT && r->owner != 0 && r->owner != self && r->id == id) {
+            status = rerror_region(r, REGION_ETIMEDOUT, "acquire: still owned by thread token %llu "
+                                   "when the timeout passed", (unsigned long long)r->owner);
+            break;
+        }
+    }
+    r->waiters--;
+    if (status != REGION_OK) return status;
+    if (r->id != id) return rerror(REGION_EDEAD, "acquire: region id %llu was destroyed while waiting",
+                                   (unsigned long long)id);
+    r->handed = false;
+    __atomic_store_n(&r->owner, self, __ATOMIC_RELAXED);
+    return REGION_OK;
+}
+
+static region_status acquire(region_t *r, const struct timespec *deadline, bool wait) {
+    if (!r) return rerror(REGION_EINVAL, "acquire: region is NULL");
+    pthread_mutex_lock(&r->owner_lock);
+    uint64_t id = r->id;
+    region_status status = id ? acquire_locked(r, id, deadline, wait)
+                              : rerror(REGION_EDEAD, "acquire: the region was destroyed");
+    pthread_mutex_unlock(&r->owner_lock);
+    return status;
+}
+
+region_status region_acquire(region_t *r) { return acquire(r, NULL, true); }
+
+region_status region_try_acquire(region_t *r) { return acquire(r, NULL, false); }
+
+region_status region_acquire_timed(region_t *r, uint64_t timeout_ns) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    uint64_t ns = (uint64_t)deadline.tv_nsec + timeout_ns % 1000000000u;
+    deadline.tv_sec += (time_t)(timeout_ns / 1000000000u + ns / 1000000000u);
+    deadline.tv_nsec = (long)(ns % 1000000000u);
+    return acquire(r, &deadline, true);
+}
+
+/* ---- Release and hand-off ---- */
+
+region_status region_release(region_t *r) {
+    region_status status = rowner_check(r, "release");
+    if (status != REGION_OK) return status;
+    pthread_mutex_lock(&r->owner_lock);
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELAXED);
+    r->handed = false;
+    if (r->waiters) pthread_cond_signal(&r->owner_cond);
+    pthread_mutex_unlock(&r->owner_lock);
+    return REGION_OK;
+}
+
+region_status region_hand_off(region_t *r, uint64_t to) {
+    region_status status = rowner_check(r, "hand-off");
+    if (status != REGION_OK) return status;
+    if (to == 0) return rerror_region(r, REGION_EINVAL, "hand-off: thread token 0 names no thread");
+    if (to == rowner_self()) return REGION_OK;
+    pthread_mutex_lock(&r->owner_lock);
+    __atomic_store_n(&r->owner, to, __ATOMIC_RELAXED);
+    r->handed = true;
+    if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
+    pthread_mutex_unlock(&r->owner_lock);
+    return REGION_OK;
+}
+
+void rowner_wake_all(region_t *r) {
+    /* Called with owner_lock held by destroy, after the id was cleared. */
+    if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
+}

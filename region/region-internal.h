@@ -1,0 +1,148 @@
+/* region-internal.h - what the files of the region layer share.
+ *
+ * A region is one slot of the arena layer plus one mimalloc heap in that slot's exclusive arena
+ * (mimalloc 3.x heaps can be used from any thread, so the heap follows the owner; docs/design.md).
+ *
+ * REGION STRUCTS ARE NEVER FREED.  regions[] has one struct per slot; a destroyed region's struct is
+ * reused by the next region in that slot, under a new id.  So any thread may read a struct through a
+ * stale pointer or a handle without faulting, and decide from `id` whether it is still the region it
+ * meant.  This is what makes handle resolution and region_from_id() safe from any thread.
+ *
+ * IDS: id = (serial << REGION_ID_SLOT_BITS) | slot, serial counting up from 1 for the process.  An id
+ * is never reused; id & mask gives the slot in O(1).  id == 0 means "no region in this slot".
+ *
+ * OWNERSHIP: `owner` is the owning thread's token (0 = none).  Only the owner changes `heap`, the
+ * object list, the roots and the handle table, so those need no lock: acquire/release go through
+ * owner_lock, whose mutex gives the happens-before edge from one owner's writes to the next owner's
+ * reads.  `owner` itself is atomic so region_owned() can read it from any thread without the lock.
+ */
+#ifndef REGION_INTERNAL_H
+#define REGION_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "region.h"
+
+#define REGION_ID_SLOT_BITS 8
+#define REGION_ID_SLOT_MASK ((1u << REGION_ID_SLOT_BITS) - 1)
+#define REGION_MAX_SLOTS 150u   /* mimalloc 3.4 registers at most 159 arenas per process */
+#define REGION_NAME_MAX 64
+
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* ---- Objects (collect.c) ---- */
+
+/* Placed before every region object.  32 bytes keeps the object 16-byte aligned. */
+typedef struct robject {
+    struct robject *next, *prev;     /* the region's object list (circular, with a sentinel) */
+    const region_type_t *type;
+    uint32_t magic;                  /* ROBJECT_MAGIC while live, 0 once freed */
+    uint32_t epoch;                  /* == region's mark_epoch when marked in the current collection */
+} robject_t;
+
+#define ROBJECT_MAGIC 0x6a624f52u    /* "RObj" */
+
+static inline void *robject_body(robject_t *h) { return h + 1; }
+static inline robject_t *robject_header(const void *obj) { return (robject_t *)obj - 1; }
+
+/* ---- Handles (handle.c) ---- */
+
+typedef struct rhandle_entry {
+    void *target;          /* NULL while the entry is free */
+    uint32_t generation;   /* incremented when the entry is recycled */
+    uint32_t next_free;    /* free-list link (index + 1; 0 ends the list) */
+} rhandle_entry_t;
+
+typedef struct rhandle_table {
+    rhandle_entry_t *entries;
+    uint32_t capacity, used, free_head;
+    uint32_t *index;       /* open addressing: target -> entry index + 1 (0 empty, UINT32_MAX deleted) */
+    uint32_t index_capacity;   /* power of two, or 0 before the first handle */
+    uint32_t index_filled;     /* live + deleted index cells */
+} rhandle_table_t;
+
+/* ---- The region ---- */
+
+struct region {
+    uint64_t id;                     /* atomic; 0 while the slot is free */
+    unsigned slot;
+    char name[REGION_NAME_MAX];
+    int node;
+    region_binding binding;
+    mi_heap_t *heap;                 /* raw blocks (region_alloc) */
+    mi_heap_t *object_heap;          /* region objects, header included; same arena */
+
+    /* ownership (owner.c) */
+    uint64_t owner;                  /* atomic; thread token, 0 = none */
+    bool handed;                     /* owner was set by region_hand_off and not yet confirmed */
+    unsigned waiters;
+    pthread_mutex_t owner_lock;
+    pthread_cond_t owner_cond;
+
+    /* objects and collection (collect.c) */
+    robject_t objects;               /* sentinel of the object list */
+    size_t object_count;
+    void *root;
+    void **extra_roots;              /* counted: a root added twice appears twice */
+    size_t extra_root_count, extra_root_capacity;
+    uint32_t mark_epoch;
+    bool collecting;                 /* inside region_collect (finalizers may be running) */
+    uint64_t collections, collected;
+
+    rhandle_table_t handles;
+};
+
+/* regions[slot]; see "REGION STRUCTS ARE NEVER FREED" above. */
+extern struct region regions[REGION_MAX_SLOTS];
+
+/* ---- error.c ---- */
+
+/* Records status and a printf-style message for region_last_error(); returns status. */
+region_status rerror(region_status status, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* rerror() prefixed with the region's name and id. */
+region_status rerror_region(const region_t *r, region_status status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- owner.c ---- */
+
+/* The calling thread's token (assigned on first use). */
+uint64_t rowner_self(void);
+
+static inline bool rowner_is_self(const region_t *r) {
+    return __atomic_load_n(&r->owner, __ATOMIC_RELAXED) == rowner_self();
+}
+
+/* REGION_OK if the caller owns r, else records REGION_ENOTOWNER (or REGION_EINVAL for NULL) with a
+ * message naming `what` was attempted. */
+region_status rowner_check(const region_t *r, const char *what);
+
+void rowner_init(region_t *r, uint64_t owner);
+
+/* Wakes every waiter of a region being destroyed; they return REGION_EDEAD. */
+void rowner_wake_all(region_t *r);
+
+/* ---- region.c ---- */
+
+/* The live region whose slot contains p (region_of without the public wrapper). */
+region_t *rregion_of(const void *p);
+
+/* ---- handle.c ---- */
+
+/* The block at target was freed or moved to moved_to (NULL = freed): update its handle entry. */
+void rhandle_retarget(region_t *r, void *target, void *moved_to);
+void rhandle_table_free(rhandle_table_t *t);
+
+/* ---- collect.c ---- */
+
+/* The header of obj if obj is a live object of r, else NULL.  Safe for any pointer value. */
+robject_t *robject_of(const region_t *r, const void *obj);
+
+void robjects_init(region_t *r);
+void robjects_release(region_t *r);   /* frees the bookkeeping (not the objects: destroy does) */
+
+#endif /* REGION_INTERNAL_H */

@@ -1,0 +1,256 @@
+/* region.c - region lifecycle: configuration, create, destroy, lookup, statistics, placement.
+ *
+ * Creating a region takes a slot from the arena layer, binds it to the requested NUMA node and makes
+ * a mimalloc heap in the slot's exclusive arena.  Destroying it destroys the heap (every block freed
+ * in bulk: mimalloc frees whole pages, O(pages)), clears the id so every handle and waiter sees the
+ * region is gone, and gives the slot back with its pages still committed for the next region.
+ *
+ * THREADS: config_lock guards the configuration and the id serial.  A region's own fields are
+ * changed only by its owner (region-internal.h), except id/owner, which are changed under owner_lock.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "region-internal.h"
+
+struct region regions[REGION_MAX_SLOTS];
+
+static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
+static region_config_t config = {.slot_size = (size_t)4 << 30, .max_regions = REGION_MAX_SLOTS};
+static uint64_t next_serial = 1;
+
+/* ---- Configuration ---- */
+
+region_status region_configure(const region_config_t *c) {
+    if (!c) return rerror(REGION_EINVAL, "configure: config is NULL");
+    if (c->slot_size == 0 || c->slot_size > ((size_t)1 << 40))
+        return rerror(REGION_EINVAL, "configure: slot_size %zu is not in 1 .. 1 TiB", c->slot_size);
+    if (c->max_regions == 0 || c->max_regions > REGION_MAX_SLOTS)
+        return rerror(REGION_EINVAL, "configure: max_regions %u is not in 1 .. %u", c->max_regions,
+                      REGION_MAX_SLOTS);
+    pthread_mutex_lock(&config_lock);
+    region_status status = REGION_OK;
+    if (rarena_ready()) {
+        status = rerror(REGION_ESTATE, "configure: regions already exist; configure before the first");
+    } else {
+        config.slot_size = (c->slot_size + RARENA_ALIGN - 1) & ~(RARENA_ALIGN - 1);
+        config.max_regions = c->max_regions;
+    }
+    pthread_mutex_unlock(&config_lock);
+    return status;
+}
+
+void region_get_config(region_config_t *out) {
+    pthread_mutex_lock(&config_lock);
+    *out = config;
+    pthread_mutex_unlock(&config_lock);
+}
+
+/* ---- Create ---- */
+
+static region_status check_options(const region_options_t *o) {
+    if (o->binding != REGION_BIND_NONE && o->binding != REGION_BIND_PREFERRED &&
+        o->binding != REGION_BIND_STRICT)
+        return rerror(REGION_EINVAL, "create: binding %d is not a region_binding", (int)o->binding);
+    if (o->binding == REGION_BIND_NONE && o->node != -1)
+        return rerror(REGION_EINVAL, "create: node %d given with REGION_BIND_NONE; choose "
+                      "REGION_BIND_PREFERRED or REGION_BIND_STRICT", o->node);
+    if (o->binding != REGION_BIND_NONE && o->node < 0)
+        return rerror(REGION_EINVAL, "create: a NUMA binding needs a node (got %d)", o->node);
+    if (o->binding != REGION_BIND_NONE && !rarena_node_usable(o->node))
+        return rerror(REGION_ENONODE, "create: NUMA node %d does not exist or has no memory "
+                      "(this machine has %d node(s))", o->node, rarena_numa_nodes());
+    return REGION_OK;
+}
+
+static region_status ensure_arena(void) {
+    if (rarena_ready()) return REGION_OK;
+    pthread_mutex_lock(&config_lock);
+    region_status status = rarena_init(config.slot_size, config.max_regions);
+    pthread_mutex_unlock(&config_lock);
+    if (status == REGION_EOS)
+        return rerror(status, "create: reserving %u slots of %zu MiB failed: %s", config.max_regions,
+                      config.slot_size >> 20, strerror(errno));
+    if (status != REGION_OK) return rerror(status, "create: out of memory initialising the runtime");
+    return REGION_OK;
+}
+
+static void init_struct(region_t *r, unsigned slot, const region_options_t *o, uint64_t id) {
+    r->slot = slot;
+    r->node = o->node;
+    r->binding = o->binding;
+    if (o->name) snprintf(r->name, sizeof r->name, "%s", o->name);
+    else snprintf(r->name, sizeof r->name, "region-%llu", (unsigned long long)id);
+    r->collections = r->collected = 0;
+    r->collecting = false;
+    r->root = NULL;
+    memset(&r->handles, 0, sizeof r->handles);
+    robjects_init(r);
+}
+
+static pthread_once_t locks_once = PTHREAD_ONCE_INIT;
+
+static void init_locks(void) {
+    for (unsigned i = 0; i < REGION_MAX_SLOTS; i++) {
+        pthread_mutex_init(&regions[i].owner_lock, NULL);
+        pthread_cond_init(&regions[i].owner_cond, NULL);
+    }
+}
+
+region_status region_create(const region_options_t *opts, region_t **out) {
+    region_options_t defaults = REGION_OPTIONS_DEFAULT;
+    const region_options_t *o = opts ? opts : &defaults;
+    if (!out) return rerror(REGION_EINVAL, "create: out is NULL");
+    *out = NULL;
+    region_status status = check_options(o);
+    if (status == REGION_OK) status = ensure_arena();
+    if (status != REGION_OK) return status;
+    pthread_once(&locks_once, init_locks);
+
+    unsigned slot;
+    mi_arena_id_t arena;
+    status = rarena_slot_take(&slot, &arena);
+    if (status != REGION_OK)
+        return rerror(status, "create%s%s: all %u region slots are in use; destroy a region first "
+                      "(the limit is region_config.max_regions, at most %u)",
+                      o->name ? " " : "", o->name ? o->name : "", rarena_reservation.slot_count,
+                      REGION_MAX_SLOTS);
+    region_t *r = &regions[slot];
+    char *base = rarena_slot_base(slot);
+    status = rarena_bind(base, rarena_reservation.slot_size, o->node, o->binding);
+    if (status != REGION_OK) {
+        int err = errno;
+        rarena_slot_give(slot);
+        return rerror(status, "create%s%s: binding to NUMA node %d (mbind) failed: %s",
+                      o->name ? " " : "", o->name ? o->name : "", o->node, strerror(err));
+    }
+    mi_heap_t *heap = mi_heap_new_in_arena(arena);
+    mi_heap_t *object_heap = heap ? mi_heap_new_in_arena(arena) : NULL;
+    if (!object_heap) {
+        if (heap) mi_heap_destroy(heap);
+        rarena_slot_give(slot);
+        return rerror(REGION_ENOMEM, "create: mimalloc could not make a heap");
+    }
+    pthread_mutex_lock(&config_lock);
+    uint64_t id = (next_serial++ << REGION_ID_SLOT_BITS) | slot;
+    pthread_mutex_unlock(&config_lock);
+
+    pthread_mutex_lock(&r->owner_lock);
+    init_struct(r, slot, o, id);
+    r->heap = heap;
+    r->object_heap = object_heap;
+    rowner_init(r, rowner_self());
+    __atomic_store_n(&r->id, id, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&r->owner_lock);
+    *out = r;
+    return REGION_OK;
+}
+
+/* ---- Destroy ---- */
+
+region_status region_destroy(region_t *r) {
+    region_status status = rowner_check(r, "destroy");
+    if (status != REGION_OK) return status;
+    if (r->collecting)
+        return rerror_region(r, REGION_ESTATE, "destroy: called during the region's own collection");
+    /* Clear the id first: from here on handles report REGION_EDEAD and waiters give up. */
+    pthread_mutex_lock(&r->owner_lock);
+    __atomic_store_n(&r->id, 0, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELAXED);
+    rowner_wake_all(r);
+    pthread_mutex_unlock(&r->owner_lock);
+
+    mi_heap_destroy(r->heap);
+    mi_heap_destroy(r->object_heap);
+    r->heap = r->object_heap = NULL;
+    robjects_release(r);
+    rhandle_table_free(&r->handles);
+    rarena_slot_give(r->slot);
+    return REGION_OK;
+}
+
+region_status region_trim(void) {
+    if (rarena_ready()) rarena_trim();
+    return REGION_OK;
+}
+
+/* ---- Identity and lookup ---- */
+
+uint64_t region_id(const region_t *r) { return r ? __atomic_load_n(&r->id, __ATOMIC_ACQUIRE) : 0; }
+
+const char *region_name(const region_t *r) { return r ? r->name : ""; }
+
+region_t *region_from_id(uint64_t id) {
+    unsigned slot = (unsigned)(id & REGION_ID_SLOT_MASK);
+    if (id != 0 && slot < REGION_MAX_SLOTS && __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == id)
+        return &regions[slot];
+    rerror(REGION_EDEAD, "region id %llu: no such region (destroyed, or never created)",
+           (unsigned long long)id);
+    return NULL;
+}
+
+region_t *rregion_of(const void *p) {
+    long slot = rarena_slot_of(p);
+    if (slot < 0 || __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == 0) return NULL;
+    return &regions[slot];
+}
+
+region_t *region_of(const void *p) { return rregion_of(p); }
+
+int region_numa_nodes(void) { return rarena_numa_nodes(); }
+
+/* ---- Statistics ---- */
+
+typedef struct stats_sum {
+    size_t in_use, committed, blocks, pages;
+} stats_sum_t;
+
+static bool sum_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
+                     void *arg) {
+    (void)heap, (void)block, (void)size;
+    stats_sum_t *sum = arg;
+    sum->in_use += area->used * area->full_block_size;
+    sum->committed += area->committed;
+    sum->blocks += area->used;
+    sum->pages++;
+    return true;
+}
+
+region_status region_stats(region_t *r, region_stats_t *out) {
+    region_status status = rowner_check(r, "stats");
+    if (status != REGION_OK) return status;
+    if (!out) return rerror_region(r, REGION_EINVAL, "stats: out is NULL");
+    stats_sum_t sum = {0};
+    mi_heap_t *heaps[] = {r->heap, r->object_heap};
+    for (int i = 0; i < 2; i++) {
+        mi_heap_collect(heaps[i], false);   /* fold cross-thread frees in, so counts are exact */
+        mi_heap_visit_blocks(heaps[i], false, sum_area, &sum);
+    }
+    *out = (region_stats_t){
+        .id = r->id,
+        .bytes_in_use = sum.in_use,
+        .bytes_committed = sum.committed,
+        .bytes_reserved = rarena_reservation.slot_size,
+        .blocks = sum.blocks,
+        .pages = sum.pages,
+        .heaps = 2,
+        .objects = r->object_count,
+        .handles = r->handles.used,
+        .collections = r->collections,
+        .collected = r->collected,
+        .node = r->node,
+        .binding = r->binding,
+    };
+    return REGION_OK;
+}
+
+region_status region_census(region_t *r, region_census_t *out) {
+    region_status status = rowner_check(r, "census");
+    if (status != REGION_OK) return status;
+    if (!out) return rerror_region(r, REGION_EINVAL, "census: out is NULL");
+    status = rarena_census(rarena_slot_base(r->slot), rarena_reservation.slot_size, r->node, out);
+    if (status == REGION_EOS) return rerror_region(r, status, "census: mincore failed: %s", strerror(errno));
+    if (status != REGION_OK) return rerror_region(r, status, "census: out of memory");
+    return REGION_OK;
+}
