@@ -1,0 +1,271 @@
+/* Ownership: every non-owner operation refused, acquire/try/timed/release/hand-off, waiters, ping-pong,
+ * cross-thread frees, and a thread that exits after allocating in a live region. */
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "test-util.h"
+
+/* ---- Non-owners get REGION_ENOTOWNER for everything that touches the region ---- */
+
+static void *try_everything_as_stranger(void *arg) {
+    region_t *r = arg;
+    region_stats_t s;
+    region_census_t c;
+    region_handle_t h;
+    assert_false(region_owned(r));
+    assert_null(region_alloc(r, 8));
+    assert_int_equal(region_last_status(), REGION_ENOTOWNER);
+    assert_error_mentions("owned by thread token");
+    assert_null(region_zalloc(r, 8));
+    assert_null(region_calloc(r, 1, 8));
+    assert_null(region_realloc(r, region_root(r), 8));
+    assert_status(region_free(r, (void *)r), REGION_ENOTOWNER);
+    assert_status(region_destroy(r), REGION_ENOTOWNER);
+    assert_status(region_collect(r, 0, NULL), REGION_ENOTOWNER);
+    assert_status(region_check(r), REGION_ENOTOWNER);
+    assert_status(region_stats(r, &s), REGION_ENOTOWNER);
+    assert_status(region_census(r, &c), REGION_ENOTOWNER);
+    assert_status(region_handle_new(r, (void *)r, &h), REGION_ENOTOWNER);
+    assert_status(region_release(r), REGION_ENOTOWNER);
+    assert_status(region_hand_off(r, 1), REGION_ENOTOWNER);
+    assert_status(region_set_root(r, NULL), REGION_ENOTOWNER);
+    assert_status(region_try_acquire(r), REGION_EBUSY);
+    assert_status(region_acquire_timed(r, 20 * 1000 * 1000), REGION_ETIMEDOUT);
+    assert_error_mentions("timeout");
+    return NULL;
+}
+
+static void non_owner_is_refused(void **state) {
+    (void)state;
+    region_t *r = new_region("guarded");
+    void *p = region_alloc(r, 16);
+    run_on_thread(try_everything_as_stranger, r);
+    assert_ptr_equal(region_of(p), r);   /* intact */
+    assert_ok(region_release(r));
+    assert_status(region_release(r), REGION_ENOTOWNER);
+    assert_error_mentions("has no owner");
+    assert_null(region_alloc(r, 8));
+    assert_int_equal(region_last_status(), REGION_ENOTOWNER);
+    assert_ok(region_acquire(r));
+    assert_status(region_acquire(r), REGION_EOWNED);
+    assert_ok(region_destroy(r));
+}
+
+/* ---- Waiting ---- */
+
+typedef struct waiter {
+    region_t *r;
+    volatile int acquired;
+    region_status status;
+} waiter_t;
+
+static void *wait_for_region(void *arg) {
+    waiter_t *w = arg;
+    w->status = region_acquire(w->r);
+    w->acquired = 1;
+    if (w->status == REGION_OK) {
+        void *p = region_alloc(w->r, 32);
+        assert_non_null(p);
+        assert_ok(region_release(w->r));
+    }
+    return NULL;
+}
+
+static void waiter_wakes_on_release(void **state) {
+    (void)state;
+    region_t *r = new_region("wait");
+    waiter_t w = {.r = r};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_for_region, &w);
+    usleep(20000);
+    assert_false(w.acquired);
+    assert_ok(region_release(r));
+    pthread_join(t, NULL);
+    assert_ok(w.status);
+    assert_ok(region_try_acquire(r));
+    assert_ok(region_destroy(r));
+}
+
+static void destroy_wakes_waiters_with_edead(void **state) {
+    (void)state;
+    region_t *r = new_region("doomed");
+    waiter_t w = {.r = r};
+    pthread_t t;
+    pthread_create(&t, NULL, wait_for_region, &w);
+    usleep(20000);
+    assert_ok(region_destroy(r));
+    pthread_join(t, NULL);
+    assert_int_equal(w.status, REGION_EDEAD);
+    assert_status(region_acquire(r), REGION_EDEAD);
+}
+
+static void timed_acquire_succeeds_when_free(void **state) {
+    (void)state;
+    region_t *r = new_region("timed");
+    assert_ok(region_release(r));
+    assert_ok(region_acquire_timed(r, 1000));
+    assert_ok(region_destroy(r));
+}
+
+/* ---- Hand-off ---- */
+
+typedef struct receiver {
+    region_t *r;
+    uint64_t token;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ready;
+    void *block;
+} receiver_t;
+
+static void *receive(void *arg) {
+    receiver_t *x = arg;
+    pthread_mutex_lock(&x->lock);
+    x->token = region_thread_token();
+    x->ready = 1;
+    pthread_cond_signal(&x->cond);
+    pthread_mutex_unlock(&x->lock);
+    assert_ok(region_acquire(x->r));           /* returns once handed to us */
+    assert_true(region_owned(x->r));
+    assert_string_equal((char *)x->block, "handed");
+    assert_ok(region_free(x->r, x->block));    /* a block allocated on the other thread */
+    assert_ok(region_destroy(x->r));           /* destroyed on a thread that did not create it */
+    return NULL;
+}
+
+static void hand_off_goes_to_the_named_thread(void **state) {
+    (void)state;
+    receiver_t x = {.r = new_region("handoff"), .lock = PTHREAD_MUTEX_INITIALIZER,
+                    .cond = PTHREAD_COND_INITIALIZER};
+    x.block = region_alloc(x.r, 16);
+    strcpy(x.block, "handed");
+    pthread_t t;
+    pthread_create(&t, NULL, receive, &x);
+    pthread_mutex_lock(&x.lock);
+    while (!x.ready) pthread_cond_wait(&x.cond, &x.lock);
+    pthread_mutex_unlock(&x.lock);
+    assert_status(region_hand_off(x.r, 0), REGION_EINVAL);
+    assert_ok(region_hand_off(x.r, x.token));
+    assert_false(region_owned(x.r));
+    assert_status(region_try_acquire(x.r), REGION_EBUSY);   /* nobody can cut in */
+    pthread_join(t, NULL);
+}
+
+/* ---- Ping-pong with a checksum ---- */
+
+#define PING_PONG_ROUNDS 10000
+
+typedef struct ping_pong {
+    region_t *r;
+    uint64_t *sum;        /* lives in the region */
+    uint64_t **blocks;    /* lives in the region: one block per round */
+    int parity;
+} ping_pong_t;
+
+static void *play(void *arg) {
+    ping_pong_t *g = arg;
+    for (int round = g->parity; round < PING_PONG_ROUNDS; round += 2) {
+        /* Take the region once the other thread has played the previous round. */
+        for (;;) {
+            assert_ok(region_acquire(g->r));
+            if (round == 0 || g->blocks[round - 1] != NULL) break;
+            assert_ok(region_release(g->r));
+            sched_yield();
+        }
+        /* Check the whole graph built so far, then add to it. */
+        uint64_t expected = 0;
+        for (int i = 0; i < round; i++) expected += *g->blocks[i];
+        assert_true(expected == *g->sum);
+        uint64_t *b = region_alloc(g->r, sizeof *b);
+        *b = (uint64_t)round * 7 + 1;
+        *g->sum += *b;
+        if (round >= 1) {   /* free a block the other thread allocated, and re-make it here */
+            uint64_t value = *g->blocks[round - 1];
+            assert_ok(region_free(g->r, g->blocks[round - 1]));
+            g->blocks[round - 1] = region_alloc(g->r, sizeof(uint64_t));
+            *g->blocks[round - 1] = value;
+        }
+        g->blocks[round] = b;
+        assert_ok(region_release(g->r));
+    }
+    return NULL;
+}
+
+static void ping_pong_between_two_threads(void **state) {
+    (void)state;
+    region_t *r = new_region("ping-pong");
+    ping_pong_t even = {.r = r, .parity = 0}, odd;
+    even.sum = region_zalloc(r, sizeof *even.sum);
+    even.blocks = region_zalloc(r, PING_PONG_ROUNDS * sizeof *even.blocks);
+    odd = even;
+    odd.parity = 1;
+    assert_ok(region_release(r));
+    pthread_t a, b;
+    pthread_create(&a, NULL, play, &even);
+    pthread_create(&b, NULL, play, &odd);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    assert_ok(region_acquire(r));
+    uint64_t expected = 0;
+    for (int i = 0; i < PING_PONG_ROUNDS; i++) expected += (uint64_t)i * 7 + 1;
+    assert_true(*even.sum == expected);
+    assert_ok(region_destroy(r));
+}
+
+/* ---- A thread that allocated in a region exits while the region lives ---- */
+
+typedef struct exiting {
+    region_t *r;
+    void **blocks;
+} exiting_t;
+
+static void *allocate_then_exit(void *arg) {
+    exiting_t *e = arg;
+    assert_ok(region_acquire(e->r));
+    for (int i = 0; i < 50000; i++) {
+        e->blocks[i] = region_alloc(e->r, 48);
+        memset(e->blocks[i], i & 0xff, 48);
+    }
+    assert_ok(region_release(e->r));
+    return NULL;   /* the thread ends: mimalloc abandons its per-thread state for the heap */
+}
+
+static void thread_exit_keeps_region_blocks(void **state) {
+    (void)state;
+    exiting_t e = {.r = new_region("survivor"), .blocks = malloc(50000 * sizeof(void *))};
+    assert_ok(region_release(e.r));
+    for (int t = 0; t < 4; t++) run_on_thread(allocate_then_exit, &e);
+    assert_ok(region_acquire(e.r));
+    for (int i = 0; i < 50000; i++) {
+        unsigned char *b = e.blocks[i];
+        assert_ptr_equal(region_of(b), e.r);
+        assert_int_equal(b[0], i & 0xff);
+        assert_int_equal(b[47], i & 0xff);
+    }
+    region_stats_t s;
+    assert_ok(region_stats(e.r, &s));
+    assert_true(s.blocks >= 50000);
+    /* Ordinary allocations never land in region memory, before or after the thread exits. */
+    for (int i = 0; i < 10000; i++) {
+        void *p = malloc(64);
+        assert_null(region_of(p));
+        free(p);
+    }
+    for (int i = 0; i < 50000; i++) assert_ok(region_free(e.r, e.blocks[i]));
+    assert_ok(region_destroy(e.r));
+    free(e.blocks);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(non_owner_is_refused),
+        cmocka_unit_test(waiter_wakes_on_release),
+        cmocka_unit_test(destroy_wakes_waiters_with_edead),
+        cmocka_unit_test(timed_acquire_succeeds_when_free),
+        cmocka_unit_test(hand_off_goes_to_the_named_thread),
+        cmocka_unit_test(ping_pong_between_two_threads),
+        cmocka_unit_test(thread_exit_keeps_region_blocks),
+    };
+    return cmocka_run_group_tests_name("owner", tests, NULL, NULL);
+}
