@@ -32,6 +32,10 @@ typedef struct rarena_slot {
     long next_free;        /* free-list link, -1 at the end */
 } rarena_slot_t;
 
+/* How long free pages stay committed before mimalloc purges them by itself (it multiplies the delay
+ * by 10 for arenas: 10 minutes).  region_trim() purges them at once. */
+#define RARENA_PURGE_DELAY_MS 60000
+
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static rarena_slot_t *slots;
@@ -43,8 +47,9 @@ static unsigned next_fresh;
 /* Options of the private mimalloc copy.  They affect regions only (see mimalloc-private.h). */
 static void configure_mimalloc(void) {
     /* Keep freed pages committed for the next region ("pages kept for reuse"); rarena_trim()
-     * purges explicitly. */
-    mi_option_set(mi_option_purge_delay, -1);
+     * purges explicitly.  Not -1 ("never"): mimalloc then does not even remember which pages could
+     * be purged, and a forced collect later finds nothing to give back. */
+    mi_option_set(mi_option_purge_delay, RARENA_PURGE_DELAY_MS);
     /* Exhausting a slot is an expected, reported condition (REGION_EFULL), not a message. */
     mi_option_set(mi_option_show_errors, 0);
     mi_option_set(mi_option_max_warnings, 0);
@@ -128,11 +133,12 @@ void rarena_slot_give(unsigned index) {
 }
 
 void rarena_trim(void) {
-    /* The purge delay is a global option of the private copy; the lock keeps two trims from
-     * interleaving their set/restore. */
+    /* A forced collect purges every scheduled range at once - but only while the delay is positive
+     * (mimalloc's mi_arenas_try_purge returns early for delay <= 0), hence 1 and not 0.  The delay is
+     * a global option of the private copy; the lock keeps two trims from interleaving. */
     pthread_mutex_lock(&slot_lock);
-    mi_option_set(mi_option_purge_delay, 0);
+    mi_option_set(mi_option_purge_delay, 1);
     mi_collect(true);
-    mi_option_set(mi_option_purge_delay, -1);
+    mi_option_set(mi_option_purge_delay, RARENA_PURGE_DELAY_MS);
     pthread_mutex_unlock(&slot_lock);
 }

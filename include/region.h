@@ -127,10 +127,12 @@ region_status region_create(const region_options_t *opts, region_t **out);
 /* Destroys the region and frees every block in it in bulk: O(pages), not O(blocks).  Finalizers of
  * region objects are NOT run (use region_collect with no roots first if they must be).  Every handle
  * into the region becomes REGION_EDEAD in O(1).  The pages stay committed for reuse by later
- * regions until region_trim().  Owner only; REGION_ESTATE inside a collection of this region. */
+ * regions until region_trim() (or, unused, for about 10 minutes).  Owner only; REGION_ESTATE inside a
+ * collection of this region. */
 region_status region_destroy(region_t *r);
 
-/* Gives the committed-but-free pages of every region slot back to the operating system. */
+/* Gives the committed-but-free pages of every region slot back to the operating system now
+ * (MADV_DONTNEED).  Any thread. */
 region_status region_trim(void);
 
 /* The region's id: unique for the life of the process (never reused), a plain integer that can be
