@@ -117,6 +117,7 @@ typedef struct receiver {
     pthread_cond_t cond;
     int ready;
     void *block;
+    pthread_barrier_t checked;   /* the giver has tried to cut in */
 } receiver_t;
 
 static void *receive(void *arg) {
@@ -128,6 +129,7 @@ static void *receive(void *arg) {
     pthread_mutex_unlock(&x->lock);
     assert_ok(region_acquire(x->r));           /* returns once handed to us */
     assert_true(region_owned(x->r));
+    pthread_barrier_wait(&x->checked);
     assert_string_equal((char *)x->block, "handed");
     assert_ok(region_free(x->r, x->block));    /* a block allocated on the other thread */
     assert_ok(region_destroy(x->r));           /* destroyed on a thread that did not create it */
@@ -140,6 +142,7 @@ static void hand_off_goes_to_the_named_thread(void **state) {
                     .cond = PTHREAD_COND_INITIALIZER};
     x.block = region_alloc(x.r, 16);
     strcpy(x.block, "handed");
+    pthread_barrier_init(&x.checked, NULL, 2);
     pthread_t t;
     pthread_create(&t, NULL, receive, &x);
     pthread_mutex_lock(&x.lock);
@@ -149,7 +152,9 @@ static void hand_off_goes_to_the_named_thread(void **state) {
     assert_ok(region_hand_off(x.r, x.token));
     assert_false(region_owned(x.r));
     assert_status(region_try_acquire(x.r), REGION_EBUSY);   /* nobody can cut in */
+    pthread_barrier_wait(&x.checked);
     pthread_join(t, NULL);
+    pthread_barrier_destroy(&x.checked);
 }
 
 /* ---- Ping-pong with a checksum ---- */

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Installs everything the build, the tests and the benchmarks need on a fresh Debian 12 machine:
+# Debian packages (as root, or with sudo) and the project's virtual environment in .venv.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+debian_packages=(
+  build-essential pkg-config ninja-build binutils
+  libcmocka-dev libnuma-dev numactl
+  python3-dev python3-dbg python3-venv
+  libmimalloc-dev   # only for experiments/run.sh, which compares Debian's 2.0.9 with 3.4
+)
+missing=()
+for p in "${debian_packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# The project's Python: the interpreter first on PATH (pyenv's 3.11.7 here), unless PYTHON says.
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv with $($python --version)"
+  "$python" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+echo "setup: done ($(.venv/bin/meson --version) meson, mimalloc from cmeel-mimalloc $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cmeel-mimalloc"))'))"
