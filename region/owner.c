@@ -17,11 +17,11 @@
 #include "region-internal.h"
 
 static uint64_t next_token = 1;
-static _Thread_local uint64_t self_token;
+_Thread_local uint64_t rowner_token __attribute__((tls_model("initial-exec")));
 
-uint64_t rowner_self(void) {
-    if (unlikely(self_token == 0)) self_token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
-    return self_token;
+uint64_t rowner_assign(void) {
+    rowner_token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
+    return rowner_token;
 }
 
 uint64_t region_thread_token(void) { return rowner_self(); }

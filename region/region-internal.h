@@ -110,8 +110,17 @@ region_status rerror_region(const region_t *r, region_status status, const char 
 
 /* ---- owner.c ---- */
 
-/* The calling thread's token (assigned on first use). */
-uint64_t rowner_self(void);
+/* The calling thread's token, 0 until its first use.  initial-exec: a global-dynamic TLS read in a
+ * shared library costs a __tls_get_addr call on every ownership check, that is on every allocation
+ * (mimalloc uses the same model for its own thread state). */
+extern _Thread_local uint64_t rowner_token __attribute__((tls_model("initial-exec")));
+uint64_t rowner_assign(void);
+
+/* The calling thread's token (assigned on first use).  Inline: it is on the allocation fast path. */
+static inline uint64_t rowner_self(void) {
+    uint64_t token = rowner_token;
+    return likely(token != 0) ? token : rowner_assign();
+}
 
 static inline bool rowner_is_self(const region_t *r) {
     return __atomic_load_n(&r->owner, __ATOMIC_RELAXED) == rowner_self();
