@@ -5,7 +5,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${TMPDIR:-/tmp}/region-experiments
 mkdir -p "$out"
-v3=$(python3 -c 'import cmeel, os; print(os.path.join(cmeel.__path__[0], ".."))' 2>/dev/null || true)
+
 v3=${MIMALLOC3_PREFIX:-$("$here/../.venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/cmeel.prefix}
 echo "== Debian mimalloc 2.0.9"
 cc -O2 -DMI_V2 -o "$out/props-v2" "$here/mimalloc_properties.c" -lmimalloc -lpthread
