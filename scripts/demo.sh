@@ -22,6 +22,8 @@ experiments/run.sh | tee results/mimalloc-properties.txt
 echo
 echo "=== Limits and fixed costs (bench/limits.c; median and min..max of repeated runs)"
 build/bench/bench_limits $quick --json results/limits.json | tee results/limits.md
+echo "same, runtime compiled into the executable instead of libregion.so:"
+build/bench/bench_limits_static $quick --json results/limits-static.json | tail -1 | tee -a results/limits.md
 echo
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(numactl -H 2>/dev/null | head -1), kernel $(uname -r)"
 echo "results written to results/"
