@@ -266,7 +266,8 @@ void *region_object_new(region_t *r, const region_type_t *type, size_t size);
  * object of r. */
 region_status region_object_free(region_t *r, void *obj);
 
-/* The type of an object of some region, or NULL if obj is not one.  Any thread. */
+/* The type of an object of some region, or NULL if obj is not one.  Safe for any pointer value; from
+ * a thread that does not own obj's region, only while the owner cannot be freeing obj. */
 const region_type_t *region_object_type(const void *obj);
 
 /* Sets (obj) or clears (NULL) the region's root object, its entry point.  Owner only.
