@@ -8,6 +8,9 @@
  * INVARIANTS
  *   - entries[i].target != NULL  <=>  the index maps target to i + 1.
  *   - A free entry's generation is never handed out again without being incremented first.
+ *   - The index (live cells + tombstones) is at most 3/4 full, one cell more only after a rebuild
+ *     failed for lack of memory: a probe always reaches an empty cell.  Rebuilds size the index by
+ *     the live entries alone, so churn never grows it without bound.
  *   - Only the owner changes the table; resolve reads it only after proving the caller is the owner,
  *     so the table needs no lock (region-internal.h, OWNERSHIP).
  */
@@ -37,12 +40,13 @@ static uint32_t *index_find(rhandle_table_t *t, const void *target, bool for_ins
     }
 }
 
-static bool index_grow(rhandle_table_t *t) {
+static bool index_rebuild(rhandle_table_t *t) {
     uint32_t old_capacity = t->index_capacity;
     uint32_t *old = t->index;
-    uint32_t capacity = old_capacity ? old_capacity * 2 : 64;
-    /* Only rehash live cells: after a rebuild there are no tombstones. */
-    while (t->used * 2 >= capacity) capacity *= 2;
+    /* Sized by the live entries alone: a rebuild drops every tombstone, so churn (handles made and
+     * their blocks freed, over and over) rehashes at the same size instead of growing forever. */
+    uint32_t capacity = 64;
+    while ((t->used + 1) * 2 >= capacity) capacity *= 2;
     uint32_t *index = calloc(capacity, sizeof *index);
     if (!index) return false;
     t->index = index;
@@ -90,7 +94,7 @@ region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
     if (!block)
         return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
     rhandle_table_t *t = &r->handles;
-    if ((t->index_filled + 1) * 4 > t->index_capacity * 3 && !index_grow(t))
+    if ((t->index_filled + 1) * 4 > t->index_capacity * 3 && !index_rebuild(t))
         return rerror_region(r, REGION_ENOMEM, "handle: out of memory growing the handle index");
     uint32_t *cell = index_find(t, p, true);
     if (*cell == 0 || *cell == INDEX_DELETED) {
@@ -116,7 +120,12 @@ void rhandle_retarget(region_t *r, void *target, void *moved_to) {
     if (moved_to) {
         *cell = INDEX_DELETED;
         t->entries[i].target = moved_to;
-        *index_find(t, moved_to, true) = i + 1;   /* reuses the tombstone: index_filled unchanged */
+        /* The index is at most 3/4 full, so an empty cell is left for the new target.  Then rebuild
+         * if this pushed it past 3/4 (a failed rebuild leaves the index valid, just fuller). */
+        uint32_t *slot = index_find(t, moved_to, true);
+        if (*slot == 0) t->index_filled++;
+        *slot = i + 1;
+        if (t->index_filled * 4 > t->index_capacity * 3) index_rebuild(t);
         return;
     }
     *cell = INDEX_DELETED;

@@ -122,6 +122,31 @@ static void handle_follows_realloc(void **state) {
     assert_ok(region_destroy(r));
 }
 
+static void handles_follow_many_reallocs(void **state) {
+    (void)state;
+    /* Each move leaves a tombstone in the index: thousands of moves must neither lose a handle nor
+     * fill the index (a full open-addressing index would never find an empty cell). */
+    region_t *r = new_region("realloc-churn");
+    enum { N = 64 };
+    void *blocks[N];
+    region_handle_t hs[N];
+    for (int i = 0; i < N; i++) {
+        blocks[i] = region_alloc(r, 16);
+        assert_ok(region_handle_new(r, blocks[i], &hs[i]));
+    }
+    for (int round = 0; round < 200; round++)
+        for (int i = 0; i < N; i++) {
+            blocks[i] = region_realloc(r, blocks[i], round % 2 ? 16 : 4096);
+            assert_non_null(blocks[i]);
+        }
+    for (int i = 0; i < N; i++) {
+        void *out;
+        assert_ok(region_handle_resolve(hs[i], &out));
+        assert_ptr_equal(out, blocks[i]);
+    }
+    assert_ok(region_destroy(r));
+}
+
 static void many_handles(void **state) {
     (void)state;
     region_t *r = new_region("many");
@@ -149,6 +174,13 @@ static void many_handles(void **state) {
         }
         for (int i = 0; i < N; i += 2) assert_ok(region_free(r, blocks[i]));
     }
+    assert_ok(region_stats(r, &s));
+    assert_int_equal(s.handles, N / 2);
+    for (int i = 1; i < N; i += 2) {   /* the survivors still resolve after all the rebuilds */
+        void *out;
+        assert_ok(region_handle_resolve(hs[i], &out));
+        assert_ptr_equal(out, blocks[i]);
+    }
     assert_ok(region_destroy(r));
     free(blocks);
     free(hs);
@@ -163,6 +195,7 @@ int main(void) {
         cmocka_unit_test(garbage_values_give_ebadhandle),
         cmocka_unit_test(foreign_pointer_cannot_get_a_handle),
         cmocka_unit_test(handle_follows_realloc),
+        cmocka_unit_test(handles_follow_many_reallocs),
         cmocka_unit_test(many_handles),
     };
     return cmocka_run_group_tests_name("handle", tests, NULL, NULL);
