@@ -52,7 +52,7 @@ void *region_calloc(region_t *r, size_t count, size_t size) {
 }
 
 static bool block_of(const region_t *r, const void *p) {
-    return rregion_of(p) == r && mi_heap_of(p) == r->heap;
+    return rheap_owns(r, r->heap, p);
 }
 
 void *region_realloc(region_t *r, void *p, size_t size) {

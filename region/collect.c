@@ -59,9 +59,9 @@ static void list_push(robject_t *head, robject_t *h) {
 }
 
 robject_t *robject_of(const region_t *r, const void *obj) {
-    /* The slot and page-map checks come first: only then is obj - sizeof(header) known to be
-     * committed memory of r's object heap, safe to read whatever obj is. */
-    if (!obj || rregion_of(obj) != r || mi_heap_of(obj) != r->object_heap) return NULL;
+    /* Only once obj is known to lie in a page of r's object heap is obj - sizeof(header) committed
+     * memory, safe to read whatever obj is. */
+    if (!obj || !rheap_owns(r, r->object_heap, obj)) return NULL;
     robject_t *h = robject_header(obj);
     if (h->magic != ROBJECT_MAGIC || h->next->prev != h || h->prev->next != h) return NULL;
     return h;

@@ -90,7 +90,7 @@ region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
     region_status status = rowner_check(r, "handle");
     if (status != REGION_OK) return status;
     if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
-    bool block = p && rregion_of(p) == r && (mi_heap_of(p) == r->heap || robject_of(r, p));
+    bool block = p && (rheap_owns(r, r->heap, p) || robject_of(r, p));
     if (!block)
         return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
     rhandle_table_t *t = &r->handles;

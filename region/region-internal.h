@@ -140,6 +140,12 @@ void rowner_wake_all(region_t *r);
 /* The live region whose slot contains p (region_of without the public wrapper). */
 region_t *rregion_of(const void *p);
 
+/* Whether p lies in a page of `heap`, one of r's heaps.  The slot check comes first: it is what makes
+ * the page-map lookup, and any read near p afterwards, safe for any pointer value. */
+static inline bool rheap_owns(const region_t *r, const mi_heap_t *heap, const void *p) {
+    return rregion_of(p) == r && mi_heap_of(p) == heap;
+}
+
 /* ---- handle.c ---- */
 
 /* The block at target was freed or moved to moved_to (NULL = freed): update its handle entry. */
