@@ -16,7 +16,7 @@
  */
 #include <stdlib.h>
 
-#include "region-internal.h"
+#include "region-host.h"
 
 #define INDEX_DELETED UINT32_MAX
 
@@ -86,13 +86,8 @@ static uint32_t entry_take(rhandle_table_t *t) {
     return t->used;
 }
 
-region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
-    region_status status = rowner_check(r, "handle");
-    if (status != REGION_OK) return status;
-    if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
-    bool block = p && (rheap_owns(r, r->heap, p) || robject_of(r, p));
-    if (!block)
-        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
+/* Enters block p of r in the table (or finds its entry) and fills *out. */
+static region_status handle_insert(region_t *r, void *p, region_handle_t *out) {
     rhandle_table_t *t = &r->handles;
     if ((t->index_filled + 1) * 4 > t->index_capacity * 3 && !index_rebuild(t))
         return rerror_region(r, REGION_ENOMEM, "handle: out of memory growing the handle index");
@@ -109,6 +104,23 @@ region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
     rhandle_entry_t *e = &t->entries[*cell - 1];
     *out = (region_handle_t){.region = r->id, .slot = *cell - 1, .generation = e->generation};
     return REGION_OK;
+}
+
+region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
+    region_status status = rowner_check(r, "handle");
+    if (status != REGION_OK) return status;
+    if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
+    bool block = p && (rheap_owns(r, r->heap, p) || robject_of(r, p));
+    if (!block)
+        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
+    return handle_insert(r, p, out);
+}
+
+region_status rhost_handle_new(region_t *r, void *p, region_handle_t *out) {
+    if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
+    if (!p || !(rheap_owns(r, r->heap, p) || rheap_owns(r, r->object_heap, p)))
+        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
+    return handle_insert(r, p, out);
 }
 
 void rhandle_retarget(region_t *r, void *target, void *moved_to) {
@@ -142,21 +154,36 @@ void rhandle_table_free(rhandle_table_t *t) {
     *t = (rhandle_table_t){0};
 }
 
-region_status region_handle_resolve(region_handle_t h, void **out) {
-    if (out) *out = NULL;
+/* REGION_OK if h could be a handle at all (the slot exists, generation 0 is never handed out). */
+static region_status handle_validate(region_handle_t h) {
     unsigned slot = (unsigned)(h.region & REGION_ID_SLOT_MASK);
     if (h.region == 0 || slot >= REGION_MAX_SLOTS || h.generation == 0)
         return rerror(REGION_EBADHANDLE, "resolve: {region %llu, slot %u, generation %u} is not a handle",
                       (unsigned long long)h.region, h.slot, h.generation);
-    region_t *r = &regions[slot];
+    return REGION_OK;
+}
+
+region_status region_handle_resolve(region_handle_t h, void **out) {
+    if (out) *out = NULL;
+    region_status status = handle_validate(h);
+    if (status != REGION_OK) return status;
+    region_t *r = &regions[h.region & REGION_ID_SLOT_MASK];
     if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != h.region)
         return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
                       (unsigned long long)h.region);
-    region_status status = rowner_check(r, "resolve");
+    status = rowner_check(r, "resolve");
     if (status != REGION_OK) return status;
-    /* The caller owns the slot's region now, so it cannot be destroyed under us; re-check that it is
-     * still the handle's region (it might have been destroyed and re-created in between). */
-    if (r->id != h.region)
+    /* The caller owns the slot's region now, so it cannot be destroyed under us; rhost_handle_resolve
+     * re-checks that it is still the handle's region (destroyed and re-created in between). */
+    return rhost_handle_resolve(h, out);
+}
+
+region_status rhost_handle_resolve(region_handle_t h, void **out) {
+    if (out) *out = NULL;
+    region_status status = handle_validate(h);
+    if (status != REGION_OK) return status;
+    region_t *r = &regions[h.region & REGION_ID_SLOT_MASK];
+    if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != h.region)
         return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
                       (unsigned long long)h.region);
     rhandle_table_t *t = &r->handles;

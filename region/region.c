@@ -12,7 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "region-internal.h"
+#include "region-host.h"
 
 struct region regions[REGION_MAX_SLOTS];
 
@@ -217,16 +217,32 @@ static bool sum_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *bl
     return true;
 }
 
-region_status region_stats(region_t *r, region_stats_t *out) {
-    region_status status = rowner_check(r, "stats");
-    if (status != REGION_OK) return status;
-    if (!out) return rerror_region(r, REGION_EINVAL, "stats: out is NULL");
+static stats_sum_t sum_heaps(region_t *r) {
     stats_sum_t sum = {0};
     mi_heap_t *heaps[] = {r->heap, r->object_heap};
     for (int i = 0; i < 2; i++) {
         mi_heap_collect(heaps[i], false);   /* fold cross-thread frees in, so counts are exact */
         mi_heap_visit_blocks(heaps[i], false, sum_area, &sum);
     }
+    return sum;
+}
+
+size_t rhost_live_blocks(region_t *r) { return sum_heaps(r).blocks; }
+
+void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes) {
+    stats_sum_t sum = {0};
+    mi_heap_t *heap = object ? r->object_heap : r->heap;
+    mi_heap_collect(heap, false);
+    mi_heap_visit_blocks(heap, false, sum_area, &sum);
+    *blocks = sum.blocks;
+    *bytes = sum.in_use;
+}
+
+region_status region_stats(region_t *r, region_stats_t *out) {
+    region_status status = rowner_check(r, "stats");
+    if (status != REGION_OK) return status;
+    if (!out) return rerror_region(r, REGION_EINVAL, "stats: out is NULL");
+    stats_sum_t sum = sum_heaps(r);
     *out = (region_stats_t){
         .id = r->id,
         .bytes_in_use = sum.in_use,

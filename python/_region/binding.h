@@ -1,0 +1,95 @@
+/* binding.h - what the files of the Python binding share.
+ *
+ * Layers: placement.c (the allocator hook and the per-thread stack of open blocks) and membership.c
+ * (which GC list an object is on) sit on internals.c (CPython internals) and region-host.h (libregion).
+ * module.c (the Region type and the module), handle.c (Handle) and audit.c (r.check) sit on those.
+ *
+ * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
+ * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its Region).  Which thread made
+ * it, and where, does not matter; placement (placement.c) is what puts the objects a block creates
+ * into the region's memory.  The GC-tracked members are kept on the region's own GC list, never in
+ * the interpreter's generations (membership.c).
+ *
+ * THREADS: all of the binding runs with the GIL held.  3.11 has one GIL for every interpreter, and the
+ * module refuses to load in a subinterpreter, so the statics here have exactly one user at a time.
+ */
+#ifndef REGION_PY_BINDING_H
+#define REGION_PY_BINDING_H
+
+#include "internals.h"
+#include "region-host.h"
+
+typedef struct RegionObject {
+    PyObject_HEAD
+    region_t *r;               /* NULL once the Region was dissolved (interpreter shutdown) */
+    uint64_t id;
+    PyObject *name;            /* str */
+    PyObject *root;            /* strong; NULL when unset */
+    rpy_gclist_t *members;     /* raw memory: a list head must never move */
+    Py_ssize_t blocks_open;    /* `with` blocks open on this region, all threads */
+    int64_t interp;            /* id of the owning interpreter */
+    PyObject *weakreflist;
+} RegionObject;
+
+extern PyTypeObject *Region_Type;
+extern PyTypeObject *Handle_Type;
+extern PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
+
+/* ---- placement.c ---- */
+
+/* Installs the allocator hook and the freelist guards (once per process). */
+int placement_install(void);
+
+/* Opens / closes a `with` block of self in the calling thread. */
+int placement_enter(RegionObject *self);
+int placement_exit(RegionObject *self);
+
+/* The Region receiving the calling thread's allocations, or NULL (borrowed). */
+RegionObject *placement_current(void);
+
+/* Stops the freelist guard before interpreter finalization tears the freelists down. */
+void placement_shutdown(void);
+
+/* ---- membership.c ---- */
+
+/* The open Region whose memory holds op, or NULL (borrowed). */
+RegionObject *membership_region_of(PyObject *op);
+RegionObject *membership_region_of_block(const void *p);
+
+int membership_register(RegionObject *self);
+void membership_unregister(RegionObject *self);
+
+/* Puts every GC-tracked object where it belongs: objects tracked while blocks were open, and
+ * region objects that became tracked after their block, go to their region's list; everything else
+ * to the interpreter's youngest generation.  Called when a block closes, before every collection,
+ * and before anything reads a region's list. */
+void membership_sync(void);
+
+/* New objects are tracked on the holding list while any block is open. */
+void membership_blocks_opened(void);
+void membership_blocks_closed(void);
+
+/* Every open Region (new references), for shutdown. */
+PyObject *membership_all(void);
+
+/* ---- module.c ---- */
+
+/* 0 if the calling interpreter owns self, else -1 with OwnershipError naming `what`. */
+int region_check_owner(RegionObject *self, const char *what);
+
+/* "region 'name' (id N)" for messages. */
+PyObject *region_describe(RegionObject *self);
+
+/* ---- handle.c ---- */
+int handle_type_init(PyObject *module);
+PyObject *handle_new(RegionObject *self, PyObject *obj);
+
+/* ---- audit.c ---- */
+
+/* r.check(): None, or IsolationError listing the escapes. */
+PyObject *audit_check(RegionObject *self);
+
+/* r.objects(): every object of the region that its list and root lead to. */
+PyObject *audit_objects(RegionObject *self);
+
+#endif /* REGION_PY_BINDING_H */

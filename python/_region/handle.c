@@ -1,0 +1,159 @@
+/* handle.c - region.Handle: a weak reference to any object of a region.
+ *
+ * A Handle is libregion's handle {region id, entry, generation} to the object's memory block, plus
+ * the object's offset in its block (the GC header comes first).  It holds no reference to the
+ * object or the region.  The allocator hook frees every region block through rhost_free, which
+ * clears the block's handle entry (and bumps its generation), so a Handle dies exactly when its
+ * object's memory is freed: an object kept only by a garbage cycle stays reachable through handles
+ * until the cycle is collected, as with weakref.  No freelist keeps a region object's memory (the
+ * guards in internals.c), so "the block is live" means "the object is alive".
+ */
+#include "binding.h"
+
+PyTypeObject *Handle_Type;
+
+typedef struct HandleObject {
+    PyObject_HEAD
+    region_handle_t h;
+    uint32_t offset;         /* object = block + offset */
+    PyObject *type_name;     /* of the target, for repr and messages */
+    PyObject *region_name;
+} HandleObject;
+
+PyObject *handle_new(RegionObject *self, PyObject *obj) {
+    RegionObject *owner = membership_region_of(obj);
+    if (owner != self) {
+        PyObject *desc = region_describe(self);
+        if (owner) {
+            PyObject *other = region_describe(owner);
+            PyErr_Format(RegionError, "cannot make a handle in %U to <%.100s object at %p>: it belongs "
+                         "to %U (make the handle there)", desc, Py_TYPE(obj)->tp_name, (void *)obj, other);
+            Py_XDECREF(other);
+        } else {
+            PyErr_Format(RegionError, "cannot make a handle in %U to <%.100s object at %p>: it is not "
+                         "an object of any region", desc, Py_TYPE(obj)->tp_name, (void *)obj);
+        }
+        Py_XDECREF(desc);
+        return NULL;
+    }
+    void *block = rpy_block_of(obj);
+    region_handle_t h;
+    region_status status = rhost_handle_new(self->r, block, &h);
+    if (status != REGION_OK) {
+        PyErr_Format(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError, "handle: %s",
+                     region_last_error());
+        return NULL;
+    }
+    HandleObject *handle = PyObject_New(HandleObject, Handle_Type);
+    if (!handle) return NULL;
+    handle->h = h;
+    handle->offset = (uint32_t)((char *)obj - (char *)block);
+    handle->type_name = PyUnicode_FromString(Py_TYPE(obj)->tp_name);
+    handle->region_name = Py_NewRef(self->name);
+    if (!handle->type_name) {
+        Py_DECREF(handle);
+        return NULL;
+    }
+    return (PyObject *)handle;
+}
+
+static void Handle_dealloc(HandleObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    Py_XDECREF(self->type_name);
+    Py_XDECREF(self->region_name);
+    PyObject_Free(self);
+    Py_DECREF(type);
+}
+
+static RegionObject *handle_region(HandleObject *self) {
+    RegionObject *r = membership_region_of_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
+    return r && r->id == self->h.region ? r : NULL;
+}
+
+static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwargs) {
+    if (!_PyArg_NoKeywords("Handle", kwargs) || !_PyArg_NoPositional("Handle", args)) return NULL;
+    RegionObject *region = handle_region(self);
+    if (!region) {
+        PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): the region is gone",
+                     self->type_name, self->region_name, (unsigned long long)self->h.region);
+        return NULL;
+    }
+    if (region->interp != PyInterpreterState_GetID(PyInterpreterState_Get())) {
+        PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): the calling interpreter does "
+                     "not own the region (acquire it first)", self->type_name, self->region_name,
+                     (unsigned long long)self->h.region);
+        return NULL;
+    }
+    void *block;
+    region_status status = rhost_handle_resolve(self->h, &block);
+    if (status != REGION_OK) {
+        const char *why = status == REGION_EFREED ? "the object was freed" : region_strerror(status);
+        PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): %s", self->type_name,
+                     self->region_name, (unsigned long long)self->h.region, why);
+        return NULL;
+    }
+    return Py_NewRef((PyObject *)((char *)block + self->offset));
+}
+
+static PyObject *Handle_repr(HandleObject *self) {
+    RegionObject *region = handle_region(self);
+    const char *state = !region ? "region gone" : "";
+    if (region) {
+        void *block;
+        state = rhost_handle_resolve(self->h, &block) == REGION_OK ? "alive" : "dead";
+    }
+    return PyUnicode_FromFormat("<region.Handle to %U in region %R (id %llu), %s>", self->type_name,
+                                self->region_name, (unsigned long long)self->h.region, state);
+}
+
+static Py_hash_t Handle_hash(HandleObject *self) {
+    Py_hash_t x = (Py_hash_t)(self->h.region * 0x9E3779B97F4A7C15ull ^ ((uint64_t)self->h.slot << 32) ^
+                              self->h.generation);
+    return x == -1 ? -2 : x;
+}
+
+static PyObject *Handle_richcompare(HandleObject *self, PyObject *other, int op) {
+    if (!PyObject_TypeCheck(other, Handle_Type) || (op != Py_EQ && op != Py_NE)) Py_RETURN_NOTIMPLEMENTED;
+    HandleObject *o = (HandleObject *)other;
+    bool same = self->h.region == o->h.region && self->h.slot == o->h.slot &&
+                self->h.generation == o->h.generation;
+    return PyBool_FromLong(op == Py_EQ ? same : !same);
+}
+
+static PyObject *Handle_get_alive(HandleObject *self, void *c) {
+    (void)c;
+    RegionObject *region = handle_region(self);
+    void *block;
+    return PyBool_FromLong(region && rhost_handle_resolve(self->h, &block) == REGION_OK);
+}
+
+static PyObject *Handle_get_region_id(HandleObject *self, void *c) {
+    (void)c;
+    return PyLong_FromUnsignedLongLong(self->h.region);
+}
+
+static PyGetSetDef Handle_getset[] = {
+    {"alive", (getter)Handle_get_alive, NULL,
+     "Whether the object is still alive and its region still open (ownership is not checked).", NULL},
+    {"region_id", (getter)Handle_get_region_id, NULL, "Id of the target's region.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot Handle_slots[] = {
+    {Py_tp_doc, "A weak handle to an object of a region: h() returns the object while it is alive and "
+                "the caller owns its region, else raises region.HandleError.  Made by Region.handle()."},
+    {Py_tp_dealloc, Handle_dealloc},
+    {Py_tp_call, Handle_call},
+    {Py_tp_repr, Handle_repr},
+    {Py_tp_hash, Handle_hash},
+    {Py_tp_richcompare, Handle_richcompare},
+    {Py_tp_getset, Handle_getset},
+    {0, NULL},
+};
+
+int handle_type_init(PyObject *module) {
+    PyType_Spec spec = {"region.Handle", sizeof(HandleObject), 0, Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION, Handle_slots};
+    Handle_Type = (PyTypeObject *)PyType_FromSpec(&spec);
+    if (!Handle_Type) return -1;
+    return PyModule_AddObjectRef(module, "Handle", (PyObject *)Handle_Type);
+}

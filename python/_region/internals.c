@@ -1,0 +1,419 @@
+/* internals.c - CPython 3.11 internals, in one place (see internals.h).
+ *
+ * Line references are to the CPython v3.11.2 sources (Debian's python3.11 = upstream v3.11.2); the
+ * structures used here are identical in 3.11.7 (checked: the internal headers differ only in two
+ * added prototypes).  3.12 and 3.13 move or change most of them; docs/python.md says how.
+ */
+#define Py_BUILD_CORE_MODULE 1
+#include "internals.h"
+
+#include <internal/pycore_context.h>
+#include <internal/pycore_dict.h>
+#include <internal/pycore_gc.h>
+#include <internal/pycore_genobject.h>
+#include <internal/pycore_interp.h>
+#include <internal/pycore_long.h>
+#include <internal/pycore_object.h>
+#include <internal/pycore_pymem.h>
+#include <internal/pycore_pystate.h>
+#include <internal/pycore_runtime.h>
+#include <internal/pycore_tuple.h>
+
+#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
+#error "python/_region/internals.c is written for CPython 3.11 (docs/python.md, 'Other versions')"
+#endif
+
+_Static_assert(sizeof(rpy_gclist_t) == sizeof(PyGC_Head), "rpy_gclist_t must be laid out as PyGC_Head");
+
+int rpy_internals_init(void) {
+    /* The headers we compiled against must describe the interpreter we run in: same minor version,
+     * and the same debug-ness (Py_DEBUG changes nothing we use, but a mismatched build would). */
+    if ((Py_Version >> 16) != (PY_VERSION_HEX >> 16)) {
+        PyErr_Format(PyExc_ImportError, "region was built for CPython %d.%d but runs on %s",
+                     PY_MAJOR_VERSION, PY_MINOR_VERSION, Py_GetVersion());
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- GC lists ----
+ *
+ * PyGC_Head {_gc_next, _gc_prev} precedes every GC object (pycore_gc.h:11-22).  Outside a collection
+ * _gc_next is a plain pointer and the low two bits of _gc_prev are flags (FINALIZED must be kept;
+ * COLLECTING is only set during a collection).  A list is circular through a head.  Untracking is an
+ * unlink from whatever list holds the object (pycore_object.h:157-175), so any list CPython does not
+ * scan is private to its owner: gc.freeze()'s permanent generation is the precedent. */
+
+/* gcmodule.c's own helpers (static there). */
+#define FROM_GC(g) ((PyObject *)((PyGC_Head *)(g) + 1))
+#define GEN_HEAD(gcstate, n) (&(gcstate)->generations[n].head)
+
+static PyGC_Head *as_head(rpy_gclist_t *list) { return (PyGC_Head *)list; }
+
+static void list_init(PyGC_Head *head) {
+    head->_gc_next = (uintptr_t)head;
+    head->_gc_prev = (uintptr_t)head;
+}
+
+static void list_append(PyGC_Head *node, PyGC_Head *head) {
+    PyGC_Head *last = _PyGCHead_PREV(head);
+    _PyGCHead_SET_PREV(node, last);
+    _PyGCHead_SET_NEXT(last, node);
+    _PyGCHead_SET_NEXT(node, head);
+    _PyGCHead_SET_PREV(head, node);
+}
+
+static void list_remove(PyGC_Head *node) {
+    PyGC_Head *prev = _PyGCHead_PREV(node), *next = _PyGCHead_NEXT(node);
+    _PyGCHead_SET_NEXT(prev, next);
+    _PyGCHead_SET_PREV(next, prev);
+}
+
+/* Appends all of `from` to `to` and leaves `from` empty (gcmodule.c gc_list_merge). */
+static void list_merge(PyGC_Head *from, PyGC_Head *to) {
+    if (_PyGCHead_NEXT(from) == from) return;
+    PyGC_Head *to_tail = _PyGCHead_PREV(to), *from_head = _PyGCHead_NEXT(from);
+    PyGC_Head *from_tail = _PyGCHead_PREV(from);
+    _PyGCHead_SET_NEXT(to_tail, from_head);
+    _PyGCHead_SET_PREV(from_head, to_tail);
+    _PyGCHead_SET_NEXT(from_tail, to);
+    _PyGCHead_SET_PREV(to, from_tail);
+    list_init(from);
+}
+
+static struct _gc_runtime_state *gcstate(void) { return &_PyInterpreterState_GET()->gc; }
+
+void rpy_gclist_init(rpy_gclist_t *list) { list_init(as_head(list)); }
+
+bool rpy_gclist_is_empty(const rpy_gclist_t *list) { return list->next == (uintptr_t)list; }
+
+Py_ssize_t rpy_gclist_length(const rpy_gclist_t *list) {
+    Py_ssize_t n = 0;
+    for (uintptr_t g = list->next; g != (uintptr_t)list; g = ((PyGC_Head *)g)->_gc_next) n++;
+    return n;
+}
+
+int rpy_gclist_foreach(rpy_gclist_t *list, int (*fn)(PyObject *op, void *arg), void *arg) {
+    PyGC_Head *head = as_head(list);
+    for (PyGC_Head *g = _PyGCHead_NEXT(head); g != head; g = _PyGCHead_NEXT(g)) {
+        int rc = fn(FROM_GC(g), arg);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg) {
+    PyGC_Head *head = as_head(from), *young = GEN_HEAD(gcstate(), 0);
+    while (_PyGCHead_NEXT(head) != head) {
+        PyGC_Head *g = _PyGCHead_NEXT(head);
+        rpy_gclist_t *to = route(FROM_GC(g), arg);
+        list_remove(g);
+        list_append(g, to ? as_head(to) : young);
+    }
+}
+
+void rpy_generation0_route(rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg) {
+    PyGC_Head *young = GEN_HEAD(gcstate(), 0);
+    for (PyGC_Head *g = _PyGCHead_NEXT(young), *next; g != young; g = next) {
+        next = _PyGCHead_NEXT(g);
+        rpy_gclist_t *to = route(FROM_GC(g), arg);
+        if (to) {
+            list_remove(g);
+            list_append(g, as_head(to));
+        }
+    }
+}
+
+void rpy_gclist_merge_into_oldest(rpy_gclist_t *from) {
+    list_merge(as_head(from), GEN_HEAD(gcstate(), NUM_GENERATIONS - 1));
+}
+
+/* interp->gc.generation0 is read in exactly one place: _PyObject_GC_TRACK (pycore_object.h:139),
+ * which appends every newly tracked object to *generation0.  The collector itself uses
+ * generations[] (GEN_HEAD), never this pointer (gcmodule.c:152 only initializes it). */
+void rpy_tracking_redirect(rpy_gclist_t *list) {
+    struct _gc_runtime_state *gc = gcstate();
+    gc->generation0 = list ? as_head(list) : GEN_HEAD(gc, 0);
+}
+
+bool rpy_gc_collecting(void) { return gcstate()->collecting != 0; }
+
+bool rpy_gc_pause(void) {
+    struct _gc_runtime_state *gc = gcstate();
+    bool was_enabled = gc->enabled != 0;
+    gc->enabled = 0;
+    return was_enabled;
+}
+
+void rpy_gc_resume(bool was_enabled) { gcstate()->enabled = was_enabled; }
+
+bool rpy_tracemalloc_tracing(void) { return _Py_tracemalloc_config.tracing != 0; }
+
+/* ---- Objects ---- */
+
+void *rpy_block_of(PyObject *op) { return (char *)op - _PyType_PreHeaderSize(Py_TYPE(op)); }
+
+PyObject *rpy_object_at(void *block, PyTypeObject *type) {
+    return (PyObject *)((char *)block + _PyType_PreHeaderSize(type));
+}
+
+bool rpy_is_shared(PyObject *op) {
+    if (op == Py_None || op == Py_True || op == Py_False || op == Py_Ellipsis || op == Py_NotImplemented)
+        return true;
+    PyTypeObject *type = Py_TYPE(op);
+    if (type == &PyLong_Type) {
+        /* The small ints are one static array in _PyRuntime (pycore_global_objects.h:28-35). */
+        const PyLongObject *small = _PyLong_SMALL_INTS;
+        return (const PyLongObject *)op >= small &&
+               (const PyLongObject *)op < small + _PY_NSMALLNEGINTS + _PY_NSMALLPOSINTS;
+    }
+    if (type == &PyUnicode_Type) {
+        if (PyUnicode_CHECK_INTERNED(op)) return true;
+        /* "" and the latin-1 one-character strings are _PyRuntime singletons. */
+        if (PyUnicode_GET_LENGTH(op) == 0) return op == &_Py_STR(empty);
+        if (PyUnicode_GET_LENGTH(op) == 1 && PyUnicode_KIND(op) == PyUnicode_1BYTE_KIND) {
+            Py_UCS1 ch = PyUnicode_1BYTE_DATA(op)[0];
+            return ch < 128 ? op == (PyObject *)&_Py_SINGLETON(strings).ascii[ch]
+                            : op == (PyObject *)&_Py_SINGLETON(strings).latin1[ch - 128];
+        }
+        return false;
+    }
+    if (type == &PyBytes_Type) {
+        if (PyBytes_GET_SIZE(op) == 0) return op == (PyObject *)&_Py_SINGLETON(bytes_empty);
+        if (PyBytes_GET_SIZE(op) == 1)
+            return op == (PyObject *)&_Py_SINGLETON(bytes_characters)[(unsigned char)PyBytes_AS_STRING(op)[0]];
+        return false;
+    }
+    if (type == &PyTuple_Type) return PyTuple_GET_SIZE(op) == 0 && op == (PyObject *)&_Py_SINGLETON(tuple_empty);
+    if (PyType_Check(op)) return !(((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE);
+    return false;
+}
+
+bool rpy_dict_traverse_skips_keys(PyObject *dict) {
+    /* dict_traverse visits keys only for DICT_KEYS_GENERAL tables (dictobject.c:3532-3561). */
+    PyDictObject *mp = (PyDictObject *)dict;
+    return mp->ma_keys->dk_kind != DICT_KEYS_GENERAL;
+}
+
+/* ---- Freelists ----
+ *
+ * A freelist hands an object's memory to the next object of its type without asking the allocator,
+ * so it would give region memory to objects outside the region (after a block) and ordinary memory to
+ * objects made in a block.  All are per interpreter (pycore_interp.h:160-172).
+ *
+ * - float, tuple: the pop tests the list head, the push tests numfree < MAX
+ *   (floatobject.c:136-150,260-262; tupleobject.c:1183-1227).  head = NULL and numfree = MAX switch
+ *   both off, including ceval's fast paths that call _PyFloat_ExactDealloc directly.  A full
+ *   collection resets them (clear_freelists, gcmodule.c:1035-1044): rpy_freelists_drain() re-applies
+ *   them from the binding's gc callback.
+ * - list, dict, slice, context, async-generator asend / wrapped value: pop and push both test numfree,
+ *   so no counter value switches them off.  Their tp_dealloc slots (static types: process-wide) are
+ *   wrapped: after the original deallocator, if the object is on top of the freelist and either a
+ *   block is open somewhere or the object is region memory, it is taken off again and freed.  Outside
+ *   blocks ordinary objects keep their freelists; region objects never stay on one; inside a block
+ *   the lists stay empty (drained when the first block opens), so every new object is allocated.
+ * - dict keys tables: pushed by free_keys_object and by dictresize (dictobject.c:1538-1556) outside
+ *   any deallocator, so no wrapper can catch every push.  Instead the freelist is kept FULL (80) of
+ *   spare tables the binding allocated: a push is then refused and the table freed; a pop (only by
+ *   new_keys_object, right before the new dict is allocated) takes a spare, and the allocator hook
+ *   refills it at its next call in the context of the caller, so the next dict's table is where that
+ *   dict is.  internals.h: rpy_keys_freelist_refill.
+ *
+ * The wrapped deallocators keep CPython's trashcan: Py_TRASHCAN_BEGIN only acts when tp_dealloc is
+ * the function that names it (_PyTrash_cond, object.c:2310), which stops being true for list and dict
+ * once the slot holds the wrapper, so the wrapper runs the trashcan itself.  The trashcan deposits
+ * only untracked objects, hence the untrack first (list_dealloc and dict_dealloc do the same). */
+
+int rpy_blocks_open;                      /* set by the binding: blocks open in any thread */
+bool (*rpy_is_region_memory)(const void *p);
+
+static destructor orig_list_dealloc, orig_dict_dealloc, orig_slice_dealloc, orig_context_dealloc,
+    orig_asend_dealloc, orig_wrapped_dealloc;
+
+static bool must_not_stay(PyObject *op) { return rpy_blocks_open || rpy_is_region_memory(op); }
+
+static void list_dealloc_guarded(PyObject *op) {
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, list_dealloc_guarded)
+    orig_list_dealloc(op);
+    struct _Py_list_state *state = &_PyInterpreterState_GET()->list;
+    if (state->numfree > 0 && state->free_list[state->numfree - 1] == (PyListObject *)op && must_not_stay(op)) {
+        state->numfree--;
+        PyObject_GC_Del(op);
+    }
+    Py_TRASHCAN_END
+}
+
+static void keys_freelist_refill_self(void);
+
+static void dict_dealloc_guarded(PyObject *op) {
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, dict_dealloc_guarded)
+    orig_dict_dealloc(op);
+    struct _Py_dict_state *state = &_PyInterpreterState_GET()->dict_state;
+    if (state->numfree > 0 && state->free_list[state->numfree - 1] == (PyDictObject *)op && must_not_stay(op)) {
+        state->numfree--;
+        PyObject_GC_Del(op);
+    }
+    Py_TRASHCAN_END
+}
+
+static void slice_dealloc_guarded(PyObject *op) {
+    orig_slice_dealloc(op);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (interp->slice_cache == (PySliceObject *)op && must_not_stay(op)) {
+        interp->slice_cache = NULL;
+        PyObject_GC_Del(op);
+    }
+}
+
+static void context_dealloc_guarded(PyObject *op) {
+    orig_context_dealloc(op);
+    struct _Py_context_state *state = &_PyInterpreterState_GET()->context;
+    if (state->numfree > 0 && state->freelist == (PyContext *)op && must_not_stay(op)) {
+        state->freelist = (PyContext *)((PyContext *)op)->ctx_weakreflist;
+        state->numfree--;
+        PyObject_GC_Del(op);
+    }
+}
+
+static void asend_dealloc_guarded(PyObject *op) {
+    orig_asend_dealloc(op);
+    struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
+    if (state->asend_numfree > 0 && (PyObject *)state->asend_freelist[state->asend_numfree - 1] == op &&
+        must_not_stay(op)) {
+        state->asend_numfree--;
+        PyObject_GC_Del(op);
+    }
+}
+
+static void wrapped_dealloc_guarded(PyObject *op) {
+    orig_wrapped_dealloc(op);
+    struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
+    if (state->value_numfree > 0 && (PyObject *)state->value_freelist[state->value_numfree - 1] == op &&
+        must_not_stay(op)) {
+        state->value_numfree--;
+        PyObject_GC_Del(op);
+    }
+}
+
+static void wrap(PyTypeObject *type, destructor *orig, destructor guarded) {
+    *orig = type->tp_dealloc;
+    type->tp_dealloc = guarded;
+}
+
+static void switch_off_float_and_tuple(PyInterpreterState *interp) {
+    struct _Py_float_state *f = &interp->float_state;
+    while (f->free_list) {
+        PyFloatObject *op = f->free_list;
+        f->free_list = (PyFloatObject *)Py_TYPE(op);
+        PyObject_Free(op);
+    }
+    f->numfree = PyFloat_MAXFREELIST;
+    struct _Py_tuple_state *t = &interp->tuple;
+    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
+        while (t->free_list[i]) {
+            PyTupleObject *op = t->free_list[i];
+            t->free_list[i] = (PyTupleObject *)op->ob_item[0];
+            PyObject_GC_Del(op);
+        }
+        t->numfree[i] = PyTuple_MAXFREELIST;
+    }
+}
+
+static bool installed;
+
+int rpy_freelists_install(void) {
+    if (!installed) {
+        wrap(&PyList_Type, &orig_list_dealloc, list_dealloc_guarded);
+        wrap(&PyDict_Type, &orig_dict_dealloc, dict_dealloc_guarded);
+        wrap(&PySlice_Type, &orig_slice_dealloc, slice_dealloc_guarded);
+        wrap(&PyContext_Type, &orig_context_dealloc, context_dealloc_guarded);
+        wrap(&_PyAsyncGenASend_Type, &orig_asend_dealloc, asend_dealloc_guarded);
+        wrap(&_PyAsyncGenWrappedValue_Type, &orig_wrapped_dealloc, wrapped_dealloc_guarded);
+        installed = true;
+    }
+    rpy_freelists_drain();
+    return 0;
+}
+
+void rpy_freelists_drain(void) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    switch_off_float_and_tuple(interp);
+    struct _Py_list_state *l = &interp->list;
+    while (l->numfree > 0) PyObject_GC_Del(l->free_list[--l->numfree]);
+    struct _Py_dict_state *d = &interp->dict_state;
+    while (d->numfree > 0) PyObject_GC_Del(d->free_list[--d->numfree]);
+    if (interp->slice_cache) {
+        PyObject_GC_Del(interp->slice_cache);
+        interp->slice_cache = NULL;
+    }
+    struct _Py_context_state *c = &interp->context;
+    while (c->numfree > 0) {
+        PyContext *ctx = c->freelist;
+        c->freelist = (PyContext *)ctx->ctx_weakreflist;
+        c->numfree--;
+        PyObject_GC_Del(ctx);
+    }
+    struct _Py_async_gen_state *a = &interp->async_gen;
+    while (a->asend_numfree > 0) PyObject_GC_Del(a->asend_freelist[--a->asend_numfree]);
+    while (a->value_numfree > 0) PyObject_GC_Del(a->value_freelist[--a->value_numfree]);
+    if (interp == _PyInterpreterState_Main()) keys_freelist_refill_self();
+}
+
+/* ---- The dict-keys freelist guard (main interpreter) ---- */
+
+/* Size of a table new_keys_object(PyDict_LOG_MINSIZE, unicode=true) makes (dictobject.c:594-653):
+ * 8 slots, 1-byte indices, USABLE_FRACTION(8) = 5 unicode entries. */
+#define MIN_KEYS_SIZE (sizeof(PyDictKeysObject) + 8 + 5 * sizeof(PyDictUnicodeEntry))
+_Static_assert(RPY_KEYS_FREELIST_FULL == PyDict_MAXFREELIST, "the keys freelist holds PyDict_MAXFREELIST");
+
+int *rpy_keys_freelist_count;
+void **rpy_keys_freelist_top;            /* &keys_free_list[FULL - 1] */
+void *rpy_keys_freelist_spare_on_top;    /* what the guard last put there */
+
+static void *(*spare_alloc)(size_t size);
+static void (*spare_free)(void *table);
+
+void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table)) {
+    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
+    spare_alloc = alloc;
+    spare_free = release;
+    rpy_keys_freelist_count = &d->keys_numfree;
+    rpy_keys_freelist_top = (void **)&d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+}
+
+/* A table on top that the guard did not put there was pushed by CPython after a pop left room:
+ * free it (nothing else refers to a freelisted table).  Then fill every empty place. */
+static void keys_freelist_refill_self(void) {
+    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
+    /* A negative count means the interpreter finalized its freelists: leave them alone. */
+    if (!spare_alloc || d->keys_numfree < 0) return;
+    if (d->keys_numfree == RPY_KEYS_FREELIST_FULL && d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1] != rpy_keys_freelist_spare_on_top) {
+        void *pushed = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+        d->keys_numfree--;
+        spare_free(pushed);
+    }
+    while (d->keys_numfree < RPY_KEYS_FREELIST_FULL) {
+        void *spare = spare_alloc(MIN_KEYS_SIZE);
+        if (!spare) return;   /* out of memory: the guard tries again at the next call */
+        d->keys_free_list[d->keys_numfree++] = spare;
+    }
+    rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+}
+
+void rpy_keys_freelist_refill(void) { keys_freelist_refill_self(); }
+
+void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
+    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
+    if (!spare_alloc || d->keys_numfree < 0) return;
+    keys_freelist_refill_self();
+    for (int i = 0; i < d->keys_numfree; i++) {
+        if (!is_wrong(d->keys_free_list[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
+        void *spare = spare_alloc(MIN_KEYS_SIZE);
+        if (!spare) return;
+        spare_free(d->keys_free_list[i]);
+        d->keys_free_list[i] = spare;
+    }
+    rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+}

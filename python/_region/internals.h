@@ -1,0 +1,111 @@
+/* internals.h - the binding's only window on CPython's internal structures.
+ *
+ * Everything that depends on how a particular CPython version lays out its interpreter state (the GC
+ * generation lists, the freelists, the object pre-header, dict key tables, the shared singletons) is
+ * in internals.c, which alone is compiled with Py_BUILD_CORE_MODULE.  The rest of the binding sees
+ * only the functions below.  docs/python.md lists what each of them relies on, and what 3.12/3.13
+ * change.
+ *
+ * THREADS: every function here must be called with the GIL held (3.11 has one GIL for all
+ * interpreters), and acts on the calling thread's interpreter.
+ */
+#ifndef REGION_PY_INTERNALS_H
+#define REGION_PY_INTERNALS_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A GC list head with the layout of PyGC_Head ({_gc_next, _gc_prev}), usable as one.  A list head
+ * must never move or be freed while the list has members. */
+typedef struct rpy_gclist {
+    uintptr_t next, prev;
+} rpy_gclist_t;
+
+/* Fails with ImportError when the running interpreter is not one this file was written for. */
+int rpy_internals_init(void);
+
+/* ---- GC lists ---- */
+
+void rpy_gclist_init(rpy_gclist_t *list);
+bool rpy_gclist_is_empty(const rpy_gclist_t *list);
+Py_ssize_t rpy_gclist_length(const rpy_gclist_t *list);
+
+/* Calls fn(op, arg) for each member in list order; stops early when fn returns nonzero (and returns
+ * that).  fn must not add, move or remove members. */
+int rpy_gclist_foreach(rpy_gclist_t *list, int (*fn)(PyObject *op, void *arg), void *arg);
+
+/* Moves every member of `from` to the list route(op, arg) returns, or to the interpreter's youngest
+ * generation when it returns NULL. */
+void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
+
+/* Moves the members of the interpreter's youngest generation for which route(op, arg) returns a list
+ * to that list; the others stay. */
+void rpy_generation0_route(rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
+
+/* Appends every member of `from` to the interpreter's oldest generation. */
+void rpy_gclist_merge_into_oldest(rpy_gclist_t *from);
+
+/* New GC-tracked objects go to `list` instead of the youngest generation (NULL: back to normal). */
+void rpy_tracking_redirect(rpy_gclist_t *list);
+
+/* Whether the interpreter's collector is running. */
+bool rpy_gc_collecting(void);
+
+/* Switches automatic collection off (returns whether it was on) and back.  In 3.11 any container
+ * allocation may run a collection, and with it finalizers (arbitrary code), synchronously: code that
+ * holds borrowed pointers across allocations pauses it. */
+bool rpy_gc_pause(void);
+void rpy_gc_resume(bool was_enabled);
+
+/* Whether tracemalloc is tracing (its hooks then sit on top of whatever allocator it found). */
+bool rpy_tracemalloc_tracing(void);
+
+/* ---- Objects ---- */
+
+/* Where op's memory block starts: before the GC header and the managed-dict pointers, if any. */
+void *rpy_block_of(PyObject *op);
+
+/* The object whose block starts at `block`, given its type (the inverse of rpy_block_of). */
+PyObject *rpy_object_at(void *block, PyTypeObject *type);
+
+/* Whether op is one of the interpreter-wide immutable singletons every interpreter uses: None, True,
+ * False, Ellipsis, NotImplemented, the small ints, interned strings, the empty tuple, bytes and str,
+ * the one-character latin-1 strings and bytes, and statically allocated types. */
+bool rpy_is_shared(PyObject *op);
+
+/* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
+bool rpy_dict_traverse_skips_keys(PyObject *dict);
+
+/* ---- Freelists ---- */
+
+/* Installs the freelist guards (once per process): the float and tuple freelists are switched off,
+ * and the list, dict, slice, context and async-generator deallocators are wrapped so that nothing
+ * stays on their freelists.  See internals.c, "Freelists". */
+int rpy_freelists_install(void);
+
+/* Empties every freelist of the interpreter and re-applies the switches a full collection resets. */
+void rpy_freelists_drain(void);
+
+/* Set by the binding: how many blocks are open in all threads, and whether a pointer is region
+ * memory.  The deallocator wrappers read both. */
+extern int rpy_blocks_open;
+extern bool (*rpy_is_region_memory)(const void *p);
+
+/* The dict-keys freelist guard (main interpreter): keeps that freelist full of spare tables from
+ * `alloc`, the allocator of the calling thread's current context, so that the table the next dict
+ * pops is where that dict is.  rpy_keys_freelist_refill() is cheap to skip: the hook calls it only
+ * when the count or the top entry differ from what the guard left (both exported for that test). */
+#define RPY_KEYS_FREELIST_FULL 80
+extern int *rpy_keys_freelist_count;
+extern void **rpy_keys_freelist_top;
+extern void *rpy_keys_freelist_spare_on_top;
+void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table));
+void rpy_keys_freelist_refill(void);
+
+/* Replaces every spare table for which is_wrong(table, on_top) holds with one from the current
+ * context (on_top: the entry the next pop takes). */
+void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
+
+#endif /* REGION_PY_INTERNALS_H */

@@ -1,0 +1,85 @@
+/* membership.c - which GC list each object is on.
+ *
+ * A region's GC-tracked objects live on its own list (RegionObject.members), which the interpreter's
+ * collector never scans (internals.c, "GC lists"), so gc.collect() does not traverse them.
+ *
+ * How objects get there.  CPython tracks every new GC object on interp->gc.generation0.  While any
+ * block is open (in any thread) that pointer is redirected to the HOLDING list below, so nothing
+ * tracked during a block lands in a generation.  membership_sync() then routes each held object by
+ * its memory: to its region's list, or to the youngest generation (objects other threads made, or
+ * objects made outside regions that became tracked during the block).  Region objects that become
+ * tracked after their block (a dict is created untracked and tracked when it first holds a
+ * container) land in the youngest generation; sync moves them too, and sync runs before every
+ * collection (from a gc callback), so the collector never sees one.  The youngest generation holds
+ * exactly the objects tracked since the last collection, which keeps that scan short.
+ *
+ * When a Region goes away its members are merged into the oldest generation: they become ordinary
+ * objects, collected by the interpreter from then on.
+ */
+#include "binding.h"
+
+/* Region by slot (borrowed; cleared by membership_unregister before the Region is freed). */
+static RegionObject *registry[REGION_MAX_SLOTS];
+static rpy_gclist_t holding;
+static bool holding_ready;
+
+RegionObject *membership_region_of_block(const void *p) {
+    long slot = rarena_slot_of(p);
+    return slot < 0 ? NULL : registry[slot];
+}
+
+RegionObject *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
+
+int membership_register(RegionObject *self) {
+    self->members = PyMem_RawMalloc(sizeof(rpy_gclist_t));
+    if (!self->members) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    rpy_gclist_init(self->members);
+    registry[self->r->slot] = self;
+    return 0;
+}
+
+void membership_unregister(RegionObject *self) {
+    if (!self->members) return;
+    membership_sync();
+    rpy_gclist_merge_into_oldest(self->members);
+    PyMem_RawFree(self->members);
+    self->members = NULL;
+    if (self->r && registry[self->r->slot] == self) registry[self->r->slot] = NULL;
+}
+
+/* An object's memory block may start before it (GC header); any address inside the block is in the
+ * same slot, so the object pointer itself tells the region. */
+static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
+    (void)arg;
+    RegionObject *owner = membership_region_of(op);
+    return owner ? owner->members : NULL;
+}
+
+void membership_sync(void) {
+    if (holding_ready) rpy_gclist_route(&holding, route_by_memory, NULL);
+    rpy_generation0_route(route_by_memory, NULL);
+}
+
+void membership_blocks_opened(void) {
+    if (!holding_ready) {
+        rpy_gclist_init(&holding);
+        holding_ready = true;
+    }
+    rpy_tracking_redirect(&holding);
+}
+
+void membership_blocks_closed(void) {
+    rpy_tracking_redirect(NULL);
+    membership_sync();
+}
+
+PyObject *membership_all(void) {
+    PyObject *all = PyList_New(0);
+    for (unsigned i = 0; all && i < REGION_MAX_SLOTS; i++) {
+        if (registry[i] && PyList_Append(all, (PyObject *)registry[i]) < 0) Py_CLEAR(all);
+    }
+    return all;
+}

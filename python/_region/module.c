@@ -1,0 +1,514 @@
+/* module.c - the region._region extension: the Region type, region_of, the exceptions, and the
+ * hooks into the interpreter's life (gc callbacks, shutdown).
+ *
+ * LIFETIME OF THE MEMORY: a Region owns a libregion region (a slot with its heaps).  When the Region
+ * goes away its objects become ordinary objects (membership.c) but still live in the slot's memory,
+ * so the libregion region must outlive them: it becomes an ORPHAN, destroyed by sweep_orphans() once
+ * its heaps hold no live block.  A region is never destroyed with a live block in it (the allocator
+ * hook frees region blocks by pointer; a destroyed slot's blocks would be freed twice).
+ */
+#include "binding.h"
+
+#include <string.h>
+
+#include <structmember.h>
+
+PyTypeObject *Region_Type;
+PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
+
+static region_t *orphans[REGION_MAX_SLOTS];
+static unsigned orphan_count;
+
+/* ---- Helpers ---- */
+
+static int64_t current_interp(void) { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
+
+PyObject *region_describe(RegionObject *self) {
+    return PyUnicode_FromFormat("region %R (id %llu)", self->name, (unsigned long long)self->id);
+}
+
+int region_check_owner(RegionObject *self, const char *what) {
+    if (!self->r) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(RegionError, "%s: %U was dissolved at interpreter shutdown", what, desc);
+        Py_XDECREF(desc);
+        return -1;
+    }
+    if (self->interp != current_interp()) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(OwnershipError, "%s: %U is owned by interpreter %lld, not by the calling "
+                     "interpreter %lld", what, desc, (long long)self->interp, (long long)current_interp());
+        Py_XDECREF(desc);
+        return -1;
+    }
+    return 0;
+}
+
+/* Raises `type` with libregion's message for the last failed call. */
+static void raise_region_status(PyObject *type, const char *what, region_status status) {
+    PyErr_Format(type, "%s: %s (%s)", what, region_last_error(), region_strerror(status));
+}
+
+/* Runs a public libregion call that needs thread ownership: take it, call, give it back.  The GIL
+ * serializes all binding calls, so the acquire never waits. */
+#define WITH_THREAD_OWNERSHIP(r, call)                         \
+    ({                                                         \
+        region_status _s = region_acquire(r);                  \
+        if (_s == REGION_OK) {                                 \
+            _s = (call);                                       \
+            region_release(r);                                 \
+        }                                                      \
+        _s;                                                    \
+    })
+
+/* Destroys the orphans whose memory is all free. */
+static void sweep_orphans(void) {
+    for (unsigned i = 0; i < orphan_count;) {
+        region_t *r = orphans[i];
+        if (rhost_live_blocks(r) == 0) {
+            region_acquire(r);
+            region_destroy(r);
+            orphans[i] = orphans[--orphan_count];
+        } else {
+            i++;
+        }
+    }
+}
+
+/* ---- Region: creation and teardown ---- */
+
+static int parse_binding(PyObject *binding, region_binding *out) {
+    static const struct { const char *name; region_binding value; } names[] = {
+        {"none", REGION_BIND_NONE}, {"preferred", REGION_BIND_PREFERRED}, {"strict", REGION_BIND_STRICT}};
+    if (PyUnicode_Check(binding)) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            if (PyUnicode_CompareWithASCIIString(binding, names[i].name) == 0) {
+                *out = names[i].value;
+                return 0;
+            }
+        }
+    }
+    PyErr_Format(PyExc_ValueError, "binding must be 'preferred', 'strict' or 'none', not %R", binding);
+    return -1;
+}
+
+static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"name", "node", "binding", NULL};
+    PyObject *name = Py_None, *node = Py_None, *binding_name = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O$OO:Region", keywords, &name, &node, &binding_name))
+        return NULL;
+    if (name != Py_None && !PyUnicode_Check(name)) {
+        PyErr_Format(PyExc_TypeError, "region name must be a str or None, not %.100s", Py_TYPE(name)->tp_name);
+        return NULL;
+    }
+    region_options_t options = REGION_OPTIONS_DEFAULT;
+    if (node != Py_None) {
+        long n = PyLong_AsLong(node);
+        if (n == -1 && PyErr_Occurred()) return NULL;
+        if (n < 0 || n > INT32_MAX) {
+            PyErr_Format(PyExc_ValueError, "node must be a NUMA node number >= 0 or None, not %ld", n);
+            return NULL;
+        }
+        options.node = (int)n;
+        options.binding = REGION_BIND_PREFERRED;
+        if (binding_name && parse_binding(binding_name, &options.binding) < 0) return NULL;
+    } else if (binding_name && binding_name != Py_None) {
+        region_binding b;
+        if (parse_binding(binding_name, &b) < 0) return NULL;
+        if (b == REGION_BIND_STRICT) {
+            PyErr_SetString(PyExc_ValueError, "binding='strict' needs a node");
+            return NULL;
+        }
+    }
+    const char *cname = NULL;
+    if (name != Py_None && !(cname = PyUnicode_AsUTF8(name))) return NULL;
+    options.name = cname;
+
+    sweep_orphans();
+    region_t *r;
+    region_status status = region_create(&options, &r);
+    if (status != REGION_OK) {
+        PyObject *error_type = status == REGION_ELIMIT ? RegionError
+                             : status == REGION_ENOMEM ? PyExc_MemoryError
+                             : (status == REGION_ENONODE || status == REGION_EBIND) ? RegionError
+                             : RegionError;
+        raise_region_status(error_type, "cannot create a region", status);
+        return NULL;
+    }
+    region_release(r);   /* the binding takes thread ownership only around libregion calls */
+
+    RegionObject *self = (RegionObject *)type->tp_alloc(type, 0);
+    if (!self) goto fail;
+    self->r = r;
+    self->id = region_id(r);
+    self->interp = current_interp();
+    self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromFormat("region-%llu", (unsigned long long)self->id);
+    if (!self->name || membership_register(self) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return (PyObject *)self;
+fail:
+    region_acquire(r);
+    region_destroy(r);
+    return NULL;
+}
+
+/* The Region goes away: its members become ordinary objects, its memory an orphan (or is freed now
+ * when nothing lives in it). */
+static void region_dissolve(RegionObject *self) {
+    if (!self->r) return;
+    membership_unregister(self);
+    region_t *r = self->r;
+    self->r = NULL;
+    if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;
+    sweep_orphans();
+}
+
+static int Region_traverse(RegionObject *self, visitproc visit, void *arg) {
+    Py_VISIT(self->root);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+static int Region_clear(RegionObject *self) {
+    Py_CLEAR(self->root);
+    return 0;
+}
+
+static void Region_dealloc(RegionObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist) PyObject_ClearWeakRefs((PyObject *)self);
+    region_dissolve(self);
+    Py_CLEAR(self->root);
+    Py_CLEAR(self->name);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+/* ---- Region: blocks ---- */
+
+static PyObject *Region_enter(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
+    return Py_NewRef(self);
+}
+
+static PyObject *Region_exit(RegionObject *self, PyObject *args) {
+    (void)args;
+    if (placement_exit(self) < 0) return NULL;
+    Py_RETURN_FALSE;
+}
+
+/* ---- Region: attributes ---- */
+
+static PyObject *Region_get_root(RegionObject *self, void *closure) {
+    (void)closure;
+    if (region_check_owner(self, "root") < 0) return NULL;
+    return Py_NewRef(self->root ? self->root : Py_None);
+}
+
+static int Region_set_root(RegionObject *self, PyObject *value, void *closure) {
+    (void)closure;
+    if (region_check_owner(self, "root") < 0) return -1;
+    if (value && value != Py_None && !rpy_is_shared(value) && membership_region_of(value) != self) {
+        RegionObject *other = membership_region_of(value);
+        PyObject *desc = region_describe(self);
+        if (other) {
+            PyObject *other_desc = region_describe(other);
+            PyErr_Format(IsolationError, "%U.root = <%.100s object at %p>: the object belongs to %U; "
+                         "a root must be an object of its own region (refer across regions with a handle)",
+                         desc, Py_TYPE(value)->tp_name, (void *)value, other_desc);
+            Py_XDECREF(other_desc);
+        } else {
+            PyErr_Format(IsolationError, "%U.root = <%.100s object at %p>: the object is not in the "
+                         "region; create it inside `with r:` (or copy it there) first",
+                         desc, Py_TYPE(value)->tp_name, (void *)value);
+        }
+        Py_XDECREF(desc);
+        return -1;
+    }
+    PyObject *old = self->root;
+    self->root = value && value != Py_None ? Py_NewRef(value) : NULL;
+    Py_XDECREF(old);
+    return 0;
+}
+
+static PyObject *Region_get_id(RegionObject *self, void *c) { (void)c; return PyLong_FromUnsignedLongLong(self->id); }
+static PyObject *Region_get_name(RegionObject *self, void *c) { (void)c; return Py_NewRef(self->name); }
+
+static PyObject *Region_get_node(RegionObject *self, void *c) {
+    (void)c;
+    if (!self->r || self->r->node < 0) Py_RETURN_NONE;
+    return PyLong_FromLong(self->r->node);
+}
+
+static PyObject *Region_get_owned(RegionObject *self, void *c) {
+    (void)c;
+    return PyBool_FromLong(self->r && self->interp == current_interp());
+}
+
+static PyObject *Region_get_active(RegionObject *self, void *c) {
+    (void)c;
+    return PyBool_FromLong(placement_current() == self);
+}
+
+/* ---- Region: statistics ---- */
+
+static const char *binding_name(region_binding b) {
+    return b == REGION_BIND_STRICT ? "strict" : b == REGION_BIND_PREFERRED ? "preferred" : "none";
+}
+
+static int put(PyObject *dict, const char *key, PyObject *value) {
+    if (!value) return -1;
+    int rc = PyDict_SetItemString(dict, key, value);
+    Py_DECREF(value);
+    return rc;
+}
+
+static PyObject *Region_stats(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "stats") < 0) return NULL;
+    membership_sync();
+    region_stats_t s;
+    region_status status = WITH_THREAD_OWNERSHIP(self->r, region_stats(self->r, &s));
+    if (status != REGION_OK) {
+        raise_region_status(RegionError, "stats", status);
+        return NULL;
+    }
+    size_t object_blocks = 0, object_bytes = 0;
+    rhost_heap_usage(self->r, true, &object_blocks, &object_bytes);
+    PyObject *d = PyDict_New();
+    if (d && (put(d, "name", Py_NewRef(self->name)) < 0 || put(d, "id", PyLong_FromUnsignedLongLong(s.id)) < 0 ||
+              put(d, "node", s.node < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(s.node)) < 0 ||
+              put(d, "binding", PyUnicode_FromString(binding_name(s.binding))) < 0 ||
+              put(d, "objects", PyLong_FromSize_t(object_blocks)) < 0 ||
+              put(d, "tracked", PyLong_FromSsize_t(rpy_gclist_length(self->members))) < 0 ||
+              put(d, "bytes", PyLong_FromSize_t(s.bytes_in_use)) < 0 ||
+              put(d, "object_bytes", PyLong_FromSize_t(object_bytes)) < 0 ||
+              put(d, "blocks", PyLong_FromSize_t(s.blocks)) < 0 ||
+              put(d, "pages", PyLong_FromSize_t(s.pages)) < 0 ||
+              put(d, "committed", PyLong_FromSize_t(s.bytes_committed)) < 0 ||
+              put(d, "reserved", PyLong_FromSize_t(s.bytes_reserved)) < 0 ||
+              put(d, "handles", PyLong_FromSize_t(s.handles)) < 0 ||
+              put(d, "collections", PyLong_FromUnsignedLongLong(s.collections)) < 0 ||
+              put(d, "blocks_open", PyLong_FromSsize_t(self->blocks_open)) < 0))
+        Py_CLEAR(d);
+    return d;
+}
+
+static PyObject *Region_census(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "census") < 0) return NULL;
+    region_census_t c;
+    region_status status = WITH_THREAD_OWNERSHIP(self->r, region_census(self->r, &c));
+    if (status != REGION_OK) {
+        raise_region_status(RegionError, "census", status);
+        return NULL;
+    }
+    PyObject *d = PyDict_New(), *per_node = PyDict_New();
+    if (d && per_node) {
+        for (int i = 0; i < REGION_MAX_NODES; i++) {
+            if (!c.pages_on_node[i]) continue;
+            PyObject *k = PyLong_FromLong(i), *v = PyLong_FromSize_t(c.pages_on_node[i]);
+            int rc = k && v ? PyDict_SetItem(per_node, k, v) : -1;
+            Py_XDECREF(k);
+            Py_XDECREF(v);
+            if (rc < 0) { Py_CLEAR(d); break; }
+        }
+    }
+    if (d && (put(d, "scanned", PyLong_FromSize_t(c.pages_scanned)) < 0 ||
+              put(d, "present", PyLong_FromSize_t(c.pages_present)) < 0 ||
+              put(d, "absent", PyLong_FromSize_t(c.pages_scanned - c.pages_present)) < 0 ||
+              put(d, "on_target", PyLong_FromSize_t(c.pages_on_target)) < 0 ||
+              put(d, "unknown", PyLong_FromSize_t(c.pages_unknown)) < 0 ||
+              PyDict_SetItemString(d, "nodes", per_node) < 0))
+        Py_CLEAR(d);
+    Py_XDECREF(per_node);
+    return d;
+}
+
+static PyObject *Region_repr(RegionObject *self) {
+    if (!self->r) return PyUnicode_FromFormat("<region.Region %R id=%llu dissolved>", self->name,
+                                              (unsigned long long)self->id);
+    size_t blocks = 0, bytes = 0, obj_blocks = 0, obj_bytes = 0;
+    rhost_heap_usage(self->r, false, &blocks, &bytes);
+    rhost_heap_usage(self->r, true, &obj_blocks, &obj_bytes);
+    PyObject *node = self->r->node < 0 ? PyUnicode_FromString("any")
+                                       : PyUnicode_FromFormat("%d (%s)", self->r->node, binding_name(self->r->binding));
+    if (!node) return NULL;
+    PyObject *repr = PyUnicode_FromFormat("<region.Region %R id=%llu node=%U objects=%zu bytes=%zu>",
+                                          self->name, (unsigned long long)self->id, node, obj_blocks,
+                                          bytes + obj_bytes);
+    Py_DECREF(node);
+    return repr;
+}
+
+/* ---- Region: the rest of its API ---- */
+
+static PyObject *Region_check(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "check") < 0) return NULL;
+    return audit_check(self);
+}
+
+static PyObject *Region_objects(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "objects") < 0) return NULL;
+    return audit_objects(self);
+}
+
+static PyObject *Region_handle(RegionObject *self, PyObject *obj) {
+    if (region_check_owner(self, "handle") < 0) return NULL;
+    return handle_new(self, obj);
+}
+
+static PyObject *Region_contains(RegionObject *self, PyObject *obj) {
+    (void)self;
+    return PyBool_FromLong(membership_region_of(obj) == self);
+}
+
+static PyMethodDef Region_methods[] = {
+    {"__enter__", (PyCFunction)Region_enter, METH_NOARGS,
+     "Open a block: objects this thread creates until the block exits are allocated in the region."},
+    {"__exit__", (PyCFunction)Region_exit, METH_VARARGS, "Close the block opened by __enter__."},
+    {"check", (PyCFunction)Region_check, METH_NOARGS,
+     "Isolation audit: None if the region is isolated, else raise IsolationError naming every escape."},
+    {"objects", (PyCFunction)Region_objects, METH_NOARGS,
+     "List of the region's objects (its GC list and what they and the root lead to in the region)."},
+    {"handle", (PyCFunction)Region_handle, METH_O, "A weak Handle to an object of this region."},
+    {"stats", (PyCFunction)Region_stats, METH_NOARGS, "Statistics of the region, as a dict."},
+    {"census", (PyCFunction)Region_census, METH_NOARGS,
+     "Page census of the region's memory: pages present, absent, and per NUMA node."},
+    {"owns", (PyCFunction)Region_contains, METH_O, "Whether obj is an object of this region."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Region_getset[] = {
+    {"root", (getter)Region_get_root, (setter)Region_set_root, "The region's entry object (None if unset).", NULL},
+    {"id", (getter)Region_get_id, NULL, "The region's id: an int, never reused in this process.", NULL},
+    {"name", (getter)Region_get_name, NULL, "The region's name.", NULL},
+    {"node", (getter)Region_get_node, NULL, "The NUMA node the region is bound to, or None.", NULL},
+    {"owned", (getter)Region_get_owned, NULL, "Whether the calling interpreter owns the region.", NULL},
+    {"active", (getter)Region_get_active, NULL, "Whether the calling thread's allocations go to this region now.", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMemberDef Region_members[] = {
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(RegionObject, weakreflist), READONLY, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyType_Slot Region_slots[] = {
+    {Py_tp_doc, "A region: objects created inside `with r:` live in its own memory and on its own "
+                "GC list.  Create with region.region(name=None, *, node=None, binding='preferred')."},
+    {Py_tp_new, Region_new},
+    {Py_tp_dealloc, Region_dealloc},
+    {Py_tp_traverse, Region_traverse},
+    {Py_tp_clear, Region_clear},
+    {Py_tp_repr, Region_repr},
+    {Py_tp_methods, Region_methods},
+    {Py_tp_getset, Region_getset},
+    {Py_tp_members, Region_members},
+    {0, NULL},
+};
+
+/* ---- Module functions ---- */
+
+static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
+    (void)module;
+    RegionObject *owner = membership_region_of(obj);
+    return Py_NewRef(owner ? (PyObject *)owner : Py_None);
+}
+
+static PyObject *mod_current(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    RegionObject *top = placement_current();
+    return Py_NewRef(top ? (PyObject *)top : Py_None);
+}
+
+/* gc.callbacks entry: membership is brought up to date before every collection (so the collector
+ * never meets a region object), and the freelist switches a full collection resets are re-applied. */
+static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *phase, *info;
+    if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
+    if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
+        membership_sync();
+    } else {
+        rpy_freelists_drain();
+        sweep_orphans();
+    }
+    Py_RETURN_NONE;
+}
+
+/* atexit: before finalization, every Region gives its objects back to the interpreter, whose final
+ * collections then see them, and the freelist guard stops (finalization empties the freelists). */
+static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    PyObject *all = membership_all();
+    if (!all) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
+        region_dissolve((RegionObject *)PyList_GET_ITEM(all, i));
+    Py_DECREF(all);
+    placement_shutdown();
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"region_of", mod_region_of, METH_O, "The Region that owns obj, or None."},
+    {"current", mod_current, METH_NOARGS, "The Region receiving this thread's allocations, or None."},
+    {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
+    {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "region._region", "The C core of the region package.", -1, module_methods,
+    NULL, NULL, NULL, NULL,
+};
+
+static PyObject *new_exception(PyObject *module, const char *name, PyObject *bases, const char *doc) {
+    char qualified[64];
+    snprintf(qualified, sizeof qualified, "region.%s", name);
+    PyObject *type = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
+    if (type && PyModule_AddObjectRef(module, name, type) < 0) Py_CLEAR(type);
+    return type;
+}
+
+static int add_exceptions(PyObject *module) {
+    RegionError = new_exception(module, "RegionError", PyExc_RuntimeError,
+                                "Base class of every error the region package raises.");
+    if (!RegionError) return -1;
+    IsolationError = new_exception(module, "IsolationError", RegionError,
+                                   "A region is not isolated; .offenders lists each escape.");
+    OwnershipError = new_exception(module, "OwnershipError", RegionError,
+                                   "The caller does not own the region it touched.");
+    PyObject *bases = PyTuple_Pack(2, RegionError, PyExc_ReferenceError);
+    HandleError = bases ? new_exception(module, "HandleError", bases,
+                                        "A handle cannot be resolved: its object or region is gone, or "
+                                        "the caller does not own the region.") : NULL;
+    Py_XDECREF(bases);
+    return IsolationError && OwnershipError && HandleError ? 0 : -1;
+}
+
+PyMODINIT_FUNC PyInit__region(void) {
+    if (rpy_internals_init() < 0) return NULL;
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError, "region cannot be imported in a subinterpreter yet: regions "
+                        "are owned by the main interpreter (docs/python.md, 'Limitations')");
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&module_def);
+    if (!module) return NULL;
+    PyType_Spec spec = {"region.Region", sizeof(RegionObject), 0,
+                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
+    Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
+    if (!Region_Type || PyModule_AddObjectRef(module, "Region", (PyObject *)Region_Type) < 0 ||
+        add_exceptions(module) < 0 || handle_type_init(module) < 0 || placement_install() < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,237 @@
+/* placement.c - where new objects go: the allocator hook and the per-thread stack of open blocks.
+ *
+ * THE HOOK wraps the allocator it finds for the OBJ and MEM domains (never RAW: it runs without the
+ * GIL and pymalloc's own bookkeeping uses it).  malloc/calloc go to the current region of the
+ * calling thread, if any, else to the previous allocator.  free and realloc are decided by the
+ * POINTER, never by the current region: a region block goes back to its own mimalloc heap (and a
+ * realloc keeps it there), anything else to the previous allocator.  This must hold for every block
+ * ever handed out, so the hook is installed once and never removed (CPython offers no way to remove
+ * it safely either: blocks of both kinds stay live).  OBJ-domain blocks go to the region's object
+ * heap, MEM-domain blocks to its buffer heap (region-host.h, "HOST HEAPS").
+ *
+ * TRACEMALLOC keeps the allocator it found when it started and puts it back when it stops.  Started
+ * after the hook, it wraps the hook and gives it back: fine.  Started before, its stop() would put
+ * back the allocator from before the hook and drop the hook, after which region blocks would be freed
+ * by pymalloc (an abort in glibc).  So installing the hook while tracemalloc traces first stops
+ * tracemalloc, installs the hook, and starts tracemalloc again with the same frame limit (with a
+ * RuntimeWarning: the traces so far are lost).  Each block entry checks that the hook is still in
+ * place, directly or under tracemalloc.
+ *
+ * BLOCKS are the dynamic extent of a `with` on the thread that entered it, like decimal.localcontext:
+ * whatever that thread runs until the block exits allocates in the region, including the caller of a
+ * generator that suspended inside a block (docs/python.md, "Generators and coroutines").  Each thread
+ * has a stack; entering pushes, exiting removes the block's own entry (not necessarily the top: a
+ * generator resumed later may exit its block while its caller's blocks are open above it).
+ */
+#include "binding.h"
+
+#define MAX_DEPTH 64
+
+typedef struct hook_ctx {
+    PyMemAllocatorEx prev;
+    bool object;                     /* OBJ domain: blocks go to the object heap */
+} hook_ctx_t;
+
+static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
+
+/* The region receiving this thread's allocations: the top of its stack (NULL when empty). */
+static __thread region_t *current;
+static __thread struct {
+    RegionObject *entries[MAX_DEPTH];   /* strong references */
+    int depth;
+} stack;
+
+/* ---- The hook ---- */
+
+static inline void keys_guard(void) {
+    if (unlikely(*rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
+                 *rpy_keys_freelist_top != rpy_keys_freelist_spare_on_top))
+        rpy_keys_freelist_refill();
+}
+
+static void *hook_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    keys_guard();
+    region_t *r = current;
+    if (r) return rhost_alloc(r, h->object, size);
+    return h->prev.malloc(h->prev.ctx, size);
+}
+
+static void *hook_calloc(void *ctx, size_t count, size_t size) {
+    hook_ctx_t *h = ctx;
+    keys_guard();
+    region_t *r = current;
+    if (r) return rhost_calloc(r, h->object, count, size);
+    return h->prev.calloc(h->prev.ctx, count, size);
+}
+
+static void *hook_realloc(void *ctx, void *p, size_t size) {
+    hook_ctx_t *h = ctx;
+    if (!p) return hook_malloc(ctx, size);
+    region_t *owner = rhost_slot_region(p);
+    if (owner) return rhost_realloc(owner, p, size);
+    return h->prev.realloc(h->prev.ctx, p, size);
+}
+
+static void hook_free(void *ctx, void *p) {
+    hook_ctx_t *h = ctx;
+    if (!p) return;
+    region_t *owner = rhost_slot_region(p);
+    if (owner) rhost_free(owner, p);
+    else h->prev.free(h->prev.ctx, p);
+    /* No keys_guard() here: CPython empties the keys freelist with a loop of frees
+     * (_PyDict_ClearFreeList), which a refill on free would never let finish. */
+}
+
+/* The keys-freelist guard's allocator: the current context of the calling thread. */
+static void *spare_alloc(size_t size) {
+    region_t *r = current;
+    return r ? rhost_alloc(r, true, size) : obj_ctx.prev.malloc(obj_ctx.prev.ctx, size);
+}
+
+static void spare_free(void *table) { hook_free(&obj_ctx, table); }
+
+static bool is_region_memory(const void *p) { return rhost_slot_region(p) != NULL; }
+
+/* While the guard is off (after shutdown) the hook's test reads these: always "nothing changed". */
+static int guard_off_count = RPY_KEYS_FREELIST_FULL;
+static void *guard_off_top;
+
+/* ---- Installing ---- */
+
+static bool hook_installed(void) {
+    PyMemAllocatorEx now;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
+    if (now.malloc == hook_malloc) return true;
+    /* tracemalloc, started after us (we restart it otherwise), wraps the hook. */
+    return rpy_tracemalloc_tracing();
+}
+
+static PyObject *call_tracemalloc(const char *function, PyObject *arg) {
+    PyObject *module = PyImport_ImportModule("tracemalloc");
+    if (!module) return NULL;
+    PyObject *result = arg ? PyObject_CallMethod(module, function, "O", arg)
+                           : PyObject_CallMethod(module, function, NULL);
+    Py_DECREF(module);
+    return result;
+}
+
+static void install_hook(void) {
+    PyMemAllocatorEx hook = {.malloc = hook_malloc, .calloc = hook_calloc, .realloc = hook_realloc,
+                             .free = hook_free};
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj_ctx.prev);
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem_ctx.prev);
+    hook.ctx = &obj_ctx;
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hook);
+    hook.ctx = &mem_ctx;
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &hook);
+}
+
+int placement_install(void) {
+    static bool done;
+    if (done) return 0;
+    rpy_is_region_memory = is_region_memory;
+    rpy_keys_freelist_count = &guard_off_count;
+    rpy_keys_freelist_top = &guard_off_top;
+    rpy_keys_freelist_spare_on_top = NULL;
+
+    PyObject *limit = NULL;
+    if (rpy_tracemalloc_tracing()) {
+        limit = call_tracemalloc("get_traceback_limit", NULL);
+        PyObject *stopped = limit ? call_tracemalloc("stop", NULL) : NULL;
+        if (!stopped) {
+            Py_XDECREF(limit);
+            return -1;
+        }
+        Py_DECREF(stopped);
+    }
+    install_hook();
+    done = true;
+    if (limit) {
+        PyObject *started = call_tracemalloc("start", limit);
+        Py_DECREF(limit);
+        if (!started) return -1;
+        Py_DECREF(started);
+        if (PyErr_WarnEx(PyExc_RuntimeWarning,
+                         "region: tracemalloc was tracing when region was imported; it was restarted "
+                         "on top of region's allocator hook, and the traces recorded so far are lost",
+                         1) < 0)
+            return -1;
+    }
+    rpy_keys_freelist_bind(spare_alloc, spare_free);
+    return rpy_freelists_install();
+}
+
+void placement_shutdown(void) {
+    rpy_keys_freelist_count = &guard_off_count;
+    rpy_keys_freelist_top = &guard_off_top;
+    rpy_keys_freelist_spare_on_top = NULL;
+}
+
+/* ---- Blocks ---- */
+
+RegionObject *placement_current(void) { return stack.depth ? stack.entries[stack.depth - 1] : NULL; }
+
+static void set_current(void) {
+    RegionObject *top = placement_current();
+    current = top ? top->r : NULL;
+}
+
+/* After a context change: a spare keys table that is region memory must not stay where another
+ * context could pop it; the top one (the next to be popped) must be the current context's memory.
+ * Ordinary spares below the top may stay in a region context (at worst a placement miss when several
+ * pops happen without an allocation between them), which keeps a block entry at one replacement. */
+static bool spare_is_wrong(void *table, bool on_top) {
+    region_t *owner = rhost_slot_region(table);
+    if (owner) return owner != current;
+    return on_top && current != NULL;
+}
+
+int placement_enter(RegionObject *self) {
+    if (!hook_installed()) {
+        PyObject *what = region_describe(self);
+        PyErr_Format(RegionError, "cannot enter %U: region's allocator hook was removed by a later "
+                     "PyMem_SetAllocator call, so new objects would not be placed and region memory "
+                     "could be freed by the wrong allocator", what);
+        Py_XDECREF(what);
+        return -1;
+    }
+    if (stack.depth == MAX_DEPTH) {
+        PyObject *what = region_describe(self);
+        PyErr_Format(RegionError, "cannot enter %U: %d blocks are already open in this thread",
+                     what, MAX_DEPTH);
+        Py_XDECREF(what);
+        return -1;
+    }
+    Py_INCREF(self);
+    stack.entries[stack.depth++] = self;
+    self->blocks_open++;
+    if (rpy_blocks_open++ == 0) {
+        rpy_freelists_drain();   /* from here on, no freelist hands ordinary memory to a new object */
+        membership_blocks_opened();
+    }
+    set_current();
+    rpy_keys_freelist_replace(spare_is_wrong);
+    return 0;
+}
+
+int placement_exit(RegionObject *self) {
+    int i = stack.depth - 1;
+    while (i >= 0 && stack.entries[i] != self) i--;
+    if (i < 0) {
+        PyObject *what = region_describe(self);
+        PyErr_Format(RegionError, "cannot exit %U: no block of it is open in this thread (a block "
+                     "exits in the thread that entered it)", what);
+        Py_XDECREF(what);
+        return -1;
+    }
+    for (; i < stack.depth - 1; i++) stack.entries[i] = stack.entries[i + 1];
+    stack.depth--;
+    self->blocks_open--;
+    set_current();
+    rpy_keys_freelist_replace(spare_is_wrong);
+    if (--rpy_blocks_open == 0) membership_blocks_closed();
+    else membership_sync();
+    Py_DECREF(self);
+    return 0;
+}

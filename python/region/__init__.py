@@ -1,0 +1,66 @@
+"""Regions for CPython: objects created inside ``with r:`` live in the region's own memory and on its
+own GC list, the interpreter's collector never walks them, and ``r.check()`` names every reference
+that escapes the region.
+
+    import region
+
+    r = region.region("cache")
+    with r:
+        r.root = {"users": [{"name": f"u{i}"} for i in range(1000)]}
+    r.check()                     # None: nothing outside refers into r, r refers to nothing mutable outside
+    h = r.handle(r.root["users"][3])
+    h()                           # the dict, while it lives
+
+See docs/python.md for the semantics (what "in a region" means, escapes, handles, the hard cases)
+and the limitations.
+"""
+
+import atexit as _atexit
+import gc as _gc
+
+from . import _region
+from ._region import (
+    Handle,
+    HandleError,
+    IsolationError,
+    OwnershipError,
+    Region,
+    RegionError,
+    current,
+    region_of,
+)
+from ._audit import Escape
+
+__all__ = [
+    "Escape",
+    "Handle",
+    "HandleError",
+    "IsolationError",
+    "OwnershipError",
+    "Region",
+    "RegionError",
+    "current",
+    "region",
+    "region_of",
+]
+
+__version__ = "0.1.0"
+
+
+def region(name=None, *, node=None, binding="preferred"):
+    """Create a region.
+
+    name: shown in reprs and error messages (default "region-<id>").
+    node: the NUMA node to put the region's memory on (None: wherever the kernel puts it).
+    binding: "preferred" (the node if it has memory, else elsewhere) or "strict" (that node or
+    MemoryError); only with a node.
+    """
+    return Region(name, node=node, binding=binding)
+
+
+# Before every collection, region objects that became GC-tracked outside their block are moved to
+# their region's list, so the collector never walks them.  Must stay registered: removing it from
+# gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.
+_gc.callbacks.append(_region._gc_callback)
+# At exit, regions give their objects back to the interpreter before finalization.
+_atexit.register(_region._shutdown)

@@ -1,0 +1,179 @@
+"""Formatting of isolation-audit results: paths from the root and who holds what.
+
+The C side (python/_region/audit.c) finds the escapes and the chain of objects that first led to each
+one; this module turns a chain into a path like ``root['users'][3].friends`` and, for objects
+referenced from outside, looks for the holders: module globals, local variables of running frames, and
+containers the interpreter tracks.
+"""
+
+import gc
+import sys
+
+from ._region import IsolationError
+
+MAX_EDGES = 16            # longer paths keep the first and the last edges
+MAX_HOLDERS = 3
+
+
+class Escape:
+    """One escape found by Region.check().
+
+    kind:   "incoming" (a region object referenced from outside), "outgoing" (a region object refers
+            to a mutable object outside every region) or "cross" (it refers to an object of another
+            region).
+    obj:    the region object (incoming) or the outside object it refers to (outgoing, cross).
+    type:   the type name of obj.
+    path:   how obj is reached from the region's root, e.g. "root['users'][3].friends".
+    holders: for incoming escapes, descriptions of what holds obj from outside (where found).
+    count:  for incoming escapes, how many references come from outside.
+    """
+
+    __slots__ = ("kind", "obj", "type", "path", "holders", "count")
+
+    def __init__(self, kind, obj, path, holders=(), count=0):
+        self.kind = kind
+        self.obj = obj
+        self.type = type(obj).__name__
+        self.path = path
+        self.holders = tuple(holders)
+        self.count = count
+
+    def describe(self):
+        if self.kind == "incoming":
+            refs = "1 reference" if self.count == 1 else f"{self.count} references"
+            held = "; ".join(self.holders) if self.holders else \
+                "holder not found (a C extension, a running frame's stack, or another region)"
+            return f"{self.path} ({self.type}) is referenced from outside the region ({refs}): held by {held}"
+        if self.kind == "cross":
+            owner = sys.modules["region"].region_of(self.obj)
+            where = f"region {owner.name!r} (id {owner.id})" if owner is not None else "another region"
+            return (f"{self.path} refers to a {self.type} of {where}: regions may refer to each other "
+                    f"only through handles (Region.handle)")
+        return (f"{self.path} refers to a {self.type} outside every region (mutable, so not safe to "
+                f"share): move it into the region or refer to it through a handle")
+
+    def __repr__(self):
+        return f"<region.Escape {self.kind}: {self.describe()}>"
+
+
+def _edge(parent, child):
+    """How parent refers to child, as a path suffix."""
+    if isinstance(parent, dict):
+        for key, value in parent.items():
+            if value is child:
+                return f"[{key!r}]"
+        for key in parent:
+            if key is child:
+                return f".keys() ∋ {key!r}"
+    elif isinstance(parent, (list, tuple)):
+        for i, value in enumerate(parent):
+            if value is child:
+                return f"[{i}]"
+    elif isinstance(parent, (set, frozenset)):
+        return f" ∋ <{type(child).__name__}>"
+    try:
+        attrs = object.__getattribute__(parent, "__dict__")
+    except (AttributeError, TypeError):
+        attrs = None
+    if attrs is child:
+        return ".__dict__"
+    if isinstance(attrs, dict):
+        for name, value in attrs.items():
+            if value is child:
+                return f".{name}"
+    for cls in type(parent).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for name in (slots,) if isinstance(slots, str) else slots:
+            try:
+                if object.__getattribute__(parent, name) is child:
+                    return f".{name}"
+            except (AttributeError, TypeError):
+                pass
+    return f" → <{type(child).__name__}>"
+
+
+def _start(region, obj):
+    if obj is region.root:
+        return "root"
+    return f"<{type(obj).__name__} at {id(obj):#x}, not reachable from root>"
+
+
+def path_of(region, chain):
+    """Renders [start, ..., obj] as a path from the start (normally the root)."""
+    edges = [_edge(a, b) for a, b in zip(chain, chain[1:])]
+    # An instance's materialized __dict__ reads better as attribute access.
+    joined = []
+    for e in edges:
+        if joined and joined[-1] == ".__dict__" and e.startswith("['") and e.endswith("']"):
+            joined[-1] = "." + e[2:-2]
+        else:
+            joined.append(e)
+    if len(joined) > MAX_EDGES:
+        joined = joined[:4] + ["…"] + joined[-(MAX_EDGES - 4):]
+    return _start(region, chain[0]) + "".join(joined)
+
+
+def _module_of(namespace):
+    for name, module in list(sys.modules.items()):
+        if getattr(module, "__dict__", None) is namespace:
+            return name
+    return None
+
+
+def holders_of(obj, ignore):
+    """Descriptions of what holds obj: globals, locals of running frames, tracked containers."""
+    found = []
+    here = sys._getframe()
+    for frame in sys._current_frames().values():
+        f = frame
+        while f is not None and len(found) < MAX_HOLDERS:
+            if f.f_code.co_filename != __file__ and f.f_locals is not f.f_globals:
+                for name, value in f.f_locals.items():
+                    if value is obj:
+                        found.append(f"local variable {name!r} of {f.f_code.co_name}() "
+                                     f"({f.f_code.co_filename}:{f.f_lineno})")
+            f = f.f_back
+    del frame, f, here
+    for ref in gc.get_referrers(obj):
+        if len(found) >= MAX_HOLDERS:
+            break
+        if id(ref) in ignore or type(ref).__name__ == "frame":
+            continue
+        if isinstance(ref, dict):
+            module = _module_of(ref)
+            if module is not None:
+                for name, value in ref.items():
+                    if value is obj:
+                        found.append(f"global {name!r} of module {module!r}")
+                continue
+        found.append(f"a {type(ref).__name__} outside the region (as <...>{_edge(ref, obj)})")
+    return found
+
+
+def report(region, raw, total, objects, garbage):
+    """The IsolationError for the escapes the audit found (raw: (kind, chain, target, count)).
+
+    Returned, not raised: the caller raises it, so its traceback holds no frame of this module (a
+    frame here would keep every offender alive through a reference cycle)."""
+    ignore = {id(raw)}
+    for item in raw:
+        ignore.add(id(item))
+        ignore.add(id(item[1]))
+    escapes = []
+    for kind, chain, target, count in raw:
+        if kind == "incoming":
+            obj = chain[-1]
+            escapes.append(Escape(kind, obj, path_of(region, chain), holders_of(obj, ignore), count))
+        else:
+            path = path_of(region, chain) + _edge(chain[-1], target)
+            escapes.append(Escape(kind, target, path))
+    noun = "escape" if total == 1 else "escapes"
+    lines = [f"region {region.name!r} (id {region.id}) is not isolated: {total} {noun} "
+             f"(audited {objects} objects, {garbage} of them unreachable garbage)"]
+    lines += [f"  - {e.describe()}" for e in escapes]
+    if total > len(escapes):
+        lines.append(f"  ... and {total - len(escapes)} more")
+    error = IsolationError("\n".join(lines))
+    error.offenders = escapes
+    error.region = region
+    return error

@@ -1,0 +1,71 @@
+/* region-host.h - what a host runtime built on libregion (the Python binding, python/) uses on its
+ * hot paths.
+ *
+ * The public API checks on every call that the calling THREAD owns the region.  A host that keeps its
+ * own notion of owner (the Python binding: an interpreter, whichever of its threads runs) cannot pass
+ * those checks from an allocator hook that any thread may enter, so it compiles libregion's sources
+ * into itself and uses these entry points instead.  Each one states what the host must guarantee in
+ * place of the thread check.  Lifecycle, statistics and census still go through the public API: the
+ * host takes the thread ownership around those calls (region_acquire .. region_release).
+ *
+ * HOST HEAPS: a host puts object-like blocks (Python objects) in r->object_heap and buffers in r->heap,
+ * so that "could this block be an object" is a page-map lookup.  A region used by a host is never
+ * given C objects (region_object_new), so the object heap holds only the host's blocks.
+ */
+#ifndef REGION_HOST_H
+#define REGION_HOST_H
+
+#include "region-internal.h"
+
+/* The region whose slot contains p, whether or not it is still live (id may be 0 only if the host
+ * destroyed it with blocks still allocated, which a host must never do); NULL when p is outside the
+ * reservation.  O(1), never reads p. */
+static inline region_t *rhost_slot_region(const void *p) {
+    long slot = rarena_slot_of(p);
+    return slot < 0 ? NULL : &regions[slot];
+}
+
+/* Allocation in r's object or buffer heap.  The host guarantees that no other thread is inside
+ * rhost_alloc/realloc/free for r at the same time unless mimalloc 3 allows it (it does: heaps are
+ * thread-safe for allocation from any thread), and that r is live. */
+static inline void *rhost_alloc(region_t *r, bool object, size_t size) {
+    return mi_heap_malloc(object ? r->object_heap : r->heap, size ? size : 1);
+}
+
+static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t size) {
+    return mi_heap_calloc(object ? r->object_heap : r->heap, count ? count : 1, size ? size : 1);
+}
+
+/* p is a block of region r (rhost_slot_region(p) == r).  The block stays in its own heap (and so in
+ * its region) when it moves; handles follow it.  The host serializes calls that touch r's handle
+ * table (the Python binding: the GIL). */
+static inline void *rhost_realloc(region_t *r, void *p, size_t size) {
+    void *moved = mi_heap_realloc(mi_heap_of(p), p, size ? size : 1);
+    if (moved && moved != p && r->handles.used) rhandle_retarget(r, p, moved);
+    return moved;
+}
+
+/* p is a block of region r.  Any thread may free (mimalloc 3 takes cross-thread frees); the handle
+ * table update needs the same serialization as rhost_realloc. */
+static inline void rhost_free(region_t *r, void *p) {
+    if (r->handles.used) rhandle_retarget(r, p, NULL);
+    mi_free(p);
+}
+
+/* Whether p is the start of a live block of r's object heap. */
+static inline bool rhost_is_object_block(const region_t *r, const void *p) {
+    return rheap_owns(r, r->object_heap, p);
+}
+
+/* Handles without the thread-ownership check: the host checks its own owner first.  Same statuses
+ * as region_handle_new / region_handle_resolve otherwise. */
+region_status rhost_handle_new(region_t *r, void *block, region_handle_t *out);
+region_status rhost_handle_resolve(region_handle_t h, void **out);
+
+/* Live blocks in both heaps of r (folds in pending cross-thread frees first). */
+size_t rhost_live_blocks(region_t *r);
+
+/* Live blocks and bytes in use in r's object heap (object) or buffer heap. */
+void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes);
+
+#endif /* REGION_HOST_H */
