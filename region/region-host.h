@@ -65,6 +65,10 @@ region_status rhost_handle_resolve(region_handle_t h, void **out);
 /* Live blocks in both heaps of r (folds in pending cross-thread frees first). */
 size_t rhost_live_blocks(region_t *r);
 
+/* Calls fn(block, usable size, arg) for every live block of r's object heap; stops when fn returns
+ * false.  fn must not allocate in or free to r. */
+void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size, void *arg), void *arg);
+
 /* Live blocks and bytes in use in r's object heap (object) or buffer heap. */
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes);
 

@@ -172,6 +172,13 @@ static int visit_count(PyObject *child, void *arg) {
         else g->nodes[i].internal++;
     } else if (owner) {
         escape_add(g, ESCAPE_CROSS, g->current, child, 0);
+    } else if (PyDict_CheckExact(child) && child == rpy_instance_dict(g->nodes[g->current].obj)) {
+        /* A region object's own __dict__, materialized outside a block: its attribute storage,
+         * part of the object (counted like a region object, so other holders show up). */
+        bool added;
+        int64_t i = node_of(g, child, g->current, &added);
+        if (i < 0) g->failed = true;
+        else g->nodes[i].internal++;
     } else if (!safe_to_share(child, 0)) {
         escape_add(g, ESCAPE_OUTGOING, g->current, child, 0);
     }
@@ -209,6 +216,87 @@ static int add_member(PyObject *op, void *arg) {
     return g->failed ? -1 : 0;
 }
 
+/* ---- Objects only held from outside ----
+ *
+ * Objects of the region that nothing in the graph leads to and no GC list holds (ints, strs, untracked
+ * tuples made in a block and kept only by outside containers) are found by walking the region's object
+ * heap: every block that holds an object (rpy_object_in_block, checked against the interpreter's types)
+ * and is not in the graph joins it as a start. */
+
+typedef struct type_set {
+    PyTypeObject **slots;
+    size_t capacity;           /* power of two */
+} type_set_t;
+
+static void type_set_add(PyTypeObject *type, void *arg) {
+    type_set_t *set = arg;
+    if (!set->slots) return;
+    size_t mask = set->capacity - 1, h = hash_ptr(type) & mask;
+    while (set->slots[h] && set->slots[h] != type) h = (h + 1) & mask;
+    set->slots[h] = type;
+}
+
+static void count_type(PyTypeObject *type, void *arg) {
+    (void)type;
+    (*(size_t *)arg)++;
+}
+
+static bool type_set_has(PyTypeObject *type, void *arg) {
+    const type_set_t *set = arg;
+    size_t mask = set->capacity - 1, h = hash_ptr(type) & mask;
+    while (set->slots[h]) {
+        if (set->slots[h] == type) return true;
+        h = (h + 1) & mask;
+    }
+    return false;
+}
+
+typedef struct heap_scan {
+    graph_t *g;
+    type_set_t types;
+    PyObject **found;
+    size_t found_count, found_capacity;
+    bool failed;
+} heap_scan_t;
+
+static bool scan_block(void *block, size_t size, void *arg) {
+    heap_scan_t *scan = arg;
+    PyObject *obj = rpy_object_in_block(block, size, type_set_has, &scan->types);
+    if (!obj || node_find(scan->g, obj) >= 0 || rpy_is_shared(obj)) return true;
+    if (scan->found_count == scan->found_capacity) {
+        size_t capacity = scan->found_capacity ? scan->found_capacity * 2 : 64;
+        PyObject **found = PyMem_RawRealloc(scan->found, capacity * sizeof *found);
+        if (!found) {
+            scan->failed = true;
+            return false;
+        }
+        scan->found = found;
+        scan->found_capacity = capacity;
+    }
+    scan->found[scan->found_count++] = obj;
+    return true;
+}
+
+/* Adds the objects only held from outside as starts; 0, or -1 when out of memory. */
+static int graph_add_unreached(graph_t *g) {
+    heap_scan_t scan = {.g = g};
+    size_t types = 0;
+    rpy_foreach_type(count_type, &types);
+    scan.types.capacity = 64;
+    while (scan.types.capacity < types * 2) scan.types.capacity *= 2;
+    scan.types.slots = PyMem_RawCalloc(scan.types.capacity, sizeof *scan.types.slots);
+    if (!scan.types.slots) return -1;
+    rpy_foreach_type(type_set_add, &scan.types);
+    rhost_visit_object_blocks(g->region->r, scan_block, &scan);
+    for (size_t i = 0; i < scan.found_count && !scan.failed; i++) {
+        bool added;
+        if (node_of(g, scan.found[i], -1, &added) < 0) scan.failed = true;
+    }
+    PyMem_RawFree(scan.types.slots);
+    PyMem_RawFree(scan.found);
+    return scan.failed ? -1 : 0;
+}
+
 /* Builds the graph: the root first (so paths start there), then every member of the GC list. */
 static int graph_build(graph_t *g, RegionObject *self) {
     *g = (graph_t){.region = self};
@@ -217,8 +305,9 @@ static int graph_build(graph_t *g, RegionObject *self) {
     bool added;
     if (root && membership_region_of(root) == self && node_of(g, root, -1, &added) < 0) g->failed = true;
     int64_t done = 0;
-    for (int pass = 0; pass < 2 && !g->failed; pass++) {
+    for (int pass = 0; pass < 3 && !g->failed; pass++) {
         if (pass == 1) rpy_gclist_foreach(self->members, add_member, g);
+        if (pass == 2 && graph_add_unreached(g) < 0) g->failed = true;
         for (; done < g->count && !g->failed; done++) traverse(g, done);
     }
     if (g->failed) {

@@ -9,6 +9,7 @@
 
 #include <internal/pycore_context.h>
 #include <internal/pycore_dict.h>
+#include <internal/pycore_frame.h>
 #include <internal/pycore_gc.h>
 #include <internal/pycore_genobject.h>
 #include <internal/pycore_interp.h>
@@ -187,6 +188,105 @@ bool rpy_is_shared(PyObject *op) {
     if (type == &PyTuple_Type) return PyTuple_GET_SIZE(op) == 0 && op == (PyObject *)&_Py_SINGLETON(tuple_empty);
     if (PyType_Check(op)) return !(((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE);
     return false;
+}
+
+/* _PyObject_DictPointer (object.c:1062), which is not exported. */
+static PyObject **dict_pointer(PyObject *obj) {
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return _PyObject_ManagedDictPointer(obj);
+    Py_ssize_t offset = tp->tp_dictoffset;
+    if (offset == 0) return NULL;
+    if (offset < 0) {
+        Py_ssize_t size = Py_SIZE(obj);
+        offset += (Py_ssize_t)_PyObject_VAR_SIZE(tp, size < 0 ? -size : size);
+    }
+    return (PyObject **)((char *)obj + offset);
+}
+
+PyObject *rpy_instance_dict(PyObject *obj) {
+    PyObject **ptr = dict_pointer(obj);
+    return ptr ? *ptr : NULL;
+}
+
+PyObject *rpy_attribute_name(PyObject *obj, PyObject *value) {
+    PyObject *dict = rpy_instance_dict(obj);
+    if (dict && PyDict_Check(dict)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *item;
+        while (PyDict_Next(dict, &pos, &key, &item))
+            if (item == value) return key;
+        return NULL;
+    }
+    PyTypeObject *tp = Py_TYPE(obj);
+    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)) return NULL;
+    /* Inline values (3.11 "managed dict" not yet materialized): the keys are the class's shared
+     * table, the values an array before the object (pycore_object.h:253-262). */
+    PyDictValues *values = *_PyObject_ValuesPointer(obj);
+    PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
+    if (!values || !keys) return NULL;
+    for (Py_ssize_t i = 0; i < keys->dk_nentries; i++)
+        if (values->values[i] == value) return DK_UNICODE_ENTRIES(keys)[i].me_key;
+    return NULL;
+}
+
+PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(PyTypeObject *type, void *arg),
+                              void *arg) {
+    /* An object starts 0 bytes into its block (no GC header), sizeof(PyGC_Head) (GC), or that plus two
+     * pointers (managed dict): _PyType_PreHeaderSize. */
+    static const size_t preheaders[] = {0, sizeof(PyGC_Head), sizeof(PyGC_Head) + 2 * sizeof(PyObject *)};
+    for (size_t i = 0; i < sizeof preheaders / sizeof preheaders[0]; i++) {
+        size_t pre = preheaders[i];
+        if (pre + sizeof(PyObject) > size) break;
+        PyObject *candidate = (PyObject *)((char *)block + pre);
+        PyTypeObject *tp = candidate->ob_type;
+        if (!is_known_type(tp, arg) || _PyType_PreHeaderSize(tp) != pre) continue;
+        /* A freed object's count is 0, and mimalloc's free-list link (a pointer) overwrites the first
+         * word of a free block: neither passes. */
+        if (candidate->ob_refcnt <= 0 || candidate->ob_refcnt > ((Py_ssize_t)1 << 32)) continue;
+        if ((size_t)tp->tp_basicsize > size - pre) continue;
+        return candidate;
+    }
+    return NULL;
+}
+
+/* 3.11 frames: tstate->cframe->current_frame, linked by `previous`; each holds f_code and its
+ * localsplus (locals, then cells and free variables) (pycore_frame.h:47-67). */
+void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
+                               void (*fn)(PyObject *name, PyCodeObject *code, int line, void *arg), void *arg) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
+        for (_PyInterpreterFrame *f = t->cframe ? t->cframe->current_frame : NULL; f; f = f->previous) {
+            if (_PyFrame_IsIncomplete(f)) continue;
+            PyCodeObject *code = f->f_code;
+            if (skip_filename && code->co_filename == skip_filename) continue;
+            for (int i = 0; i < code->co_nlocalsplus; i++) {
+                PyObject *value = f->localsplus[i];
+                if (value && value != obj && PyCell_Check(value) && (_PyLocals_GetKind(code->co_localspluskinds, i) & (CO_FAST_CELL | CO_FAST_FREE)))
+                    value = PyCell_GET(value);
+                if (value == obj) {
+                    int line = PyCode_Addr2Line(code, _PyInterpreterFrame_LASTI(f) * (int)sizeof(_Py_CODEUNIT));
+                    fn(PyTuple_GET_ITEM(code->co_localsplusnames, i), code, line, arg);
+                }
+            }
+        }
+    }
+}
+
+/* 3.11: tp_subclasses is NULL or a dict {id: weakref to subclass} (typeobject.c add_subclass). */
+static void foreach_subtype(PyTypeObject *type, void (*fn)(PyTypeObject *, void *), void *arg, int depth) {
+    fn(type, arg);
+    PyObject *subclasses = type->tp_subclasses;
+    if (!subclasses || !PyDict_Check(subclasses) || depth > 256) return;
+    Py_ssize_t pos = 0;
+    PyObject *key, *ref;
+    while (PyDict_Next(subclasses, &pos, &key, &ref)) {
+        PyObject *sub = PyWeakref_GET_OBJECT(ref);
+        if (sub != Py_None && PyType_Check(sub)) foreach_subtype((PyTypeObject *)sub, fn, arg, depth + 1);
+    }
+}
+
+void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg) {
+    foreach_subtype(&PyBaseObject_Type, fn, arg, 0);
 }
 
 bool rpy_dict_traverse_skips_keys(PyObject *dict) {

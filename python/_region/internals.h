@@ -75,6 +75,29 @@ PyObject *rpy_object_at(void *block, PyTypeObject *type);
  * the one-character latin-1 strings and bytes, and statically allocated types. */
 bool rpy_is_shared(PyObject *op);
 
+/* The object's existing __dict__, or NULL; never creates one (reading obj.__dict__ from Python would
+ * materialize an instance's inline attribute storage as a new dict). */
+PyObject *rpy_instance_dict(PyObject *obj);
+
+/* The name under which obj's attribute storage (dict or inline values) holds value, or NULL. */
+PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
+
+/* The object whose memory block starts at `block` (size usable bytes), if the block holds one whose
+ * type passes is_known_type; NULL otherwise (a buffer, e.g. a dict's key table).  Reads only inside
+ * the block; dereferences a type pointer only after is_known_type accepted it. */
+PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(PyTypeObject *type, void *arg),
+                              void *arg);
+
+/* Calls fn(name, code, line, arg) for every local variable (or cell) of every running frame of every
+ * thread whose value is obj, reading the frames directly (frame.f_locals would create a dict that
+ * keeps the values alive).  Frames of code from skip_filename are skipped. */
+void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
+                               void (*fn)(PyObject *name, PyCodeObject *code, int line, void *arg), void *arg);
+
+/* Calls fn(type, arg) for every type in the interpreter (object and all its subclasses, walked
+ * through tp_subclasses without allocating). */
+void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
+
 /* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
 bool rpy_dict_traverse_skips_keys(PyObject *dict);
 

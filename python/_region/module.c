@@ -456,7 +456,53 @@ static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* For region/_audit.py: reading attributes without creating an instance's __dict__. */
+static PyObject *mod_attribute_name(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *obj, *value;
+    if (!PyArg_ParseTuple(args, "OO", &obj, &value)) return NULL;
+    PyObject *name = rpy_attribute_name(obj, value);
+    return Py_NewRef(name ? name : Py_None);
+}
+
+static PyObject *mod_instance_dict(PyObject *module, PyObject *obj) {
+    (void)module;
+    PyObject *dict = rpy_instance_dict(obj);
+    return Py_NewRef(dict ? dict : Py_None);
+}
+
+typedef struct local_holders {
+    PyObject *list;
+} local_holders_t;
+
+static void add_local_holder(PyObject *name, PyCodeObject *code, int line, void *arg) {
+    local_holders_t *h = arg;
+    if (!h->list) return;
+    PyObject *item = Py_BuildValue("(OOOi)", name, code->co_qualname, code->co_filename, line);
+    if (!item || PyList_Append(h->list, item) < 0) Py_CLEAR(h->list);
+    Py_XDECREF(item);
+}
+
+/* [(variable, function, file, line)] for the running frames' locals that hold obj. */
+static PyObject *mod_local_holders(PyObject *module, PyObject *args) {
+    (void)module;
+    PyObject *obj, *skip;
+    if (!PyArg_ParseTuple(args, "OU", &obj, &skip)) return NULL;
+    local_holders_t h = {PyList_New(0)};
+    /* co_filename strings are compared by identity: look up the interned one. */
+    Py_INCREF(skip);
+    PyUnicode_InternInPlace(&skip);
+    bool gc_was_enabled = rpy_gc_pause();   /* the frames' values are borrowed while we append */
+    if (h.list) rpy_foreach_local_holding(obj, skip, add_local_holder, &h);
+    rpy_gc_resume(gc_was_enabled);
+    Py_DECREF(skip);
+    return h.list;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_local_holders", mod_local_holders, METH_VARARGS, NULL},
+    {"_attribute_name", mod_attribute_name, METH_VARARGS, NULL},
+    {"_instance_dict", mod_instance_dict, METH_O, NULL},
     {"region_of", mod_region_of, METH_O, "The Region that owns obj, or None."},
     {"current", mod_current, METH_NOARGS, "The Region receiving this thread's allocations, or None."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},

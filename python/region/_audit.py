@@ -9,6 +9,7 @@ containers the interpreter tracks.
 import gc
 import sys
 
+from . import _region
 from ._region import IsolationError
 
 MAX_EDGES = 16            # longer paths keep the first and the last edges
@@ -71,16 +72,13 @@ def _edge(parent, child):
                 return f"[{i}]"
     elif isinstance(parent, (set, frozenset)):
         return f" ∋ <{type(child).__name__}>"
-    try:
-        attrs = object.__getattribute__(parent, "__dict__")
-    except (AttributeError, TypeError):
-        attrs = None
-    if attrs is child:
+    # Never parent.__dict__: reading it would create the dict of an instance that keeps its
+    # attributes inline (and create it outside the region).
+    if _region._instance_dict(parent) is child:
         return ".__dict__"
-    if isinstance(attrs, dict):
-        for name, value in attrs.items():
-            if value is child:
-                return f".{name}"
+    name = _region._attribute_name(parent, child)
+    if name is not None:
+        return f".{name}"
     for cls in type(parent).__mro__:
         slots = cls.__dict__.get("__slots__", ())
         for name in (slots,) if isinstance(slots, str) else slots:
@@ -123,21 +121,12 @@ def _module_of(namespace):
 def holders_of(obj, ignore):
     """Descriptions of what holds obj: globals, locals of running frames, tracked containers."""
     found = []
-    here = sys._getframe()
-    for frame in sys._current_frames().values():
-        f = frame
-        while f is not None and len(found) < MAX_HOLDERS:
-            if f.f_code.co_filename != __file__ and f.f_locals is not f.f_globals:
-                for name, value in f.f_locals.items():
-                    if value is obj:
-                        found.append(f"local variable {name!r} of {f.f_code.co_name}() "
-                                     f"({f.f_code.co_filename}:{f.f_lineno})")
-            f = f.f_back
-    del frame, f, here
+    for name, function, filename, line in _region._local_holders(obj, __file__)[:MAX_HOLDERS]:
+        found.append(f"local variable {name!r} of {function}() ({filename}:{line})")
     for ref in gc.get_referrers(obj):
         if len(found) >= MAX_HOLDERS:
             break
-        if id(ref) in ignore or type(ref).__name__ == "frame":
+        if id(ref) in ignore or type(ref).__name__ in ("frame", "cell"):
             continue
         if isinstance(ref, dict):
             module = _module_of(ref)
@@ -165,7 +154,7 @@ def report(region, raw, total, objects, garbage):
             obj = chain[-1]
             escapes.append(Escape(kind, obj, path_of(region, chain), holders_of(obj, ignore), count))
         else:
-            path = path_of(region, chain) + _edge(chain[-1], target)
+            path = path_of(region, chain + [target])
             escapes.append(Escape(kind, target, path))
     noun = "escape" if total == 1 else "escapes"
     lines = [f"region {region.name!r} (id {region.id}) is not isolated: {total} {noun} "

@@ -1,0 +1,90 @@
+"""The Region object, the module functions, the exceptions, and every misuse."""
+import pytest
+
+import region
+
+
+def test_exception_hierarchy():
+    assert issubclass(region.RegionError, RuntimeError)
+    for exc in (region.IsolationError, region.OwnershipError, region.HandleError):
+        assert issubclass(exc, region.RegionError)
+    assert region.RegionError.__module__ == "region"
+
+
+def test_region_defaults_and_repr():
+    r = region.region()
+    assert r.name.startswith("region-") and r.node is None and r.root is None
+    assert r.owned and not r.active
+    text = repr(r)
+    assert r.name in text and "node=any" in text and "bytes=" in text
+
+
+def test_named_region_on_node_0():
+    r = region.region("cache", node=0)
+    assert r.node == 0 and "node=0 (preferred)" in repr(r)
+    with r:
+        r.root = [[i] for i in range(1000)]
+    census = r.census()
+    assert census["present"] > 0 and census["nodes"].get(0, 0) == census["present"]
+
+
+def test_stats_keys(r):
+    with r:
+        r.root = {"a": [[i] for i in range(1000)]}
+    s = r.stats()
+    for key in ("objects", "bytes", "pages", "node", "collections", "tracked", "handles", "name", "id"):
+        assert key in s
+    assert s["objects"] >= 1002 and s["bytes"] > 0 and s["pages"] > 0 and s["tracked"] >= 1000
+    assert s["collections"] == 0 and s["node"] is None
+
+
+def test_ids_are_unique_ints():
+    a, b = region.region(), region.region()
+    assert isinstance(a.id, int) and a.id != b.id
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError):
+        region.region(5)
+    with pytest.raises(ValueError, match="NUMA node"):
+        region.region(node=-1)
+    with pytest.raises(ValueError, match="binding must be"):
+        region.region(node=0, binding="loose")
+    with pytest.raises(ValueError, match="needs a node"):
+        region.region(binding="strict")
+    with pytest.raises(TypeError):
+        region.region("x", 0)        # node is keyword-only
+
+
+def test_missing_node_is_a_clear_error():
+    with pytest.raises(region.RegionError, match="node 999"):
+        region.region(node=999)
+
+
+def test_current_and_active(r):
+    assert region.current() is None
+    with r as entered:
+        assert entered is r and region.current() is r and r.active
+    assert region.current() is None
+
+
+def test_owns(r):
+    with r:
+        x = [1]
+    assert r.owns(x) and not r.owns([1])
+
+
+def test_weakref_to_region(r):
+    import weakref
+
+    assert weakref.ref(r)() is r
+
+
+def test_region_objects_survive_a_dropped_region():
+    r = region.region()
+    with r:
+        data = {"k": [1, 2, 3]}
+    del r
+    assert data == {"k": [1, 2, 3]}
+    data["k"].append(4)
+    assert region.region_of(data) is None

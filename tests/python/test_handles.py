@@ -1,0 +1,101 @@
+"""Handles: weak, for any region object, checked on every use."""
+import gc
+import weakref
+
+import pytest
+
+import region
+
+
+def test_handle_to_list_dict_int_str(r):
+    n = 1000
+    with r:
+        r.root = {"l": [1, 2], "d": {"a": 1}, "i": n * 1000, "s": str(n) * 2}
+    for key in ("l", "d", "i", "s"):
+        h = r.handle(r.root[key])
+        assert h() is r.root[key]
+        assert h.alive and h.region_id == r.id
+
+
+def test_handle_dies_with_its_object(r):
+    with r:
+        r.root = {"l": [1, 2]}
+    h = r.handle(r.root["l"])
+    del r.root["l"]
+    assert not h.alive
+    with pytest.raises(region.HandleError, match="the object was freed"):
+        h()
+
+
+def test_stale_handle_never_resolves_to_a_new_object_at_the_same_address(r):
+    with r:
+        r.root = [[1]]
+    h = r.handle(r.root[0])
+    r.root.pop()
+    with r:
+        r.root.extend([i] for i in range(100))   # likely reuses the freed block
+    with pytest.raises(region.HandleError):
+        h()
+
+
+def test_handle_error_is_a_region_error_and_a_reference_error():
+    assert issubclass(region.HandleError, region.RegionError)
+    assert issubclass(region.HandleError, ReferenceError)
+
+
+def test_handles_are_hashable_and_comparable(r):
+    with r:
+        r.root = [[1], [2]]
+    a1, a2, b = r.handle(r.root[0]), r.handle(r.root[0]), r.handle(r.root[1])
+    assert a1 == a2 and hash(a1) == hash(a2) and a1 != b
+    assert len({a1, a2, b}) == 2
+    assert a1 != "not a handle"
+    assert "list" in repr(a1) and "'test'" in repr(a1) and "alive" in repr(a1)
+
+
+def test_handle_never_keeps_the_region_alive():
+    reg = region.region("short")
+    with reg:
+        reg.root = [1]
+    h = reg.handle(reg.root)
+    probe = weakref.ref(reg)
+    del reg
+    gc.collect()
+    assert probe() is None
+    assert not h.alive and "region gone" in repr(h)
+    with pytest.raises(region.HandleError, match="the region is gone"):
+        h()
+
+
+def test_handle_to_an_object_outside_the_region_is_refused(r):
+    with pytest.raises(region.RegionError, match="not an object of any region"):
+        r.handle([1])
+    other = region.region("other")
+    with other:
+        theirs = [1]
+    with pytest.raises(region.RegionError, match="belongs to region 'other'"):
+        r.handle(theirs)
+    with pytest.raises(region.RegionError):
+        r.handle(None)
+
+
+def test_handle_cannot_be_made_directly():
+    with pytest.raises(TypeError):
+        region.Handle()
+
+
+def test_handle_follows_an_object_that_moves(r):
+    with r:
+        t = tuple(range(1000, 1003))
+        r.root = [t]
+    h = r.handle(r.root[0])
+    assert h() == (1000, 1001, 1002)
+    assert h() is r.root[0]
+
+
+def test_handle_takes_no_arguments(r):
+    with r:
+        r.root = [1]
+    h = r.handle(r.root)
+    with pytest.raises(TypeError):
+        h(1)

@@ -1,0 +1,164 @@
+"""Placement: what a block creates is allocated in the region; nothing else is."""
+import gc
+import threading
+
+import pytest
+
+import region
+
+
+class Plain:
+    def __init__(self, i):
+        self.i = i
+
+
+class Slotted:
+    __slots__ = ("a", "b")
+
+    def __init__(self, a):
+        self.a, self.b = a, [a]
+
+
+def make_builtins(n):
+    """n objects of each builtin type, all freshly allocated (no constants, no small ints)."""
+    out = []
+    for i in range(1000, 1000 + n):
+        out += [i * 7, float(i) * 1.5, complex(i, 1), str(i) * 3, str(i).encode() * 2, (i, i + 1),
+                (i,), [i], {"k": i}, dict(a=i), {i, i + 1}, frozenset((i, -i)), bytearray(b"x%d" % i),
+                Plain(i), Slotted(i), range(i, i + 2), slice(i, i + 1)]
+    return out
+
+
+def fill_freelists():
+    """Leaves every freelist as full as a running program does."""
+    junk = [(x, x) for x in range(3000)] + [[x] for x in range(200)] + [{"a": x} for x in range(200)]
+    junk += [float(x) for x in range(300)] + [slice(x, x + 1) for x in range(3)]
+    del junk
+
+
+def test_every_new_builtin_object_lands_in_the_region(r):
+    fill_freelists()
+    with r:
+        objs = make_builtins(300)
+    misses = [o for o in objs if region.region_of(o) is not r]
+    assert misses == [], f"{len(misses)} of {len(objs)} not in the region, e.g. {misses[:5]}"
+    assert len(objs) == 300 * 17
+
+
+def test_objects_made_after_the_block_never_reuse_region_memory(r):
+    with r:
+        objs = make_builtins(200)
+    del objs            # region objects die: their memory must not go onto a freelist
+    fill_freelists()
+    fresh = make_builtins(200)
+    assert [o for o in fresh if region.region_of(o) is not None] == []
+
+
+def test_objects_made_before_the_block_stay_outside(r):
+    before = make_builtins(10)
+    with r:
+        pass
+    assert all(region.region_of(o) is None for o in before)
+
+
+def test_buffers_grown_in_a_block_follow_their_object(r):
+    outside = []
+    with r:
+        inside = []
+        for i in range(10000):
+            inside.append(i)
+            outside.append(i)       # realloc of an ordinary buffer stays ordinary (by pointer)
+    assert region.region_of(inside) is r and region.region_of(outside) is None
+    outside.extend(range(10000))   # the hook reallocates it outside the region: still works
+    inside.extend(range(10000))    # a region buffer grows inside its region after the block too
+    assert sum(inside) == sum(outside)
+
+
+def test_blocks_nest_and_reenter(r):
+    other = region.region("other")
+    with r:
+        a = []
+        with other:
+            b = []
+            with r:
+                c = []
+            d = []
+        e = []
+    assert [region.region_of(x) for x in (a, b, c, d, e)] == [r, other, r, other, r]
+    assert region.current() is None and not r.active
+
+
+def test_block_is_per_thread(r):
+    made = {}
+
+    def worker():
+        made["other"] = [[i] for i in range(1000)]
+
+    with r:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        mine = [[i] for i in range(1000)]
+    assert all(region.region_of(x) is r for x in mine)
+    assert all(region.region_of(x) is None for x in made["other"])
+    assert region.region_of(made["other"]) is None
+
+
+def test_threads_may_share_a_region(r):
+    results = []
+
+    def worker():
+        with r:
+            results.append([{"t": i} for i in range(500)])
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(region.region_of(d) is r for lst in results for d in lst)
+
+
+def test_exception_inside_block_closes_it(r):
+    with pytest.raises(KeyError):
+        with r:
+            kept = [1000, 2000]
+            raise KeyError("boom")
+    assert region.current() is None
+    assert region.region_of(kept) is r
+    assert region.region_of([]) is None
+
+
+def test_semantics_unchanged_inside_a_block(r):
+    import json
+
+    def workload():
+        doc = json.dumps({"users": [{"id": i, "tags": ["a", "b"], "score": i / 3} for i in range(200)]})
+        data = json.loads(doc)
+        data["users"].sort(key=lambda u: -u["score"])
+        gen = (u["id"] for u in data["users"] if u["id"] % 3)
+        return doc, data, sum(gen), sorted({u["id"] % 7 for u in data["users"]}), repr(Slotted(5).b)
+
+    expected = workload()
+    with r:
+        got = workload()
+    assert got == expected
+    assert region.region_of(got[1]) is r
+
+
+def test_block_depth_limit_is_a_clear_error(r):
+    opened = 0
+    with pytest.raises(region.RegionError, match="blocks are already open"):
+        try:
+            while True:
+                r.__enter__()
+                opened += 1
+        finally:
+            for _ in range(opened):
+                r.__exit__(None, None, None)
+    assert opened == 64 and region.current() is None
+
+
+def test_exit_without_enter_is_an_error(r):
+    with pytest.raises(region.RegionError, match="no block of it is open in this thread"):
+        r.__exit__(None, None, None)
