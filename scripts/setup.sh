@@ -29,4 +29,11 @@ if [ ! -x .venv/bin/python ]; then
   "$python" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+
+# pytest for the two Debian interpreters the Python tests also run under.
+for pair in ".venv-sys:/usr/bin/python3.11" ".venv-dbg:/usr/bin/python3.11-dbg"; do
+  venv=${pair%%:*} interpreter=${pair#*:}
+  [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest 2>/dev/null
+done
 echo "setup: done ($(.venv/bin/meson --version) meson, mimalloc from cmeel-mimalloc $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cmeel-mimalloc"))'))"

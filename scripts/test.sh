@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
-# UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, and the pkg-config check
-# that a C user can build against an installed libregion.  Sets up a fresh machine first.
+# UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, the pkg-config check that a
+# C user can build against an installed libregion, the Python tests under three interpreters
+# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks), and
+# `pip install .` into a fresh virtual environment.  Sets up a fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,7 +14,8 @@ step() { printf '\n=== %s\n' "$*"; }
 
 configure() {   # configure DIR [meson options...]
   local dir=$1; shift
-  if [ -d "$dir" ]; then $meson setup --reconfigure "$dir" "$@" >/dev/null
+  if [ -d "$dir" ]; then   # a build directory from an older checkout may need a fresh start
+    $meson setup --reconfigure "$dir" "$@" >/dev/null || $meson setup --wipe "$dir" "$@" >/dev/null
   else $meson setup "$dir" "$@" >/dev/null; fi
 }
 
@@ -20,13 +23,32 @@ step "C tests (build/)"
 configure build
 $meson test -C build --print-errorlogs
 
+step "Python tests, $(.venv/bin/python -VV | head -1) (build/)"
+pytest_in() {   # pytest_in BUILD_DIR PYTHON
+  PYTHONPATH="$1/python:tests/python" "$2" -m pytest -q -p no:cacheprovider tests/python
+}
+pytest_in build .venv/bin/python
+
+step "Python tests, Debian's $(/usr/bin/python3.11 -V) (build-pysys/)"
+configure build-pysys -Dpython=/usr/bin/python3.11 -Dtests=false -Dbenchmarks=false
+$meson compile -C build-pysys >/dev/null
+pytest_in build-pysys .venv-sys/bin/python
+
+step "Python tests, Debian's debug interpreter with refcount checks (build-pydbg/)"
+configure build-pydbg -Dpython=/usr/bin/python3.11-dbg -Dtests=false -Dbenchmarks=false -Dbuildtype=debug
+$meson compile -C build-pydbg >/dev/null
+pytest_in build-pydbg .venv-dbg/bin/python
+
+step "pip install . into a fresh virtual environment"
+tests/python/pip_install.sh
+
 step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
-configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   $meson test -C build-asan --print-errorlogs
 
 step "threaded C tests under ThreadSanitizer (build-tsan/)"
-configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug
+configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 TSAN_OPTIONS=halt_on_error=1 $meson test -C build-tsan --suite threads --print-errorlogs
 
 step "a C program built with pkg-config against the installed library"

@@ -47,6 +47,9 @@ int placement_exit(RegionObject *self);
 /* The Region receiving the calling thread's allocations, or NULL (borrowed). */
 RegionObject *placement_current(void);
 
+/* Test support: calls fn() with an equivalent allocator in place of the hook. */
+PyObject *placement_with_foreign_allocator(PyObject *fn);
+
 /* Stops the freelist guard before interpreter finalization tears the freelists down. */
 void placement_shutdown(void);
 

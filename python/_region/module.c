@@ -499,8 +499,14 @@ static PyObject *mod_local_holders(PyObject *module, PyObject *args) {
     return h.list;
 }
 
+static PyObject *mod_with_foreign_allocator(PyObject *module, PyObject *fn) {
+    (void)module;
+    return placement_with_foreign_allocator(fn);
+}
+
 static PyMethodDef module_methods[] = {
     {"_local_holders", mod_local_holders, METH_VARARGS, NULL},
+    {"_with_foreign_allocator", mod_with_foreign_allocator, METH_O, NULL},
     {"_attribute_name", mod_attribute_name, METH_VARARGS, NULL},
     {"_instance_dict", mod_instance_dict, METH_O, NULL},
     {"region_of", mod_region_of, METH_O, "The Region that owns obj, or None."},

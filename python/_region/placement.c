@@ -162,6 +162,25 @@ int placement_install(void) {
     return rpy_freelists_install();
 }
 
+/* For the test of the "hook removed" refusal: runs fn() while the OBJ domain holds another
+ * allocator (one that behaves exactly like the hook, so nothing breaks), then restores the hook. */
+static void *alias_malloc(void *ctx, size_t size) { return hook_malloc(ctx, size); }
+
+PyObject *placement_with_foreign_allocator(PyObject *fn) {
+    PyMemAllocatorEx hook, alias;
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &hook);
+    if (hook.malloc != hook_malloc) {
+        PyErr_SetString(RegionError, "the hook is not the OBJ allocator now");
+        return NULL;
+    }
+    alias = hook;
+    alias.malloc = alias_malloc;
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &alias);
+    PyObject *result = PyObject_CallNoArgs(fn);
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hook);
+    return result;
+}
+
 void placement_shutdown(void) {
     rpy_keys_freelist_count = &guard_off_count;
     rpy_keys_freelist_top = &guard_off_top;

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `pip install .` the way a user does it: a fresh virtual environment, pip's isolated build
+# (meson-python, meson, ninja and cmeel-mimalloc come from pyproject.toml's build requirements),
+# then a smoke test run from outside the source tree.
+set -euo pipefail
+src=$(cd "$(dirname "$0")/../.." && pwd)
+python=${PYTHON:-python3}
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+"$python" -m venv "$scratch/venv"
+"$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check "$src"
+cd "$scratch"
+"$scratch/venv/bin/python" - <<'PY'
+import gc, region
+r = region.region("installed")
+with r:
+    r.root = {"users": [{"id": i} for i in range(10000)]}
+assert all(region.region_of(u) is r for u in r.root["users"])
+assert r.check() is None
+assert not any(region.region_of(o) is r for o in gc.get_objects())
+print(f"pip install: ok ({region.__file__})")
+PY
