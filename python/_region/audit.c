@@ -395,8 +395,17 @@ PyObject *audit_check(RegionObject *self) {
     Py_ssize_t total = 0;
     int64_t objects = 0, garbage = 0;
     if (graph_build(&g, self) == 0) {
-        if (graph_mark_live(&g) == 0) {
+        /* Liveness only matters for deciding whether an outgoing or cross reference is held by
+         * garbage; without any, the (common) isolated case skips the second traversal. */
+        bool marked = g.escape_count == 0 || graph_mark_live(&g) == 0;
+        if (g.escape_count == 0)
+            for (int64_t i = 0; i < g.count; i++) g.nodes[i].live = true;
+        if (marked) {
             raw = escapes_to_list(&g, &total);
+            if (raw && total && g.escape_count == 0) {   /* the report counts the garbage: mark now */
+                for (int64_t i = 0; i < g.count; i++) g.nodes[i].live = false;
+                if (graph_mark_live(&g) < 0) Py_CLEAR(raw);
+            }
             objects = g.count;
             garbage = garbage_count(&g);
         }

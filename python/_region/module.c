@@ -422,6 +422,11 @@ static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
     return Py_NewRef(owner ? (PyObject *)owner : Py_None);
 }
 
+static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
+    (void)module;
+    return PyBool_FromLong(rpy_is_shared(obj));
+}
+
 static PyObject *mod_current(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
     RegionObject *top = placement_current();
@@ -511,6 +516,10 @@ static PyMethodDef module_methods[] = {
     {"_instance_dict", mod_instance_dict, METH_O, NULL},
     {"region_of", mod_region_of, METH_O, "The Region that owns obj, or None."},
     {"current", mod_current, METH_NOARGS, "The Region receiving this thread's allocations, or None."},
+    {"is_shared", mod_is_shared, METH_O,
+     "Whether obj is an interpreter-wide immutable singleton that any region may refer to: None, "
+     "True, False, Ellipsis, NotImplemented, small ints, interned or one-character strings, the empty "
+     "tuple, bytes and str, one-byte bytes, static types."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
     {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -27,6 +27,7 @@ from ._region import (
     Region,
     RegionError,
     current,
+    is_shared,
     region_of,
 )
 from ._audit import Escape
@@ -40,6 +41,7 @@ __all__ = [
     "Region",
     "RegionError",
     "current",
+    "is_shared",
     "region",
     "region_of",
 ]

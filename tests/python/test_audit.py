@@ -195,3 +195,19 @@ def test_global_containers_growing_in_a_block(r):
     table.clear()
     lst.clear()
     assert r.check() is None
+
+
+def test_garbage_is_counted_not_reported(r):
+    with r:
+        r.root = []
+        a, b = [], []
+        a.append(b), b.append(a)     # a garbage cycle once the names are gone
+        a.append(OUTSIDE)           # held by garbage only: not reported
+        kept = [1]
+    del a, b
+    error, escape = only_escape(r)
+    assert escape.obj is kept
+    assert "2 of them unreachable garbage" in str(error)
+    del kept, error, escape
+    gc.collect()
+    assert r.check() is None
