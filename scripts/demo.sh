@@ -16,6 +16,11 @@ echo "=== The C API end to end (examples/handoff.c): create, allocate, handle, h
 tests/pkgconfig/run.sh build | grep -v "passed"
 
 echo
+echo "=== Python: a structure built in \`with region():\` (examples/python_demo.py)"
+objects=1000000; [ -n "$quick" ] && objects=200000
+PYTHONPATH=build/python .venv/bin/python examples/python_demo.py --objects $objects | tee results/python-demo.txt
+
+echo
 echo "=== The choice of mimalloc: the properties a region needs, on Debian's 2.0.9 and on 3.4.3"
 experiments/run.sh | tee results/mimalloc-properties.txt
 

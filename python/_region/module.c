@@ -120,6 +120,13 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
             return NULL;
         }
     }
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        /* CPython copies a single-phase module into subinterpreters without calling PyInit again,
+         * so the import check alone does not keep regions out of them. */
+        PyErr_SetString(RegionError, "regions can only be created in the main interpreter in this "
+                        "version (docs/python.md, 'Limitations')");
+        return NULL;
+    }
     const char *cname = NULL;
     if (name != Py_None && !(cname = PyUnicode_AsUTF8(name))) return NULL;
     options.name = cname;
@@ -439,6 +446,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *phase, *info;
     if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;   /* regions live in main */
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
         membership_sync();
     } else {
@@ -452,6 +460,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
  * collections then see them, and the freelist guard stops (finalization empties the freelists). */
 static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;   /* a subinterpreter's exit */
     PyObject *all = membership_all();
     if (!all) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
