@@ -7,6 +7,8 @@
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"
 
+#include <string.h>
+
 #include <internal/pycore_context.h>
 #include <internal/pycore_dict.h>
 #include <internal/pycore_frame.h>
@@ -299,38 +301,61 @@ bool rpy_dict_traverse_skips_keys(PyObject *dict) {
  *
  * A freelist hands an object's memory to the next object of its type without asking the allocator,
  * so it would give region memory to objects outside the region (after a block) and ordinary memory to
- * objects made in a block.  All are per interpreter (pycore_interp.h:160-172).
+ * objects made in a block.  All are per interpreter (pycore_interp.h:160-172).  Two rules:
  *
- * - float, tuple: the pop tests the list head, the push tests numfree < MAX
- *   (floatobject.c:136-150,260-262; tupleobject.c:1183-1227).  head = NULL and numfree = MAX switch
- *   both off, including ceval's fast paths that call _PyFloat_ExactDealloc directly.  A full
- *   collection resets them (clear_freelists, gcmodule.c:1035-1044): rpy_freelists_drain() re-applies
- *   them from the binding's gc callback.
- * - list, dict, slice, context, async-generator asend / wrapped value: pop and push both test numfree,
- *   so no counter value switches them off.  Their tp_dealloc slots (static types: process-wide) are
- *   wrapped: after the original deallocator, if the object is on top of the freelist and either a
- *   block is open somewhere or the object is region memory, it is taken off again and freed.  Outside
- *   blocks ordinary objects keep their freelists; region objects never stay on one; inside a block
- *   the lists stay empty (drained when the first block opens), so every new object is allocated.
+ *   1. No region object ever stays on a freelist.
+ *   2. While any block is open, every freelist is empty, so every new object is allocated.
+ *
+ * - float: ceval's fast paths free floats with _PyFloat_ExactDealloc directly (ceval.c:1967-2048),
+ *   bypassing tp_dealloc, so no wrapper sees them.  The list is switched off for good: the pop tests
+ *   the head, the push tests numfree < MAX (floatobject.c:136-150,260-262), so head = NULL and numfree
+ *   = MAX stop both.  A full collection resets it (clear_freelists, gcmodule.c:1035-1044); the
+ *   binding's gc callback calls rpy_float_freelist_off() after each one.
+ * - tuple, list, dict, slice, context, async-generator asend / wrapped value: freed only through
+ *   tp_dealloc, whose slots (static types: process-wide) are wrapped.  After the original
+ *   deallocator, an object left on top of its freelist is taken off again and freed when a block is
+ *   open anywhere or the object is region memory (rule 1, and rule 2 during blocks).  When the first
+ *   block opens, the lists are put aside (rpy_freelists_stash: O(1), only heads and counts move) and
+ *   when the last one closes they are put back, so ordinary code keeps its freelists.
  * - dict keys tables: pushed by free_keys_object and by dictresize (dictobject.c:1538-1556) outside
  *   any deallocator, so no wrapper can catch every push.  Instead the freelist is kept FULL (80) of
  *   spare tables the binding allocated: a push is then refused and the table freed; a pop (only by
  *   new_keys_object, right before the new dict is allocated) takes a spare, and the allocator hook
- *   refills it at its next call in the context of the caller, so the next dict's table is where that
- *   dict is.  internals.h: rpy_keys_freelist_refill.
+ *   refills it at its next allocation in the context of the caller, so the next dict's table is where
+ *   that dict is.  See "The dict-keys freelist guard" below for the one window it leaves.
  *
  * The wrapped deallocators keep CPython's trashcan: Py_TRASHCAN_BEGIN only acts when tp_dealloc is
- * the function that names it (_PyTrash_cond, object.c:2310), which stops being true for list and dict
- * once the slot holds the wrapper, so the wrapper runs the trashcan itself.  The trashcan deposits
- * only untracked objects, hence the untrack first (list_dealloc and dict_dealloc do the same). */
+ * the function that names it (_PyTrash_cond, object.c:2310), which stops being true for tuple, list
+ * and dict once the slot holds the wrapper, so the wrapper runs the trashcan itself.  The trashcan
+ * deposits only untracked objects, hence the untrack first (tupledealloc, list_dealloc and
+ * dict_dealloc do the same). */
 
 int rpy_blocks_open;                      /* set by the binding: blocks open in any thread */
 bool (*rpy_is_region_memory)(const void *p);
 
-static destructor orig_list_dealloc, orig_dict_dealloc, orig_slice_dealloc, orig_context_dealloc,
-    orig_asend_dealloc, orig_wrapped_dealloc;
+static destructor orig_tuple_dealloc, orig_list_dealloc, orig_dict_dealloc, orig_slice_dealloc,
+    orig_context_dealloc, orig_asend_dealloc, orig_wrapped_dealloc;
 
 static bool must_not_stay(PyObject *op) { return rpy_blocks_open || rpy_is_region_memory(op); }
+
+static void tuple_dealloc_guarded(PyObject *op) {
+    Py_ssize_t size = Py_SIZE(op);
+    if (size == 0) {   /* the empty tuple singleton: nothing of ours to do */
+        orig_tuple_dealloc(op);
+        return;
+    }
+    PyObject_GC_UnTrack(op);
+    Py_TRASHCAN_BEGIN(op, tuple_dealloc_guarded)
+    orig_tuple_dealloc(op);
+    struct _Py_tuple_state *state = &_PyInterpreterState_GET()->tuple;
+    Py_ssize_t index = size - 1;   /* tupleobject.c:1217 */
+    if (index < PyTuple_NFREELISTS && state->free_list[index] == (PyTupleObject *)op && must_not_stay(op)) {
+        state->free_list[index] = (PyTupleObject *)((PyTupleObject *)op)->ob_item[0];
+        state->numfree[index]--;
+        PyObject_GC_Del(op);
+    }
+    Py_TRASHCAN_END
+}
 
 static void list_dealloc_guarded(PyObject *op) {
     PyObject_GC_UnTrack(op);
@@ -343,8 +368,6 @@ static void list_dealloc_guarded(PyObject *op) {
     }
     Py_TRASHCAN_END
 }
-
-static void keys_freelist_refill_self(void);
 
 static void dict_dealloc_guarded(PyObject *op) {
     PyObject_GC_UnTrack(op);
@@ -402,63 +425,108 @@ static void wrap(PyTypeObject *type, destructor *orig, destructor guarded) {
     type->tp_dealloc = guarded;
 }
 
-static void switch_off_float_and_tuple(PyInterpreterState *interp) {
-    struct _Py_float_state *f = &interp->float_state;
+void rpy_float_freelist_off(void) {
+    struct _Py_float_state *f = &_PyInterpreterState_GET()->float_state;
+    if (f->numfree < 0) return;   /* finalized */
     while (f->free_list) {
         PyFloatObject *op = f->free_list;
         f->free_list = (PyFloatObject *)Py_TYPE(op);
         PyObject_Free(op);
     }
     f->numfree = PyFloat_MAXFREELIST;
-    struct _Py_tuple_state *t = &interp->tuple;
-    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
-        while (t->free_list[i]) {
-            PyTupleObject *op = t->free_list[i];
-            t->free_list[i] = (PyTupleObject *)op->ob_item[0];
-            PyObject_GC_Del(op);
-        }
-        t->numfree[i] = PyTuple_MAXFREELIST;
-    }
 }
 
-static bool installed;
-
+/* Region objects already on a freelist when the binding starts cannot exist (no region existed), so
+ * installing only has to wrap the deallocators and switch the float list off. */
 int rpy_freelists_install(void) {
-    if (!installed) {
+    static bool wrapped;
+    if (!wrapped) {
+        wrap(&PyTuple_Type, &orig_tuple_dealloc, tuple_dealloc_guarded);
         wrap(&PyList_Type, &orig_list_dealloc, list_dealloc_guarded);
         wrap(&PyDict_Type, &orig_dict_dealloc, dict_dealloc_guarded);
         wrap(&PySlice_Type, &orig_slice_dealloc, slice_dealloc_guarded);
         wrap(&PyContext_Type, &orig_context_dealloc, context_dealloc_guarded);
         wrap(&_PyAsyncGenASend_Type, &orig_asend_dealloc, asend_dealloc_guarded);
         wrap(&_PyAsyncGenWrappedValue_Type, &orig_wrapped_dealloc, wrapped_dealloc_guarded);
-        installed = true;
+        wrapped = true;
     }
-    rpy_freelists_drain();
+    rpy_float_freelist_off();
     return 0;
 }
 
-void rpy_freelists_drain(void) {
+/* The freelists put aside while blocks are open (main interpreter; see binding.h, THREADS).  The
+ * array lists are copied out: a push during a block writes entry 0 (and the wrapper then pops it),
+ * so entries left in place would be overwritten. */
+static struct {
+    bool stashed;
+    PyTupleObject *tuple_heads[PyTuple_NFREELISTS];
+    int tuple_counts[PyTuple_NFREELISTS];
+    PyListObject *lists[PyList_MAXFREELIST];
+    PyDictObject *dicts[PyDict_MAXFREELIST];
+    struct PyAsyncGenASend *asends[_PyAsyncGen_MAXFREELIST];
+    struct _PyAsyncGenWrappedValue *values[_PyAsyncGen_MAXFREELIST];
+    int list_count, dict_count, asend_count, value_count, context_count;
+    PyContext *context_head;
+    PySliceObject *slice;
+} stash;
+
+#define STASH_ARRAY(dst, dst_count, src, src_count)                  \
+    do {                                                             \
+        dst_count = (src_count) > 0 ? (src_count) : 0;               \
+        memcpy(dst, src, (size_t)dst_count * sizeof(dst)[0]);        \
+        if ((src_count) > 0) (src_count) = 0;                        \
+    } while (0)
+
+/* Back only into an empty list: a full collection while blocks were open cleared the (empty)
+ * lists and left counts of 0, or -1 at finalization, which must stay. */
+#define UNSTASH_ARRAY(dst, dst_count, src, src_count)                \
+    do {                                                             \
+        if ((dst_count) == 0) {                                      \
+            memcpy(dst, src, (size_t)(src_count) * sizeof(src)[0]);  \
+            (dst_count) = (src_count);                               \
+        }                                                            \
+    } while (0)
+
+void rpy_freelists_stash(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
-    switch_off_float_and_tuple(interp);
-    struct _Py_list_state *l = &interp->list;
-    while (l->numfree > 0) PyObject_GC_Del(l->free_list[--l->numfree]);
-    struct _Py_dict_state *d = &interp->dict_state;
-    while (d->numfree > 0) PyObject_GC_Del(d->free_list[--d->numfree]);
-    if (interp->slice_cache) {
-        PyObject_GC_Del(interp->slice_cache);
-        interp->slice_cache = NULL;
+    if (stash.stashed) return;
+    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
+        stash.tuple_heads[i] = interp->tuple.free_list[i];
+        stash.tuple_counts[i] = interp->tuple.numfree[i];
+        interp->tuple.free_list[i] = NULL;
+        interp->tuple.numfree[i] = 0;
     }
-    struct _Py_context_state *c = &interp->context;
-    while (c->numfree > 0) {
-        PyContext *ctx = c->freelist;
-        c->freelist = (PyContext *)ctx->ctx_weakreflist;
-        c->numfree--;
-        PyObject_GC_Del(ctx);
+    STASH_ARRAY(stash.lists, stash.list_count, interp->list.free_list, interp->list.numfree);
+    STASH_ARRAY(stash.dicts, stash.dict_count, interp->dict_state.free_list, interp->dict_state.numfree);
+    STASH_ARRAY(stash.asends, stash.asend_count, interp->async_gen.asend_freelist, interp->async_gen.asend_numfree);
+    STASH_ARRAY(stash.values, stash.value_count, interp->async_gen.value_freelist, interp->async_gen.value_numfree);
+    stash.context_head = interp->context.freelist;
+    stash.context_count = interp->context.numfree;
+    interp->context.freelist = NULL;
+    interp->context.numfree = 0;
+    stash.slice = interp->slice_cache;
+    interp->slice_cache = NULL;
+    stash.stashed = true;
+}
+
+void rpy_freelists_unstash(void) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (!stash.stashed) return;
+    stash.stashed = false;
+    for (int i = 0; i < PyTuple_NFREELISTS; i++) {
+        if (interp->tuple.numfree[i] != 0 || interp->tuple.free_list[i]) continue;
+        interp->tuple.free_list[i] = stash.tuple_heads[i];
+        interp->tuple.numfree[i] = stash.tuple_counts[i];
     }
-    struct _Py_async_gen_state *a = &interp->async_gen;
-    while (a->asend_numfree > 0) PyObject_GC_Del(a->asend_freelist[--a->asend_numfree]);
-    while (a->value_numfree > 0) PyObject_GC_Del(a->value_freelist[--a->value_numfree]);
-    if (interp == _PyInterpreterState_Main()) keys_freelist_refill_self();
+    UNSTASH_ARRAY(interp->list.free_list, interp->list.numfree, stash.lists, stash.list_count);
+    UNSTASH_ARRAY(interp->dict_state.free_list, interp->dict_state.numfree, stash.dicts, stash.dict_count);
+    UNSTASH_ARRAY(interp->async_gen.asend_freelist, interp->async_gen.asend_numfree, stash.asends, stash.asend_count);
+    UNSTASH_ARRAY(interp->async_gen.value_freelist, interp->async_gen.value_numfree, stash.values, stash.value_count);
+    if (interp->context.numfree == 0 && !interp->context.freelist) {
+        interp->context.freelist = stash.context_head;
+        interp->context.numfree = stash.context_count;
+    }
+    if (!interp->slice_cache) interp->slice_cache = stash.slice;
 }
 
 /* ---- The dict-keys freelist guard (main interpreter) ---- */

@@ -103,13 +103,17 @@ bool rpy_dict_traverse_skips_keys(PyObject *dict);
 
 /* ---- Freelists ---- */
 
-/* Installs the freelist guards (once per process): the float and tuple freelists are switched off,
- * and the list, dict, slice, context and async-generator deallocators are wrapped so that nothing
- * stays on their freelists.  See internals.c, "Freelists". */
+/* Installs the freelist guards (once per process; internals.c, "Freelists"): the float freelist is
+ * switched off, and the tuple, list, dict, slice, context and async-generator deallocators are
+ * wrapped so that no region object stays on a freelist, and none at all while a block is open. */
 int rpy_freelists_install(void);
 
-/* Empties every freelist of the interpreter and re-applies the switches a full collection resets. */
-void rpy_freelists_drain(void);
+/* Switches the float freelist off again (a full collection switches it back on). */
+void rpy_float_freelist_off(void);
+
+/* Puts the freelists aside when the first block opens, and back when the last one closes. */
+void rpy_freelists_stash(void);
+void rpy_freelists_unstash(void);
 
 /* Set by the binding: how many blocks are open in all threads, and whether a pointer is region
  * memory.  The deallocator wrappers read both. */

@@ -449,8 +449,11 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;   /* regions live in main */
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
         membership_sync();
-    } else {
-        rpy_freelists_drain();
+        return Py_NewRef(Py_None);
+    }
+    PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
+    if (generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2) {
+        rpy_float_freelist_off();   /* clear_freelists switched it back on */
         sweep_orphans();
     }
     Py_RETURN_NONE;

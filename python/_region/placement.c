@@ -159,6 +159,7 @@ int placement_install(void) {
             return -1;
     }
     rpy_keys_freelist_bind(spare_alloc, spare_free);
+    rpy_keys_freelist_refill();
     return rpy_freelists_install();
 }
 
@@ -226,7 +227,7 @@ int placement_enter(RegionObject *self) {
     stack.entries[stack.depth++] = self;
     self->blocks_open++;
     if (rpy_blocks_open++ == 0) {
-        rpy_freelists_drain();   /* from here on, no freelist hands ordinary memory to a new object */
+        rpy_freelists_stash();   /* from here on, no freelist hands ordinary memory to a new object */
         membership_blocks_opened();
     }
     set_current();
@@ -249,8 +250,12 @@ int placement_exit(RegionObject *self) {
     self->blocks_open--;
     set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
-    if (--rpy_blocks_open == 0) membership_blocks_closed();
-    else membership_sync();
+    if (--rpy_blocks_open == 0) {
+        membership_blocks_closed();
+        rpy_freelists_unstash();
+    } else {
+        membership_sync();
+    }
     Py_DECREF(self);
     return 0;
 }

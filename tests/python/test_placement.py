@@ -162,3 +162,20 @@ def test_block_depth_limit_is_a_clear_error(r):
 def test_exit_without_enter_is_an_error(r):
     with pytest.raises(region.RegionError, match="no block of it is open in this thread"):
         r.__exit__(None, None, None)
+
+
+def test_freelists_put_aside_during_blocks_come_back_intact(r):
+    # Ordinary code fills the freelists, blocks open and close around churn and full collections;
+    # afterwards ordinary objects still come from ordinary memory and nothing is corrupted.
+    for round_ in range(50):
+        fill_freelists()
+        with r:
+            inside = make_builtins(5)
+            if round_ % 10 == 0:
+                gc.collect()          # clears the (empty) freelists while the real ones are put aside
+            junk = [(i, i) for i in range(100)] + [[i] for i in range(100)]
+            del junk
+        assert all(region.region_of(o) is r for o in inside)
+        outside = make_builtins(5)
+        assert all(region.region_of(o) is None for o in outside)
+    gc.collect()
