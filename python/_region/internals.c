@@ -338,6 +338,15 @@ static destructor orig_tuple_dealloc, orig_list_dealloc, orig_dict_dealloc, orig
 
 static bool must_not_stay(PyObject *op) { return rpy_blocks_open || rpy_is_region_memory(op); }
 
+/* For the freelists that are arrays with a count: takes op back off the top and frees it. */
+static void array_freelist_pop(PyObject *op, void *array, int *count) {
+    PyObject **entries = array;
+    if (*count > 0 && entries[*count - 1] == op && must_not_stay(op)) {
+        (*count)--;
+        PyObject_GC_Del(op);
+    }
+}
+
 static void tuple_dealloc_guarded(PyObject *op) {
     Py_ssize_t size = Py_SIZE(op);
     if (size == 0) {   /* the empty tuple singleton: nothing of ours to do */
@@ -362,10 +371,7 @@ static void list_dealloc_guarded(PyObject *op) {
     Py_TRASHCAN_BEGIN(op, list_dealloc_guarded)
     orig_list_dealloc(op);
     struct _Py_list_state *state = &_PyInterpreterState_GET()->list;
-    if (state->numfree > 0 && state->free_list[state->numfree - 1] == (PyListObject *)op && must_not_stay(op)) {
-        state->numfree--;
-        PyObject_GC_Del(op);
-    }
+    array_freelist_pop(op, state->free_list, &state->numfree);
     Py_TRASHCAN_END
 }
 
@@ -374,10 +380,7 @@ static void dict_dealloc_guarded(PyObject *op) {
     Py_TRASHCAN_BEGIN(op, dict_dealloc_guarded)
     orig_dict_dealloc(op);
     struct _Py_dict_state *state = &_PyInterpreterState_GET()->dict_state;
-    if (state->numfree > 0 && state->free_list[state->numfree - 1] == (PyDictObject *)op && must_not_stay(op)) {
-        state->numfree--;
-        PyObject_GC_Del(op);
-    }
+    array_freelist_pop(op, state->free_list, &state->numfree);
     Py_TRASHCAN_END
 }
 
@@ -403,21 +406,13 @@ static void context_dealloc_guarded(PyObject *op) {
 static void asend_dealloc_guarded(PyObject *op) {
     orig_asend_dealloc(op);
     struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
-    if (state->asend_numfree > 0 && (PyObject *)state->asend_freelist[state->asend_numfree - 1] == op &&
-        must_not_stay(op)) {
-        state->asend_numfree--;
-        PyObject_GC_Del(op);
-    }
+    array_freelist_pop(op, state->asend_freelist, &state->asend_numfree);
 }
 
 static void wrapped_dealloc_guarded(PyObject *op) {
     orig_wrapped_dealloc(op);
     struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
-    if (state->value_numfree > 0 && (PyObject *)state->value_freelist[state->value_numfree - 1] == op &&
-        must_not_stay(op)) {
-        state->value_numfree--;
-        PyObject_GC_Del(op);
-    }
+    array_freelist_pop(op, state->value_freelist, &state->value_numfree);
 }
 
 static void wrap(PyTypeObject *type, destructor *orig, destructor guarded) {

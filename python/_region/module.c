@@ -135,11 +135,8 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     region_t *r;
     region_status status = region_create(&options, &r);
     if (status != REGION_OK) {
-        PyObject *error_type = status == REGION_ELIMIT ? RegionError
-                             : status == REGION_ENOMEM ? PyExc_MemoryError
-                             : (status == REGION_ENONODE || status == REGION_EBIND) ? RegionError
-                             : RegionError;
-        raise_region_status(error_type, "cannot create a region", status);
+        raise_region_status(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError,
+                            "cannot create a region", status);
         return NULL;
     }
     region_release(r);   /* the binding takes thread ownership only around libregion calls */
