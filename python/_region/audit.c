@@ -354,13 +354,13 @@ static PyObject *chain_of(graph_t *g, int64_t i) {
 static const char *kind_names[] = {"incoming", "outgoing", "cross"};
 
 /* (kind, chain, target, count) for each reported escape, incoming ones first. */
-static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total) {
+static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total, bool incoming_only) {
     PyObject *raw = PyList_New(0);
     *total = 0;
     for (int64_t i = 0; raw && i < g->count; i++) {
         node_t *n = &g->nodes[i];
         uint64_t expected = n->internal + (n->obj == g->region->root);
-        if ((uint64_t)Py_REFCNT(n->obj) <= expected) continue;
+        if ((uint64_t)Py_REFCNT(n->obj) <= expected || rpy_is_running_frame_object(n->obj)) continue;
         if ((*total)++ >= MAX_REPORTED) continue;
         Py_ssize_t outside = Py_REFCNT(n->obj) - (Py_ssize_t)expected;   /* before the chain adds one */
         PyObject *chain = chain_of(g, i);
@@ -369,7 +369,7 @@ static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total) {
         if (!item || PyList_Append(raw, item) < 0) Py_CLEAR(raw);
         Py_XDECREF(item);
     }
-    for (int64_t e = 0; raw && e < g->escape_count; e++) {
+    for (int64_t e = 0; raw && !incoming_only && e < g->escape_count; e++) {
         escape_t *x = &g->escapes[e];
         if (!g->nodes[x->node].live) continue;   /* held by garbage: the next collection frees it */
         if ((*total)++ >= MAX_REPORTED) continue;
@@ -388,7 +388,7 @@ static int64_t garbage_count(graph_t *g) {
 }
 
 /* The graph holds borrowed pointers: no collection (and so no finalizer) may run while it exists. */
-PyObject *audit_check(RegionObject *self) {
+static PyObject *audit(RegionObject *self, bool incoming_only) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *raw = NULL;
@@ -397,11 +397,12 @@ PyObject *audit_check(RegionObject *self) {
     if (graph_build(&g, self) == 0) {
         /* Liveness only matters for deciding whether an outgoing or cross reference is held by
          * garbage; without any, the (common) isolated case skips the second traversal. */
+        if (incoming_only) g.escape_count = 0;
         bool marked = g.escape_count == 0 || graph_mark_live(&g) == 0;
         if (g.escape_count == 0)
             for (int64_t i = 0; i < g.count; i++) g.nodes[i].live = true;
         if (marked) {
-            raw = escapes_to_list(&g, &total);
+            raw = escapes_to_list(&g, &total, incoming_only);
             if (raw && total && g.escape_count == 0) {   /* the report counts the garbage: mark now */
                 for (int64_t i = 0; i < g.count; i++) g.nodes[i].live = false;
                 if (graph_mark_live(&g) < 0) Py_CLEAR(raw);
@@ -429,6 +430,10 @@ PyObject *audit_check(RegionObject *self) {
     }
     return NULL;
 }
+
+PyObject *audit_check(RegionObject *self) { return audit(self, false); }
+
+PyObject *audit_incoming(RegionObject *self) { return audit(self, true); }
 
 PyObject *audit_objects(RegionObject *self) {
     graph_t g;

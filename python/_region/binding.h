@@ -16,7 +16,7 @@
 #ifndef REGION_PY_BINDING_H
 #define REGION_PY_BINDING_H
 
-#include "internals.h"
+#include "cpython/internals.h"
 #include "region-host.h"
 
 typedef struct RegionObject {
@@ -29,6 +29,13 @@ typedef struct RegionObject {
     Py_ssize_t blocks_open;    /* `with` blocks open on this region, all threads */
     int64_t interp;            /* id of the owning interpreter */
     PyObject *weakreflist;
+    const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
+
+    /* collection statistics (r.collect, automatic collections) */
+    uint64_t collections;
+    uint64_t collected;        /* objects freed by collections, all together */
+    uint64_t uncollectable;    /* objects kept for a legacy finalizer (in gc.garbage) */
+    uint64_t last_pause_ns, total_pause_ns;
 } RegionObject;
 
 extern PyTypeObject *Region_Type;
@@ -49,6 +56,16 @@ RegionObject *placement_current(void);
 
 /* Test support: calls fn() with an equivalent allocator in place of the hook. */
 PyObject *placement_with_foreign_allocator(PyObject *fn);
+
+/* Automatic collection: the allocator hook counts object allocations per region and, when a
+ * region's count reaches its threshold (0: never), schedules module_auto_collect() as a pending
+ * call (run by the main thread between two bytecodes: a safe point). */
+void placement_set_threshold(region_t *r, uint32_t threshold);
+uint32_t placement_threshold(region_t *r);
+uint32_t placement_allocations(region_t *r);     /* since the last collection */
+void placement_reset_allocations(region_t *r);
+void placement_collection_ran(void);     /* module_auto_collect ran: the next crossing schedules again */
+int module_auto_collect(void *unused);
 
 /* Stops the freelist guard before interpreter finalization tears the freelists down. */
 void placement_shutdown(void);
@@ -91,6 +108,9 @@ PyObject *handle_new(RegionObject *self, PyObject *obj);
 
 /* r.check(): None, or IsolationError listing the escapes. */
 PyObject *audit_check(RegionObject *self);
+
+/* The same, reporting only objects referenced from outside (what r.close() cannot free). */
+PyObject *audit_incoming(RegionObject *self);
 
 /* r.objects(): every object of the region that its list and root lead to. */
 PyObject *audit_objects(RegionObject *self);

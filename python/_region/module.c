@@ -10,11 +10,17 @@
 #include "binding.h"
 
 #include <string.h>
+#include <time.h>
 
 #include <structmember.h>
 
 PyTypeObject *Region_Type;
 PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
+
+/* Object allocations in a region between two automatic collections, by default.  A region
+ * collection costs time proportional to the region, so the default is large; r.threshold changes
+ * it (0: never). */
+#define DEFAULT_THRESHOLD 100000
 
 static region_t *orphans[REGION_MAX_SLOTS];
 static unsigned orphan_count;
@@ -30,7 +36,7 @@ PyObject *region_describe(RegionObject *self) {
 int region_check_owner(RegionObject *self, const char *what) {
     if (!self->r) {
         PyObject *desc = region_describe(self);
-        PyErr_Format(RegionError, "%s: %U was dissolved at interpreter shutdown", what, desc);
+        PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
         Py_XDECREF(desc);
         return -1;
     }
@@ -145,6 +151,8 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (!self) goto fail;
     self->r = r;
     self->id = region_id(r);
+    placement_set_threshold(r, DEFAULT_THRESHOLD);
+    placement_reset_allocations(r);
     self->interp = current_interp();
     self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromFormat("region-%llu", (unsigned long long)self->id);
     if (!self->name || membership_register(self) < 0) {
@@ -160,8 +168,9 @@ fail:
 
 /* The Region goes away: its members become ordinary objects, its memory an orphan (or is freed now
  * when nothing lives in it). */
-static void region_dissolve(RegionObject *self) {
+static void region_dissolve(RegionObject *self, const char *why) {
     if (!self->r) return;
+    self->gone = why;
     membership_unregister(self);
     region_t *r = self->r;
     self->r = NULL;
@@ -184,7 +193,7 @@ static void Region_dealloc(RegionObject *self) {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (self->weakreflist) PyObject_ClearWeakRefs((PyObject *)self);
-    region_dissolve(self);
+    region_dissolve(self, "gone");
     Py_CLEAR(self->root);
     Py_CLEAR(self->name);
     type->tp_free(self);
@@ -296,7 +305,13 @@ static PyObject *Region_stats(RegionObject *self, PyObject *unused) {
               put(d, "committed", PyLong_FromSize_t(s.bytes_committed)) < 0 ||
               put(d, "reserved", PyLong_FromSize_t(s.bytes_reserved)) < 0 ||
               put(d, "handles", PyLong_FromSize_t(s.handles)) < 0 ||
-              put(d, "collections", PyLong_FromUnsignedLongLong(s.collections)) < 0 ||
+              put(d, "collections", PyLong_FromUnsignedLongLong(self->collections)) < 0 ||
+              put(d, "collected", PyLong_FromUnsignedLongLong(self->collected)) < 0 ||
+              put(d, "uncollectable", PyLong_FromUnsignedLongLong(self->uncollectable)) < 0 ||
+              put(d, "last_pause", PyFloat_FromDouble((double)self->last_pause_ns / 1e9)) < 0 ||
+              put(d, "total_pause", PyFloat_FromDouble((double)self->total_pause_ns / 1e9)) < 0 ||
+              put(d, "threshold", PyLong_FromUnsignedLong(placement_threshold(self->r))) < 0 ||
+              put(d, "allocations", PyLong_FromUnsignedLong(placement_allocations(self->r))) < 0 ||
               put(d, "blocks_open", PyLong_FromSsize_t(self->blocks_open)) < 0))
         Py_CLEAR(d);
     return d;
@@ -349,6 +364,120 @@ static PyObject *Region_repr(RegionObject *self) {
     return repr;
 }
 
+/* ---- Region: collection and teardown ---- */
+
+static uint64_t monotonic_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when a
+ * collection is already running: like gc.collect(), a collection requested from a finalizer
+ * does nothing. */
+static Py_ssize_t collect_region(RegionObject *self) {
+    membership_sync();
+    uint64_t start = monotonic_ns();
+    Py_ssize_t collected, uncollectable;
+    if (rpy_collect(self->members, &collected, &uncollectable) < 0) return -1;
+    uint64_t pause = monotonic_ns() - start;
+    /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no
+     * collection running), so self->r is checked again. */
+    if (self->r) placement_reset_allocations(self->r);
+    self->collections++;
+    self->collected += (uint64_t)collected;
+    self->uncollectable += (uint64_t)uncollectable;
+    self->last_pause_ns = pause;
+    self->total_pause_ns += pause;
+    return collected;
+}
+
+static PyObject *Region_collect(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "collect") < 0) return NULL;
+    Py_ssize_t collected = collect_region(self);
+    return PyLong_FromSsize_t(collected < 0 ? 0 : collected);
+}
+
+int module_auto_collect(void *unused) {
+    (void)unused;
+    placement_collection_ran();
+    PyObject *all = membership_all();
+    if (!all) {
+        PyErr_Clear();
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
+        RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
+        if (!self->r || self->interp != current_interp()) continue;
+        uint32_t threshold = placement_threshold(self->r);
+        if (threshold && placement_allocations(self->r) >= threshold) collect_region(self);
+    }
+    Py_DECREF(all);
+    return 0;
+}
+
+static PyObject *Region_get_threshold(RegionObject *self, void *c) {
+    (void)c;
+    if (region_check_owner(self, "threshold") < 0) return NULL;
+    return PyLong_FromUnsignedLong(placement_threshold(self->r));
+}
+
+static int Region_set_threshold(RegionObject *self, PyObject *value, void *c) {
+    (void)c;
+    if (region_check_owner(self, "threshold") < 0) return -1;
+    if (!value) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete the threshold (set it to 0 to disable)");
+        return -1;
+    }
+    unsigned long n = PyLong_Check(value) ? PyLong_AsUnsignedLong(value) : (unsigned long)-1;
+    if (!PyLong_Check(value) || (n == (unsigned long)-1 && PyErr_Occurred()) || n > UINT32_MAX) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "threshold must be an int from 0 (never collect automatically) "
+                     "to %u, not %R", UINT32_MAX, value);
+        return -1;
+    }
+    placement_set_threshold(self->r, (uint32_t)n);
+    /* Crossing is detected by equality: a count already past a lowered threshold collects next time
+     * the count wraps; reset it so the new threshold counts from now. */
+    placement_reset_allocations(self->r);
+    return 0;
+}
+
+static PyObject *Region_close(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    if (region_check_owner(self, "close") < 0) return NULL;
+    if (self->blocks_open) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(RegionError, "cannot close %U: %zd `with` block(s) are open on it", desc, self->blocks_open);
+        Py_XDECREF(desc);
+        return NULL;
+    }
+    if (rpy_gc_collecting()) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(RegionError, "cannot close %U while a collection is running (from a finalizer?)", desc);
+        Py_XDECREF(desc);
+        return NULL;
+    }
+    /* Nothing outside may refer into the region: those objects would be freed under their holders. */
+    PyObject *isolated = audit_incoming(self);
+    if (!isolated) return NULL;
+    Py_DECREF(isolated);
+    /* Dropping the root frees everything acyclic by reference counting; the collections free the
+     * cycles (finalizers run, weakrefs are cleared).  A finalizer's new garbage takes another round. */
+    Py_CLEAR(self->root);
+    for (int round = 0; round < 4 && self->r; round++)
+        if (collect_region(self) <= 0) break;
+    /* What survives (resurrected by a finalizer, or uncollectable) becomes ordinary objects. */
+    region_dissolve(self, "closed");
+    Py_RETURN_NONE;
+}
+
+static PyObject *Region_get_closed(RegionObject *self, void *c) {
+    (void)c;
+    return PyBool_FromLong(self->r == NULL);
+}
+
 /* ---- Region: the rest of its API ---- */
 
 static PyObject *Region_check(RegionObject *self, PyObject *unused) {
@@ -377,6 +506,10 @@ static PyMethodDef Region_methods[] = {
     {"__enter__", (PyCFunction)Region_enter, METH_NOARGS,
      "Open a block: objects this thread creates until the block exits are allocated in the region."},
     {"__exit__", (PyCFunction)Region_exit, METH_VARARGS, "Close the block opened by __enter__."},
+    {"collect", (PyCFunction)Region_collect, METH_NOARGS,
+     "Collect the region's garbage cycles alone; returns the number of objects freed."},
+    {"close", (PyCFunction)Region_close, METH_NOARGS,
+     "Free every object of the region; IsolationError if anything outside still refers into it."},
     {"check", (PyCFunction)Region_check, METH_NOARGS,
      "Isolation audit: None if the region is isolated, else raise IsolationError naming every escape."},
     {"objects", (PyCFunction)Region_objects, METH_NOARGS,
@@ -396,6 +529,9 @@ static PyGetSetDef Region_getset[] = {
     {"node", (getter)Region_get_node, NULL, "The NUMA node the region is bound to, or None.", NULL},
     {"owned", (getter)Region_get_owned, NULL, "Whether the calling interpreter owns the region.", NULL},
     {"active", (getter)Region_get_active, NULL, "Whether the calling thread's allocations go to this region now.", NULL},
+    {"threshold", (getter)Region_get_threshold, (setter)Region_set_threshold,
+     "Object allocations in the region that trigger an automatic collection of it (0: never).", NULL},
+    {"closed", (getter)Region_get_closed, NULL, "Whether the region was closed (or dissolved at shutdown).", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -464,7 +600,7 @@ static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     PyObject *all = membership_all();
     if (!all) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
-        region_dissolve((RegionObject *)PyList_GET_ITEM(all, i));
+        region_dissolve((RegionObject *)PyList_GET_ITEM(all, i), "dissolved at interpreter shutdown");
     Py_DECREF(all);
     placement_shutdown();
     Py_RETURN_NONE;

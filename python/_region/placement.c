@@ -41,6 +41,27 @@ static __thread struct {
     int depth;
 } stack;
 
+/* Object allocations per region slot since its last collection, and the count that triggers an
+ * automatic one (0: never).  Read and written with the GIL held. */
+static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS];
+static bool collection_scheduled;
+
+static void count_allocation(region_t *r) {
+    unsigned slot = r->slot;
+    if (unlikely(++allocations[slot] == thresholds[slot]) && !collection_scheduled) {
+        /* Py_AddPendingCall fails only when its queue is full; the next threshold crossing retries. */
+        if (Py_AddPendingCall(module_auto_collect, NULL) == 0) collection_scheduled = true;
+    }
+}
+
+void placement_set_threshold(region_t *r, uint32_t threshold) { thresholds[r->slot] = threshold; }
+uint32_t placement_threshold(region_t *r) { return thresholds[r->slot]; }
+uint32_t placement_allocations(region_t *r) { return allocations[r->slot]; }
+
+void placement_reset_allocations(region_t *r) { allocations[r->slot] = 0; }
+
+void placement_collection_ran(void) { collection_scheduled = false; }
+
 /* ---- The hook ---- */
 
 static inline void keys_guard(void) {
@@ -53,7 +74,10 @@ static void *hook_malloc(void *ctx, size_t size) {
     hook_ctx_t *h = ctx;
     keys_guard();
     region_t *r = current;
-    if (r) return rhost_alloc(r, h->object, size);
+    if (r) {
+        if (h->object) count_allocation(r);
+        return rhost_alloc(r, h->object, size);
+    }
     return h->prev.malloc(h->prev.ctx, size);
 }
 
@@ -61,7 +85,10 @@ static void *hook_calloc(void *ctx, size_t count, size_t size) {
     hook_ctx_t *h = ctx;
     keys_guard();
     region_t *r = current;
-    if (r) return rhost_calloc(r, h->object, count, size);
+    if (r) {
+        if (h->object) count_allocation(r);
+        return rhost_calloc(r, h->object, count, size);
+    }
     return h->prev.calloc(h->prev.ctx, count, size);
 }
 

@@ -50,6 +50,13 @@ void rpy_gclist_merge_into_oldest(rpy_gclist_t *from);
 /* New GC-tracked objects go to `list` instead of the youngest generation (NULL: back to normal). */
 void rpy_tracking_redirect(rpy_gclist_t *list);
 
+/* Collects the cycles of `list` alone, the way the interpreter collects a generation (collector.c):
+ * *collected is the number of unreachable objects freed, *uncollectable those kept for a legacy
+ * finalizer (appended to gc.garbage).  Runs finalizers and weakref callbacks (arbitrary code).
+ * Returns -1 without doing anything when a collection (the interpreter's or a region's) is already
+ * running, else 0. */
+int rpy_collect(rpy_gclist_t *list, Py_ssize_t *collected, Py_ssize_t *uncollectable);
+
 /* Whether the interpreter's collector is running. */
 bool rpy_gc_collecting(void);
 
@@ -97,6 +104,10 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
 /* Calls fn(type, arg) for every type in the interpreter (object and all its subclasses, walked
  * through tp_subclasses without allocating). */
 void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
+
+/* Whether op is the frame object of a frame that is still running (or suspended in a generator):
+ * execution state the interpreter holds, not data anything else refers to. */
+bool rpy_is_running_frame_object(PyObject *op);
 
 /* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
 bool rpy_dict_traverse_skips_keys(PyObject *dict);

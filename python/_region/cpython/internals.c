@@ -6,6 +6,7 @@
  */
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"
+#include "gclist.h"
 
 #include <string.h>
 
@@ -47,46 +48,13 @@ int rpy_internals_init(void) {
  * unlink from whatever list holds the object (pycore_object.h:157-175), so any list CPython does not
  * scan is private to its owner: gc.freeze()'s permanent generation is the precedent. */
 
-/* gcmodule.c's own helpers (static there). */
-#define FROM_GC(g) ((PyObject *)((PyGC_Head *)(g) + 1))
 #define GEN_HEAD(gcstate, n) (&(gcstate)->generations[n].head)
 
 static PyGC_Head *as_head(rpy_gclist_t *list) { return (PyGC_Head *)list; }
 
-static void list_init(PyGC_Head *head) {
-    head->_gc_next = (uintptr_t)head;
-    head->_gc_prev = (uintptr_t)head;
-}
-
-static void list_append(PyGC_Head *node, PyGC_Head *head) {
-    PyGC_Head *last = _PyGCHead_PREV(head);
-    _PyGCHead_SET_PREV(node, last);
-    _PyGCHead_SET_NEXT(last, node);
-    _PyGCHead_SET_NEXT(node, head);
-    _PyGCHead_SET_PREV(head, node);
-}
-
-static void list_remove(PyGC_Head *node) {
-    PyGC_Head *prev = _PyGCHead_PREV(node), *next = _PyGCHead_NEXT(node);
-    _PyGCHead_SET_NEXT(prev, next);
-    _PyGCHead_SET_PREV(next, prev);
-}
-
-/* Appends all of `from` to `to` and leaves `from` empty (gcmodule.c gc_list_merge). */
-static void list_merge(PyGC_Head *from, PyGC_Head *to) {
-    if (_PyGCHead_NEXT(from) == from) return;
-    PyGC_Head *to_tail = _PyGCHead_PREV(to), *from_head = _PyGCHead_NEXT(from);
-    PyGC_Head *from_tail = _PyGCHead_PREV(from);
-    _PyGCHead_SET_NEXT(to_tail, from_head);
-    _PyGCHead_SET_PREV(from_head, to_tail);
-    _PyGCHead_SET_NEXT(from_tail, to);
-    _PyGCHead_SET_PREV(to, from_tail);
-    list_init(from);
-}
-
 static struct _gc_runtime_state *gcstate(void) { return &_PyInterpreterState_GET()->gc; }
 
-void rpy_gclist_init(rpy_gclist_t *list) { list_init(as_head(list)); }
+void rpy_gclist_init(rpy_gclist_t *list) { gc_list_init(as_head(list)); }
 
 bool rpy_gclist_is_empty(const rpy_gclist_t *list) { return list->next == (uintptr_t)list; }
 
@@ -110,8 +78,7 @@ void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, v
     while (_PyGCHead_NEXT(head) != head) {
         PyGC_Head *g = _PyGCHead_NEXT(head);
         rpy_gclist_t *to = route(FROM_GC(g), arg);
-        list_remove(g);
-        list_append(g, to ? as_head(to) : young);
+        gc_list_move(g, to ? as_head(to) : young);
     }
 }
 
@@ -120,15 +87,12 @@ void rpy_generation0_route(rpy_gclist_t *(*route)(PyObject *op, void *arg), void
     for (PyGC_Head *g = _PyGCHead_NEXT(young), *next; g != young; g = next) {
         next = _PyGCHead_NEXT(g);
         rpy_gclist_t *to = route(FROM_GC(g), arg);
-        if (to) {
-            list_remove(g);
-            list_append(g, as_head(to));
-        }
+        if (to) gc_list_move(g, as_head(to));
     }
 }
 
 void rpy_gclist_merge_into_oldest(rpy_gclist_t *from) {
-    list_merge(as_head(from), GEN_HEAD(gcstate(), NUM_GENERATIONS - 1));
+    gc_list_merge(as_head(from), GEN_HEAD(gcstate(), NUM_GENERATIONS - 1));
 }
 
 /* interp->gc.generation0 is read in exactly one place: _PyObject_GC_TRACK (pycore_object.h:139),
@@ -289,6 +253,12 @@ static void foreach_subtype(PyTypeObject *type, void (*fn)(PyTypeObject *, void 
 
 void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg) {
     foreach_subtype(&PyBaseObject_Type, fn, arg, 0);
+}
+
+bool rpy_is_running_frame_object(PyObject *op) {
+    /* A frame object's data lives in its _PyInterpreterFrame, owned by the thread's stack or a
+     * generator while it runs, and copied into the frame object when it ends (pycore_frame.h:41-45). */
+    return PyFrame_Check(op) && ((PyFrameObject *)op)->f_frame->owner != FRAME_OWNED_BY_FRAME_OBJECT;
 }
 
 bool rpy_dict_traverse_skips_keys(PyObject *dict) {

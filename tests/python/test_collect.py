@@ -1,0 +1,348 @@
+"""r.collect(), automatic collection, statistics and r.close()."""
+import gc
+import sys
+import weakref
+
+import pytest
+
+import region
+
+RESURRECTED = []
+EVENTS = []
+
+
+class Node:
+    def __init__(self, name=""):
+        self.name = name
+        self.other = None
+
+
+class Finalized(Node):
+    def __del__(self):
+        EVENTS.append(("del", self.name))
+
+
+class Resurrecting(Node):
+    def __del__(self):
+        EVENTS.append(("del", self.name))
+        RESURRECTED.append(self)
+
+
+class Allocating(Node):
+    def __del__(self):
+        EVENTS.append(("alloc", [{"made": i} for i in range(100)]))
+
+
+class CallsGcCollect(Node):
+    def __del__(self):
+        EVENTS.append(("gc.collect", gc.collect()))
+
+
+class CallsRegionCollect(Node):
+    region = None
+
+    def __del__(self):
+        EVENTS.append(("r.collect", self.region.collect()))
+
+
+@pytest.fixture(autouse=True)
+def clean():
+    EVENTS.clear()
+    RESURRECTED.clear()
+    yield
+    EVENTS.clear()
+    RESURRECTED.clear()
+
+
+def cycles(r, cls=Node, n=100, **attrs):
+    """n two-object cycles made in r, referenced by nothing; returns weakrefs to one side of each
+    (made after the block: a weakref made inside would be a region object held from outside)."""
+    with r:
+        made = []
+        for i in range(n):
+            a, b = cls(f"a{i}"), cls(f"b{i}")
+            for k, v in attrs.items():
+                setattr(a, k, v)
+            a.other, b.other = b, a
+            made.append(a)
+        del a, b, i
+    probes = [weakref.ref(a) for a in made]
+    del made
+    return probes
+
+
+def test_collect_frees_cycles_that_gc_collect_ignores(r):
+    probes = cycles(r, n=500)
+    assert gc.collect() == 0 or all(p() is not None for p in probes)
+    assert all(p() is not None for p in probes)
+    assert r.collect() == 1000
+    assert all(p() is None for p in probes)
+    assert r.collect() == 0
+
+
+def test_self_reference_and_long_cycles(r):
+    with r:
+        s = Node()
+        s.other = s
+        ring = [Node(str(i)) for i in range(1000)]
+        for x, y in zip(ring, ring[1:] + ring[:1]):
+            x.other = y
+        probe_s, probe_ring = weakref.ref(s), weakref.ref(ring[0])
+        del s, ring, x, y
+    assert r.collect() == 1001
+    assert probe_s() is None and probe_ring() is None
+
+
+def test_objects_referenced_from_outside_survive(r):
+    probes = cycles(r, n=10)
+    keep = probes[3]()          # an outside reference: a root for the region's collection
+    with r:
+        r.root = [Node("rooted")]
+        r.root[0].other = r.root
+    assert r.collect() == 18
+    assert keep.other.other is keep and r.root[0].name == "rooted"
+    assert probes[3]() is keep and probes[4]() is None
+
+
+def test_references_leaving_the_region_are_not_followed(r):
+    outside = Node("outside")
+    outside.other = outside     # an ordinary cycle, outside the region
+    probe_outside = weakref.ref(outside)
+    probes = cycles(r, n=5, link=outside)
+    del outside
+    assert r.collect() == 10
+    assert probe_outside() is not None   # the region's collection never frees outside objects
+    gc.collect()
+    assert probe_outside() is None
+
+
+def test_finalizers_run_once_and_before_clearing(r):
+    cycles(r, cls=Finalized, n=3)
+    assert r.collect() == 6
+    assert sorted(EVENTS) == sorted(("del", f"{s}{i}") for s in "ab" for i in range(3))
+
+
+def test_finalizer_that_resurrects(r):
+    cycles(r, cls=Resurrecting, n=2)
+    assert r.collect() == 0                      # everything came back
+    assert len(RESURRECTED) == 4 and len(EVENTS) == 4
+    RESURRECTED.clear()
+    EVENTS.clear()
+    assert r.collect() == 4                      # garbage again: freed, and __del__ does not run twice
+    assert EVENTS == []
+
+
+def test_finalizer_that_allocates(r):
+    cycles(r, cls=Allocating, n=5)
+    assert r.collect() == 10
+    assert len(EVENTS) == 10 and all(len(e[1]) == 100 for e in EVENTS)
+
+
+def test_finalizer_calling_gc_collect_cannot_disturb_the_collection(r):
+    probes = cycles(r, cls=CallsGcCollect, n=5)
+    assert r.collect() == 10
+    assert [e for e in EVENTS if e[0] == "gc.collect"] == [("gc.collect", 0)] * 10
+    assert all(p() is None for p in probes)
+
+
+def test_finalizer_calling_region_collect_is_a_no_op(r):
+    CallsRegionCollect.region = r
+    cycles(r, cls=CallsRegionCollect, n=3)
+    assert r.collect() == 6
+    assert EVENTS == [("r.collect", 0)] * 6
+
+
+def test_region_garbage_with_a_finalizer_that_calls_into_a_global_collection():
+    # A global collection whose finalizer collects a region: the region collection waits (returns 0).
+    r = region.region("inner")
+    cycles(r, n=3)
+
+    class GlobalGarbage:
+        def __del__(self):
+            EVENTS.append(("inner", r.collect()))
+
+    g = GlobalGarbage()
+    g.me = g
+    del g
+    gc.collect()
+    assert EVENTS == [("inner", 0)]
+    assert r.collect() == 6
+
+
+def test_weakref_callbacks_run_and_weakrefs_are_cleared(r):
+    seen = []
+    with r:
+        a = Node("a")
+        a.other = a
+    w = weakref.ref(a, lambda ref: seen.append(ref() is None))
+    del a
+    assert r.collect() == 1
+    assert seen == [True] and w() is None
+
+
+def test_handles_to_collected_objects_die(r):
+    with r:
+        a = Node("a")
+        a.other = a
+        r.root = []
+    h = r.handle(a)
+    with r:
+        a.handle_to_self = h     # a cycle "through" a handle: handles hold no reference
+    del a
+    assert h.alive
+    assert r.collect() >= 1     # the object, and its __dict__ if CPython made one for the new attribute
+    with pytest.raises(region.HandleError, match="freed"):
+        h()
+
+
+def test_many_regions_collected_in_turn():
+    regions = [region.region(f"turn{i}") for i in range(20)]
+    probes = [cycles(reg, n=10 + i) for i, reg in enumerate(regions)]
+    for i, reg in enumerate(regions):
+        assert reg.collect() == 2 * (10 + i)
+        assert all(p() is None for p in probes[i])
+        assert all(p() is not None for later in probes[i + 1:] for p in later)
+
+
+def test_collection_statistics(r):
+    cycles(r, n=50)
+    r.collect()
+    r.collect()
+    s = r.stats()
+    assert s["collections"] == 2 and s["collected"] == 100 and s["uncollectable"] == 0
+    assert 0 < s["last_pause"] <= s["total_pause"] < 10
+
+
+def test_automatic_collection_by_the_regions_own_allocations(r):
+    r.threshold = 2000
+    assert r.threshold == 2000
+    probes = []
+    with r:
+        for i in range(5000):                # each round allocates in r: the threshold is crossed
+            a = Node()
+            a.other = a
+            probes.append(weakref.ref(a))
+            del a
+    for _ in range(3):
+        sum(range(10))                       # bytecode boundaries: the pending collection runs
+    s = r.stats()
+    assert s["collections"] >= 1 and s["collected"] > 0
+    assert sum(p() is None for p in probes) >= 1000
+
+
+def test_other_regions_do_not_trigger_a_collection(r):
+    r.threshold = 10000
+    cycles(r, n=10)                          # a few dozen allocations, below the threshold
+    other = region.region("busy")
+    with other:
+        junk = [Node() for _ in range(20000)]
+    del junk
+    sum(range(10))
+    assert r.stats()["collections"] == 0
+
+
+def test_threshold_zero_disables_automatic_collection(r):
+    r.threshold = 0
+    cycles(r, n=5000)
+    sum(range(10))
+    assert r.stats()["collections"] == 0
+    assert r.collect() == 10000
+
+
+def test_bad_thresholds(r):
+    for bad in (-1, 2 ** 40, "10", 1.5, None):
+        with pytest.raises(ValueError, match="threshold must be"):
+            r.threshold = bad
+    with pytest.raises(AttributeError):
+        del r.threshold
+
+
+def test_close_frees_everything():
+    r = region.region("closing")
+    with r:
+        r.root = {"users": [{"id": i, "friends": []} for i in range(1000)]}
+        r.root["users"][0]["friends"].append(r.root["users"][1])
+        r.root["self"] = r.root
+    probes = cycles(r, cls=Finalized, n=3)
+    h = r.handle(r.root["users"][5])
+    assert r.close() is None
+    assert r.closed and all(p() is None for p in probes)
+    assert len([e for e in EVENTS if e[0] == "del"]) == 6
+    with pytest.raises(region.HandleError, match="the region is gone"):
+        h()
+    for misuse in (lambda: r.__enter__(), lambda: r.root, lambda: r.collect(), lambda: r.check(),
+                   lambda: r.stats(), lambda: r.close(), lambda: r.handle(1)):
+        with pytest.raises(region.RegionError, match="is closed"):
+            misuse()
+    assert "closed" in repr(r) or "dissolved" in repr(r)
+
+
+def test_close_with_escapes_is_refused_and_changes_nothing(r):
+    with r:
+        r.root = {"users": [[i] for i in range(10)]}
+    held = r.root["users"][4]
+    with pytest.raises(region.IsolationError, match=r"root\['users'\]\[4\]") as info:
+        r.close()
+    assert not r.closed and info.value.offenders[0].obj is held
+    del held, info
+    gc.collect()
+    assert r.root["users"][4] == [4]
+    r.close()
+    assert r.closed
+
+
+def test_close_with_an_open_block_is_refused(r):
+    errors = []
+    r.__enter__()
+    try:
+        r.close()
+    except region.RegionError as e:
+        errors.append(e)             # the exception was made in the block: a region object
+    r.__exit__(None, None, None)
+    assert "block" in str(errors[0])
+    errors.clear()
+    r.close()
+
+
+def test_close_lets_resurrected_objects_live_on_as_ordinary_objects():
+    r = region.region("resurrect")
+    with r:
+        r.root = [Resurrecting("x")]
+        r.root[0].other = r.root
+    r.close()
+    assert len(RESURRECTED) == 1 and RESURRECTED[0].name == "x"
+    assert region.region_of(RESURRECTED[0]) is None     # no longer a region object
+    RESURRECTED.clear()
+    gc.collect()
+
+
+def test_closed_region_is_freed_when_dropped():
+    r = region.region("dropme")
+    with r:
+        r.root = [Node() for _ in range(100)]
+    r.close()
+    probe = weakref.ref(r)
+    del r
+    assert probe() is None
+
+
+def test_refcounts_flat_across_collect_and_close():
+    if not hasattr(sys, "gettotalrefcount"):
+        pytest.skip("needs a debug interpreter (python3-dbg): sys.gettotalrefcount")
+
+    def work():
+        r = region.region("leak")
+        cycles(r, cls=Finalized, n=20)
+        with r:
+            r.root = {"d": [{"i": i} for i in range(100)]}
+        r.collect()
+        r.close()
+
+    for _ in range(5):
+        work()
+    gc.collect()
+    before = sys.gettotalrefcount()
+    for _ in range(20):
+        work()
+    gc.collect()
+    assert sys.gettotalrefcount() - before < 50
