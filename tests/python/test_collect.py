@@ -337,6 +337,7 @@ def test_refcounts_flat_across_collect_and_close():
             r.root = {"d": [{"i": i} for i in range(100)]}
         r.collect()
         r.close()
+        EVENTS.clear()           # the finalizers record themselves here
 
     for _ in range(5):
         work()
