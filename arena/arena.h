@@ -25,6 +25,8 @@ typedef struct rarena_reservation {
     char *base;            /* first slot; aligned to RARENA_ALIGN */
     size_t slot_size;      /* multiple of RARENA_ALIGN */
     unsigned slot_count;
+    size_t span;           /* slot_size * slot_count */
+    unsigned slot_shift;   /* log2(slot_size) when it is a power of two (the default), else 0 */
     int ready;             /* atomic: 1 once the fields above are valid */
 } rarena_reservation_t;
 
@@ -48,12 +50,14 @@ region_status rarena_slot_take(unsigned *index, mi_arena_id_t *arena);
 /* Returns a slot taken with rarena_slot_take; its committed pages stay for the next user. */
 void rarena_slot_give(unsigned index);
 
-/* The slot containing p, or -1.  O(1), never dereferences p.  Any thread. */
+/* The slot containing p, or -1.  O(1), never dereferences p.  Any thread.  On every free of the
+ * Python binding's allocator hook, hence the shift instead of a division where it can. */
 static inline long rarena_slot_of(const void *p) {
     if (!__atomic_load_n(&rarena_reservation.ready, __ATOMIC_ACQUIRE)) return -1;
     uintptr_t offset = (uintptr_t)p - (uintptr_t)rarena_reservation.base;
-    size_t total = rarena_reservation.slot_size * rarena_reservation.slot_count;
-    return offset < total ? (long)(offset / rarena_reservation.slot_size) : -1;
+    if (offset >= rarena_reservation.span) return -1;
+    unsigned shift = rarena_reservation.slot_shift;
+    return (long)(shift ? offset >> shift : offset / rarena_reservation.slot_size);
 }
 
 static inline char *rarena_slot_base(unsigned index) {

@@ -81,6 +81,8 @@ region_status rarena_init(size_t slot_size, unsigned slot_count) {
     rarena_reservation.base = base;
     rarena_reservation.slot_size = slot_size;
     rarena_reservation.slot_count = slot_count;
+    rarena_reservation.span = slot_size * slot_count;
+    rarena_reservation.slot_shift = (slot_size & (slot_size - 1)) == 0 ? (unsigned)__builtin_ctzll(slot_size) : 0;
     __atomic_store_n(&rarena_reservation.ready, 1, __ATOMIC_RELEASE);
 done:
     pthread_mutex_unlock(&init_lock);

@@ -195,18 +195,9 @@ static int visit_mark(PyObject *child, void *arg) {
     }
     return 0;
 }
-/* tp_traverse, plus the str keys dict_traverse skips. */
 static void traverse(graph_t *g, int64_t i) {
-    PyObject *op = g->nodes[i].obj;
-    visitproc visit = g->marking_live ? visit_mark : visit_count;
     g->current = i;
-    traverseproc tp_traverse = Py_TYPE(op)->tp_traverse;
-    if (tp_traverse && PyType_IS_GC(Py_TYPE(op))) tp_traverse(op, visit, g);
-    if (PyDict_Check(op) && rpy_dict_traverse_skips_keys(op)) {
-        Py_ssize_t pos = 0;
-        PyObject *key, *value;
-        while (PyDict_Next(op, &pos, &key, &value)) visit(key, g);
-    }
+    rpy_visit_references(g->nodes[i].obj, g->marking_live ? visit_mark : visit_count, g);
 }
 
 static int add_member(PyObject *op, void *arg) {
@@ -252,8 +243,8 @@ static bool type_set_has(PyTypeObject *type, void *arg) {
 }
 
 typedef struct heap_scan {
-    graph_t *g;
     type_set_t types;
+    bool include_shared;
     PyObject **found;
     size_t found_count, found_capacity;
     bool failed;
@@ -262,7 +253,7 @@ typedef struct heap_scan {
 static bool scan_block(void *block, size_t size, void *arg) {
     heap_scan_t *scan = arg;
     PyObject *obj = rpy_object_in_block(block, size, type_set_has, &scan->types);
-    if (!obj || node_find(scan->g, obj) >= 0 || rpy_is_shared(obj)) return true;
+    if (!obj || (!scan->include_shared && rpy_is_shared(obj))) return true;
     if (scan->found_count == scan->found_capacity) {
         size_t capacity = scan->found_capacity ? scan->found_capacity * 2 : 64;
         PyObject **found = PyMem_RawRealloc(scan->found, capacity * sizeof *found);
@@ -277,24 +268,45 @@ static bool scan_block(void *block, size_t size, void *arg) {
     return true;
 }
 
-/* Adds the objects only held from outside as starts; 0, or -1 when out of memory. */
-static int graph_add_unreached(graph_t *g) {
-    heap_scan_t scan = {.g = g};
+int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***objects, size_t *count) {
+    heap_scan_t scan = {.include_shared = include_shared};
     size_t types = 0;
     rpy_foreach_type(count_type, &types);
     scan.types.capacity = 64;
     while (scan.types.capacity < types * 2) scan.types.capacity *= 2;
     scan.types.slots = PyMem_RawCalloc(scan.types.capacity, sizeof *scan.types.slots);
-    if (!scan.types.slots) return -1;
-    rpy_foreach_type(type_set_add, &scan.types);
-    rhost_visit_object_blocks(g->region->r, scan_block, &scan);
-    for (size_t i = 0; i < scan.found_count && !scan.failed; i++) {
-        bool added;
-        if (node_of(g, scan.found[i], -1, &added) < 0) scan.failed = true;
+    if (!scan.types.slots) {
+        PyErr_NoMemory();
+        return -1;
     }
+    rpy_foreach_type(type_set_add, &scan.types);
+    rhost_visit_object_blocks(self->r, scan_block, &scan);
     PyMem_RawFree(scan.types.slots);
-    PyMem_RawFree(scan.found);
-    return scan.failed ? -1 : 0;
+    if (scan.failed) {
+        PyMem_RawFree(scan.found);
+        PyErr_NoMemory();
+        return -1;
+    }
+    *objects = scan.found;
+    *count = scan.found_count;
+    return 0;
+}
+
+/* Adds the objects only held from outside as starts; 0, or -1 when out of memory. */
+static int graph_add_unreached(graph_t *g) {
+    PyObject **found;
+    size_t count;
+    if (audit_heap_objects(g->region, false, &found, &count) < 0) {
+        PyErr_Clear();   /* graph_build reports the failure as MemoryError */
+        return -1;
+    }
+    bool failed = false;
+    for (size_t i = 0; i < count && !failed; i++) {
+        bool added;
+        if (node_find(g, found[i]) < 0 && node_of(g, found[i], -1, &added) < 0) failed = true;
+    }
+    PyMem_RawFree(found);
+    return failed ? -1 : 0;
 }
 
 /* Builds the graph: the root first (so paths start there), then every member of the GC list. */

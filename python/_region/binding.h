@@ -89,6 +89,10 @@ void membership_sync(void);
 void membership_blocks_opened(void);
 void membership_blocks_closed(void);
 
+/* Unregisters self without handing its members to the interpreter: they are about to be freed with
+ * the region's heaps (teardown.c). */
+void membership_forget(RegionObject *self);
+
 /* Every open Region (new references), for shutdown. */
 PyObject *membership_all(void);
 
@@ -111,6 +115,18 @@ PyObject *audit_check(RegionObject *self);
 
 /* The same, reporting only objects referenced from outside (what r.close() cannot free). */
 PyObject *audit_incoming(RegionObject *self);
+
+/* Every object in self's object heap, found by walking its blocks (an array in raw memory for the
+ * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked. */
+int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***objects, size_t *count);
+
+/* ---- teardown.c ---- */
+
+/* Frees every object of self at once when that is proven safe (teardown.c).  Returns DONE (self->r
+ * is then NULL); ISOLATED: nothing outside refers in, but a bulk free is not proven safe (free object
+ * by object); ESCAPES: something outside refers in (nothing changed); ERROR with an exception. */
+enum { TEARDOWN_ERROR = -1, TEARDOWN_DONE, TEARDOWN_ISOLATED, TEARDOWN_ESCAPES };
+int teardown_bulk(RegionObject *self);
 
 /* r.objects(): every object of the region that its list and root lead to. */
 PyObject *audit_objects(RegionObject *self);

@@ -50,6 +50,13 @@ void membership_unregister(RegionObject *self) {
     if (self->r && registry[self->r->slot] == self) registry[self->r->slot] = NULL;
 }
 
+void membership_forget(RegionObject *self) {
+    if (!self->members) return;
+    PyMem_RawFree(self->members);   /* its nodes are region memory, freed with the heaps */
+    self->members = NULL;
+    if (self->r && registry[self->r->slot] == self) registry[self->r->slot] = NULL;
+}
+
 /* An object's memory block may start before it (GC header); any address inside the block is in the
  * same slot, so the object pointer itself tells the region. */
 static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {

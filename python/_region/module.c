@@ -349,8 +349,8 @@ static PyObject *Region_census(RegionObject *self, PyObject *unused) {
 }
 
 static PyObject *Region_repr(RegionObject *self) {
-    if (!self->r) return PyUnicode_FromFormat("<region.Region %R id=%llu dissolved>", self->name,
-                                              (unsigned long long)self->id);
+    if (!self->r) return PyUnicode_FromFormat("<region.Region %R id=%llu %s>", self->name,
+                                              (unsigned long long)self->id, self->gone ? self->gone : "gone");
     size_t blocks = 0, bytes = 0, obj_blocks = 0, obj_bytes = 0;
     rhost_heap_usage(self->r, false, &blocks, &bytes);
     rhost_heap_usage(self->r, true, &obj_blocks, &obj_bytes);
@@ -459,17 +459,23 @@ static PyObject *Region_close(RegionObject *self, PyObject *unused) {
         Py_XDECREF(desc);
         return NULL;
     }
-    /* Nothing outside may refer into the region: those objects would be freed under their holders. */
-    PyObject *isolated = audit_incoming(self);
-    if (!isolated) return NULL;
-    Py_DECREF(isolated);
+    /* Nothing outside may refer into the region: those objects would be freed under their holders.
+     * The bulk teardown checks that first, and frees everything at once where it can prove that safe. */
+    int teardown = teardown_bulk(self);
+    if (teardown == TEARDOWN_ERROR) return NULL;
+    if (teardown == TEARDOWN_DONE) Py_RETURN_NONE;
+    if (teardown == TEARDOWN_ESCAPES) {
+        PyObject *isolated = audit_incoming(self);   /* raises IsolationError with the details */
+        if (!isolated) return NULL;
+        Py_DECREF(isolated);                         /* gone meanwhile (a finalizer?): go on */
+    }
     /* Dropping the root frees everything acyclic by reference counting; the collections free the
      * cycles (finalizers run, weakrefs are cleared).  A finalizer's new garbage takes another round. */
     Py_CLEAR(self->root);
     for (int round = 0; round < 4 && self->r; round++)
         if (collect_region(self) <= 0) break;
     /* What survives (resurrected by a finalizer, or uncollectable) becomes ordinary objects. */
-    region_dissolve(self, "closed");
+    region_dissolve(self, "closed (freed object by object)");
     Py_RETURN_NONE;
 }
 

@@ -211,3 +211,15 @@ def test_garbage_is_counted_not_reported(r):
     del kept, error, escape
     gc.collect()
     assert r.check() is None
+
+
+def test_ranges_and_strings_made_in_a_block(r):
+    n = 1000
+    with r:
+        r.root = [range(n, n * 2, n // 100)]      # the range's ints are region objects it holds
+        loose = "x" * n                          # a str only a global-like name holds
+    error, escape = only_escape(r)
+    assert escape.obj is loose and escape.type == "str"
+    del loose, error, escape
+    gc.collect()
+    assert r.check() is None

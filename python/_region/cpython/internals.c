@@ -29,6 +29,8 @@
 
 _Static_assert(sizeof(rpy_gclist_t) == sizeof(PyGC_Head), "rpy_gclist_t must be laid out as PyGC_Head");
 
+static int learn_subtype_dealloc(void);
+
 int rpy_internals_init(void) {
     /* The headers we compiled against must describe the interpreter we run in: same minor version,
      * and the same debug-ness (Py_DEBUG changes nothing we use, but a mismatched build would). */
@@ -37,7 +39,7 @@ int rpy_internals_init(void) {
                      PY_MAJOR_VERSION, PY_MINOR_VERSION, Py_GetVersion());
         return -1;
     }
-    return 0;
+    return learn_subtype_dealloc();
 }
 
 /* ---- GC lists ----
@@ -209,7 +211,9 @@ PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(Py
         /* A freed object's count is 0, and mimalloc's free-list link (a pointer) overwrites the first
          * word of a free block: neither passes. */
         if (candidate->ob_refcnt <= 0 || candidate->ob_refcnt > ((Py_ssize_t)1 << 32)) continue;
-        if ((size_t)tp->tp_basicsize > size - pre) continue;
+        /* str's tp_basicsize is that of the legacy layout; compact strings are smaller. */
+        size_t minimum = tp == &PyUnicode_Type ? sizeof(PyASCIIObject) : (size_t)tp->tp_basicsize;
+        if (minimum > size - pre) continue;
         return candidate;
     }
     return NULL;
@@ -259,6 +263,143 @@ bool rpy_is_running_frame_object(PyObject *op) {
     /* A frame object's data lives in its _PyInterpreterFrame, owned by the thread's stack or a
      * generator while it runs, and copied into the frame object when it ends (pycore_frame.h:41-45). */
     return PyFrame_Check(op) && ((PyFrameObject *)op)->f_frame->owner != FRAME_OWNED_BY_FRAME_OBJECT;
+}
+
+/* ---- Bulk teardown ---- */
+
+static destructor subtype_dealloc_fn;   /* typeobject.c's subtype_dealloc, static there */
+static PyDictKeysObject *empty_keys;    /* dictobject.c's Py_EMPTY_KEYS, static there */
+
+/* Any class statement's type has subtype_dealloc: make one to learn the pointer. */
+static int learn_subtype_dealloc(void) {
+    PyObject *namespace = PyDict_New();
+    PyObject *probe = namespace ? PyObject_CallFunction((PyObject *)&PyType_Type, "s()O", "probe", namespace) : NULL;
+    Py_XDECREF(namespace);
+    if (!probe) return -1;
+    subtype_dealloc_fn = ((PyTypeObject *)probe)->tp_dealloc;
+    Py_DECREF(probe);
+    PyObject *empty = PyDict_New();   /* PyDict_New shares the one empty key table */
+    if (!empty) return -1;
+    empty_keys = ((PyDictObject *)empty)->ma_keys;
+    Py_DECREF(empty);
+    return 0;
+}
+
+static bool plain_class(PyTypeObject *type) {
+    PyObject *mro = type->tp_mro;
+    if (!mro || !PyTuple_Check(mro)) return false;
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(mro); i++) {
+        PyTypeObject *t = (PyTypeObject *)PyTuple_GET_ITEM(mro, i);
+        if (t == &PyBaseObject_Type) continue;
+        if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || t->tp_dealloc != subtype_dealloc_fn || t->tp_finalize ||
+            t->tp_del)
+            return false;
+    }
+    return true;
+}
+
+static bool no_weakrefs(PyObject *op) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (t->tp_weaklistoffset <= 0) return true;
+    return *(PyObject **)((char *)op + t->tp_weaklistoffset) == NULL;
+}
+
+bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), void *arg) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyLong_Type || t == &PyFloat_Type || t == &PyComplex_Type || t == &PyBytes_Type ||
+        t == &PyTuple_Type || t == &PyRange_Type || t == &PySlice_Type)
+        return true;
+    if (t == &PyUnicode_Type) {
+        /* A compact str is one block, unless it cached a UTF-8 or wchar_t copy (unicodeobject.c
+         * unicode_dealloc frees those): leave such rare strings to the ordinary path. */
+        if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op) || _PyASCIIObject_CAST(op)->wstr) return false;
+        return PyUnicode_IS_ASCII(op) || _PyCompactUnicodeObject_CAST(op)->utf8 == NULL;
+    }
+    if (t == &PyList_Type) {
+        if (((PyListObject *)op)->ob_item) owned(((PyListObject *)op)->ob_item, arg);
+        return true;
+    }
+    if (t == &PyDict_Type) {
+        PyDictObject *d = (PyDictObject *)op;
+        if (d->ma_values) return false;                      /* split tables share their keys */
+        if (d->ma_keys == empty_keys) return true;
+        if (d->ma_keys->dk_refcnt != 1) return false;
+        owned(d->ma_keys, arg);
+        return true;
+    }
+    if (t == &PySet_Type || t == &PyFrozenSet_Type) {
+        PySetObject *so = (PySetObject *)op;
+        if (!no_weakrefs(op)) return false;
+        if (so->table != so->smalltable) owned(so->table, arg);
+        return true;
+    }
+    if (t == &PyByteArray_Type) {
+        PyByteArrayObject *b = (PyByteArrayObject *)op;
+        if (b->ob_exports) return false;
+        if (b->ob_bytes) owned(b->ob_bytes, arg);
+        return true;
+    }
+    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || !plain_class(t) || !no_weakrefs(op)) return false;
+    if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        /* Inline values: one PyMem block whose last prefix byte gives the prefix size
+         * (dictobject.c:692-705 new_values). */
+        PyDictValues *values = *_PyObject_ValuesPointer(op);
+        if (values) owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+    }
+    return true;
+}
+
+/* rangeobject.c's rangeobject, private there: a range holds four ints but is not a GC type, so it
+ * has no tp_traverse to tell. */
+typedef struct {
+    PyObject_HEAD
+    PyObject *start, *stop, *step, *length;
+} range_layout;
+
+void rpy_visit_references(PyObject *op, visitproc visit, void *arg) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (PyType_IS_GC(t) && t->tp_traverse) t->tp_traverse(op, visit, arg);   /* subtype_traverse visits the class */
+    if (t == &PyRange_Type) {
+        range_layout *range = (range_layout *)op;
+        visit(range->start, arg);
+        visit(range->stop, arg);
+        visit(range->step, arg);
+        visit(range->length, arg);
+    }
+    if (PyDict_Check(op) && rpy_dict_traverse_skips_keys(op)) {
+        Py_ssize_t pos = 0;
+        PyObject *key, *value;
+        while (PyDict_Next(op, &pos, &key, &value)) visit(key, arg);
+    }
+}
+
+bool rpy_references_dropped(Py_ssize_t n) {
+#ifdef Py_REF_DEBUG
+    _Py_RefTotal -= n;
+#else
+    (void)n;
+#endif
+    return true;
+}
+
+Py_ssize_t rpy_hidden_references(PyObject *op) {
+#ifdef Py_REF_DEBUG
+    if (Py_IS_TYPE(op, &PyDict_Type)) {
+        PyDictObject *d = (PyDictObject *)op;
+        if (!d->ma_values && d->ma_keys != empty_keys) return d->ma_keys->dk_refcnt;
+    }
+#else
+    (void)op;
+#endif
+    return 0;
+}
+
+bool rpy_bulk_teardown_possible(void) {
+#ifdef Py_TRACE_REFS
+    return false;   /* every object is on the refchain list, which a bulk free would corrupt */
+#else
+    return !rpy_tracemalloc_tracing();   /* tracemalloc would keep traces of blocks never freed */
+#endif
 }
 
 bool rpy_dict_traverse_skips_keys(PyObject *dict) {

@@ -109,6 +109,30 @@ void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
  * execution state the interpreter holds, not data anything else refers to. */
 bool rpy_is_running_frame_object(PyObject *op);
 
+/* ---- Bulk teardown (python/_region/teardown.c) ---- */
+
+/* Whether op's deallocator does nothing but release op's references and free memory blocks, and
+ * nothing else can reach op or run code for it (no weakref to it, no finalizer, not interned).
+ * Then calls owned(block, arg) for every block op owns besides its own (a list's items, a dict's key
+ * table, a set's table, an instance's inline values, a bytearray's bytes).  Types: int, float,
+ * complex, str, bytes, bytearray, tuple, list, dict (not split), set, frozenset, range, slice, and
+ * instances of classes whose whole MRO is Python classes over object with no __del__. */
+bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), void *arg);
+
+/* Calls visit(child, arg) for every reference op holds: tp_traverse (which visits the class of an
+ * instance), plus the str keys dict_traverse skips and the ints of a range (not a GC type). */
+void rpy_visit_references(PyObject *op, visitproc visit, void *arg);
+
+/* Debug builds count every reference in _Py_RefTotal; a bulk teardown drops n references without
+ * a Py_DECREF each, and says so here.  Returns false when the build tracks every object in a list
+ * (Py_TRACE_REFS), where a bulk teardown is impossible. */
+bool rpy_references_dropped(Py_ssize_t n);
+
+/* References a bulk teardown of op drops besides op's own count: a dict's own key table counts
+ * its dk_refcnt in _Py_RefTotal too (dictkeys_incref/decref under Py_REF_DEBUG). */
+Py_ssize_t rpy_hidden_references(PyObject *op);
+bool rpy_bulk_teardown_possible(void);
+
 /* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
 bool rpy_dict_traverse_skips_keys(PyObject *dict);
 

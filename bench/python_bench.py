@@ -1,0 +1,275 @@
+"""Benchmarks of the Python binding (issue 4): collection pauses, region collection, teardown and
+allocation, each as a ratio against the alternative measured in the same run.
+
+    PYTHONPATH=build/python .venv/bin/python bench/python_bench.py [--quick] [--json FILE] [--md FILE]
+
+Every measurement runs in a fresh interpreter (`--worker`), so one configuration's heap never
+disturbs another's; the configurations of a benchmark take turns, round after round, so drift on a
+noisy machine hits them alike.  Reported: median, and min..max over the rounds.
+"""
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+# ---- the structures ----
+
+
+def build(n_objects):
+    """About n_objects objects: per user a dict, a str, a float, a list, a str in it, and a tuple."""
+    users = n_objects // 6
+    return [{"id": i * 1000 + 7, "name": f"user-{i}", "score": i / 7, "tags": [f"t{i}"], "pos": (i, -i)}
+            for i in range(users)]
+
+
+def median_time(fn, repeat):
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+# ---- workers: one configuration, one fresh interpreter, prints one JSON line ----
+
+
+def worker_gc_pause(mode, n):
+    """Full gc.collect() with the structure (a) ordinary, (b) frozen, (c) in a region.
+
+    The interpreter's own objects (modules, functions, the imports) are frozen first in every mode,
+    so the pause measures what the structure costs and nothing else."""
+    import region
+    gc.collect()
+    gc.freeze()
+    if mode == "region":
+        r = region.region("bench")
+        with r:
+            r.root = build(n)
+    else:
+        data = build(n)
+        if mode == "frozen":
+            gc.freeze()
+    gc.collect()
+    return {"seconds": median_time(gc.collect, 5)}
+
+
+def worker_region_collect(mode, n):
+    """r.collect() of a 10k-object region vs gc.collect(), with n objects elsewhere."""
+    import region
+    elsewhere = build(n)
+    r = region.region("small")
+    with r:
+        r.root = build(10_000)
+    gc.collect()
+    fn = r.collect if mode == "region" else gc.collect
+    return {"seconds": median_time(fn, 5), "elsewhere": len(elsewhere)}
+
+
+def worker_teardown(mode, n):
+    """Freeing the structure: r.close() vs del of the same data in the ordinary heap."""
+    if mode == "region":
+        import region
+        r = region.region("teardown")
+        with r:
+            r.root = build(n)
+        gc.collect()
+        t = time.perf_counter()
+        r.close()
+        return {"seconds": time.perf_counter() - t}
+    data = build(n)
+    gc.collect()
+    t = time.perf_counter()
+    del data
+    return {"seconds": time.perf_counter() - t}
+
+
+def list_of_dicts():
+    return [{"id": i, "name": "x", "tags": [i, i + 1]} for i in range(200_000)]
+
+
+def tuple_churn():
+    total = 0
+    for i in range(1_000_000):
+        pair = (i, i + 1)
+        total += pair[1]
+    return total
+
+
+JSON_DOC = json.dumps([{"id": i, "name": f"user{i}", "tags": ["a", "b"], "score": i / 3}
+                       for i in range(100_000)])
+
+
+def json_loads():
+    return json.loads(JSON_DOC)
+
+
+ALLOC_WORKLOADS = {"list_of_dicts": list_of_dicts, "tuple_churn": tuple_churn, "json_loads": json_loads}
+
+
+def worker_alloc(mode, name):
+    """An allocation-heavy workload in the ordinary heap or inside a region block."""
+    fn = ALLOC_WORKLOADS[name]
+    if mode == "region":
+        import region
+        r = region.region("alloc")
+
+        def run():
+            with r:
+                result = fn()
+            del result
+    elif mode == "imported":      # the ordinary heap in a process that imported region
+        import region  # noqa: F401
+
+        def run():
+            result = fn()
+            del result
+    else:
+        def run():
+            result = fn()
+            del result
+    run()
+    return {"seconds": median_time(run, 5)}
+
+
+WORKERS = {"gc_pause": worker_gc_pause, "region_collect": worker_region_collect,
+           "teardown": worker_teardown, "alloc": worker_alloc}
+
+
+def run_worker(case, mode, arg):
+    out = subprocess.run([sys.executable, __file__, "--worker", case, mode, str(arg)],
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {case} {mode} {arg} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+
+# ---- the driver ----
+
+
+def measure(case, modes, arg, rounds):
+    times = {m: [] for m in modes}
+    for _ in range(rounds):
+        for m in modes:
+            times[m].append(run_worker(case, m, arg))
+            print(".", end="", flush=True)
+    return {m: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t} for m, t in times.items()}
+
+
+def fmt(seconds):
+    return f"{seconds * 1e3:.1f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} µs"
+
+
+def cell(stat):
+    return f"{fmt(stat['median'])} ({fmt(stat['min'])}..{fmt(stat['max'])})"
+
+
+def ratio_range(a, b):
+    """median ratio a/b, and the range over rounds (paired by round)."""
+    pairs = [x / y for x, y in zip(a["runs"], b["runs"])]
+    return a["median"] / b["median"], min(pairs), max(pairs)
+
+
+def machine():
+    info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller structures, fewer rounds")
+    parser.add_argument("--json", help="write the raw results here")
+    parser.add_argument("--md", help="write the Markdown report here")
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        case, mode, arg = args.worker
+        result = WORKERS[case](mode, int(arg) if arg.isdigit() else arg)
+        print(json.dumps(result))
+        return
+
+    rounds = 3 if args.quick else 5
+    sizes = [200_000] if args.quick else [1_000_000, 4_000_000]
+    elsewhere = 500_000 if args.quick else 2_000_000
+    teardown = 200_000 if args.quick else 1_000_000
+    results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "benchmarks": []}
+    rows = []
+
+    for n in sizes:
+        print(f"gc.collect() pause, {n:,} objects", end=" ", flush=True)
+        m = measure("gc_pause", ["ordinary", "frozen", "region"], n, rounds)
+        print()
+        vs_frozen = ratio_range(m["region"], m["frozen"])
+        vs_ordinary = ratio_range(m["ordinary"], m["region"])
+        results["benchmarks"].append({"name": "gc_pause", "objects": n, "times": m,
+                                      "region_over_frozen": vs_frozen[0], "ordinary_over_region": vs_ordinary[0]})
+        rows.append((f"gc.collect() pause, {n:,} objects: (a) ordinary {cell(m['ordinary'])}, (b) gc.freeze() "
+                     f"{cell(m['frozen'])}, (c) region {cell(m['region'])}",
+                     f"(c)/(b) = {vs_frozen[0]:.2f} ({vs_frozen[1]:.2f}..{vs_frozen[2]:.2f}); "
+                     f"(a)/(c) = {vs_ordinary[0]:.0f}× ({vs_ordinary[1]:.0f}..{vs_ordinary[2]:.0f})",
+                     "(c) ≤ 1.2× (b), (a) ≥ 100× (c)",
+                     vs_frozen[0] <= 1.2 and vs_ordinary[0] >= 100))
+
+    print(f"r.collect() of 10k objects vs gc.collect(), {elsewhere:,} objects elsewhere", end=" ", flush=True)
+    m = measure("region_collect", ["gc", "region"], elsewhere, rounds)
+    print()
+    speedup = ratio_range(m["gc"], m["region"])
+    results["benchmarks"].append({"name": "region_collect", "elsewhere": elsewhere, "times": m, "speedup": speedup[0]})
+    rows.append((f"r.collect() on 10k objects {cell(m['region'])} vs gc.collect() {cell(m['gc'])}, "
+                 f"{elsewhere:,} objects elsewhere",
+                 f"{speedup[0]:.0f}× faster ({speedup[1]:.0f}..{speedup[2]:.0f})", "≥ 100×", speedup[0] >= 100))
+
+    print(f"teardown of {teardown:,} objects", end=" ", flush=True)
+    m = measure("teardown", ["ordinary", "region"], teardown, rounds)
+    print()
+    speedup = ratio_range(m["ordinary"], m["region"])
+    results["benchmarks"].append({"name": "teardown", "objects": teardown, "times": m, "speedup": speedup[0]})
+    rows.append((f"r.close() {cell(m['region'])} vs del {cell(m['ordinary'])}, {teardown:,} objects",
+                 f"{speedup[0]:.2f}× ({speedup[1]:.2f}..{speedup[2]:.2f})", "≥ 2× faster", speedup[0] >= 2))
+
+    for name in ALLOC_WORKLOADS:
+        print(f"allocation: {name}", end=" ", flush=True)
+        m = measure("alloc", ["plain", "imported", "region"], name, rounds)
+        print()
+        slowdown = ratio_range(m["region"], m["plain"])
+        imported = ratio_range(m["imported"], m["plain"])
+        results["benchmarks"].append({"name": f"alloc_{name}", "times": m, "region_over_plain": slowdown[0],
+                                      "imported_over_plain": imported[0]})
+        rows.append((f"{name}: in a region {cell(m['region'])}, ordinary heap {cell(m['plain'])} "
+                     f"(with region imported: {cell(m['imported'])})",
+                     f"{slowdown[0]:.2f}× ({slowdown[1]:.2f}..{slowdown[2]:.2f}); imported {imported[0]:.2f}×",
+                     "≤ 1.1×", slowdown[0] <= 1.1))
+
+    lines = ["| benchmark | ratio: median (range over rounds) | goal | met |", "|---|---|---|---|"]
+    for what, ratio, goal, met in rows:
+        lines.append(f"| {what} | {ratio} | {goal} | {'yes' if met else '**no**'} |")
+    mach = results["machine"]
+    lines.append("")
+    lines.append(f"Machine: {mach.get('cpu', '?')}, {mach['cpus']} CPUs, {mach.get('memory_gib', '?')} GiB, "
+                 f"{mach['platform']}, CPython {mach['python']}; {rounds} rounds, each configuration in a "
+                 f"fresh interpreter, taking turns.")
+    report = "\n".join(lines)
+    print(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
