@@ -43,8 +43,10 @@ def worker_gc_pause(mode, n):
     """Full gc.collect() with the structure (a) ordinary, (b) frozen, (c) in a region.
 
     The interpreter's own objects (modules, functions, the imports) are frozen first in every mode,
-    so the pause measures what the structure costs and nothing else."""
-    import region
+    so the pause measures what the structure costs and nothing else.  Only the region mode imports
+    region (its gc callbacks are part of what it costs)."""
+    if mode == "region":
+        import region
     gc.collect()
     gc.freeze()
     if mode == "region":
@@ -193,6 +195,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller structures, fewer rounds")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--md", help="write the Markdown report here")
+    parser.add_argument("--only", choices=["gc_pause", "region_collect", "teardown", "alloc"], action="append",
+                        help="run only these benchmarks (repeatable)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -208,7 +212,10 @@ def main():
     results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "benchmarks": []}
     rows = []
 
-    for n in sizes:
+    def wanted(name):
+        return not args.only or name in args.only
+
+    for n in (sizes if wanted("gc_pause") else []):
         print(f"gc.collect() pause, {n:,} objects", end=" ", flush=True)
         m = measure("gc_pause", ["ordinary", "frozen", "region"], n, rounds)
         print()
@@ -223,24 +230,27 @@ def main():
                      "(c) ≤ 1.2× (b), (a) ≥ 100× (c)",
                      vs_frozen[0] <= 1.2 and vs_ordinary[0] >= 100))
 
-    print(f"r.collect() of 10k objects vs gc.collect(), {elsewhere:,} objects elsewhere", end=" ", flush=True)
-    m = measure("region_collect", ["gc", "region"], elsewhere, rounds)
-    print()
-    speedup = ratio_range(m["gc"], m["region"])
-    results["benchmarks"].append({"name": "region_collect", "elsewhere": elsewhere, "times": m, "speedup": speedup[0]})
-    rows.append((f"r.collect() on 10k objects {cell(m['region'])} vs gc.collect() {cell(m['gc'])}, "
-                 f"{elsewhere:,} objects elsewhere",
-                 f"{speedup[0]:.0f}× faster ({speedup[1]:.0f}..{speedup[2]:.0f})", "≥ 100×", speedup[0] >= 100))
+    if wanted("region_collect"):
+        print(f"r.collect() of 10k objects vs gc.collect(), {elsewhere:,} objects elsewhere", end=" ", flush=True)
+        m = measure("region_collect", ["gc", "region"], elsewhere, rounds)
+        print()
+        speedup = ratio_range(m["gc"], m["region"])
+        results["benchmarks"].append({"name": "region_collect", "elsewhere": elsewhere, "times": m,
+                                      "speedup": speedup[0]})
+        rows.append((f"r.collect() on 10k objects {cell(m['region'])} vs gc.collect() {cell(m['gc'])}, "
+                     f"{elsewhere:,} objects elsewhere",
+                     f"{speedup[0]:.0f}× faster ({speedup[1]:.0f}..{speedup[2]:.0f})", "≥ 100×", speedup[0] >= 100))
 
-    print(f"teardown of {teardown:,} objects", end=" ", flush=True)
-    m = measure("teardown", ["ordinary", "region"], teardown, rounds)
-    print()
-    speedup = ratio_range(m["ordinary"], m["region"])
-    results["benchmarks"].append({"name": "teardown", "objects": teardown, "times": m, "speedup": speedup[0]})
-    rows.append((f"r.close() {cell(m['region'])} vs del {cell(m['ordinary'])}, {teardown:,} objects",
-                 f"{speedup[0]:.2f}× ({speedup[1]:.2f}..{speedup[2]:.2f})", "≥ 2× faster", speedup[0] >= 2))
+    if wanted("teardown"):
+        print(f"teardown of {teardown:,} objects", end=" ", flush=True)
+        m = measure("teardown", ["ordinary", "region"], teardown, rounds)
+        print()
+        speedup = ratio_range(m["ordinary"], m["region"])
+        results["benchmarks"].append({"name": "teardown", "objects": teardown, "times": m, "speedup": speedup[0]})
+        rows.append((f"r.close() {cell(m['region'])} vs del {cell(m['ordinary'])}, {teardown:,} objects",
+                     f"{speedup[0]:.2f}× ({speedup[1]:.2f}..{speedup[2]:.2f})", "≥ 2× faster", speedup[0] >= 2))
 
-    for name in ALLOC_WORKLOADS:
+    for name in (ALLOC_WORKLOADS if wanted("alloc") else []):
         print(f"allocation: {name}", end=" ", flush=True)
         m = measure("alloc", ["plain", "imported", "region"], name, rounds)
         print()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: sets up a fresh machine, builds, then shows the runtime at work and measures it.
-#   scripts/demo.sh           full measurement (about half a minute)
-#   scripts/demo.sh --quick   a few seconds
+#   scripts/demo.sh           full measurement (about ten minutes: the Python benchmarks build
+#                             structures of up to 4M objects in fresh interpreters, round after round)
+#   scripts/demo.sh --quick   about a minute
 # Results (Markdown table + JSON) go to results/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,11 @@ echo
 echo "=== Python: a structure built in \`with region():\` (examples/python_demo.py)"
 objects=1000000; [ -n "$quick" ] && objects=200000
 PYTHONPATH=build/python .venv/bin/python examples/python_demo.py --objects $objects | tee results/python-demo.txt
+
+echo
+echo "=== Python: collection pauses, region collection, teardown, allocation (bench/python_bench.py)"
+PYTHONPATH=build/python .venv/bin/python bench/python_bench.py $quick --json results/python-bench.json \
+  --md results/python-bench.md
 
 echo
 echo "=== The choice of mimalloc: the properties a region needs, on Debian's 2.0.9 and on 3.4.3"
