@@ -146,6 +146,9 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     region_release(r);   /* the binding takes thread ownership only around libregion calls */
+    /* The reservation exists from the first region on and never moves. */
+    rpy_region_memory_base = (uintptr_t)rarena_reservation.base;
+    rpy_region_memory_span = rarena_reservation.span;
 
     RegionObject *self = (RegionObject *)type->tp_alloc(type, 0);
     if (!self) goto fail;

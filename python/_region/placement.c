@@ -118,8 +118,6 @@ static void *spare_alloc(size_t size) {
 
 static void spare_free(void *table) { hook_free(&obj_ctx, table); }
 
-static bool is_region_memory(const void *p) { return rhost_slot_region(p) != NULL; }
-
 /* While the guard is off (after shutdown) the hook's test reads these: always "nothing changed". */
 static int guard_off_count = RPY_KEYS_FREELIST_FULL;
 static void *guard_off_top;
@@ -157,7 +155,6 @@ static void install_hook(void) {
 int placement_install(void) {
     static bool done;
     if (done) return 0;
-    rpy_is_region_memory = is_region_memory;
     rpy_keys_freelist_count = &guard_off_count;
     rpy_keys_freelist_top = &guard_off_top;
     rpy_keys_freelist_spare_on_top = NULL;

@@ -442,12 +442,16 @@ bool rpy_dict_traverse_skips_keys(PyObject *dict) {
  * dict_dealloc do the same). */
 
 int rpy_blocks_open;                      /* set by the binding: blocks open in any thread */
-bool (*rpy_is_region_memory)(const void *p);
+uintptr_t rpy_region_memory_base;        /* the reservation all regions live in (0 before the first) */
+size_t rpy_region_memory_span;
 
 static destructor orig_tuple_dealloc, orig_list_dealloc, orig_dict_dealloc, orig_slice_dealloc,
     orig_context_dealloc, orig_asend_dealloc, orig_wrapped_dealloc;
 
-static bool must_not_stay(PyObject *op) { return rpy_blocks_open || rpy_is_region_memory(op); }
+/* On every deallocation of the wrapped types: two loads and a compare, no call. */
+static inline bool must_not_stay(PyObject *op) {
+    return rpy_blocks_open || (uintptr_t)op - rpy_region_memory_base < rpy_region_memory_span;
+}
 
 /* For the freelists that are arrays with a count: takes op back off the top and frees it. */
 static void array_freelist_pop(PyObject *op, void *array, int *count) {

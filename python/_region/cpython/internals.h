@@ -150,10 +150,11 @@ void rpy_float_freelist_off(void);
 void rpy_freelists_stash(void);
 void rpy_freelists_unstash(void);
 
-/* Set by the binding: how many blocks are open in all threads, and whether a pointer is region
- * memory.  The deallocator wrappers read both. */
+/* Set by the binding: how many blocks are open in all threads, and where region memory is.  The
+ * deallocator wrappers read both. */
 extern int rpy_blocks_open;
-extern bool (*rpy_is_region_memory)(const void *p);
+extern uintptr_t rpy_region_memory_base;   /* region memory: [base, base + span) */
+extern size_t rpy_region_memory_span;
 
 /* The dict-keys freelist guard (main interpreter): keeps that freelist full of spare tables from
  * `alloc`, the allocator of the calling thread's current context, so that the table the next dict
