@@ -470,7 +470,9 @@ static PyObject *Region_close(RegionObject *self, PyObject *unused) {
     if (teardown == TEARDOWN_ESCAPES) {
         PyObject *isolated = audit_incoming(self);   /* raises IsolationError with the details */
         if (!isolated) return NULL;
-        Py_DECREF(isolated);                         /* gone meanwhile (a finalizer?): go on */
+        /* The audit counts an instance's __dict__ made outside a block as part of its instance, the
+         * proof does not: then only that dict referred in, and it dies with its instance. */
+        Py_DECREF(isolated);
     }
     /* Dropping the root frees everything acyclic by reference counting; the collections free the
      * cycles (finalizers run, weakrefs are cleared).  A finalizer's new garbage takes another round. */

@@ -19,7 +19,7 @@
  *
  * BLOCKS are the dynamic extent of a `with` on the thread that entered it, like decimal.localcontext:
  * whatever that thread runs until the block exits allocates in the region, including the caller of a
- * generator that suspended inside a block (docs/python.md, "Generators and coroutines").  Each thread
+ * generator that suspended inside a block (docs/python.md, "The hard cases, decided").  Each thread
  * has a stack; entering pushes, exiting removes the block's own entry (not necessarily the top: a
  * generator resumed later may exit its block while its caller's blocks are open above it).
  */
