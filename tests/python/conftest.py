@@ -25,3 +25,20 @@ def run_python(code, *args, env=None):
     full_env.update(env or {})
     return subprocess.run([sys.executable, *args, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=full_env, timeout=120)
+
+
+needs_debug_build = pytest.mark.skipif(not hasattr(sys, "gettotalrefcount"),
+                                       reason="needs a debug interpreter (python3-dbg): sys.gettotalrefcount")
+
+
+def refcount_growth(work, warmup=5, rounds=20):
+    """How much sys.gettotalrefcount() grows over `rounds` runs of work (after `warmup` runs that
+    fill caches), in a debug build: a leaked reference per run shows as growth >= rounds."""
+    for _ in range(warmup):
+        work()
+    gc.collect()
+    before = sys.gettotalrefcount()
+    for _ in range(rounds):
+        work()
+    gc.collect()
+    return sys.gettotalrefcount() - before

@@ -6,6 +6,7 @@ import weakref
 import pytest
 
 import region
+from conftest import needs_debug_build, refcount_growth
 
 RESURRECTED = []
 EVENTS = []
@@ -326,10 +327,8 @@ def test_closed_region_is_freed_when_dropped():
     assert probe() is None
 
 
+@needs_debug_build
 def test_refcounts_flat_across_collect_and_close():
-    if not hasattr(sys, "gettotalrefcount"):
-        pytest.skip("needs a debug interpreter (python3-dbg): sys.gettotalrefcount")
-
     def work():
         r = region.region("leak")
         cycles(r, cls=Finalized, n=20)
@@ -339,14 +338,7 @@ def test_refcounts_flat_across_collect_and_close():
         EVENTS.clear()           # the finalizers logged their names: region strs held from outside
         r.close()
 
-    for _ in range(5):
-        work()
-    gc.collect()
-    before = sys.gettotalrefcount()
-    for _ in range(20):
-        work()
-    gc.collect()
-    assert sys.gettotalrefcount() - before < 50
+    assert refcount_growth(work) < 20
 
 
 class Plain:
@@ -390,10 +382,8 @@ def test_close_falls_back_when_an_outside_dict_uses_region_memory():
     del table
 
 
+@needs_debug_build
 def test_bulk_close_keeps_reference_counts_exact():
-    if not hasattr(sys, "gettotalrefcount"):
-        pytest.skip("needs a debug interpreter (python3-dbg): sys.gettotalrefcount")
-
     def work():
         r = region.region("bulkleak")
         with r:
@@ -401,11 +391,4 @@ def test_bulk_close_keeps_reference_counts_exact():
         r.close()
         assert "bulk" in repr(r)
 
-    for _ in range(5):
-        work()
-    gc.collect()
-    before = sys.gettotalrefcount()
-    for _ in range(20):
-        work()
-    gc.collect()
-    assert abs(sys.gettotalrefcount() - before) < 50
+    assert abs(refcount_growth(work)) < 20   # dropping too much would show as shrinking

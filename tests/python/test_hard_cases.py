@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 import region
-from conftest import run_python
+from conftest import needs_debug_build, refcount_growth, run_python
 
 
 def test_generator_suspended_inside_a_block_keeps_it_open_for_its_consumer(r):
@@ -153,10 +153,8 @@ def test_gc_get_objects_misses_region_objects_but_objects_lists_them(r):
     assert all(id(x) in ids for x in r.root) and id(r.root) in ids
 
 
+@needs_debug_build
 def test_refcounts_stay_flat_under_a_debug_interpreter():
-    if not hasattr(sys, "gettotalrefcount"):
-        pytest.skip("needs a debug interpreter (python3-dbg): sys.gettotalrefcount")
-
     def region_work():
         r = region.region("leakcheck")
         with r:
@@ -174,12 +172,5 @@ def test_refcounts_stay_flat_under_a_debug_interpreter():
         r.stats()
         del r
 
-    for _ in range(5):
-        region_work()
-    gc.collect()
-    before = sys.gettotalrefcount()
-    for _ in range(20):
-        region_work()
-    gc.collect()
-    after = sys.gettotalrefcount()
-    assert after - before < 50, f"total refcount grew by {after - before} over 20 runs"
+    growth = refcount_growth(region_work)
+    assert growth < 20, f"total refcount grew by {growth} over 20 runs"
