@@ -386,7 +386,7 @@ static Py_ssize_t collect_region(RegionObject *self) {
     uint64_t pause = monotonic_ns() - start;
     /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no
      * collection running), so self->r is checked again. */
-    if (self->r) placement_reset_allocations(self->r);
+    if (self->r) placement_collected(self->r, (size_t)rpy_gclist_length(self->members));
     self->collections++;
     self->collected += (uint64_t)collected;
     self->uncollectable += (uint64_t)uncollectable;
@@ -413,8 +413,7 @@ int module_auto_collect(void *unused) {
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
         RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
         if (!self->r || self->interp != current_interp()) continue;
-        uint32_t threshold = placement_threshold(self->r);
-        if (threshold && placement_allocations(self->r) >= threshold) collect_region(self);
+        if (placement_collection_due(self->r)) collect_region(self);
     }
     Py_DECREF(all);
     return 0;

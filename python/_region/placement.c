@@ -34,31 +34,54 @@ typedef struct hook_ctx {
 
 static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
 
-/* The region receiving this thread's allocations: the top of its stack (NULL when empty). */
-static __thread region_t *current;
+/* The region receiving this thread's allocations: the top of its stack (NULL when empty).  Read on
+ * every allocation of the process: initial-exec, so the read is one thread-pointer-relative load
+ * rather than a __tls_get_addr call (the extension is dlopen'd, which makes global-dynamic the
+ * default).  Eight bytes of the static TLS surplus glibc keeps for such modules. */
+static __thread region_t *current __attribute__((tls_model("initial-exec")));
 static __thread struct {
     RegionObject *entries[MAX_DEPTH];   /* strong references */
     int depth;
 } stack;
 
-/* Object allocations per region slot since its last collection, and the count that triggers an
- * automatic one (0: never).  Read and written with the GIL held. */
-static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS];
+/* Object allocations per region slot since its last collection; the threshold the user set (0:
+ * never collect automatically); and the count that triggers the next automatic collection.  The
+ * trigger is the threshold, or as many as survived the last collection when that is more: a
+ * collection walks the whole region (there are no generations inside a region), so letting the
+ * region double between collections keeps the collection work linear in what a program allocates,
+ * where a fixed threshold would make building a large region quadratic.  Read and written with the
+ * GIL held. */
+static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS], triggers[REGION_MAX_SLOTS];
 static bool collection_scheduled;
 
 static void count_allocation(region_t *r) {
     unsigned slot = r->slot;
-    if (unlikely(++allocations[slot] == thresholds[slot]) && !collection_scheduled) {
-        /* Py_AddPendingCall fails only when its queue is full; the next threshold crossing retries. */
+    if (unlikely(++allocations[slot] == triggers[slot]) && !collection_scheduled) {
+        /* Py_AddPendingCall fails only when its queue is full; the next trigger crossing retries. */
         if (Py_AddPendingCall(module_auto_collect, NULL) == 0) collection_scheduled = true;
     }
 }
 
-void placement_set_threshold(region_t *r, uint32_t threshold) { thresholds[r->slot] = threshold; }
+void placement_set_threshold(region_t *r, uint32_t threshold) {
+    thresholds[r->slot] = triggers[r->slot] = threshold;
+}
+
 uint32_t placement_threshold(region_t *r) { return thresholds[r->slot]; }
 uint32_t placement_allocations(region_t *r) { return allocations[r->slot]; }
+bool placement_collection_due(region_t *r) {
+    return triggers[r->slot] && allocations[r->slot] >= triggers[r->slot];
+}
 
 void placement_reset_allocations(region_t *r) { allocations[r->slot] = 0; }
+
+void placement_collected(region_t *r, size_t survivors) {
+    unsigned slot = r->slot;
+    allocations[slot] = 0;
+    if (thresholds[slot] && survivors > thresholds[slot])
+        triggers[slot] = survivors > UINT32_MAX ? UINT32_MAX : (uint32_t)survivors;
+    else
+        triggers[slot] = thresholds[slot];
+}
 
 void placement_collection_ran(void) { collection_scheduled = false; }
 

@@ -392,3 +392,17 @@ def test_bulk_close_keeps_reference_counts_exact():
         assert "bulk" in repr(r)
 
     assert abs(refcount_growth(work)) < 20   # dropping too much would show as shrinking
+
+
+def test_automatic_collections_space_out_as_the_region_grows(r):
+    # A fixed threshold would collect the whole region every 1000 allocations (about 80 times
+    # here); the trigger grows with what survives, so building stays linear.
+    r.threshold = 1000
+    with r:
+        r.root = []
+        for i in range(40_000):
+            r.root.append([i * 1000])
+            if i % 1000 == 0:
+                sum(range(3))                # give the pending collection a bytecode boundary
+    collections = r.stats()["collections"]
+    assert 1 <= collections <= 15, collections
