@@ -65,8 +65,8 @@ uint32_t placement_threshold(region_t *r);
 uint32_t placement_allocations(region_t *r);     /* since the last collection */
 void placement_reset_allocations(region_t *r);
 bool placement_collection_due(region_t *r);
-/* A collection of r ran and `survivors` tracked objects are left: restart the count, and move the
- * trigger to max(threshold, survivors). */
+/* A collection of r ran and `survivors` blocks are left in its object heap: restart the count, and
+ * move the trigger to max(threshold, survivors). */
 void placement_collected(region_t *r, size_t survivors);
 void placement_collection_ran(void);     /* module_auto_collect ran: the next crossing schedules again */
 int module_auto_collect(void *unused);

@@ -386,7 +386,12 @@ static Py_ssize_t collect_region(RegionObject *self) {
     uint64_t pause = monotonic_ns() - start;
     /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no
      * collection running), so self->r is checked again. */
-    if (self->r) placement_collected(self->r, (size_t)rpy_gclist_length(self->members));
+    if (self->r) {
+        /* Survivors counted like allocations: blocks of the object heap (O(pages)). */
+        size_t blocks = 0, bytes = 0;
+        rhost_heap_usage(self->r, true, &blocks, &bytes);
+        placement_collected(self->r, blocks);
+    }
     self->collections++;
     self->collected += (uint64_t)collected;
     self->uncollectable += (uint64_t)uncollectable;
