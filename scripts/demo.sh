@@ -27,6 +27,10 @@ PYTHONPATH=build/python .venv/bin/python bench/python_bench.py $quick --json res
   --md results/python-bench.md
 
 echo
+echo "=== C: the region-per-phase pattern against other allocators (bench/alloc_bench.py)"
+.venv/bin/python bench/alloc_bench.py $quick --json results/alloc-bench.json --md results/alloc-bench.md
+
+echo
 echo "=== The choice of mimalloc: the properties a region needs, on Debian's 2.0.9 and on 3.4.3"
 experiments/run.sh | tee results/mimalloc-properties.txt
 

@@ -10,6 +10,7 @@ debian_packages=(
   libcmocka-dev libnuma-dev numactl
   python3-dev python3-dbg python3-venv
   libmimalloc-dev   # only for experiments/run.sh, which compares Debian's 2.0.9 with 3.4
+  libjemalloc-dev libapr1-dev libtalloc-dev   # the allocators bench/alloc_bench.py compares with
 )
 missing=()
 for p in "${debian_packages[@]}"; do

@@ -1,0 +1,124 @@
+"""The C allocator comparison: the region-per-phase pattern (allocate N small blocks, free them all)
+with libregion against raw mimalloc heaps, mi_malloc, glibc malloc, jemalloc, APR pools and talloc.
+
+    .venv/bin/python bench/alloc_bench.py [--build build] [--quick] [--json FILE] [--md FILE]
+
+Each allocator is its own binary (bench/alloc/alloc.c); each run is a fresh process whose first
+round is COLD (first touch of the memory) and whose later rounds are WARM; runs of the allocators
+take turns.  Reported: median over runs (of the median over warm rounds), with min..max over runs.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+ALLOCATORS = ["region", "mi_heap", "mi_malloc", "glibc", "jemalloc", "apr", "talloc", "region_each"]
+
+
+def run(build, allocator, blocks, size, threads, rounds):
+    exe = os.path.join(build, "bench", f"bench_alloc_{allocator}")
+    out = subprocess.run([exe, "--blocks", str(blocks), "--size", str(size), "--threads", str(threads),
+                          "--rounds", str(rounds)], capture_output=True, text=True, timeout=600)
+    if out.returncode != 0:
+        raise RuntimeError(f"{exe} failed: {out.stderr}")
+    return json.loads(out.stdout)
+
+
+def stat(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def measure(build, allocators, blocks, size, threads, rounds, runs):
+    samples = {a: {"cold_alloc": [], "warm_alloc": [], "warm_free": [], "rss": []} for a in allocators}
+    for _ in range(runs):
+        for a in allocators:
+            r = run(build, a, blocks, size, threads, rounds)
+            s = samples[a]
+            s["cold_alloc"].append(r["rounds"][0]["alloc_s"])
+            s["warm_alloc"].append(statistics.median(x["alloc_s"] for x in r["rounds"][1:]))
+            s["warm_free"].append(statistics.median(x["free_s"] for x in r["rounds"][1:]))
+            s["rss"].append(r["peak_rss_kib"])
+            print(".", end="", flush=True)
+    return {a: {k: stat(v) for k, v in s.items()} for a, s in samples.items()}
+
+
+def ms(x):
+    return f"{x * 1e3:.2f}"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--build", default="build")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json")
+    parser.add_argument("--md")
+    args = parser.parse_args()
+    present = [a for a in ALLOCATORS if os.path.exists(os.path.join(args.build, "bench", f"bench_alloc_{a}"))]
+    blocks = 200_000 if args.quick else 1_000_000
+    runs = 3 if args.quick else 5
+    rounds = 5
+    sizes = [32] if args.quick else [16, 32, 48, 64]
+    results = {"machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+               "blocks": blocks, "runs": runs, "rounds": rounds, "sizes": {}, "threads": {}}
+    lines = []
+    for size in sizes:
+        print(f"{blocks:,} blocks of {size} B", end=" ", flush=True)
+        m = measure(args.build, present, blocks, size, 1, rounds, runs)
+        print()
+        results["sizes"][size] = m
+        lines.append(f"\n**{blocks:,} blocks of {size} B, one thread** (ms; median of {runs} runs, min..max)\n")
+        lines.append("| allocator | warm alloc | allocs/s (warm) | free all (warm) | cold alloc | peak RSS |")
+        lines.append("|---|---|---|---|---|---|")
+        for a in present:
+            s = m[a]
+            lines.append(f"| {a} | {ms(s['warm_alloc']['median'])} ({ms(s['warm_alloc']['min'])}..{ms(s['warm_alloc']['max'])}) "
+                         f"| {blocks / s['warm_alloc']['median'] / 1e6:.0f} M "
+                         f"| {ms(s['warm_free']['median'])} ({ms(s['warm_free']['min'])}..{ms(s['warm_free']['max'])}) "
+                         f"| {ms(s['cold_alloc']['median'])} | {s['rss']['median'] / 1024:.0f} MiB |")
+    # Ratios on the 32 B case (the issue's 16-64 B middle), warm alloc + free.
+    m = results["sizes"][32]
+
+    def total(a):
+        return m[a]["warm_alloc"]["median"] + m[a]["warm_free"]["median"]
+
+    goals = []
+    if "mi_heap" in m:
+        r = total("region") / total("mi_heap")
+        goals.append(("region vs raw mi_heap_malloc + mi_heap_destroy (alloc + free all, warm)", f"{r:.2f}×", "≤ 1.2×", r <= 1.2))
+    for other in ("jemalloc", "glibc", "talloc"):
+        if other in m:
+            r = total(other) / total("region")
+            goals.append((f"{other} / region (alloc + free all, warm)", f"{r:.2f}×", "> 1 (region ahead)", r > 1))
+    if "apr" in m:
+        r = total("apr") / total("region")
+        goals.append(("apr pool / region (alloc + free all, warm; no goal)", f"{r:.2f}×", "-", None))
+    if "region_each" in m:
+        r = m["region_each"]["warm_free"]["median"] / m["region"]["warm_free"]["median"]
+        goals.append(("per-block region_free / bulk region_destroy (free all)", f"{r:.0f}×", "≥ 10×", r >= 10))
+    print("threads", end=" ", flush=True)
+    scaling = {}
+    for t in (1, 2):
+        scaling[t] = measure(args.build, ["region"], blocks, 32, t, rounds, runs)["region"]
+    print()
+    results["threads"] = scaling
+    throughput = {t: t * blocks / (s["warm_alloc"]["median"] + s["warm_free"]["median"]) for t, s in scaling.items()}
+    r = throughput[2] / throughput[1]
+    goals.append(("2 threads, a region each / 1 thread (blocks per second)", f"{r:.2f}×", "≥ 1.9×", r >= 1.9))
+    table = ["| comparison (32 B blocks) | ratio | goal | met |", "|---|---|---|---|"]
+    for what, ratio, goal, met in goals:
+        table.append(f"| {what} | {ratio} | {goal} | {'-' if met is None else ('yes' if met else '**no**')} |")
+    report = "\n".join(table + lines) + f"\n\nMachine: {os.cpu_count()} CPUs, {platform.platform()}."
+    print(report)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
+    if args.md:
+        with open(args.md, "w") as f:
+            f.write(report + "\n")
+
+
+if __name__ == "__main__":
+    main()
