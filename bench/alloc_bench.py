@@ -10,10 +10,10 @@ take turns.  Reported: median over runs (of the median over warm rounds), with m
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
-import sys
+
+from benchreport import describe_machine, goals_table, machine, publish
 
 ALLOCATORS = ["region", "mi_heap", "mi_malloc", "glibc", "jemalloc", "apr", "talloc", "region_each"]
 
@@ -61,7 +61,7 @@ def main():
     runs = 3 if args.quick else 5
     rounds = 5
     sizes = [32] if args.quick else [16, 32, 48, 64]
-    results = {"machine": {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count()},
+    results = {"machine": machine(),
                "blocks": blocks, "runs": runs, "rounds": rounds, "sizes": {}, "threads": {}}
     lines = []
     for size in sizes:
@@ -107,18 +107,9 @@ def main():
     throughput = {t: t * blocks / (s["warm_alloc"]["median"] + s["warm_free"]["median"]) for t, s in scaling.items()}
     r = throughput[2] / throughput[1]
     goals.append(("2 threads, a region each / 1 thread (blocks per second)", f"{r:.2f}×", "≥ 1.9×", r >= 1.9))
-    table = ["| comparison (32 B blocks) | ratio | goal | met |", "|---|---|---|---|"]
-    for what, ratio, goal, met in goals:
-        table.append(f"| {what} | {ratio} | {goal} | {'-' if met is None else ('yes' if met else '**no**')} |")
-    report = "\n".join(table + lines) + f"\n\nMachine: {os.cpu_count()} CPUs, {platform.platform()}."
-    print(report)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(report + "\n")
-
+    table = goals_table("comparison (32 B blocks)", goals)
+    report = "\n".join(table + lines) + f"\n\nMachine: {describe_machine(results['machine'])}."
+    publish(report, results, args.json, args.md)
 
 if __name__ == "__main__":
     main()

@@ -10,19 +10,19 @@ noisy machine hits them alike.  Reported: median, and min..max over the rounds.
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
+
+from benchreport import describe_machine, goals_table, machine, publish
 
 # ---- the structures ----
 
 
 def build(n_objects):
     """About n_objects objects: per user a dict, two strs, a float, a list, a tuple and three ints
-    (id, and the tuple's two; counted with sys.getobjects-style walks: 9 per user)."""
+    (id, and the tuple's two): 9 per user."""
     users = n_objects // 9
     return [{"id": i * 1000 + 7, "name": f"user-{i}", "score": i / 7, "tags": [f"t{i}"], "pos": (i, -i)}
             for i in range(users)]
@@ -180,19 +180,6 @@ def ratio_range(a, b):
     return a["median"] / b["median"], min(pairs), max(pairs)
 
 
-def machine():
-    info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
-            "platform": platform.platform(), "cpus": os.cpu_count()}
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-        with open("/proc/meminfo") as f:
-            info["memory_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
-    except (OSError, StopIteration):
-        pass
-    return info
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller structures, fewer rounds")
@@ -266,23 +253,11 @@ def main():
                      f"{slowdown[0]:.2f}× ({slowdown[1]:.2f}..{slowdown[2]:.2f}); imported {imported[0]:.2f}×",
                      "≤ 1.1×", slowdown[0] <= 1.1))
 
-    lines = ["| benchmark | ratio: median (range over rounds) | goal | met |", "|---|---|---|---|"]
-    for what, ratio, goal, met in rows:
-        lines.append(f"| {what} | {ratio} | {goal} | {'yes' if met else '**no**'} |")
-    mach = results["machine"]
+    lines = goals_table("benchmark", rows)
     lines.append("")
-    lines.append(f"Machine: {mach.get('cpu', '?')}, {mach['cpus']} CPUs, {mach.get('memory_gib', '?')} GiB, "
-                 f"{mach['platform']}, CPython {mach['python']}; {rounds} rounds, each configuration in a "
+    lines.append(f"Machine: {describe_machine(results['machine'])}; {rounds} rounds, each configuration in a "
                  f"fresh interpreter, taking turns.")
-    report = "\n".join(lines)
-    print(report)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=1)
-    if args.md:
-        with open(args.md, "w") as f:
-            f.write(report + "\n")
-
+    publish("\n".join(lines), results, args.json, args.md)
 
 if __name__ == "__main__":
     main()

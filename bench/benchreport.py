@@ -1,0 +1,44 @@
+"""What the benchmark drivers in bench/ share: the machine record, the goals table, and writing the
+raw results (JSON) and the report (Markdown)."""
+import json
+import os
+import platform
+import sys
+
+
+def machine():
+    """The machine and interpreter the numbers come from."""
+    info = {"python": sys.version.split()[0], "implementation": platform.python_implementation(),
+            "platform": platform.platform(), "cpus": os.cpu_count()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+        with open("/proc/meminfo") as f:
+            info["memory_gib"] = round(int(f.readline().split()[1]) / 2 ** 20, 1)
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def describe_machine(info):
+    return (f"{info.get('cpu', '?')}, {info['cpus']} CPUs, {info.get('memory_gib', '?')} GiB, "
+            f"{info['platform']}, CPython {info['python']}")
+
+
+def goals_table(header, rows):
+    """Markdown rows of (what, ratio, goal, met); met is True, False, or None for "no goal"."""
+    lines = [f"| {header} | ratio | goal | met |", "|---|---|---|---|"]
+    for what, ratio, goal, met in rows:
+        lines.append(f"| {what} | {ratio} | {goal} | {'-' if met is None else ('yes' if met else '**no**')} |")
+    return lines
+
+
+def publish(report, results, json_path=None, md_path=None):
+    """Prints the report and writes the files that were asked for."""
+    print(report)
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(results, f, indent=1)
+    if md_path:
+        with open(md_path, "w") as f:
+            f.write(report + "\n")
