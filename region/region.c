@@ -217,13 +217,16 @@ static bool sum_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *bl
     return true;
 }
 
+/* Adds heap's pages to *sum. */
+static void sum_heap(mi_heap_t *heap, stats_sum_t *sum) {
+    mi_heap_collect(heap, false);   /* fold cross-thread frees in, so counts are exact */
+    mi_heap_visit_blocks(heap, false, sum_area, sum);
+}
+
 static stats_sum_t sum_heaps(region_t *r) {
     stats_sum_t sum = {0};
-    mi_heap_t *heaps[] = {r->heap, r->object_heap};
-    for (int i = 0; i < 2; i++) {
-        mi_heap_collect(heaps[i], false);   /* fold cross-thread frees in, so counts are exact */
-        mi_heap_visit_blocks(heaps[i], false, sum_area, &sum);
-    }
+    sum_heap(r->heap, &sum);
+    sum_heap(r->object_heap, &sum);
     return sum;
 }
 
@@ -249,9 +252,7 @@ void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size,
 
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes) {
     stats_sum_t sum = {0};
-    mi_heap_t *heap = object ? r->object_heap : r->heap;
-    mi_heap_collect(heap, false);
-    mi_heap_visit_blocks(heap, false, sum_area, &sum);
+    sum_heap(object ? r->object_heap : r->heap, &sum);
     *blocks = sum.blocks;
     *bytes = sum.in_use;
 }
