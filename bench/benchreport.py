@@ -3,6 +3,7 @@ raw results (JSON) and the report (Markdown)."""
 import json
 import os
 import platform
+import subprocess
 import sys
 
 
@@ -20,6 +21,40 @@ def machine():
     return info
 
 
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _command(*argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def memory_machine():
+    """What decides memory placement and speed: the NUMA layout, the CPUs, the kernel, transparent
+    huge pages, automatic NUMA balancing (which would move pages behind the benchmark's back) and
+    whether this is a virtual machine (where first touch and page walks cost more)."""
+    info = machine()
+    lscpu = _command("lscpu") or ""
+    hypervisor = next((line.split(":", 1)[1].strip() for line in lscpu.splitlines()
+                       if line.startswith("Hypervisor vendor")), None)
+    info.update({
+        "numactl_hardware": _command("numactl", "--hardware"),
+        "lscpu": lscpu or None,
+        "kernel": platform.release(),
+        "thp": _read("/sys/kernel/mm/transparent_hugepage/enabled"),
+        "numa_balancing": _read("/proc/sys/kernel/numa_balancing"),
+        "virtual_machine": hypervisor or _command("systemd-detect-virt") or "none detected",
+    })
+    return info
+
+
 def describe_machine(info):
     return (f"{info.get('cpu', '?')}, {info['cpus']} CPUs, {info.get('memory_gib', '?')} GiB, "
             f"{info['platform']}, CPython {info['python']}")
@@ -31,6 +66,11 @@ def goals_table(header, rows):
     for what, ratio, goal, met in rows:
         lines.append(f"| {what} | {ratio} | {goal} | {'-' if met is None else ('yes' if met else '**no**')} |")
     return lines
+
+
+def goal_records(rows):
+    """The goals table's rows as JSON records, for the main report's headline table."""
+    return [{"what": what, "measured": measured, "goal": goal, "met": met} for what, measured, goal, met in rows]
 
 
 def publish(report, results, json_path=None, md_path=None):

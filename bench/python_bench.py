@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 
-from benchreport import describe_machine, goals_table, machine, publish
+from benchreport import describe_machine, goal_records, goals_table, machine, publish
 
 # ---- the structures ----
 
@@ -253,6 +253,7 @@ def main():
                      f"{slowdown[0]:.2f}× ({slowdown[1]:.2f}..{slowdown[2]:.2f}); imported {imported[0]:.2f}×",
                      "≤ 1.1×", slowdown[0] <= 1.1))
 
+    results["goals"] = goal_records(rows)
     lines = goals_table("benchmark", rows)
     lines.append("")
     lines.append(f"Machine: {describe_machine(results['machine'])}; {rounds} rounds, each configuration in a "
