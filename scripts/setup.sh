@@ -12,15 +12,25 @@ debian_packages=(
   libmimalloc-dev   # only for experiments/run.sh, which compares Debian's 2.0.9 with 3.4
   libjemalloc-dev libapr1-dev libtalloc-dev   # the allocators bench/alloc_bench.py compares with
 )
-missing=()
-for p in "${debian_packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing Debian packages: ${missing[*]}"
+# The 2-node qemu guest of tests/numa2/run.sh, without recommends (which would add ~170 packages).
+guest_packages=(qemu-system-x86 busybox-static cpio)
+
+missing_of() {
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || echo "$p"
+  done
+}
+missing=($(missing_of "${debian_packages[@]}"))
+missing_guest=($(missing_of "${guest_packages[@]}"))
+if ((${#missing[@]} + ${#missing_guest[@]})); then
+  echo "setup: installing Debian packages: ${missing[*]} ${missing_guest[*]}"
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+  export DEBIAN_FRONTEND=noninteractive
+  if ((${#missing[@]})); then $sudo apt-get install -y -qq "${missing[@]}" >/dev/null; fi
+  if ((${#missing_guest[@]})); then
+    $sudo apt-get install -y -qq --no-install-recommends "${missing_guest[@]}" >/dev/null
+  fi
 fi
 
 # The project's Python: the interpreter first on PATH (pyenv's 3.11.7 here), unless PYTHON says.

@@ -2,8 +2,8 @@
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
 # UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, the pkg-config check that a
 # C user can build against an installed libregion, the Python tests under three interpreters
-# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks), and
-# `pip install .` into a fresh virtual environment.  Sets up a fresh machine first.
+# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks),
+# `pip install .` into a fresh virtual environment, and NUMA placement on two nodes in a qemu guest.  Sets up a fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -51,6 +51,9 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print
 step "threaded C tests under ThreadSanitizer (build-tsan/)"
 configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 TSAN_OPTIONS=halt_on_error=1 $meson test -C build-tsan --suite threads --print-errorlogs
+
+step "NUMA placement on two nodes, in a 2-node qemu guest (tests/numa2/run.sh)"
+tests/numa2/run.sh build
 
 step "a C program built with pkg-config against the installed library"
 tests/pkgconfig/run.sh build
