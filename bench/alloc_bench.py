@@ -61,7 +61,7 @@ def main():
     runs = 3 if args.quick else 5
     rounds = 5
     sizes = [32] if args.quick else [16, 32, 48, 64]
-    results = {"machine": machine(),
+    results = {"machine": machine(), "quick": args.quick,
                "blocks": blocks, "runs": runs, "rounds": rounds, "sizes": {}, "threads": {}}
     lines = []
     for size in sizes:
