@@ -159,6 +159,10 @@ static bool safe_to_share(PyObject *op, int depth) {
     return false;
 }
 
+bool audit_safe_to_share(PyObject *op) {
+    return membership_region_of(op) == NULL && safe_to_share(op, 0);
+}
+
 /* ---- Traversal ---- */
 
 static int visit_count(PyObject *child, void *arg) {

@@ -26,8 +26,14 @@ typedef struct RegionObject {
     PyObject *name;            /* str */
     PyObject *root;            /* strong; NULL when unset */
     rpy_gclist_t *members;     /* raw memory: a list head must never move */
-    Py_ssize_t blocks_open;    /* `with` blocks open on this region, all threads */
-    int64_t interp;            /* id of the owning interpreter */
+    Py_ssize_t blocks_open;    /* `with` blocks open on this region (all in the owner thread) */
+    int64_t interp;            /* id of the interpreter the Region lives in */
+    /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
+     * `ownership` is held exactly while some thread owns the region; owner_token is that thread's
+     * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it.  A waiting
+     * acquire() blocks on the lock with the GIL released; release() and close() unlock it. */
+    PyThread_type_lock ownership;
+    uint64_t owner_token;
     PyObject *weakreflist;
     const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
 
@@ -102,11 +108,30 @@ PyObject *membership_all(void);
 
 /* ---- module.c ---- */
 
-/* 0 if the calling interpreter owns self, else -1 with OwnershipError naming `what`. */
+/* 0 if the calling thread owns self, else -1: RegionError when self is closed, OwnershipError
+ * (naming `what`, the region and who owns it) when another thread or nobody does. */
 int region_check_owner(RegionObject *self, const char *what);
 
 /* "region 'name' (id N)" for messages. */
 PyObject *region_describe(RegionObject *self);
+
+/* ---- ownership.c ---- */
+
+/* The creating thread becomes the owner; -1 with MemoryError. */
+int ownership_init(RegionObject *self);
+void ownership_free(RegionObject *self);
+/* Nobody owns self any more (close, dissolve): waiters of acquire() wake up. */
+void ownership_give_up(RegionObject *self);
+/* Whether the calling thread owns self (no exception). */
+static inline bool ownership_is_caller(RegionObject *self) {
+    return self->owner_token == region_thread_token();
+}
+PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs);
+PyObject *ownership_release(RegionObject *self, PyObject *unused);
+PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs);
+PyObject *ownership_owned(RegionObject *self);
+PyObject *ownership_adopt(PyObject *module, PyObject *id);
+int ownership_type_init(PyObject *module);
 
 /* ---- handle.c ---- */
 int handle_type_init(PyObject *module);
@@ -131,6 +156,13 @@ int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***obje
  * by object); ESCAPES: something outside refers in (nothing changed); ERROR with an exception. */
 enum { TEARDOWN_ERROR = -1, TEARDOWN_DONE, TEARDOWN_ISOLATED, TEARDOWN_ESCAPES };
 int teardown_bulk(RegionObject *self);
+
+/* 1 when the region is proven isolated (what r.check() would accept), 0 when not proven (run the
+ * audit), -1 with an exception.  Cheaper than the audit: no paths are kept. */
+int teardown_proven_isolated(RegionObject *self);
+
+/* Whether a region object may refer to op, an object outside every region (audit.c's rule). */
+bool audit_safe_to_share(PyObject *op);
 
 /* r.objects(): every object of the region that its list and root lead to. */
 PyObject *audit_objects(RegionObject *self);

@@ -89,12 +89,7 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
                      self->type_name, self->region_name, (unsigned long long)self->h.region);
         return NULL;
     }
-    if (region->interp != PyInterpreterState_GetID(PyInterpreterState_Get())) {
-        PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): the calling interpreter does "
-                     "not own the region (acquire it first)", self->type_name, self->region_name,
-                     (unsigned long long)self->h.region);
-        return NULL;
-    }
+    if (region_check_owner(region, "resolving a handle") < 0) return NULL;   /* OwnershipError */
     void *block;
     region_status status = rhost_handle_resolve(self->h, &block);
     if (status != REGION_OK) {

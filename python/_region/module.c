@@ -33,23 +33,6 @@ PyObject *region_describe(RegionObject *self) {
     return PyUnicode_FromFormat("region %R (id %llu)", self->name, (unsigned long long)self->id);
 }
 
-int region_check_owner(RegionObject *self, const char *what) {
-    if (!self->r) {
-        PyObject *desc = region_describe(self);
-        PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
-        Py_XDECREF(desc);
-        return -1;
-    }
-    if (self->interp != current_interp()) {
-        PyObject *desc = region_describe(self);
-        PyErr_Format(OwnershipError, "%s: %U is owned by interpreter %lld, not by the calling "
-                     "interpreter %lld", what, desc, (long long)self->interp, (long long)current_interp());
-        Py_XDECREF(desc);
-        return -1;
-    }
-    return 0;
-}
-
 /* Raises `type` with libregion's message for the last failed call. */
 static void raise_region_status(PyObject *type, const char *what, region_status status) {
     PyErr_Format(type, "%s: %s (%s)", what, region_last_error(), region_strerror(status));
@@ -154,6 +137,10 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (!self) goto fail;
     self->r = r;
     self->id = region_id(r);
+    if (ownership_init(self) < 0) {   /* the creating thread owns the region */
+        Py_DECREF(self);
+        return NULL;
+    }
     placement_set_threshold(r, DEFAULT_THRESHOLD);
     placement_reset_allocations(r);
     self->interp = current_interp();
@@ -177,6 +164,7 @@ static void region_dissolve(RegionObject *self, const char *why) {
     membership_unregister(self);
     region_t *r = self->r;
     self->r = NULL;
+    ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it gone */
     if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;
     sweep_orphans();
 }
@@ -197,6 +185,7 @@ static void Region_dealloc(RegionObject *self) {
     PyObject_GC_UnTrack(self);
     if (self->weakreflist) PyObject_ClearWeakRefs((PyObject *)self);
     region_dissolve(self, "gone");
+    ownership_free(self);
     Py_CLEAR(self->root);
     Py_CLEAR(self->name);
     type->tp_free(self);
@@ -204,6 +193,8 @@ static void Region_dealloc(RegionObject *self) {
 }
 
 /* ---- Region: blocks ---- */
+
+static Py_ssize_t collect_region(RegionObject *self);
 
 static PyObject *Region_enter(RegionObject *self, PyObject *unused) {
     (void)unused;
@@ -214,6 +205,11 @@ static PyObject *Region_enter(RegionObject *self, PyObject *unused) {
 static PyObject *Region_exit(RegionObject *self, PyObject *args) {
     (void)args;
     if (placement_exit(self) < 0) return NULL;
+    /* Automatic collection runs in the main thread (pending calls), which may not own the region;
+     * then the owner collects here, at the end of its block. */
+    if (self->r && !self->blocks_open && ownership_is_caller(self) && placement_collection_due(self->r)
+        && collect_region(self) < 0)
+        PyErr_Clear();
     Py_RETURN_FALSE;
 }
 
@@ -262,7 +258,7 @@ static PyObject *Region_get_node(RegionObject *self, void *c) {
 
 static PyObject *Region_get_owned(RegionObject *self, void *c) {
     (void)c;
-    return PyBool_FromLong(self->r && self->interp == current_interp());
+    return ownership_owned(self);
 }
 
 static PyObject *Region_get_active(RegionObject *self, void *c) {
@@ -417,7 +413,9 @@ int module_auto_collect(void *unused) {
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
         RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
-        if (!self->r || self->interp != current_interp()) continue;
+        /* Only the owner may collect; a region owned by another thread is collected when its owner
+         * closes a block (Region_exit). */
+        if (!self->r || !ownership_is_caller(self)) continue;
         if (placement_collection_due(self->r)) collect_region(self);
     }
     Py_DECREF(all);
@@ -470,7 +468,10 @@ static PyObject *Region_close(RegionObject *self, PyObject *unused) {
      * The bulk teardown checks that first, and frees everything at once where it can prove that safe. */
     int teardown = teardown_bulk(self);
     if (teardown == TEARDOWN_ERROR) return NULL;
-    if (teardown == TEARDOWN_DONE) Py_RETURN_NONE;
+    if (teardown == TEARDOWN_DONE) {
+        ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it closed */
+        Py_RETURN_NONE;
+    }
     if (teardown == TEARDOWN_ESCAPES) {
         PyObject *isolated = audit_incoming(self);   /* raises IsolationError with the details */
         if (!isolated) return NULL;
@@ -534,6 +535,12 @@ static PyMethodDef Region_methods[] = {
     {"census", (PyCFunction)Region_census, METH_NOARGS,
      "Page census of the region's memory: pages present, absent, and per NUMA node."},
     {"owns", (PyCFunction)Region_contains, METH_O, "Whether obj is an object of this region."},
+    {"acquire", (PyCFunction)(void (*)(void))ownership_acquire, METH_VARARGS | METH_KEYWORDS,
+     "acquire(timeout=None) -> bool: wait until no thread owns the region and take it; False on timeout."},
+    {"release", (PyCFunction)ownership_release, METH_NOARGS,
+     "Give up ownership of the region; IsolationError (and still owned) unless the region is isolated."},
+    {"ownership", (PyCFunction)(void (*)(void))ownership_context, METH_VARARGS | METH_KEYWORDS,
+     "`with r.ownership(timeout=None):` acquires the region on entry (TimeoutError) and releases it on exit."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -542,7 +549,7 @@ static PyGetSetDef Region_getset[] = {
     {"id", (getter)Region_get_id, NULL, "The region's id: an int, never reused in this process.", NULL},
     {"name", (getter)Region_get_name, NULL, "The region's name.", NULL},
     {"node", (getter)Region_get_node, NULL, "The NUMA node the region is bound to, or None.", NULL},
-    {"owned", (getter)Region_get_owned, NULL, "Whether the calling interpreter owns the region.", NULL},
+    {"owned", (getter)Region_get_owned, NULL, "Whether the calling thread owns the region.", NULL},
     {"active", (getter)Region_get_active, NULL, "Whether the calling thread's allocations go to this region now.", NULL},
     {"threshold", (getter)Region_get_threshold, (setter)Region_set_threshold,
      "Object allocations in the region that trigger an automatic collection of it (0: never).", NULL},
@@ -675,6 +682,8 @@ static PyMethodDef module_methods[] = {
     {"_attribute_name", mod_attribute_name, METH_VARARGS, NULL},
     {"_instance_dict", mod_instance_dict, METH_O, NULL},
     {"region_of", mod_region_of, METH_O, "The Region that owns obj, or None."},
+    {"adopt", ownership_adopt, METH_O,
+     "adopt(id) -> Region: the open region with this id (r.id), for a thread that did not create it."},
     {"current", mod_current, METH_NOARGS, "The Region receiving this thread's allocations, or None."},
     {"is_shared", mod_is_shared, METH_O,
      "Whether obj is an interpreter-wide immutable singleton that any region may refer to: None, "
@@ -727,7 +736,8 @@ PyMODINIT_FUNC PyInit__region(void) {
                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
     Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
     if (!Region_Type || PyModule_AddObjectRef(module, "Region", (PyObject *)Region_Type) < 0 ||
-        add_exceptions(module) < 0 || handle_type_init(module) < 0 || placement_install() < 0) {
+        add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0 ||
+        placement_install() < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -131,3 +131,28 @@ int teardown_bulk(RegionObject *self) {
     if (result == TEARDOWN_ERROR && !PyErr_Occurred()) PyErr_NoMemory();
     return result;
 }
+
+/* release(): condition (1), and every outside object the region's objects refer to is safe to share
+ * (audit_safe_to_share).  Nothing is freed; every count is restored.  This is the audit's verdict at
+ * the cost of the bulk proof (one heap walk and one traversal per object, no paths kept): 1 when it
+ * proves the region isolated; 0 when it cannot (an escape, or what only the audit can tell apart:
+ * garbage referring out, an instance's __dict__ made outside a block), and then the caller runs the
+ * audit, which decides and names the escapes; -1 with an exception. */
+int teardown_proven_isolated(RegionObject *self) {
+    teardown_t t = {.self = self, .base = (uintptr_t)rarena_slot_base(self->r->slot),
+                    .size = rarena_reservation.slot_size};
+    membership_sync();
+    bool gc_was_enabled = rpy_gc_pause();
+    int result = -1;
+    if (audit_heap_objects(self, true, &t.objects, &t.count) == 0) {
+        visit_all(&t, visit_subtract);
+        bool isolated = unreferenced(&t) && !t.failed;
+        visit_all(&t, visit_restore);
+        for (size_t i = 0; isolated && i < t.outside_count; i++) isolated = audit_safe_to_share(t.outside[i]);
+        result = isolated;
+    }
+    rpy_gc_resume(gc_was_enabled);
+    PyMem_RawFree(t.objects);
+    PyMem_RawFree(t.outside);
+    return result;
+}

@@ -104,19 +104,24 @@ def test_block_is_per_thread(r):
     assert region.region_of(made["other"]) is None
 
 
-def test_threads_may_share_a_region(r):
-    results = []
+def test_threads_share_a_region_by_taking_turns(r):
+    with r:
+        r.root = []
+    r.release()
 
     def worker():
-        with r:
-            results.append([{"t": i} for i in range(500)])
+        with r.ownership(timeout=10):
+            with r:
+                r.root.append([{"t": i} for i in range(500)])
 
     threads = [threading.Thread(target=worker) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert all(region.region_of(d) is r for lst in results for d in lst)
+    assert r.acquire(timeout=5)
+    assert len(r.root) == 4
+    assert all(region.region_of(d) is r for lst in r.root for d in lst)
 
 
 def test_exception_inside_block_closes_it(r):

@@ -1,0 +1,298 @@
+/* ownership.c - which thread may use a region, and handing a region from one thread to another:
+ * r.acquire(timeout), r.release(), `with r.ownership(timeout):`, r.owned, region.adopt(id).
+ *
+ * THE RULE: a region is owned by at most one thread, and only that thread may use it (`with r:`,
+ * r.root, handles, collect, close, ...; region_check_owner() guards each entry point).  Creating a
+ * region makes the creating thread its owner.  release() gives it up - only when the region is
+ * isolated (audit_check: nothing outside refers in, nothing inside refers to a mutable object
+ * outside), so the thread that lets go keeps no way into the graph it handed over, and the graph no
+ * way to anything the next owner cannot use.  acquire() waits for the region to be free and takes
+ * it.  No object is copied or moved: the next owner reads the very same memory.
+ *
+ * THE LOCK: RegionObject.ownership is a PyThread lock held exactly while some thread owns the region
+ * (a binary semaphore: the releasing thread need not be the acquiring one).  owner_token says which
+ * thread, with libregion's thread token (never reused, unlike thread idents).  A waiting acquire()
+ * sleeps on the lock with the GIL released, as threading.Lock does.  close() unlocks too, so that
+ * waiters wake up and find the region closed.
+ *
+ * THREADS: every function here runs with the GIL held, except the wait inside ownership_wait().
+ * owner_token is read and written only with the GIL held.
+ */
+#include "binding.h"
+
+#include <math.h>
+#include <time.h>
+
+static int64_t current_interp(void) { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
+
+int region_check_owner(RegionObject *self, const char *what) {
+    PyObject *desc = NULL;
+    if (!self->r) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
+    } else if (self->interp != current_interp()) {
+        desc = region_describe(self);
+        PyErr_Format(OwnershipError, "%s: %U belongs to interpreter %lld, not to the calling interpreter "
+                     "%lld", what, desc, (long long)self->interp, (long long)current_interp());
+    } else if (self->owner_token == 0) {
+        desc = region_describe(self);
+        PyErr_Format(OwnershipError, "%s: %U is owned by no thread (it was released): acquire it "
+                     "first with r.acquire() or `with r.ownership():`", what, desc);
+    } else if (self->owner_token != region_thread_token()) {
+        desc = region_describe(self);
+        PyErr_Format(OwnershipError, "%s: %U is owned by another thread (owner token %llu; the calling "
+                     "thread's is %llu): wait for its release with r.acquire()", what, desc,
+                     (unsigned long long)self->owner_token, (unsigned long long)region_thread_token());
+    } else {
+        return 0;
+    }
+    Py_XDECREF(desc);
+    return -1;
+}
+
+int ownership_init(RegionObject *self) {
+    self->ownership = PyThread_allocate_lock();
+    if (!self->ownership) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    PyThread_acquire_lock(self->ownership, NOWAIT_LOCK);   /* a new lock is free: this takes it */
+    self->owner_token = region_thread_token();
+    return 0;
+}
+
+void ownership_free(RegionObject *self) {
+    if (self->ownership) PyThread_free_lock(self->ownership);
+    self->ownership = NULL;
+}
+
+void ownership_give_up(RegionObject *self) {
+    if (self->owner_token == 0) return;
+    self->owner_token = 0;
+    PyThread_release_lock(self->ownership);
+}
+
+/* ---- acquire ---- */
+
+static double monotonic_seconds(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* timeout (None: wait forever) as seconds, -1 for forever. */
+static int parse_timeout(PyObject *timeout, double *seconds) {
+    if (timeout == Py_None) {
+        *seconds = -1;
+        return 0;
+    }
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1 && PyErr_Occurred()) {
+        PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, not %.100s",
+                     Py_TYPE(timeout)->tp_name);
+        return -1;
+    }
+    if (!(t >= 0) || isinf(t)) {
+        PyErr_Format(PyExc_ValueError, "timeout must be >= 0 seconds (or None to wait forever), not %R", timeout);
+        return -1;
+    }
+    *seconds = t;
+    return 0;
+}
+
+/* Takes the lock: 1 taken, 0 timed out, -1 with an exception (a signal handler raised).  The wait
+ * releases the GIL; a wait interrupted by a signal runs the handlers and waits for the rest. */
+static int ownership_wait(RegionObject *self, double seconds) {
+    if (PyThread_acquire_lock_timed(self->ownership, 0, 0) == PY_LOCK_ACQUIRED) return 1;
+    if (seconds == 0) return 0;
+    double deadline = seconds > 0 ? monotonic_seconds() + seconds : 0;
+    for (;;) {
+        PY_TIMEOUT_T us = -1;
+        if (seconds > 0) {
+            double left = deadline - monotonic_seconds();
+            if (left <= 0) return 0;
+            us = left * 1e6 > (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
+        }
+        PyLockStatus status;
+        Py_BEGIN_ALLOW_THREADS
+        status = PyThread_acquire_lock_timed(self->ownership, us, 1);
+        Py_END_ALLOW_THREADS
+        if (status == PY_LOCK_ACQUIRED) return 1;
+        if (status == PY_LOCK_FAILURE) return 0;
+        if (Py_MakePendingCalls() < 0) return -1;   /* PY_LOCK_INTR: run the signal handlers */
+    }
+}
+
+/* 1 acquired, 0 timed out, -1 error. */
+static int acquire(RegionObject *self, double seconds) {
+    if (self->r && self->interp == current_interp() && self->owner_token == region_thread_token()) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(RegionError, "acquire: the calling thread already owns %U (ownership is not "
+                     "recursive)", desc);
+        Py_XDECREF(desc);
+        return -1;
+    }
+    if (!self->r || self->interp != current_interp()) return region_check_owner(self, "acquire");
+    int got = ownership_wait(self, seconds);
+    if (got <= 0) return got;
+    if (!self->r) {   /* closed while this thread waited: close() unlocked to wake the waiters */
+        PyThread_release_lock(self->ownership);   /* and the next waiter finds out the same way */
+        return region_check_owner(self, "acquire");
+    }
+    self->owner_token = region_thread_token();
+    return 1;
+}
+
+PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    double seconds;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:acquire", keywords, &timeout)) return NULL;
+    if (parse_timeout(timeout, &seconds) < 0) return NULL;
+    int got = acquire(self, seconds);
+    return got < 0 ? NULL : PyBool_FromLong(got);
+}
+
+/* ---- release ---- */
+
+static int release(RegionObject *self) {
+    if (region_check_owner(self, "release") < 0) return -1;
+    PyObject *desc = NULL;
+    if (self->blocks_open) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "cannot release %U: %zd `with` block(s) are open on it", desc,
+                     self->blocks_open);
+    } else if (rpy_gc_collecting()) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "cannot release %U while a collection is running (from a finalizer?)", desc);
+    }
+    if (desc) {
+        Py_DECREF(desc);
+        return -1;
+    }
+    /* The next owner may be another thread: nothing here may keep a way into the region, and the
+     * region no way out to anything but shared immutable objects. */
+    int proven = teardown_proven_isolated(self);
+    if (proven < 0) return -1;
+    if (!proven) {   /* the audit decides, and names the escapes if there are any */
+        PyObject *isolated = audit_check(self);
+        if (!isolated) return -1;
+        Py_DECREF(isolated);
+    }
+    ownership_give_up(self);
+    return 0;
+}
+
+PyObject *ownership_release(RegionObject *self, PyObject *unused) {
+    (void)unused;
+    return release(self) < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+PyObject *ownership_owned(RegionObject *self) {
+    return PyBool_FromLong(self->r && self->interp == current_interp() &&
+                           self->owner_token == region_thread_token());
+}
+
+/* ---- `with r.ownership(timeout):` ---- */
+
+typedef struct {
+    PyObject_HEAD
+    RegionObject *region;
+    double seconds;
+} OwnershipObject;
+
+static PyTypeObject *Ownership_Type;
+
+PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs) {
+    static char *keywords[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    double seconds;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:ownership", keywords, &timeout)) return NULL;
+    if (parse_timeout(timeout, &seconds) < 0) return NULL;
+    OwnershipObject *o = PyObject_New(OwnershipObject, Ownership_Type);
+    if (!o) return NULL;
+    o->region = (RegionObject *)Py_NewRef(self);
+    o->seconds = seconds;
+    return (PyObject *)o;
+}
+
+static PyObject *Ownership_enter(OwnershipObject *self, PyObject *unused) {
+    (void)unused;
+    int got = acquire(self->region, self->seconds);
+    if (got < 0) return NULL;
+    if (got == 0) {
+        PyObject *desc = region_describe(self->region), *seconds = PyFloat_FromDouble(self->seconds);
+        if (desc && seconds)
+            PyErr_Format(PyExc_TimeoutError, "could not acquire %U within %R s: another thread owns it", desc,
+                         seconds);
+        Py_XDECREF(desc);
+        Py_XDECREF(seconds);
+        return NULL;
+    }
+    return Py_NewRef(self->region);
+}
+
+static PyObject *Ownership_exit(OwnershipObject *self, PyObject *args) {
+    (void)args;
+    /* Released even when the body raised, which is what a lock's `with` does; if the release itself
+     * fails (the region is not isolated) that error replaces the body's and the thread still owns it. */
+    if (!self->region->r) Py_RETURN_FALSE;   /* closed in the block: nothing left to release */
+    return release(self->region) < 0 ? NULL : Py_NewRef(Py_False);
+}
+
+static void Ownership_dealloc(OwnershipObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    Py_DECREF(self->region);
+    PyObject_Free(self);
+    Py_DECREF(type);
+}
+
+static PyMethodDef Ownership_methods[] = {
+    {"__enter__", (PyCFunction)Ownership_enter, METH_NOARGS, "Acquire the region (TimeoutError if the wait times out)."},
+    {"__exit__", (PyCFunction)Ownership_exit, METH_VARARGS, "Release the region (IsolationError if it is not isolated)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Ownership_slots[] = {
+    {Py_tp_doc, "`with r.ownership(timeout=None):` acquires r on entry and releases it on exit."},
+    {Py_tp_dealloc, Ownership_dealloc},
+    {Py_tp_methods, Ownership_methods},
+    {0, NULL},
+};
+
+static PyType_Spec Ownership_spec = {"region.Ownership", sizeof(OwnershipObject), 0,
+                                     Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE, Ownership_slots};
+
+int ownership_type_init(PyObject *module) {
+    (void)module;
+    Ownership_Type = (PyTypeObject *)PyType_FromSpec(&Ownership_spec);
+    return Ownership_Type ? 0 : -1;
+}
+
+/* ---- region.adopt(id) ---- */
+
+PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (!PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "adopt() takes a region id (an int, r.id), not %.100s", Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    unsigned long long id = PyLong_AsUnsignedLongLong(arg);
+    if (id == (unsigned long long)-1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_Format(PyExc_ValueError, "adopt(): %R is not a region id (ids are ints >= 1)", arg);
+        return NULL;
+    }
+    PyObject *all = membership_all();
+    if (!all) return NULL;
+    PyObject *found = NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all) && !found; i++) {
+        RegionObject *r = (RegionObject *)PyList_GET_ITEM(all, i);
+        if (r->id == id) found = Py_NewRef(r);
+    }
+    Py_DECREF(all);
+    if (!found)
+        PyErr_Format(RegionError, "adopt(%llu): no open region has this id in interpreter %lld (closed, "
+                     "never created, or created in another interpreter)", id, (long long)current_interp());
+    return found;
+}
