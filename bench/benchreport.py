@@ -3,6 +3,7 @@ raw results (JSON) and the report (Markdown)."""
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -82,3 +83,41 @@ def publish(report, results, json_path=None, md_path=None):
     if md_path:
         with open(md_path, "w") as f:
             f.write(report + "\n")
+
+
+# ---- measurements in fresh interpreters ----
+
+def run_worker(script, case, mode, arg):
+    """Runs `script --worker case mode arg` in a fresh interpreter; the worker prints one JSON line
+    with "seconds"."""
+    out = subprocess.run([sys.executable, script, "--worker", case, mode, str(arg)],
+                         capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"worker {case} {mode} {arg} failed:\n{out.stderr}")
+    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def measure_in_workers(script, case, modes, arg, rounds):
+    """Each mode once per round, taking turns, each in a fresh interpreter: median, min, max, runs."""
+    times = {m: [] for m in modes}
+    for _ in range(rounds):
+        for m in modes:
+            times[m].append(run_worker(script, case, m, arg))
+            print(".", end="", flush=True)
+    return {m: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t} for m, t in times.items()}
+
+
+def fmt(seconds):
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.1f} µs" if seconds >= 1e-6 else f"{seconds * 1e9:.0f} ns"
+
+
+def cell(stat):
+    return f"{fmt(stat['median'])} ({fmt(stat['min'])}..{fmt(stat['max'])})"
+
+
+def ratio_range(a, b):
+    """median ratio a/b, and the range over rounds (paired by round)."""
+    pairs = [x / y for x, y in zip(a["runs"], b["runs"])]
+    return a["median"] / b["median"], min(pairs), max(pairs)

@@ -11,11 +11,10 @@ import argparse
 import gc
 import json
 import statistics
-import subprocess
 import sys
 import time
 
-from benchreport import describe_machine, goal_records, goals_table, machine, publish
+from benchreport import cell, describe_machine, goal_records, goals_table, machine, measure_in_workers, publish, ratio_range
 
 # ---- the structures ----
 
@@ -144,40 +143,8 @@ WORKERS = {"gc_pause": worker_gc_pause, "region_collect": worker_region_collect,
            "teardown": worker_teardown, "alloc": worker_alloc}
 
 
-def run_worker(case, mode, arg):
-    out = subprocess.run([sys.executable, __file__, "--worker", case, mode, str(arg)],
-                         capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {case} {mode} {arg} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
-
-
-# ---- the driver ----
-
-
 def measure(case, modes, arg, rounds):
-    times = {m: [] for m in modes}
-    for _ in range(rounds):
-        for m in modes:
-            times[m].append(run_worker(case, m, arg))
-            print(".", end="", flush=True)
-    return {m: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t} for m, t in times.items()}
-
-
-def fmt(seconds):
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.1f} ms"
-    return f"{seconds * 1e6:.1f} µs" if seconds >= 1e-6 else f"{seconds * 1e9:.0f} ns"
-
-
-def cell(stat):
-    return f"{fmt(stat['median'])} ({fmt(stat['min'])}..{fmt(stat['max'])})"
-
-
-def ratio_range(a, b):
-    """median ratio a/b, and the range over rounds (paired by round)."""
-    pairs = [x / y for x, y in zip(a["runs"], b["runs"])]
-    return a["median"] / b["median"], min(pairs), max(pairs)
+    return measure_in_workers(__file__, case, modes, arg, rounds)
 
 
 def main():

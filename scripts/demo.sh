@@ -25,7 +25,7 @@ mkdir -p results
 py=".venv/bin/python"
 export PYTHONPATH=build/python
 
-steps=9; n=0
+steps=10; n=0
 step() { n=$((n + 1)); printf '\n=== [%d/%d] %s\n' "$n" "$steps" "$*"; }
 start=$(date +%s)
 
@@ -38,6 +38,9 @@ $py examples/python_demo.py --objects $objects | tee results/python-demo.txt
 
 step "Python: collection pauses, region collection, teardown, allocation (bench/python_bench.py)"
 $py bench/python_bench.py $quick --json results/python-bench.json --md results/python-bench.md
+
+step "Python: handing a graph to another thread by ownership vs pickle/marshal; hand-off latency (bench/transfer_bench.py)"
+$py bench/transfer_bench.py $quick --json results/transfer-bench.json --md results/transfer-bench.md
 
 step "C: the region-per-phase pattern against other allocators (bench/alloc_bench.py)"
 $py bench/alloc_bench.py $quick --json results/alloc-bench.json --md results/alloc-bench.md
