@@ -169,7 +169,7 @@ def plot_transfer(data, plots):
     ax.set_xticks(range(len(cases)), [c["graph"] for c in cases])
     ax.set_yscale("log")
     ax.set_ylabel("hand over + read, ms (log)")
-    ax.set_title("Handing a graph to another interpreter")
+    ax.set_title("Handing a graph to another thread, and reading it there")
     ax.legend(fontsize=8)
     return save(fig, plots, "transfer.png")
 
