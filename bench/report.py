@@ -69,23 +69,29 @@ def error_bars(stats):
     return med, [[m - s["min"] for m, s in zip(med, stats)], [s["max"] - m for m, s in zip(med, stats)]]
 
 
+def grouped_bars(cases, modes, labels, scale, log=False):
+    """One group of bars per case, one bar per (mode, label), with min..max error bars: a figure."""
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(modes)
+    for i, (mode, label) in enumerate(modes):
+        med, err = error_bars([c["times"][mode] for c in cases])
+        ax.bar([x + (i - (len(modes) - 1) / 2) * width for x in range(len(cases))], [m * scale for m in med], width,
+               yerr=[[e * scale for e in err[0]], [e * scale for e in err[1]]], label=label, capsize=3)
+    ax.set_xticks(range(len(cases)), labels)
+    if log:
+        ax.set_yscale("log")
+    ax.legend(fontsize=8)
+    return fig, ax
+
+
 def plot_gc_pause(data, plots):
     cases = [b for b in data["benchmarks"] if b["name"] == "gc_pause"]
     if not cases:
         return None
-    modes = [("ordinary", "ordinary heap"), ("frozen", "gc.freeze()"), ("region", "in a region")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.25
-    for i, (mode, label) in enumerate(modes):
-        med, err = error_bars([c["times"][mode] for c in cases])
-        ax.bar([x + (i - 1) * width for x in range(len(cases))], [m * 1e6 for m in med], width,
-               yerr=[[e * 1e6 for e in err[0]], [e * 1e6 for e in err[1]]], label=label, capsize=3)
-    ax.set_xticks(range(len(cases)), [f"{c['objects']:,} objects" for c in cases])
-    ax.set_yscale("log")
+    fig, ax = grouped_bars(cases, [("ordinary", "ordinary heap"), ("frozen", "gc.freeze()"), ("region", "in a region")],
+                           [f"{c['objects']:,} objects" for c in cases], 1e6, log=True)
     ax.set_ylabel("full gc.collect() pause, µs (log)")
-    ax.set_title("A full collection with the structure in the ordinary heap, frozen, or in a region")
-    ax.title.set_fontsize(9)
-    ax.legend()
+    ax.set_title("A full collection with the structure in the ordinary heap, frozen, or in a region", fontsize=9)
     return save(fig, plots, "gc_pause.png")
 
 
@@ -93,17 +99,11 @@ def plot_python_alloc(data, plots):
     cases = [b for b in data["benchmarks"] if b["name"].startswith("alloc_")]
     if not cases:
         return None
-    modes = [("plain", "ordinary heap"), ("imported", "ordinary, region imported"), ("region", "in a region")]
-    fig, ax = plt.subplots(figsize=(7, 4))
-    width = 0.25
-    for i, (mode, label) in enumerate(modes):
-        med, err = error_bars([c["times"][mode] for c in cases])
-        ax.bar([x + (i - 1) * width for x in range(len(cases))], [m * 1e3 for m in med], width,
-               yerr=[[e * 1e3 for e in err[0]], [e * 1e3 for e in err[1]]], label=label, capsize=3)
-    ax.set_xticks(range(len(cases)), [c["name"][len("alloc_"):].replace("_", " ") for c in cases])
+    fig, ax = grouped_bars(cases, [("plain", "ordinary heap"), ("imported", "ordinary, region imported"),
+                                   ("region", "in a region")],
+                           [c["name"][len("alloc_"):].replace("_", " ") for c in cases], 1e3)
     ax.set_ylabel("ms (median, min..max)")
     ax.set_title("Allocation-heavy Python code")
-    ax.legend()
     return save(fig, plots, "python_alloc.png")
 
 
@@ -159,18 +159,9 @@ def plot_transfer(data, plots):
     cases = data.get("handover", [])
     if not cases:
         return None
-    methods = list(cases[0]["times"])
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.8 / len(methods)
-    for i, m in enumerate(methods):
-        med, err = error_bars([c["times"][m] for c in cases])
-        ax.bar([x + (i - (len(methods) - 1) / 2) * width for x in range(len(cases))], [v * 1e3 for v in med],
-               width, yerr=[[e * 1e3 for e in err[0]], [e * 1e3 for e in err[1]]], label=m, capsize=3)
-    ax.set_xticks(range(len(cases)), [c["graph"] for c in cases])
-    ax.set_yscale("log")
+    fig, ax = grouped_bars(cases, [(m, m) for m in cases[0]["times"]], [c["graph"] for c in cases], 1e3, log=True)
     ax.set_ylabel("hand over + read, ms (log)")
     ax.set_title("Handing a graph to another thread, and reading it there")
-    ax.legend(fontsize=8)
     return save(fig, plots, "transfer.png")
 
 

@@ -81,7 +81,7 @@ static double monotonic_seconds(void) {
 }
 
 /* timeout (None: wait forever) as seconds, -1 for forever. */
-static int parse_timeout(PyObject *timeout, double *seconds) {
+static int timeout_seconds(PyObject *timeout, double *seconds) {
     if (timeout == Py_None) {
         *seconds = -1;
         return 0;
@@ -98,6 +98,14 @@ static int parse_timeout(PyObject *timeout, double *seconds) {
     }
     *seconds = t;
     return 0;
+}
+
+/* The one optional argument `timeout` of acquire() and ownership(), as seconds (-1: forever). */
+static int parse_timeout(PyObject *args, PyObject *kwargs, const char *format, double *seconds) {
+    static char *keywords[] = {"timeout", NULL};
+    PyObject *timeout = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, format, keywords, &timeout)) return -1;
+    return timeout_seconds(timeout, seconds);
 }
 
 /* Takes the lock: 1 taken, 0 timed out, -1 with an exception (a signal handler raised).  The wait
@@ -144,11 +152,8 @@ static int acquire(RegionObject *self, double seconds) {
 }
 
 PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"timeout", NULL};
-    PyObject *timeout = Py_None;
     double seconds;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:acquire", keywords, &timeout)) return NULL;
-    if (parse_timeout(timeout, &seconds) < 0) return NULL;
+    if (parse_timeout(args, kwargs, "|O:acquire", &seconds) < 0) return NULL;
     int got = acquire(self, seconds);
     return got < 0 ? NULL : PyBool_FromLong(got);
 }
@@ -204,11 +209,8 @@ typedef struct {
 static PyTypeObject *Ownership_Type;
 
 PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"timeout", NULL};
-    PyObject *timeout = Py_None;
     double seconds;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:ownership", keywords, &timeout)) return NULL;
-    if (parse_timeout(timeout, &seconds) < 0) return NULL;
+    if (parse_timeout(args, kwargs, "|O:ownership", &seconds) < 0) return NULL;
     OwnershipObject *o = PyObject_New(OwnershipObject, Ownership_Type);
     if (!o) return NULL;
     o->region = (RegionObject *)Py_NewRef(self);
