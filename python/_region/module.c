@@ -714,11 +714,11 @@ static int add_exceptions(PyObject *module) {
     IsolationError = new_exception(module, "IsolationError", RegionError,
                                    "A region is not isolated; .offenders lists each escape.");
     OwnershipError = new_exception(module, "OwnershipError", RegionError,
-                                   "The caller does not own the region it touched.");
+                                   "The calling thread does not own the region it touched.");
     PyObject *bases = PyTuple_Pack(2, RegionError, PyExc_ReferenceError);
     HandleError = bases ? new_exception(module, "HandleError", bases,
-                                        "A handle cannot be resolved: its object or region is gone, or "
-                                        "the caller does not own the region.") : NULL;
+                                        "A handle cannot be resolved: its object or its region is "
+                                        "gone.") : NULL;
     Py_XDECREF(bases);
     return IsolationError && OwnershipError && HandleError ? 0 : -1;
 }
