@@ -13,7 +13,7 @@ import os
 import statistics
 import subprocess
 
-from benchreport import describe_machine, goal_records, goals_table, machine, publish
+from benchreport import describe_machine, goal_records, goals_table, machine, publish, summary
 
 ALLOCATORS = ["region", "mi_heap", "mi_malloc", "glibc", "jemalloc", "apr", "talloc", "region_each"]
 
@@ -27,10 +27,6 @@ def run(build, allocator, blocks, size, threads, rounds):
     return json.loads(out.stdout)
 
 
-def stat(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def measure(build, allocators, blocks, size, threads, rounds, runs):
     samples = {a: {"cold_alloc": [], "warm_alloc": [], "warm_free": [], "rss": []} for a in allocators}
     for _ in range(runs):
@@ -42,7 +38,7 @@ def measure(build, allocators, blocks, size, threads, rounds, runs):
             s["warm_free"].append(statistics.median(x["free_s"] for x in r["rounds"][1:]))
             s["rss"].append(r["peak_rss_kib"])
             print(".", end="", flush=True)
-    return {a: {k: stat(v) for k, v in s.items()} for a, s in samples.items()}
+    return {a: {k: summary(v) for k, v in s.items()} for a, s in samples.items()}
 
 
 def ms(x):

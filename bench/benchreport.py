@@ -97,6 +97,11 @@ def run_worker(script, case, mode, arg):
     return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
 
 
+def summary(values):
+    """Median, min and max of repeated measurements."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def measure_in_workers(script, case, modes, arg, rounds):
     """Each mode once per round, taking turns, each in a fresh interpreter: median, min, max, runs."""
     times = {m: [] for m in modes}
@@ -104,7 +109,7 @@ def measure_in_workers(script, case, modes, arg, rounds):
         for m in modes:
             times[m].append(run_worker(script, case, m, arg))
             print(".", end="", flush=True)
-    return {m: {"median": statistics.median(t), "min": min(t), "max": max(t), "runs": t} for m, t in times.items()}
+    return {m: dict(summary(t), runs=t) for m, t in times.items()}
 
 
 def fmt(seconds):

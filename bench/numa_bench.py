@@ -11,11 +11,10 @@ On a one-node machine it says so and reports the local row and the placement onl
 """
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 
-from benchreport import goal_records, goals_table, memory_machine, publish
+from benchreport import goal_records, goals_table, memory_machine, publish, summary
 
 
 def run(build, quick):
@@ -30,17 +29,13 @@ def run(build, quick):
     return json.loads(out.stdout)
 
 
-def stat(values):
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def summarize(cell):
     if "error" in cell:
         return cell
     census = cell["census"]
     placed = census["on_target"] / census["present"] if census["present"] else 0.0
-    return dict(cell, placement=placed, latency=stat(cell["latency_ns"]), triad_1=stat(cell["triad_gbs_1"]),
-                triad_n=stat(cell["triad_gbs_n"]))
+    return dict(cell, placement=placed, latency=summary(cell["latency_ns"]), triad_1=summary(cell["triad_gbs_1"]),
+                triad_n=summary(cell["triad_gbs_n"]))
 
 
 def fmt(s, digits=1):

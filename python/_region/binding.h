@@ -122,9 +122,14 @@ int ownership_init(RegionObject *self);
 void ownership_free(RegionObject *self);
 /* Nobody owns self any more (close, dissolve): waiters of acquire() wake up. */
 void ownership_give_up(RegionObject *self);
-/* Whether the calling thread owns self (no exception). */
+/* The id of the calling thread's interpreter. */
+static inline int64_t binding_current_interp(void) {
+    return PyInterpreterState_GetID(PyInterpreterState_Get());
+}
+
+/* Whether the calling thread owns self, which is open (no exception). */
 static inline bool ownership_is_caller(RegionObject *self) {
-    return self->owner_token == region_thread_token();
+    return self->r && self->interp == binding_current_interp() && self->owner_token == region_thread_token();
 }
 PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs);
 PyObject *ownership_release(RegionObject *self, PyObject *unused);

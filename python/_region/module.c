@@ -27,8 +27,6 @@ static unsigned orphan_count;
 
 /* ---- Helpers ---- */
 
-static int64_t current_interp(void) { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
-
 PyObject *region_describe(RegionObject *self) {
     return PyUnicode_FromFormat("region %R (id %llu)", self->name, (unsigned long long)self->id);
 }
@@ -143,7 +141,7 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     placement_set_threshold(r, DEFAULT_THRESHOLD);
     placement_reset_allocations(r);
-    self->interp = current_interp();
+    self->interp = binding_current_interp();
     self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromFormat("region-%llu", (unsigned long long)self->id);
     if (!self->name || membership_register(self) < 0) {
         Py_DECREF(self);
@@ -207,7 +205,7 @@ static PyObject *Region_exit(RegionObject *self, PyObject *args) {
     if (placement_exit(self) < 0) return NULL;
     /* Automatic collection runs in the main thread (pending calls), which may not own the region;
      * then the owner collects here, at the end of its block. */
-    if (self->r && !self->blocks_open && ownership_is_caller(self) && placement_collection_due(self->r)
+    if (!self->blocks_open && ownership_is_caller(self) && placement_collection_due(self->r)
         && collect_region(self) < 0)
         PyErr_Clear();
     Py_RETURN_FALSE;
@@ -415,7 +413,7 @@ int module_auto_collect(void *unused) {
         RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
         /* Only the owner may collect; a region owned by another thread is collected when its owner
          * closes a block (Region_exit). */
-        if (!self->r || !ownership_is_caller(self)) continue;
+        if (!ownership_is_caller(self)) continue;
         if (placement_collection_due(self->r)) collect_region(self);
     }
     Py_DECREF(all);

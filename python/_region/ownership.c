@@ -23,17 +23,15 @@
 #include <math.h>
 #include <time.h>
 
-static int64_t current_interp(void) { return PyInterpreterState_GetID(PyInterpreterState_Get()); }
-
 int region_check_owner(RegionObject *self, const char *what) {
     PyObject *desc = NULL;
     if (!self->r) {
         desc = region_describe(self);
         PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
-    } else if (self->interp != current_interp()) {
+    } else if (self->interp != binding_current_interp()) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U belongs to interpreter %lld, not to the calling interpreter "
-                     "%lld", what, desc, (long long)self->interp, (long long)current_interp());
+                     "%lld", what, desc, (long long)self->interp, (long long)binding_current_interp());
     } else if (self->owner_token == 0) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by no thread (it was released): acquire it "
@@ -133,14 +131,14 @@ static int ownership_wait(RegionObject *self, double seconds) {
 
 /* 1 acquired, 0 timed out, -1 error. */
 static int acquire(RegionObject *self, double seconds) {
-    if (self->r && self->interp == current_interp() && self->owner_token == region_thread_token()) {
+    if (ownership_is_caller(self)) {
         PyObject *desc = region_describe(self);
         PyErr_Format(RegionError, "acquire: the calling thread already owns %U (ownership is not "
                      "recursive)", desc);
         Py_XDECREF(desc);
         return -1;
     }
-    if (!self->r || self->interp != current_interp()) return region_check_owner(self, "acquire");
+    if (!self->r || self->interp != binding_current_interp()) return region_check_owner(self, "acquire");
     int got = ownership_wait(self, seconds);
     if (got <= 0) return got;
     if (!self->r) {   /* closed while this thread waited: close() unlocked to wake the waiters */
@@ -194,8 +192,7 @@ PyObject *ownership_release(RegionObject *self, PyObject *unused) {
 }
 
 PyObject *ownership_owned(RegionObject *self) {
-    return PyBool_FromLong(self->r && self->interp == current_interp() &&
-                           self->owner_token == region_thread_token());
+    return PyBool_FromLong(ownership_is_caller(self));
 }
 
 /* ---- `with r.ownership(timeout):` ---- */
@@ -295,6 +292,6 @@ PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
     Py_DECREF(all);
     if (!found)
         PyErr_Format(RegionError, "adopt(%llu): no open region has this id in interpreter %lld (closed, "
-                     "never created, or created in another interpreter)", id, (long long)current_interp());
+                     "never created, or created in another interpreter)", id, (long long)binding_current_interp());
     return found;
 }

@@ -103,13 +103,28 @@ static void commit(teardown_t *t, Py_ssize_t dropped) {
     for (size_t i = 0; i < t->outside_count; i++) Py_DECREF(t->outside[i]);
 }
 
-int teardown_bulk(RegionObject *self) {
-    teardown_t t = {.self = self, .base = (uintptr_t)rarena_slot_base(self->r->slot),
-                    .size = rarena_reservation.slot_size};
+/* Both proofs start alike: every GC object on its list, collection paused (no Python code may run
+ * between counting and deciding), the region's objects found by walking its heap.  0, or -1 when
+ * the walk ran out of memory. */
+static int proof_begin(teardown_t *t, RegionObject *self, bool *gc_was_enabled) {
+    *t = (teardown_t){.self = self, .base = (uintptr_t)rarena_slot_base(self->r->slot),
+                      .size = rarena_reservation.slot_size};
     membership_sync();
-    bool gc_was_enabled = rpy_gc_pause();
+    *gc_was_enabled = rpy_gc_pause();
+    return audit_heap_objects(self, true, &t->objects, &t->count);
+}
+
+static void proof_end(teardown_t *t, bool gc_was_enabled) {
+    rpy_gc_resume(gc_was_enabled);
+    PyMem_RawFree(t->objects);
+    PyMem_RawFree(t->outside);
+}
+
+int teardown_bulk(RegionObject *self) {
+    teardown_t t;
+    bool gc_was_enabled;
     int result;
-    if (audit_heap_objects(self, true, &t.objects, &t.count) < 0) {
+    if (proof_begin(&t, self, &gc_was_enabled) < 0) {
         result = TEARDOWN_ERROR;
     } else {
         bool bulk = rpy_bulk_teardown_possible() && releasable(&t);
@@ -125,9 +140,7 @@ int teardown_bulk(RegionObject *self) {
             result = !isolated ? TEARDOWN_ESCAPES : t.failed ? TEARDOWN_ERROR : TEARDOWN_ISOLATED;
         }
     }
-    rpy_gc_resume(gc_was_enabled);
-    PyMem_RawFree(t.objects);
-    PyMem_RawFree(t.outside);
+    proof_end(&t, gc_was_enabled);
     if (result == TEARDOWN_ERROR && !PyErr_Occurred()) PyErr_NoMemory();
     return result;
 }
@@ -139,20 +152,16 @@ int teardown_bulk(RegionObject *self) {
  * garbage referring out, an instance's __dict__ made outside a block), and then the caller runs the
  * audit, which decides and names the escapes; -1 with an exception. */
 int teardown_proven_isolated(RegionObject *self) {
-    teardown_t t = {.self = self, .base = (uintptr_t)rarena_slot_base(self->r->slot),
-                    .size = rarena_reservation.slot_size};
-    membership_sync();
-    bool gc_was_enabled = rpy_gc_pause();
+    teardown_t t;
+    bool gc_was_enabled;
     int result = -1;
-    if (audit_heap_objects(self, true, &t.objects, &t.count) == 0) {
+    if (proof_begin(&t, self, &gc_was_enabled) == 0) {
         visit_all(&t, visit_subtract);
         bool isolated = unreferenced(&t) && !t.failed;
         visit_all(&t, visit_restore);
         for (size_t i = 0; isolated && i < t.outside_count; i++) isolated = audit_safe_to_share(t.outside[i]);
         result = isolated;
     }
-    rpy_gc_resume(gc_was_enabled);
-    PyMem_RawFree(t.objects);
-    PyMem_RawFree(t.outside);
+    proof_end(&t, gc_was_enabled);
     return result;
 }
