@@ -51,6 +51,7 @@ typedef struct graph {
     int64_t *work;             /* graph_mark_live's work list */
     int64_t work_count;
     bool marking_live;         /* second pass: mark instead of count */
+    bool classes_escape;       /* references to classes are outgoing escapes (audit_crossing) */
     bool failed;               /* out of memory */
 } graph_t;
 
@@ -163,6 +164,11 @@ bool audit_safe_to_share(PyObject *op) {
     return membership_region_of(op) == NULL && safe_to_share(op, 0);
 }
 
+bool audit_is_class(PyObject *op) {
+    return PyType_Check(op) && (((PyTypeObject *)op)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+           !binding_owns_type((PyTypeObject *)op);
+}
+
 /* ---- Traversal ---- */
 
 static int visit_count(PyObject *child, void *arg) {
@@ -183,7 +189,7 @@ static int visit_count(PyObject *child, void *arg) {
         int64_t i = node_of(g, child, g->current, &added);
         if (i < 0) g->failed = true;
         else g->nodes[i].internal++;
-    } else if (!safe_to_share(child, 0)) {
+    } else if (!safe_to_share(child, 0) || (g->classes_escape && audit_is_class(child))) {
         escape_add(g, ESCAPE_OUTGOING, g->current, child, 0);
     }
     return 0;
@@ -314,8 +320,8 @@ static int graph_add_unreached(graph_t *g) {
 }
 
 /* Builds the graph: the root first (so paths start there), then every member of the GC list. */
-static int graph_build(graph_t *g, RegionObject *self) {
-    *g = (graph_t){.region = self};
+static int graph_build(graph_t *g, RegionObject *self, bool classes_escape) {
+    *g = (graph_t){.region = self, .classes_escape = classes_escape};
     membership_sync();
     PyObject *root = self->root;
     bool added;
@@ -404,13 +410,13 @@ static int64_t garbage_count(graph_t *g) {
 }
 
 /* The graph holds borrowed pointers: no collection (and so no finalizer) may run while it exists. */
-static PyObject *audit(RegionObject *self, bool incoming_only) {
+static PyObject *audit(RegionObject *self, bool incoming_only, bool classes_escape, const char *why) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *raw = NULL;
     Py_ssize_t total = 0;
     int64_t objects = 0, garbage = 0;
-    if (graph_build(&g, self) == 0) {
+    if (graph_build(&g, self, classes_escape) == 0) {
         /* Liveness only matters for deciding whether an outgoing or cross reference is held by
          * garbage; without any, the (common) isolated case skips the second traversal. */
         if (incoming_only) g.escape_count = 0;
@@ -436,8 +442,8 @@ static PyObject *audit(RegionObject *self, bool incoming_only) {
     }
     /* Formatting the report (paths, who holds what) is Python: region/_audit.py. */
     PyObject *audit = PyImport_ImportModule("region._audit");
-    PyObject *error = audit ? PyObject_CallMethod(audit, "report", "OOnLL", self, raw, total,
-                                                  (long long)objects, (long long)garbage) : NULL;
+    PyObject *error = audit ? PyObject_CallMethod(audit, "report", "OOnLLz", self, raw, total,
+                                                  (long long)objects, (long long)garbage, why) : NULL;
     Py_XDECREF(audit);
     Py_DECREF(raw);
     if (error) {
@@ -447,15 +453,17 @@ static PyObject *audit(RegionObject *self, bool incoming_only) {
     return NULL;
 }
 
-PyObject *audit_check(RegionObject *self) { return audit(self, false); }
+PyObject *audit_check(RegionObject *self) { return audit(self, false, false, NULL); }
 
-PyObject *audit_incoming(RegionObject *self) { return audit(self, true); }
+PyObject *audit_incoming(RegionObject *self) { return audit(self, true, false, NULL); }
+
+PyObject *audit_crossing(RegionObject *self, const char *why) { return audit(self, false, true, why); }
 
 PyObject *audit_objects(RegionObject *self) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *list = NULL;
-    if (graph_build(&g, self) == 0) {
+    if (graph_build(&g, self, false) == 0) {
         list = PyList_New(g.count);
         for (int64_t i = 0; list && i < g.count; i++) PyList_SET_ITEM(list, i, Py_NewRef(g.nodes[i].obj));
         graph_free(&g);

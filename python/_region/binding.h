@@ -10,8 +10,12 @@
  * into the region's memory.  The GC-tracked members are kept on the region's own GC list, never in
  * the interpreter's generations (membership.c).
  *
- * THREADS: all of the binding runs with the GIL held.  3.11 has one GIL for every interpreter, and the
- * module refuses to load in a subinterpreter, so the statics here have exactly one user at a time.
+ * THREADS AND INTERPRETERS: all of the binding runs with the GIL held.  3.11 has one GIL for every
+ * interpreter, so the statics here have exactly one user at a time, whichever interpreter it runs.
+ * The module is initialized once, in the main interpreter; a subinterpreter's import gets a copy of
+ * its dict (CPython's rule for single-phase modules), so every interpreter shares the Region type, the
+ * exceptions and every Region object: a region id names the same Region everywhere.  What is per
+ * interpreter (GC generations, freelists) is kept per attached interpreter (rpy_interp_attach).
  */
 #ifndef REGION_PY_BINDING_H
 #define REGION_PY_BINDING_H
@@ -27,13 +31,19 @@ typedef struct RegionObject {
     PyObject *root;            /* strong; NULL when unset */
     rpy_gclist_t *members;     /* raw memory: a list head must never move */
     Py_ssize_t blocks_open;    /* `with` blocks open on this region (all in the owner thread) */
-    int64_t interp;            /* id of the interpreter the Region lives in */
     /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
      * `ownership` is held exactly while some thread owns the region; owner_token is that thread's
-     * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it.  A waiting
-     * acquire() blocks on the lock with the GIL released; release() and close() unlock it. */
+     * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it, and
+     * owner_interp the id of the interpreter it used the region in (a thread can run several: a
+     * subinterpreter's run_string runs in the calling thread).  A waiting acquire() blocks on the lock
+     * with the GIL released; release() and close() unlock it. */
     PyThread_type_lock ownership;
     uint64_t owner_token;
+    int64_t owner_interp;
+    /* The interpreter whose classes the region's objects refer to (instances of its Python classes),
+     * or -1: found by the proof of the last release.  Another interpreter may not acquire the region
+     * while that one lives (ownership.c, "Crossing interpreters"). */
+    int64_t classes_of;
     PyObject *weakreflist;
     const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
 
@@ -46,6 +56,7 @@ typedef struct RegionObject {
 
 extern PyTypeObject *Region_Type;
 extern PyTypeObject *Handle_Type;
+extern PyTypeObject *Ownership_Type;
 extern PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
 
 /* ---- placement.c ---- */
@@ -77,8 +88,12 @@ void placement_collected(region_t *r, size_t survivors);
 void placement_collection_ran(void);     /* module_auto_collect ran: the next crossing schedules again */
 int module_auto_collect(void *unused);
 
-/* Stops the freelist guard before interpreter finalization tears the freelists down. */
-void placement_shutdown(void);
+/* The calling interpreter starts using regions (freelist guards, block accounting): RegionError when
+ * too many interpreters do.  placement_install() attaches the first one. */
+int placement_attach(void);
+/* The calling interpreter stops (at its end, before its freelists are torn down): its blocks still
+ * open in the calling thread exit, its freelists are put back, its guard stops. */
+void placement_detach(void);
 
 /* ---- membership.c ---- */
 
@@ -95,9 +110,10 @@ void membership_unregister(RegionObject *self);
  * and before anything reads a region's list. */
 void membership_sync(void);
 
-/* New objects are tracked on the holding list while any block is open. */
-void membership_blocks_opened(void);
-void membership_blocks_closed(void);
+/* New objects are tracked on the calling interpreter's holding list while any of its blocks is open
+ * (interp_index: rpy_interp_index()). */
+void membership_blocks_opened(int interp_index);
+void membership_blocks_closed(int interp_index);
 
 /* Unregisters self without handing its members to the interpreter: they are about to be freed with
  * the region's heaps (teardown.c). */
@@ -129,7 +145,7 @@ static inline int64_t binding_current_interp(void) {
 
 /* Whether the calling thread owns self, which is open (no exception). */
 static inline bool ownership_is_caller(RegionObject *self) {
-    return self->r && self->interp == binding_current_interp() && self->owner_token == region_thread_token();
+    return self->r && self->owner_token == region_thread_token() && self->owner_interp == binding_current_interp();
 }
 PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs);
 PyObject *ownership_release(RegionObject *self, PyObject *unused);
@@ -147,6 +163,13 @@ PyObject *handle_new(RegionObject *self, PyObject *obj);
 /* r.check(): None, or IsolationError listing the escapes. */
 PyObject *audit_check(RegionObject *self);
 
+/* The same, counting references to classes (heap types other than the binding's own) as escapes
+ * too: what keeps a region in the interpreter that defined those classes.  `why` heads the report. */
+PyObject *audit_crossing(RegionObject *self, const char *why);
+
+/* Whether type is one the binding made (Region, Handle, Ownership): shared by every interpreter. */
+bool binding_owns_type(PyTypeObject *type);
+
 /* The same, reporting only objects referenced from outside (what r.close() cannot free). */
 PyObject *audit_incoming(RegionObject *self);
 
@@ -163,11 +186,16 @@ enum { TEARDOWN_ERROR = -1, TEARDOWN_DONE, TEARDOWN_ISOLATED, TEARDOWN_ESCAPES }
 int teardown_bulk(RegionObject *self);
 
 /* 1 when the region is proven isolated (what r.check() would accept), 0 when not proven (run the
- * audit), -1 with an exception.  Cheaper than the audit: no paths are kept. */
-int teardown_proven_isolated(RegionObject *self);
+ * audit), -1 with an exception.  Cheaper than the audit: no paths are kept.  *refers_to_classes
+ * says whether any region object refers to a class of the binding's user (a heap type not the
+ * binding's own), which ties the region to the interpreter that defined it. */
+int teardown_proven_isolated(RegionObject *self, bool *refers_to_classes);
 
 /* Whether a region object may refer to op, an object outside every region (audit.c's rule). */
 bool audit_safe_to_share(PyObject *op);
+
+/* Whether op is a class of the binding's user: a heap type the binding did not make. */
+bool audit_is_class(PyObject *op);
 
 /* r.objects(): every object of the region that its list and root lead to. */
 PyObject *audit_objects(RegionObject *self);

@@ -4,8 +4,8 @@
  * collector never scans (internals.c, "GC lists"), so gc.collect() does not traverse them.
  *
  * How objects get there.  CPython tracks every new GC object on interp->gc.generation0.  While any
- * block is open (in any thread) that pointer is redirected to the HOLDING list below, so nothing
- * tracked during a block lands in a generation.  membership_sync() then routes each held object by
+ * block of an interpreter is open (in any of its threads) that pointer is redirected to the
+ * interpreter's HOLDING list below, so nothing tracked during a block lands in a generation.  membership_sync() then routes each held object by
  * its memory: to its region's list, or to the youngest generation (objects other threads made, or
  * objects made outside regions that became tracked during the block).  Region objects that become
  * tracked after their block (a dict is created untracked and tracked when it first holds a
@@ -13,15 +13,19 @@
  * collection (from a gc callback), so the collector never sees one.  The youngest generation holds
  * exactly the objects tracked since the last collection, which keeps that scan short.
  *
- * When a Region goes away its members are merged into the oldest generation: they become ordinary
- * objects, collected by the interpreter from then on.
+ * When a Region goes away its members are merged into the oldest generation of the interpreter
+ * running then: they become ordinary objects, collected by that interpreter from then on.
+ *
+ * INTERPRETERS: the registry is the process's (a region id means the same region everywhere, and
+ * 3.11's one GIL serializes every user); the holding lists and the generations are per interpreter,
+ * and sync routes the calling interpreter's.
  */
 #include "binding.h"
 
 /* Region by slot (borrowed; cleared by membership_unregister before the Region is freed). */
 static RegionObject *registry[REGION_MAX_SLOTS];
-static rpy_gclist_t holding;
-static bool holding_ready;
+static rpy_gclist_t holding[RPY_MAX_INTERPRETERS];   /* by rpy_interp_index */
+static bool holding_ready[RPY_MAX_INTERPRETERS];
 
 RegionObject *membership_region_of_block(const void *p) {
     long slot = rarena_slot_of(p);
@@ -66,19 +70,21 @@ static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
 }
 
 void membership_sync(void) {
-    if (holding_ready) rpy_gclist_route(&holding, route_by_memory, NULL);
+    int index = rpy_interp_index();
+    if (index >= 0 && holding_ready[index]) rpy_gclist_route(&holding[index], route_by_memory, NULL);
     rpy_generation0_route(route_by_memory, NULL);
 }
 
-void membership_blocks_opened(void) {
-    if (!holding_ready) {
-        rpy_gclist_init(&holding);
-        holding_ready = true;
+void membership_blocks_opened(int interp_index) {
+    if (!holding_ready[interp_index]) {
+        rpy_gclist_init(&holding[interp_index]);
+        holding_ready[interp_index] = true;
     }
-    rpy_tracking_redirect(&holding);
+    rpy_tracking_redirect(&holding[interp_index]);
 }
 
-void membership_blocks_closed(void) {
+void membership_blocks_closed(int interp_index) {
+    (void)interp_index;
     rpy_tracking_redirect(NULL);
     membership_sync();
 }

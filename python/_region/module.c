@@ -107,11 +107,10 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
             return NULL;
         }
     }
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        /* CPython copies a single-phase module into subinterpreters without calling PyInit again,
-         * so the import check alone does not keep regions out of them. */
-        PyErr_SetString(RegionError, "regions can only be created in the main interpreter in this "
-                        "version (docs/python.md, 'Limitations')");
+    if (rpy_interp_index() < 0) {
+        /* `import region._region` alone copies the module without attaching the interpreter. */
+        PyErr_Format(RegionError, "cannot create a region in interpreter %lld: import the region "
+                     "package there first", (long long)binding_current_interp());
         return NULL;
     }
     const char *cname = NULL;
@@ -141,7 +140,6 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     placement_set_threshold(r, DEFAULT_THRESHOLD);
     placement_reset_allocations(r);
-    self->interp = binding_current_interp();
     self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromFormat("region-%llu", (unsigned long long)self->id);
     if (!self->name || membership_register(self) < 0) {
         Py_DECREF(self);
@@ -576,6 +574,10 @@ static PyType_Slot Region_slots[] = {
 
 /* ---- Module functions ---- */
 
+bool binding_owns_type(PyTypeObject *type) {
+    return type == Region_Type || type == Handle_Type || type == Ownership_Type;
+}
+
 static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
     (void)module;
     RegionObject *owner = membership_region_of(obj);
@@ -599,7 +601,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     (void)module;
     PyObject *phase, *info;
     if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;   /* regions live in main */
+    if (rpy_interp_index() < 0) Py_RETURN_NONE;   /* after this interpreter's end began */
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
         membership_sync();
         return Py_NewRef(Py_None);
@@ -612,17 +614,64 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-/* atexit: before finalization, every Region gives its objects back to the interpreter, whose final
- * collections then see them, and the freelist guard stops (finalization empties the freelists). */
+/* atexit of the main interpreter: before finalization, every Region gives its objects back to the
+ * interpreter, whose final collections then see them, and the freelist guard stops (finalization
+ * empties the freelists).  A subinterpreter's end is interpreter_ended() below. */
 static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;   /* a subinterpreter's exit */
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;
     PyObject *all = membership_all();
     if (!all) return NULL;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
         region_dissolve((RegionObject *)PyList_GET_ITEM(all, i), "dissolved at interpreter shutdown");
     Py_DECREF(all);
-    placement_shutdown();
+    placement_detach();
+    Py_RETURN_NONE;
+}
+
+/* ---- Subinterpreters ----
+ *
+ * A subinterpreter attaches when the package is imported in it (region/__init__.py calls _attach).
+ * Its END is when CPython clears its interpreter dict (PyInterpreterState_GetDict), where _attach
+ * leaves a capsule: that happens after its modules were cleared (pystate.c:411-416, 3.11.2), so the
+ * references its code held into regions are gone by then, except those in garbage cycles, which its
+ * last collection frees right after (pystate.c:432).  At that point:
+ *   - its blocks still open in the finalizing thread exit, its freelists are put back (placement);
+ *   - region objects it tracked after their block go to their region's list (membership_sync);
+ *   - every region a thread of it owns becomes unowned: another interpreter may acquire it.  Its
+ *     objects stay whole; what they refer to of the ended interpreter (its classes) stays allocated,
+ *     kept alive by the references, as CPython leaves every object that outlives its interpreter.
+ * Regions are not dissolved when a subinterpreter ends: they belong to no interpreter. */
+
+static void interpreter_ended(PyObject *capsule) {
+    (void)capsule;
+    if (rpy_interp_index() < 0) return;
+    placement_detach();
+    membership_sync();
+    int64_t here = binding_current_interp();
+    PyObject *all = membership_all();
+    for (Py_ssize_t i = 0; all && i < PyList_GET_SIZE(all); i++) {
+        RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
+        if (self->owner_token && self->owner_interp == here) ownership_give_up(self);
+    }
+    Py_XDECREF(all);
+    if (!all) PyErr_Clear();
+}
+
+static PyObject *mod_attach(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    bool attached = rpy_interp_index() >= 0;
+    if (placement_attach() < 0) return NULL;
+    if (attached || PyInterpreterState_Get() == PyInterpreterState_Main()) Py_RETURN_NONE;
+    PyObject *dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
+    PyObject *capsule = dict ? PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended) : NULL;
+    int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
+    Py_XDECREF(capsule);
+    if (rc < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(RegionError, "no interpreter dict to register the end of the interpreter in");
+        placement_detach();
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -689,6 +738,7 @@ static PyMethodDef module_methods[] = {
      "tuple, bytes and str, one-byte bytes, static types."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
     {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
+    {"_attach", mod_attach, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
@@ -724,8 +774,10 @@ static int add_exceptions(PyObject *module) {
 PyMODINIT_FUNC PyInit__region(void) {
     if (rpy_internals_init() < 0) return NULL;
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        PyErr_SetString(PyExc_ImportError, "region cannot be imported in a subinterpreter yet: regions "
-                        "are owned by the main interpreter (docs/python.md, 'Limitations')");
+        /* Initialized here, the module's types and exceptions would belong to this subinterpreter and
+         * die with it, while every other interpreter shares them (binding.h). */
+        PyErr_SetString(PyExc_ImportError, "region must be imported in the main interpreter before a "
+                        "subinterpreter imports it (docs/python.md, 'Subinterpreters')");
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);

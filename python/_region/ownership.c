@@ -15,8 +15,12 @@
  * sleeps on the lock with the GIL released, as threading.Lock does.  close() unlocks too, so that
  * waiters wake up and find the region closed.
  *
+ * INTERPRETERS: the owner is a thread in an interpreter.  Every interpreter shares the Region object
+ * (binding.h), so adopt(id) finds it anywhere, and the same lock hands the region from a thread of
+ * one interpreter to a thread of another.  What may cross is decided under "Crossing interpreters".
+ *
  * THREADS: every function here runs with the GIL held, except the wait inside ownership_wait().
- * owner_token is read and written only with the GIL held.
+ * owner_token and owner_interp are read and written only with the GIL held.
  */
 #include "binding.h"
 
@@ -25,17 +29,19 @@
 
 int region_check_owner(RegionObject *self, const char *what) {
     PyObject *desc = NULL;
+    int64_t interp = binding_current_interp();
     if (!self->r) {
         desc = region_describe(self);
         PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
-    } else if (self->interp != binding_current_interp()) {
-        desc = region_describe(self);
-        PyErr_Format(OwnershipError, "%s: %U belongs to interpreter %lld, not to the calling interpreter "
-                     "%lld", what, desc, (long long)self->interp, (long long)binding_current_interp());
     } else if (self->owner_token == 0) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by no thread (it was released): acquire it "
                      "first with r.acquire() or `with r.ownership():`", what, desc);
+    } else if (self->owner_interp != interp) {
+        desc = region_describe(self);
+        PyErr_Format(OwnershipError, "%s: %U is owned by a thread of interpreter %lld, not by the calling "
+                     "interpreter %lld: wait for its release with r.acquire()", what, desc,
+                     (long long)self->owner_interp, (long long)interp);
     } else if (self->owner_token != region_thread_token()) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by another thread (owner token %llu; the calling "
@@ -56,6 +62,8 @@ int ownership_init(RegionObject *self) {
     }
     PyThread_acquire_lock(self->ownership, NOWAIT_LOCK);   /* a new lock is free: this takes it */
     self->owner_token = region_thread_token();
+    self->owner_interp = binding_current_interp();
+    self->classes_of = -1;
     return 0;
 }
 
@@ -129,6 +137,40 @@ static int ownership_wait(RegionObject *self, double seconds) {
     }
 }
 
+/* ---- Crossing interpreters ----
+ *
+ * What a region's objects may refer to outside it is the audit's rule (audit.c): shared singletons,
+ * immutable scalars, code objects, types, tuples of those.  In 3.11 every interpreter shares one GIL
+ * and one object allocator, so such references are as safe in any interpreter as in the one that made
+ * the objects: refcount updates are serialized, and the region's references keep the objects alive
+ * whichever interpreter ends first.  The exception is a CLASS defined in Python (a heap type):
+ * it belongs to the interpreter whose module defined it (its methods run with that module's globals,
+ * and that interpreter's end clears them), and the other interpreters have classes of their own, so an
+ * instance would not be an instance of anything they know.  So the release proof notes whether the
+ * region refers to classes (classes_of), and another interpreter cannot acquire the region while the
+ * interpreter whose classes they are is alive: IsolationError, naming each path to such a class.  Once
+ * that interpreter is gone nobody else can use those classes either, and the region may go anywhere. */
+
+static bool interpreter_alive(int64_t id) {
+    for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
+        if (PyInterpreterState_GetID(i) == id) return true;
+    return false;
+}
+
+/* Called by a new owner: true (with IsolationError) when its interpreter may not take the region. */
+static bool crossing_refused(RegionObject *self) {
+    int64_t here = self->owner_interp;
+    if (self->classes_of < 0 || self->classes_of == here || !interpreter_alive(self->classes_of)) return false;
+    char why[160];
+    snprintf(why, sizeof why, "cannot be acquired in interpreter %lld: its objects refer to classes "
+             "of interpreter %lld", (long long)here, (long long)self->classes_of);
+    PyObject *none = audit_crossing(self, why);
+    if (!none) return true;
+    Py_DECREF(none);   /* only garbage referred to them: the region is free to go */
+    self->classes_of = -1;
+    return false;
+}
+
 /* 1 acquired, 0 timed out, -1 error. */
 static int acquire(RegionObject *self, double seconds) {
     if (ownership_is_caller(self)) {
@@ -138,7 +180,7 @@ static int acquire(RegionObject *self, double seconds) {
         Py_XDECREF(desc);
         return -1;
     }
-    if (!self->r || self->interp != binding_current_interp()) return region_check_owner(self, "acquire");
+    if (!self->r) return region_check_owner(self, "acquire");
     int got = ownership_wait(self, seconds);
     if (got <= 0) return got;
     if (!self->r) {   /* closed while this thread waited: close() unlocked to wake the waiters */
@@ -146,6 +188,11 @@ static int acquire(RegionObject *self, double seconds) {
         return region_check_owner(self, "acquire");
     }
     self->owner_token = region_thread_token();
+    self->owner_interp = binding_current_interp();
+    if (crossing_refused(self)) {
+        ownership_give_up(self);   /* it stays free for the interpreter it belongs to */
+        return -1;
+    }
     return 1;
 }
 
@@ -175,13 +222,15 @@ static int release(RegionObject *self) {
     }
     /* The next owner may be another thread: nothing here may keep a way into the region, and the
      * region no way out to anything but shared immutable objects. */
-    int proven = teardown_proven_isolated(self);
+    bool refers_to_classes;
+    int proven = teardown_proven_isolated(self, &refers_to_classes);
     if (proven < 0) return -1;
     if (!proven) {   /* the audit decides, and names the escapes if there are any */
         PyObject *isolated = audit_check(self);
         if (!isolated) return -1;
         Py_DECREF(isolated);
     }
+    self->classes_of = refers_to_classes ? binding_current_interp() : -1;
     ownership_give_up(self);
     return 0;
 }
@@ -203,7 +252,7 @@ typedef struct {
     double seconds;
 } OwnershipObject;
 
-static PyTypeObject *Ownership_Type;
+PyTypeObject *Ownership_Type;
 
 PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs) {
     double seconds;
@@ -291,7 +340,7 @@ PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
     }
     Py_DECREF(all);
     if (!found)
-        PyErr_Format(RegionError, "adopt(%llu): no open region has this id in interpreter %lld (closed, "
-                     "never created, or created in another interpreter)", id, (long long)binding_current_interp());
+        PyErr_Format(RegionError, "adopt(%llu): no open region has this id (closed, or never created "
+                     "in this process)", id);
     return found;
 }

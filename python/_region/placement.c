@@ -21,7 +21,9 @@
  * whatever that thread runs until the block exits allocates in the region, including the caller of a
  * generator that suspended inside a block (docs/python.md, "The hard cases, decided").  Each thread
  * has a stack; entering pushes, exiting removes the block's own entry (not necessarily the top: a
- * generator resumed later may exit its block while its caller's blocks are open above it).
+ * generator resumed later may exit its block while its caller's blocks are open above it).  A block
+ * belongs to the interpreter that opened it: when the thread runs another interpreter (a
+ * subinterpreter's run_string runs in the calling thread), that one's allocations are not placed.
  */
 #include "binding.h"
 
@@ -39,10 +41,15 @@ static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
  * rather than a __tls_get_addr call (the extension is dlopen'd, which makes global-dynamic the
  * default).  Eight bytes of the static TLS surplus glibc keeps for such modules. */
 static __thread region_t *current __attribute__((tls_model("initial-exec")));
+static __thread PyInterpreterState *current_interp __attribute__((tls_model("initial-exec")));
 static __thread struct {
     RegionObject *entries[MAX_DEPTH];   /* strong references */
+    PyInterpreterState *interps[MAX_DEPTH];
     int depth;
 } stack;
+
+/* Blocks open per attached interpreter (rpy_interp_index), all threads. */
+static int interp_blocks[RPY_MAX_INTERPRETERS];
 
 /* Object allocations per region slot since its last collection; the threshold the user set (0:
  * never collect automatically); and the count that triggers the next automatic collection.  The
@@ -87,16 +94,24 @@ void placement_collection_ran(void) { collection_scheduled = false; }
 
 /* ---- The hook ---- */
 
-static inline void keys_guard(void) {
-    if (unlikely(*rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
+static inline void keys_guard(PyInterpreterState *interp) {
+    if (unlikely(interp != rpy_keys_guarded_interp || *rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
                  *rpy_keys_freelist_top != rpy_keys_freelist_spare_on_top))
         rpy_keys_freelist_refill();
 }
 
+/* The region receiving the calling thread's allocations now: the current one, if the thread runs the
+ * interpreter that opened the block. */
+static inline region_t *receiving(PyInterpreterState *interp) {
+    region_t *r = current;
+    return r && interp == current_interp ? r : NULL;
+}
+
 static void *hook_malloc(void *ctx, size_t size) {
     hook_ctx_t *h = ctx;
-    keys_guard();
-    region_t *r = current;
+    PyInterpreterState *interp = rpy_current_interp();
+    keys_guard(interp);
+    region_t *r = receiving(interp);
     if (r) {
         if (h->object) count_allocation(r);
         return rhost_alloc(r, h->object, size);
@@ -106,8 +121,9 @@ static void *hook_malloc(void *ctx, size_t size) {
 
 static void *hook_calloc(void *ctx, size_t count, size_t size) {
     hook_ctx_t *h = ctx;
-    keys_guard();
-    region_t *r = current;
+    PyInterpreterState *interp = rpy_current_interp();
+    keys_guard(interp);
+    region_t *r = receiving(interp);
     if (r) {
         if (h->object) count_allocation(r);
         return rhost_calloc(r, h->object, count, size);
@@ -135,15 +151,11 @@ static void hook_free(void *ctx, void *p) {
 
 /* The keys-freelist guard's allocator: the current context of the calling thread. */
 static void *spare_alloc(size_t size) {
-    region_t *r = current;
+    region_t *r = receiving(rpy_current_interp());
     return r ? rhost_alloc(r, true, size) : obj_ctx.prev.malloc(obj_ctx.prev.ctx, size);
 }
 
 static void spare_free(void *table) { hook_free(&obj_ctx, table); }
-
-/* While the guard is off (after shutdown) the hook's test reads these: always "nothing changed". */
-static int guard_off_count = RPY_KEYS_FREELIST_FULL;
-static void *guard_off_top;
 
 /* ---- Installing ---- */
 
@@ -178,9 +190,6 @@ static void install_hook(void) {
 int placement_install(void) {
     static bool done;
     if (done) return 0;
-    rpy_keys_freelist_count = &guard_off_count;
-    rpy_keys_freelist_top = &guard_off_top;
-    rpy_keys_freelist_spare_on_top = NULL;
 
     PyObject *limit = NULL;
     if (rpy_tracemalloc_tracing()) {
@@ -206,8 +215,15 @@ int placement_install(void) {
             return -1;
     }
     rpy_keys_freelist_bind(spare_alloc, spare_free);
-    rpy_keys_freelist_refill();
-    return rpy_freelists_install();
+    if (rpy_freelists_install() < 0) return -1;
+    return placement_attach();
+}
+
+int placement_attach(void) {
+    if (rpy_interp_attach() >= 0) return 0;
+    PyErr_Format(RegionError, "cannot use regions in interpreter %lld: %d interpreters already do",
+                 (long long)binding_current_interp(), RPY_MAX_INTERPRETERS);
+    return -1;
 }
 
 /* For the test of the "hook removed" refusal: runs fn() while the OBJ domain holds another
@@ -229,10 +245,16 @@ PyObject *placement_with_foreign_allocator(PyObject *fn) {
     return result;
 }
 
-void placement_shutdown(void) {
-    rpy_keys_freelist_count = &guard_off_count;
-    rpy_keys_freelist_top = &guard_off_top;
-    rpy_keys_freelist_spare_on_top = NULL;
+void placement_detach(void) {
+    /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited)
+     * end with it: their entries would name an interpreter that no longer exists. */
+    PyInterpreterState *interp = rpy_current_interp();
+    for (int i = stack.depth - 1; i >= 0; i--) {
+        if (stack.interps[i] != interp) continue;
+        RegionObject *self = stack.entries[i];
+        if (placement_exit(self) < 0) PyErr_Clear();
+    }
+    rpy_interp_detach();
 }
 
 /* ---- Blocks ---- */
@@ -242,6 +264,7 @@ RegionObject *placement_current(void) { return stack.depth ? stack.entries[stack
 static void set_current(void) {
     RegionObject *top = placement_current();
     current = top ? top->r : NULL;
+    current_interp = top ? stack.interps[stack.depth - 1] : NULL;
 }
 
 /* After a context change: a spare keys table that is region memory must not stay where another
@@ -270,12 +293,22 @@ int placement_enter(RegionObject *self) {
         Py_XDECREF(what);
         return -1;
     }
+    int index = rpy_interp_index();
+    if (index < 0) {
+        PyObject *what = region_describe(self);
+        PyErr_Format(RegionError, "cannot enter %U: interpreter %lld did not import the region package",
+                     what, (long long)binding_current_interp());
+        Py_XDECREF(what);
+        return -1;
+    }
     Py_INCREF(self);
+    stack.interps[stack.depth] = rpy_current_interp();
     stack.entries[stack.depth++] = self;
     self->blocks_open++;
-    if (rpy_blocks_open++ == 0) {
+    rpy_blocks_open++;
+    if (interp_blocks[index]++ == 0) {
         rpy_freelists_stash();   /* from here on, no freelist hands ordinary memory to a new object */
-        membership_blocks_opened();
+        membership_blocks_opened(index);
     }
     set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
@@ -283,22 +316,28 @@ int placement_enter(RegionObject *self) {
 }
 
 int placement_exit(RegionObject *self) {
+    PyInterpreterState *interp = rpy_current_interp();
     int i = stack.depth - 1;
-    while (i >= 0 && stack.entries[i] != self) i--;
+    while (i >= 0 && (stack.entries[i] != self || stack.interps[i] != interp)) i--;
     if (i < 0) {
         PyObject *what = region_describe(self);
-        PyErr_Format(RegionError, "cannot exit %U: no block of it is open in this thread (a block "
-                     "exits in the thread that entered it)", what);
+        PyErr_Format(RegionError, "cannot exit %U: no block of it is open in this thread and interpreter "
+                     "(a block exits in the thread and interpreter that entered it)", what);
         Py_XDECREF(what);
         return -1;
     }
-    for (; i < stack.depth - 1; i++) stack.entries[i] = stack.entries[i + 1];
+    int index = rpy_interp_index();   /* the block's interpreter is running: it exits where it was entered */
+    for (; i < stack.depth - 1; i++) {
+        stack.entries[i] = stack.entries[i + 1];
+        stack.interps[i] = stack.interps[i + 1];
+    }
     stack.depth--;
     self->blocks_open--;
+    rpy_blocks_open--;
     set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
-    if (--rpy_blocks_open == 0) {
-        membership_blocks_closed();
+    if (index >= 0 && --interp_blocks[index] == 0) {
+        membership_blocks_closed(index);
         rpy_freelists_unstash();
     } else {
         membership_sync();

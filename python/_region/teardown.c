@@ -151,15 +151,22 @@ int teardown_bulk(RegionObject *self) {
  * proves the region isolated; 0 when it cannot (an escape, or what only the audit can tell apart:
  * garbage referring out, an instance's __dict__ made outside a block), and then the caller runs the
  * audit, which decides and names the escapes; -1 with an exception. */
-int teardown_proven_isolated(RegionObject *self) {
+int teardown_proven_isolated(RegionObject *self, bool *refers_to_classes) {
     teardown_t t;
     bool gc_was_enabled;
     int result = -1;
+    *refers_to_classes = true;   /* unless the walk below proves otherwise */
     if (proof_begin(&t, self, &gc_was_enabled) == 0) {
         visit_all(&t, visit_subtract);
         bool isolated = unreferenced(&t) && !t.failed;
         visit_all(&t, visit_restore);
         for (size_t i = 0; isolated && i < t.outside_count; i++) isolated = audit_safe_to_share(t.outside[i]);
+        /* Every reference out was noted (unless out of memory), garbage's too: an upper bound. */
+        if (!t.failed) {
+            *refers_to_classes = false;
+            for (size_t i = 0; i < t.outside_count && !*refers_to_classes; i++)
+                *refers_to_classes = audit_is_class(t.outside[i]);
+        }
         result = isolated;
     }
     proof_end(&t, gc_was_enabled);

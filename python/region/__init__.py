@@ -62,6 +62,9 @@ def region(name=None, *, node=None, binding="preferred"):
     return Region(name, node=node, binding=binding)
 
 
+# This interpreter starts using regions: its freelist guards, and (in a subinterpreter) the hook that
+# gives up its regions when it ends.  The main interpreter attached when the extension loaded.
+_region._attach()
 # Before every collection, region objects that became GC-tracked outside their block are moved to
 # their region's list, so the collector never walks them.  Must stay registered: removing it from
 # gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.

@@ -50,6 +50,9 @@ class Escape:
             where = f"region {owner.name!r} (id {owner.id})" if owner is not None else "another region"
             return (f"{self.path} refers to a {self.type} of {where}: regions may refer to each other "
                     f"only through handles (Region.handle)")
+        if isinstance(self.obj, type):
+            return (f"{self.path} refers to class {self.obj.__module__}.{self.obj.__qualname__}, which "
+                    f"belongs to the interpreter whose module defined it")
         return (f"{self.path} refers to a {self.type} outside every region (mutable, so not safe to "
                 f"share): move it into the region or refer to it through a handle")
 
@@ -87,6 +90,8 @@ def _edge(parent, child):
                     return f".{name}"
             except (AttributeError, TypeError):
                 pass
+    if child is type(parent):
+        return ".__class__"
     return f" → <{type(child).__name__}>"
 
 
@@ -139,7 +144,7 @@ def holders_of(obj, ignore):
     return found
 
 
-def report(region, raw, total, objects, garbage):
+def report(region, raw, total, objects, garbage, why=None):
     """The IsolationError for the escapes the audit found (raw: (kind, chain, target, count)).
 
     Returned, not raised: the caller raises it, so its traceback holds no frame of this module (a
@@ -157,7 +162,8 @@ def report(region, raw, total, objects, garbage):
             path = path_of(region, chain + [target])
             escapes.append(Escape(kind, target, path))
     noun = "escape" if total == 1 else "escapes"
-    lines = [f"region {region.name!r} (id {region.id}) is not isolated: {total} {noun} "
+    verdict = why or "is not isolated"
+    lines = [f"region {region.name!r} (id {region.id}) {verdict}: {total} {noun} "
              f"(audited {objects} objects, {garbage} of them unreachable garbage)"]
     lines += [f"  - {e.describe()}" for e in escapes]
     if total > len(escapes):

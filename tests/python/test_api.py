@@ -88,18 +88,3 @@ def test_region_objects_survive_a_dropped_region():
     assert data == {"k": [1, 2, 3]}
     data["k"].append(4)
     assert region.region_of(data) is None
-
-
-def test_subinterpreters_are_refused_clearly(r):
-    import _xxsubinterpreters as interpreters
-
-    with r:
-        r.root = [[i] for i in range(100)]
-    sub = interpreters.create()
-    try:
-        with pytest.raises(interpreters.RunFailedError, match="main interpreter"):
-            interpreters.run_string(sub, "import region\nregion.region()")
-    finally:
-        interpreters.destroy(sub)   # runs the subinterpreter's atexit: must leave main's regions alone
-    assert r.check() is None and region.region_of(r.root[5]) is r
-    assert len(r.objects()) == 101

@@ -564,10 +564,10 @@ int rpy_freelists_install(void) {
     return 0;
 }
 
-/* The freelists put aside while blocks are open (main interpreter; see binding.h, THREADS).  The
- * array lists are copied out: a push during a block writes entry 0 (and the wrapper then pops it),
- * so entries left in place would be overwritten. */
-static struct {
+/* The freelists one interpreter put aside while its blocks are open.  The array lists are copied
+ * out: a push during a block writes entry 0 (and the wrapper then pops it), so entries left in place
+ * would be overwritten. */
+typedef struct freelist_stash {
     bool stashed;
     PyTupleObject *tuple_heads[PyTuple_NFREELISTS];
     int tuple_counts[PyTuple_NFREELISTS];
@@ -578,7 +578,7 @@ static struct {
     int list_count, dict_count, asend_count, value_count, context_count;
     PyContext *context_head;
     PySliceObject *slice;
-} stash;
+} freelist_stash_t;
 
 #define STASH_ARRAY(dst, dst_count, src, src_count)                  \
     do {                                                             \
@@ -597,76 +597,114 @@ static struct {
         }                                                            \
     } while (0)
 
+static freelist_stash_t *stash_of(PyInterpreterState *interp);
+
 void rpy_freelists_stash(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (stash.stashed) return;
+    freelist_stash_t *stash = stash_of(interp);
+    if (!stash || stash->stashed) return;
     for (int i = 0; i < PyTuple_NFREELISTS; i++) {
-        stash.tuple_heads[i] = interp->tuple.free_list[i];
-        stash.tuple_counts[i] = interp->tuple.numfree[i];
+        stash->tuple_heads[i] = interp->tuple.free_list[i];
+        stash->tuple_counts[i] = interp->tuple.numfree[i];
         interp->tuple.free_list[i] = NULL;
         interp->tuple.numfree[i] = 0;
     }
-    STASH_ARRAY(stash.lists, stash.list_count, interp->list.free_list, interp->list.numfree);
-    STASH_ARRAY(stash.dicts, stash.dict_count, interp->dict_state.free_list, interp->dict_state.numfree);
-    STASH_ARRAY(stash.asends, stash.asend_count, interp->async_gen.asend_freelist, interp->async_gen.asend_numfree);
-    STASH_ARRAY(stash.values, stash.value_count, interp->async_gen.value_freelist, interp->async_gen.value_numfree);
-    stash.context_head = interp->context.freelist;
-    stash.context_count = interp->context.numfree;
+    STASH_ARRAY(stash->lists, stash->list_count, interp->list.free_list, interp->list.numfree);
+    STASH_ARRAY(stash->dicts, stash->dict_count, interp->dict_state.free_list, interp->dict_state.numfree);
+    STASH_ARRAY(stash->asends, stash->asend_count, interp->async_gen.asend_freelist, interp->async_gen.asend_numfree);
+    STASH_ARRAY(stash->values, stash->value_count, interp->async_gen.value_freelist, interp->async_gen.value_numfree);
+    stash->context_head = interp->context.freelist;
+    stash->context_count = interp->context.numfree;
     interp->context.freelist = NULL;
     interp->context.numfree = 0;
-    stash.slice = interp->slice_cache;
+    stash->slice = interp->slice_cache;
     interp->slice_cache = NULL;
-    stash.stashed = true;
+    stash->stashed = true;
 }
 
 void rpy_freelists_unstash(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (!stash.stashed) return;
-    stash.stashed = false;
+    freelist_stash_t *stash = stash_of(interp);
+    if (!stash || !stash->stashed) return;
+    stash->stashed = false;
     for (int i = 0; i < PyTuple_NFREELISTS; i++) {
         if (interp->tuple.numfree[i] != 0 || interp->tuple.free_list[i]) continue;
-        interp->tuple.free_list[i] = stash.tuple_heads[i];
-        interp->tuple.numfree[i] = stash.tuple_counts[i];
+        interp->tuple.free_list[i] = stash->tuple_heads[i];
+        interp->tuple.numfree[i] = stash->tuple_counts[i];
     }
-    UNSTASH_ARRAY(interp->list.free_list, interp->list.numfree, stash.lists, stash.list_count);
-    UNSTASH_ARRAY(interp->dict_state.free_list, interp->dict_state.numfree, stash.dicts, stash.dict_count);
-    UNSTASH_ARRAY(interp->async_gen.asend_freelist, interp->async_gen.asend_numfree, stash.asends, stash.asend_count);
-    UNSTASH_ARRAY(interp->async_gen.value_freelist, interp->async_gen.value_numfree, stash.values, stash.value_count);
+    UNSTASH_ARRAY(interp->list.free_list, interp->list.numfree, stash->lists, stash->list_count);
+    UNSTASH_ARRAY(interp->dict_state.free_list, interp->dict_state.numfree, stash->dicts, stash->dict_count);
+    UNSTASH_ARRAY(interp->async_gen.asend_freelist, interp->async_gen.asend_numfree, stash->asends, stash->asend_count);
+    UNSTASH_ARRAY(interp->async_gen.value_freelist, interp->async_gen.value_numfree, stash->values, stash->value_count);
     if (interp->context.numfree == 0 && !interp->context.freelist) {
-        interp->context.freelist = stash.context_head;
-        interp->context.numfree = stash.context_count;
+        interp->context.freelist = stash->context_head;
+        interp->context.numfree = stash->context_count;
     }
-    if (!interp->slice_cache) interp->slice_cache = stash.slice;
+    if (!interp->slice_cache) interp->slice_cache = stash->slice;
 }
 
-/* ---- The dict-keys freelist guard (main interpreter) ---- */
+/* ---- The dict-keys freelist guard ----
+ *
+ * Each attached interpreter has its own keys freelist (interp->dict_state), kept full of spares.
+ * The allocator hook checks the freelist of the interpreter it last saw (rpy_keys_guarded_interp):
+ * when the calling thread runs another interpreter, rpy_keys_freelist_refill() first switches the
+ * guard to that one (its pointers, and the spare it left on top).  An interpreter that is not
+ * attached is not guarded: the pointers then point at a constant "full, nothing changed" state.
+ * Only the running interpreter changes its freelist, and every interpreter is left full by its
+ * last allocation, so switching on the next allocation keeps each one guarded as one alone would be. */
 
 /* Size of a table new_keys_object(PyDict_LOG_MINSIZE, unicode=true) makes (dictobject.c:594-653):
  * 8 slots, 1-byte indices, USABLE_FRACTION(8) = 5 unicode entries. */
 #define MIN_KEYS_SIZE (sizeof(PyDictKeysObject) + 8 + 5 * sizeof(PyDictUnicodeEntry))
 _Static_assert(RPY_KEYS_FREELIST_FULL == PyDict_MAXFREELIST, "the keys freelist holds PyDict_MAXFREELIST");
 
-int *rpy_keys_freelist_count;
-void **rpy_keys_freelist_top;            /* &keys_free_list[FULL - 1] */
-void *rpy_keys_freelist_spare_on_top;    /* what the guard last put there */
+static int guard_off_count = RPY_KEYS_FREELIST_FULL;   /* what an unguarded interpreter shows */
+static void *guard_off_top;
+
+PyInterpreterState *rpy_keys_guarded_interp;
+int *rpy_keys_freelist_count = &guard_off_count;
+void **rpy_keys_freelist_top = &guard_off_top;           /* &keys_free_list[FULL - 1] */
+void *rpy_keys_freelist_spare_on_top;                   /* what the guard last put there */
+static struct _Py_dict_state *guarded_dicts;            /* NULL: the guard is off */
 
 static void *(*spare_alloc)(size_t size);
 static void (*spare_free)(void *table);
 
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table)) {
-    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
     spare_alloc = alloc;
     spare_free = release;
-    rpy_keys_freelist_count = &d->keys_numfree;
-    rpy_keys_freelist_top = (void **)&d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+}
+
+typedef struct interp_entry interp_entry_t;
+static interp_entry_t *entry_of(PyInterpreterState *interp);
+static void **entry_spare_on_top(interp_entry_t *e);
+
+/* Points the guard at the calling thread's interpreter. */
+static void keys_guard_switch(void) {
+    PyInterpreterState *now = rpy_current_interp();
+    if (now == rpy_keys_guarded_interp) return;
+    interp_entry_t *old = entry_of(rpy_keys_guarded_interp), *e = entry_of(now);
+    if (old) *entry_spare_on_top(old) = rpy_keys_freelist_spare_on_top;
+    rpy_keys_guarded_interp = now;
+    /* A negative count means the interpreter finalized its freelists: leave them alone. */
+    if (e && now->dict_state.keys_numfree >= 0) {
+        guarded_dicts = &now->dict_state;
+        rpy_keys_freelist_count = &guarded_dicts->keys_numfree;
+        rpy_keys_freelist_top = (void **)&guarded_dicts->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+        rpy_keys_freelist_spare_on_top = *entry_spare_on_top(e);
+    } else {
+        guarded_dicts = NULL;
+        rpy_keys_freelist_count = &guard_off_count;
+        rpy_keys_freelist_top = &guard_off_top;
+        rpy_keys_freelist_spare_on_top = NULL;
+    }
 }
 
 /* A table on top that the guard did not put there was pushed by CPython after a pop left room:
  * free it (nothing else refers to a freelisted table).  Then fill every empty place. */
 static void keys_freelist_refill_self(void) {
-    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
-    /* A negative count means the interpreter finalized its freelists: leave them alone. */
-    if (!spare_alloc || d->keys_numfree < 0) return;
+    struct _Py_dict_state *d = guarded_dicts;
+    if (!spare_alloc || !d || d->keys_numfree < 0) return;
     if (d->keys_numfree == RPY_KEYS_FREELIST_FULL && d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1] != rpy_keys_freelist_spare_on_top) {
         void *pushed = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
         d->keys_numfree--;
@@ -680,12 +718,15 @@ static void keys_freelist_refill_self(void) {
     rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
 }
 
-void rpy_keys_freelist_refill(void) { keys_freelist_refill_self(); }
+void rpy_keys_freelist_refill(void) {
+    keys_guard_switch();
+    keys_freelist_refill_self();
+}
 
 void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
-    struct _Py_dict_state *d = &_PyInterpreterState_Main()->dict_state;
-    if (!spare_alloc || d->keys_numfree < 0) return;
-    keys_freelist_refill_self();
+    rpy_keys_freelist_refill();
+    struct _Py_dict_state *d = guarded_dicts;
+    if (!spare_alloc || !d || d->keys_numfree < 0) return;
     for (int i = 0; i < d->keys_numfree; i++) {
         if (!is_wrong(d->keys_free_list[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
         void *spare = spare_alloc(MIN_KEYS_SIZE);
@@ -694,4 +735,68 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
         d->keys_free_list[i] = spare;
     }
     rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+}
+
+/* ---- Interpreters ----
+ *
+ * The binding keeps per-interpreter state for every interpreter that attached (the package's import
+ * in it): the freelists it put aside and the spare on top of its keys freelist.  An interpreter is
+ * found by its state pointer and its id together (ids are never reused; a pointer can be, after
+ * the interpreter is destroyed, but detaching at its end clears the entry first). */
+
+const volatile uintptr_t *rpy_tstate_current = (const volatile uintptr_t *)&_PyRuntime.gilstate.tstate_current;
+
+struct interp_entry {
+    PyInterpreterState *interp;   /* NULL: a free entry */
+    int64_t id;
+    freelist_stash_t stash;
+    void *spare_on_top;
+};
+
+static interp_entry_t interps[RPY_MAX_INTERPRETERS];
+
+static interp_entry_t *entry_of(PyInterpreterState *interp) {
+    if (!interp) return NULL;
+    for (int i = 0; i < RPY_MAX_INTERPRETERS; i++)
+        if (interps[i].interp == interp && interps[i].id == interp->id) return &interps[i];
+    return NULL;
+}
+
+static void **entry_spare_on_top(interp_entry_t *e) { return &e->spare_on_top; }
+
+static freelist_stash_t *stash_of(PyInterpreterState *interp) {
+    interp_entry_t *e = entry_of(interp);
+    return e ? &e->stash : NULL;
+}
+
+int rpy_interp_index(void) {
+    interp_entry_t *e = entry_of(_PyInterpreterState_GET());
+    return e ? (int)(e - interps) : -1;
+}
+
+int rpy_interp_attach(void) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    interp_entry_t *e = entry_of(interp);
+    if (!e) {
+        for (int i = 0; i < RPY_MAX_INTERPRETERS && !e; i++)
+            if (!interps[i].interp) e = &interps[i];
+        if (!e) return -1;
+        keys_guard_switch();   /* saves the spare of the interpreter guarded so far */
+        *e = (interp_entry_t){.interp = interp, .id = interp->id};
+        rpy_keys_guarded_interp = NULL;   /* nothing to save: the guard was off for this one */
+    }
+    rpy_float_freelist_off();
+    rpy_keys_freelist_refill();   /* switches to this interpreter and fills its freelist */
+    return (int)(e - interps);
+}
+
+void rpy_interp_detach(void) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    interp_entry_t *e = entry_of(interp);
+    if (!e) return;
+    rpy_freelists_unstash();   /* its own finalization frees what it kept */
+    keys_guard_switch();
+    e->interp = NULL;
+    rpy_keys_guarded_interp = NULL;
+    keys_guard_switch();   /* e is gone: the guard is off for this interpreter */
 }

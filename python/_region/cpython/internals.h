@@ -146,21 +146,25 @@ int rpy_freelists_install(void);
 /* Switches the float freelist off again (a full collection switches it back on). */
 void rpy_float_freelist_off(void);
 
-/* Puts the freelists aside when the first block opens, and back when the last one closes. */
+/* Puts the calling interpreter's freelists aside when its first block opens, and back when its last
+ * one closes (nothing happens in an interpreter that is not attached). */
 void rpy_freelists_stash(void);
 void rpy_freelists_unstash(void);
 
-/* Set by the binding: how many blocks are open in all threads, and where region memory is.  The
+/* Set by the binding: how many blocks are open in all threads of all interpreters, and where region
+ * memory is.  The
  * deallocator wrappers read both. */
 extern int rpy_blocks_open;
 extern uintptr_t rpy_region_memory_base;   /* region memory: [base, base + span) */
 extern size_t rpy_region_memory_span;
 
-/* The dict-keys freelist guard (main interpreter): keeps that freelist full of spare tables from
- * `alloc`, the allocator of the calling thread's current context, so that the table the next dict
- * pops is where that dict is.  rpy_keys_freelist_refill() is cheap to skip: the hook calls it only
- * when the count or the top entry differ from what the guard left (both exported for that test). */
+/* The dict-keys freelist guard (each attached interpreter): keeps that freelist full of spare tables
+ * from `alloc`, the allocator of the calling thread's current context, so that the table the next
+ * dict pops is where that dict is.  rpy_keys_freelist_refill() is cheap to skip: the hook calls it
+ * only when the interpreter, the count or the top entry differ from what the guard left (all three
+ * exported for that test).  It switches the guard to the calling thread's interpreter first. */
 #define RPY_KEYS_FREELIST_FULL 80
+extern PyInterpreterState *rpy_keys_guarded_interp;
 extern int *rpy_keys_freelist_count;
 extern void **rpy_keys_freelist_top;
 extern void *rpy_keys_freelist_spare_on_top;
@@ -170,5 +174,26 @@ void rpy_keys_freelist_refill(void);
 /* Replaces every spare table for which is_wrong(table, on_top) holds with one from the current
  * context (on_top: the entry the next pop takes). */
 void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
+
+/* ---- Interpreters ---- */
+
+/* The calling thread's interpreter (NULL when it holds no thread state), in two loads: the allocator
+ * hook asks on every call.  3.11 keeps the running thread state in _PyRuntime (pycore_runtime.h:37),
+ * written by the thread that takes the GIL, so the GIL holder reads its own value. */
+extern const volatile uintptr_t *rpy_tstate_current;
+static inline PyInterpreterState *rpy_current_interp(void) {
+    PyThreadState *tstate = (PyThreadState *)*rpy_tstate_current;
+    return tstate ? tstate->interp : NULL;
+}
+
+/* Interpreters that use regions attach first: each gets its own freelist stash, keys freelist guard
+ * and float freelist switch.  rpy_interp_attach() returns the calling interpreter's index (0 ..
+ * RPY_MAX_INTERPRETERS - 1; the same one again if attached), or -1 when every entry is taken.
+ * rpy_interp_detach() ends it (at the interpreter's end; freelists put aside are put back).
+ * rpy_interp_index() is the calling interpreter's index, -1 when it is not attached. */
+#define RPY_MAX_INTERPRETERS 64
+int rpy_interp_attach(void);
+void rpy_interp_detach(void);
+int rpy_interp_index(void);
 
 #endif /* REGION_PY_INTERNALS_H */

@@ -1,0 +1,422 @@
+"""Ownership across subinterpreters (3.11's _xxsubinterpreters): a region built in one interpreter is
+released, adopted by id and acquired in another, read and changed there, and handed back - the
+very same objects, no copy, no pickle.  Also: what may cross (classes may not), the end of an
+interpreter that owns a region, and every non-owner access raising in either direction."""
+import os
+import textwrap
+import threading
+
+import pytest
+
+import region
+from conftest import needs_debug_build, refcount_growth, run_python
+
+interpreters = pytest.importorskip("_xxsubinterpreters")
+
+
+class Sub:
+    """A subinterpreter; run() executes code in it (in the calling thread) with `out` (a channel to
+    send results back on) and the keyword arguments as globals."""
+
+    def __init__(self):
+        self.id = interpreters.create()
+        self.out = interpreters.channel_create()
+        self.run("import region\nimport _xxsubinterpreters as _interpreters")
+
+    def run(self, code, **shared):
+        interpreters.run_string(self.id, textwrap.dedent(code), shared={"out": self.out, **shared})
+
+    def send(self, expression):
+        """Code that sends repr(expression) back."""
+        return f"_interpreters.channel_send(out, repr({expression}))\n"
+
+    def result(self):
+        return interpreters.channel_recv(self.out)
+
+    def destroy(self):
+        if self.id is not None:
+            interpreters.destroy(self.id)
+            self.id = None
+
+
+@pytest.fixture
+def sub():
+    s = Sub()
+    yield s
+    s.destroy()
+
+
+def build(r, n=100):
+    with r:
+        r.root = {"items": [{"k": i, "v": [i, i + 1], "s": f"s{i}"} for i in range(n)], "counter": 0}
+
+
+CHECKSUM = """
+def checksum(root):
+    return sum(d["k"] + d["v"][0] + d["v"][1] + len(d["s"]) for d in root["items"]) + root["counter"]
+"""
+exec(CHECKSUM)
+
+
+def test_hand_a_graph_to_a_subinterpreter_and_take_it_back(r, sub):
+    build(r)
+    before = checksum(r.root)
+    item_ids = [id(d) for d in r.root["items"]]
+    r.release()
+    sub.run(CHECKSUM + """
+mine = region.adopt(rid)
+with mine.ownership(timeout=5):
+    root = mine.root
+    seen = checksum(root)
+    ids = [id(d) for d in root["items"]]
+    root["counter"] += 1
+    with mine:   # new objects made in the subinterpreter go to the region
+        root["items"].append({"k": 1000, "v": [1, 2], "s": "made in the sub"})
+        root["items"][0]["v"] = [0, 2]
+    del root
+""" + sub.send("(seen, ids)"), rid=r.id)
+    seen, ids = eval(sub.result())
+    assert seen == before
+    assert ids == item_ids                       # the very same objects: nothing was copied
+    assert r.acquire(timeout=5)
+    root = r.root
+    assert root["counter"] == 1 and root["items"][-1]["s"] == "made in the sub"
+    assert region.region_of(root["items"][-1]) is r and region.region_of(root["items"][0]["v"]) is r
+    assert checksum(root) == before + 1 + 1 + (1000 + 3 + len("made in the sub"))
+    del root
+    assert r.check() is None
+
+
+def test_adopt_returns_the_same_region_object_in_every_interpreter(r, sub):
+    r.release()
+    sub.run("mine = region.adopt(rid)\n" + sub.send("(id(mine), mine.id, mine.name, mine.owned)"), rid=r.id)
+    assert eval(sub.result()) == (id(r), r.id, r.name, False)
+
+
+def test_ping_pong_of_10000_transfers_between_two_interpreters(r, sub):
+    """The main interpreter and a subinterpreter (run by a second thread) take turns: each waits for
+    its turn on a pipe, acquires, checks the whole graph, changes it, releases and signals."""
+    build(r, 50)
+    expected = checksum(r.root)
+    rounds = 10_000
+    sub_in, to_sub = os.pipe()
+    main_in, to_main = os.pipe()
+    errors = []
+    player = CHECKSUM + """
+import os
+mine = region.adopt(rid)
+errors = []
+for step in range(1, rounds, 2):
+    os.read(sub_in, 1)
+    if not mine.acquire(timeout=10):
+        errors.append(f"step {step}: acquire timed out")
+        break
+    root = mine.root
+    if root["counter"] != step or checksum(root) != expected + step:
+        errors.append(f"step {step}: counter {root['counter']}, checksum {checksum(root)}")
+    root["counter"] = step + 1
+    del root
+    mine.release()
+    os.write(to_main, b"x")
+""" + sub.send("errors")
+
+    def run_sub():
+        try:
+            sub.run(player, rid=r.id, rounds=rounds, expected=expected, sub_in=sub_in, to_main=to_main)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(repr(e))
+            os.write(to_main, b"!")
+
+    thread = threading.Thread(target=run_sub)
+    thread.start()
+    try:
+        for step in range(0, rounds, 2):
+            assert r.acquire(timeout=10) if step else True
+            root = r.root
+            assert root["counter"] == step and checksum(root) == expected + step, f"step {step}"
+            root["counter"] = step + 1
+            del root
+            r.release()
+            os.write(to_sub, b"x")
+            if os.read(main_in, 1) == b"!":
+                break
+    finally:
+        thread.join()
+        for fd in (to_sub, sub_in, main_in, to_main):
+            os.close(fd)
+    assert errors == []
+    assert eval(sub.result()) == []
+    assert r.acquire(timeout=5)
+    assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds
+
+
+SUB_ACCESS = {
+    "with": "mine.__enter__()",
+    "root": "mine.root",
+    "root =": "mine.root = None",
+    "collect": "mine.collect()",
+    "close": "mine.close()",
+    "check": "mine.check()",
+    "stats": "mine.stats()",
+    "release": "mine.release()",
+    "handle": "mine.handle(None)",
+}
+
+
+@pytest.mark.parametrize("what", SUB_ACCESS)
+def test_every_access_from_another_interpreter_raises(r, sub, what):
+    build(r)
+    sub.run(f"""
+mine = region.adopt(rid)
+try:
+    {SUB_ACCESS[what]}
+except region.OwnershipError as e:
+    result = "OwnershipError: " + str(e)
+else:
+    result = "no error"
+""" + sub.send("result"), rid=r.id)
+    result = eval(sub.result())
+    assert result.startswith("OwnershipError"), result
+    assert "owned by a thread of interpreter 0, not by the calling interpreter" in result
+    assert r.root["counter"] == 0 and r.owned
+
+
+def test_main_cannot_touch_a_region_the_subinterpreter_owns(r, sub):
+    build(r)
+    r.release()
+    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
+    for access in (lambda: r.root, lambda: r.__enter__(), lambda: r.collect(), lambda: r.close(),
+                   lambda: r.release(), lambda: r.check()):
+        with pytest.raises(region.OwnershipError, match=r"owned by a thread of interpreter \d+, not by "
+                                                        r"the calling interpreter 0"):
+            access()
+    assert r.acquire(timeout=0) is False
+    sub.run("mine.release()")
+    assert r.acquire(timeout=5)
+
+
+def test_timeouts_across_interpreters(r, sub):
+    build(r)
+    sub.run("""
+import time
+mine = region.adopt(rid)
+start = time.monotonic()
+got = mine.acquire(timeout=0.1)
+waited = time.monotonic() - start
+try:
+    with mine.ownership(timeout=0.05):
+        pass
+except TimeoutError as e:
+    timeout_error = str(e)
+""" + sub.send("(got, waited, timeout_error)"), rid=r.id)
+    got, waited, timeout_error = eval(sub.result())
+    assert got is False and waited >= 0.09
+    assert "could not acquire region 'test'" in timeout_error
+
+
+RELEASE_REFUSED = {
+    "incoming": ("kept = mine.root['items'][5]", "incoming"),
+    "outgoing": ("outside = []\nmine.root['items'][5]['v'] = outside", "outgoing"),
+    "cross": ("other = region.region('other')\nwith other:\n    mine.root['x'] = [1]\n"
+              "mine.root['items'][5]['v'] = mine.root.pop('x')", "cross"),
+}
+
+
+@pytest.mark.parametrize("kind", RELEASE_REFUSED)
+def test_release_in_a_subinterpreter_is_refused_with_each_kind_of_escape(r, sub, kind):
+    build(r)
+    r.release()
+    setup, expected = RELEASE_REFUSED[kind]
+    sub.run(f"""
+mine = region.adopt(rid)
+mine.acquire()
+{setup}
+try:
+    mine.release()
+except region.IsolationError as e:
+    result = (str(e), [o.kind for o in e.offenders], mine.owned)
+""" + sub.send("result"), rid=r.id)
+    message, kinds, still_owned = eval(sub.result())
+    assert expected in kinds and still_owned, message
+    assert "root['items'][5]" in message
+
+
+class Point:
+    def __init__(self, x):
+        self.x = x
+
+
+def test_a_region_that_refers_to_main_classes_stays_in_main(r, sub):
+    with r:
+        r.root = [Point(i) for i in range(3)]
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+try:
+    mine.acquire()
+except region.IsolationError as e:
+    result = (str(e), [o.path for o in e.offenders], mine.owned)
+""" + sub.send("result"), rid=r.id)
+    message, paths, owned = eval(sub.result())
+    assert "cannot be acquired in interpreter" in message and "refer to classes of interpreter 0" in message
+    assert "class test_subinterpreters.Point" in message and sorted(paths) == [f"root[{i}].__class__" for i in range(3)]
+    assert owned is False
+    assert r.acquire(timeout=0)      # still free for the main interpreter
+    assert [p.x for p in r.root] == [0, 1, 2]
+
+
+def test_a_region_that_refers_to_subinterpreter_classes_comes_back_when_it_ends(r, sub):
+    build(r)
+    r.release()
+    sub.run("""
+class Q:
+    def __del__(self):
+        pass
+mine = region.adopt(rid)
+with mine.ownership():
+    with mine:
+        q = Q()
+        q.v = 5
+        mine.root["q"] = q
+    del q
+""", rid=r.id)
+    with pytest.raises(region.IsolationError, match=r"(?s)cannot be acquired in interpreter 0.*root\['q'\]\.__class__ "
+                                                    r"refers to class __main__\.Q"):
+        r.acquire()
+    assert not r.owned
+    sub.destroy()                # nobody can use Q in its own interpreter any more
+    assert r.acquire(timeout=0)
+    q = r.root["q"]
+    assert q.v == 5 and type(q).__name__ == "Q"
+    del q
+    del r.root["q"]              # Q's finalizer runs here, in the main interpreter
+    assert r.collect() >= 0 and r.check() is None
+
+
+def test_an_interpreter_that_ends_owning_a_region_leaves_it_unowned(r, sub):
+    build(r)
+    before = checksum(r.root)
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+with mine:
+    mine.root["from_sub"] = {"made": "in the sub", "n": [1, 2, 3]}
+kept = mine.root["items"]          # a module global of the subinterpreter refers into the region
+mine.__enter__()                   # a block entered by hand and never exited
+""", rid=r.id)
+    with pytest.raises(region.OwnershipError, match="owned by a thread of interpreter"):
+        r.root
+    sub.destroy()
+    assert r.acquire(timeout=0)
+    assert r.root["from_sub"] == {"made": "in the sub", "n": [1, 2, 3]}
+    assert region.region_of(r.root["from_sub"]) is r
+    assert checksum(r.root) == before
+    assert r.check() is None         # the subinterpreter's reference died with it
+    assert r.stats()["blocks_open"] == 0
+    with r:
+        r.root["after"] = [4]
+    r.close()
+
+
+def test_a_region_made_in_a_subinterpreter_outlives_it(sub):
+    sub.run("""
+made = region.region("made in sub")
+with made:
+    made.root = {"n": list(range(10))}
+made.release()
+""" + sub.send("made.id"))
+    rid = eval(sub.result())
+    mine = region.adopt(rid)
+    sub.destroy()
+    assert mine.acquire(timeout=0)
+    assert mine.root == {"n": list(range(10))} and mine.name == "made in sub"
+    mine.close()
+
+
+def test_subinterpreter_collects_its_region(sub):
+    sub.run("""
+made = region.region("cycles")
+with made:
+    for i in range(100):
+        a = []
+        a.append(a)
+    del a
+    made.root = [1]
+collected = made.collect()
+""" + sub.send("(collected, made.check())"))
+    assert eval(sub.result()) == (100, None)
+
+
+def test_adopt_of_an_unknown_id_in_a_subinterpreter(sub):
+    sub.run("""
+try:
+    region.adopt(123456789)
+except region.RegionError as e:
+    result = str(e)
+""" + sub.send("result"))
+    assert "no open region has this id" in eval(sub.result())
+
+
+def test_importing_in_a_subinterpreter_first_is_refused():
+    result = run_python("""
+        import _xxsubinterpreters as interpreters
+        sub = interpreters.create()
+        try:
+            interpreters.run_string(sub, "import region")
+        except interpreters.RunFailedError as e:
+            print(e)
+    """)
+    assert "must be imported in the main interpreter before a subinterpreter" in result.stdout, result.stderr
+
+
+def test_allocations_of_a_subinterpreter_run_inside_a_main_block_are_not_placed(r, sub):
+    with r:
+        sub.run("x = [[i] for i in range(10)]\n" + sub.send("region.region_of(x) is None"))
+        r.root = [1]
+    assert eval(sub.result()) is True
+    assert r.check() is None
+
+
+@needs_debug_build
+def test_transfers_between_interpreters_do_not_leak(r, sub):
+    build(r, 20)
+    sub.run("mine = region.adopt(rid)\n", rid=r.id)
+
+    def transfer():
+        r.release()
+        sub.run("mine.acquire()\nmine.root['counter'] += 1\nmine.release()\n")
+        r.acquire()
+
+    assert refcount_growth(transfer) < 20
+
+
+def test_interpreters_that_ended_free_their_place(r):
+    """Each interpreter that imports region takes one of 64 places; its end gives it back."""
+    build(r, 10)
+    r.release()
+    for _ in range(80):
+        s = Sub()
+        s.run("mine = region.adopt(rid)\nwith mine.ownership():\n    mine.root['counter'] += 1\n", rid=r.id)
+        s.destroy()
+    assert r.acquire(timeout=0) and r.root["counter"] == 80
+
+
+def test_too_many_interpreters_at_once_are_refused_clearly():
+    result = run_python("""
+        import region, _xxsubinterpreters as interpreters
+        subs = []
+        for i in range(70):
+            sub = interpreters.create()
+            subs.append(sub)
+            try:
+                interpreters.run_string(sub, "import region")
+            except interpreters.RunFailedError as e:
+                print(i, e)
+                break
+        for sub in subs:
+            interpreters.destroy(sub)
+        print("done")
+    """)
+    assert "63 <class 'region.RegionError'>: cannot use regions in interpreter" in result.stdout, result.stdout + result.stderr
+    assert "64 interpreters already do" in result.stdout and "done" in result.stdout
