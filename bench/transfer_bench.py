@@ -1,28 +1,39 @@
-"""Ownership transfer (issue 5): handing a whole object graph to another thread by releasing and
-acquiring its region, against copying it (pickle, marshal), and the hand-off latency against a bare
-lock hand-off.
+"""Ownership transfer (issue 5): handing a whole object graph to another thread or another
+interpreter by releasing and acquiring its region, against copying it (pickle, marshal, and the
+PyPI projects that hand data between interpreters), and the hand-off latency against a bare lock
+hand-off.
 
     PYTHONPATH=build/python .venv/bin/python bench/transfer_bench.py [--quick] [--json FILE] [--md FILE]
 
-Handing over: the sender has a graph of about N objects; the receiver, another thread, gets it and
-reads all of it (a checksum over every leaf).  region: the graph lives in a region; the sender
-releases it (the isolation proof runs), the receiver adopts the id, acquires and reads in place.
-pickle / marshal: the sender serializes, the receiver deserializes and reads its copy.  Timed from
-the sender's first step to the receiver's checksum, in a fresh interpreter per measurement, the
-methods taking turns round after round.
+Handing over: the sender has a graph of about N objects; the receiver gets it and reads all of it (a
+checksum over every leaf).  region: the graph lives in a region; the sender releases it (the
+isolation proof runs), the receiver adopts the id, acquires and reads in place.  pickle / marshal:
+the sender serializes, the receiver deserializes and reads its copy.  Timed from the sender's first
+step to the receiver's checksum, in a fresh process per measurement, the methods taking turns round
+after round.
+
+  - to another thread of the same interpreter: the copies go through a queue.Queue;
+  - to a subinterpreter (_xxsubinterpreters, run by a second thread, which waits on a pipe): the copies
+    go through a channel (channel_send copies the bytes).  Also the two PyPI projects that hand data
+    between interpreters on 3.11: bocpy (a Cown holding the graph, read by a behavior in one of its
+    worker interpreters) and backports.interpreters (the PEP 734 API; Queue.put / Queue.get).  Their
+    runtimes are started and warmed up before the clock starts; their own transport is what is
+    timed.
 
 Hand-off latency: two threads pass a turn back and forth; with a bare semaphore pair, and with a
 small region released and acquired at every pass (its isolation proof included).
 
-Subinterpreters are not supported by the binding yet (docs/python.md, "Limitations"): these are
-transfers between threads of one interpreter; the pickle/marshal baselines are what an interpreter
-hand-over would copy.
+CPython 3.11 only (the binding's version): its interpreters share one GIL, so this measures the cost
+of a hand-over, not parallel speed-up.
 """
 import argparse
+import importlib.util
 import marshal
+import os
 import pickle
 import queue
 import sys
+import textwrap
 import threading
 import time
 
@@ -83,6 +94,7 @@ def worker_handover(method, arg):
         r = region.region("graph")
         with r:
             r.root = make(int(n))
+        r.collect()   # the builder's garbage (a dead closure cycle), which release() would collect
         expected = read(r.root)
 
         def receive():
@@ -151,7 +163,102 @@ def worker_handoff(method, arg):
     return {"seconds": (time.perf_counter() - start) / (2 * passes)}
 
 
-WORKERS = {"handover": worker_handover, "handoff": worker_handoff}
+# The receiver's code in a subinterpreter: the same read() (its source, so that nothing of this
+# script is imported there).
+RECEIVER = {
+    "region": """
+        mine = region.adopt(rid)
+        mine.acquire()
+        total = read(mine.root)
+    """,
+    "pickle": "total = read(pickle.loads(_interpreters.channel_recv(data)))",
+    "marshal": "total = read(marshal.loads(_interpreters.channel_recv(data)))",
+}
+
+
+def worker_handover_interpreter(method, arg):
+    import inspect
+    name, n = arg.rsplit(":", 1)
+    make = GRAPHS[name]
+    if method in ("bocpy", "pep734"):
+        return handover_library(method, make(int(n)))
+    import _xxsubinterpreters as interpreters
+    sub = interpreters.create()
+    out, data = interpreters.channel_create(), interpreters.channel_create()
+    wake_read, wake_write = os.pipe()
+    prelude = "import os, pickle, marshal, time, _xxsubinterpreters as _interpreters\n"
+    interpreters.run_string(sub, prelude + inspect.getsource(read))
+    if method == "region":
+        import region   # in the main interpreter first, then in the subinterpreter
+        interpreters.run_string(sub, "import region")
+        r = region.region("graph")
+        with r:
+            r.root = make(int(n))
+        r.collect()   # the builder's garbage (a dead closure cycle), which release() would collect
+        expected = read(r.root)
+
+        def send():
+            r.release()
+            os.write(wake_write, b"x")
+        shared = {"rid": r.id}
+    else:
+        graph = make(int(n))
+        expected = read(graph)
+        dumps = pickle.dumps if method == "pickle" else marshal.dumps
+
+        def send():
+            interpreters.channel_send(data, dumps(graph))
+            os.write(wake_write, b"x")
+        shared = {}
+    code = ("os.read(wake, 1)\n" + textwrap.dedent(RECEIVER[method]) + "\n" +
+            "_interpreters.channel_send(out, f'{total} {time.perf_counter()!r}')\n")
+    receiver = threading.Thread(target=interpreters.run_string,
+                                args=(sub, code, dict(shared, wake=wake_read, out=out, data=data)))
+    receiver.start()
+    start = time.perf_counter()
+    send()
+    receiver.join()
+    total, end = interpreters.channel_recv(out).split()
+    assert int(total) == expected, (total, expected)
+    interpreters.destroy(sub)
+    if method == "region":
+        r.acquire(timeout=0)   # the subinterpreter's end gave it up
+        r.close()
+    return {"seconds": float(end) - start}
+
+
+def handover_library(method, graph):
+    """bocpy and backports.interpreters: started, warmed up with a small hand-over, then timed."""
+    expected = read(graph)
+    if method == "bocpy":
+        import transfer_bocpy
+        total, seconds = transfer_bocpy.measure(graph)
+    else:
+        from backports import interpreters
+        from backports.interpreters import _queues as queues
+        import inspect
+        to_sub, back = queues.create(), queues.create()
+        sub = interpreters.create()
+        sub.exec("import time\nfrom backports.interpreters import _queues as queues\n" + inspect.getsource(read) +
+                 f"to_sub, back = queues.Queue({to_sub.id}), queues.Queue({back.id})\n")
+        loop = "for _ in range(2):\n    back.put((read(to_sub.get()), time.perf_counter()))\n"
+        receiver = threading.Thread(target=sub.exec, args=(loop,))
+        receiver.start()
+        to_sub.put([{"id": 1, "name": "a", "pair": [1, 2]}])
+        back.get()
+        start = time.perf_counter()
+        to_sub.put(graph)
+        total, end = back.get()
+        seconds = end - start
+        receiver.join()
+    assert total == expected, (total, expected)
+    return {"seconds": seconds}
+
+
+LABELS = {"pickle": "pickle", "marshal": "marshal", "bocpy": "bocpy Cown", "pep734": "PEP 734 Queue (backports)"}
+
+WORKERS = {"handover": worker_handover, "handover_interpreter": worker_handover_interpreter,
+           "handoff": worker_handoff}
 
 
 def measure(case, modes, arg, rounds):
@@ -178,17 +285,23 @@ def main():
     passes = 2_000 if args.quick else 10_000
     results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "objects": n, "handover": []}
     rows = []
-    for name in GRAPHS:
-        print(f"hand over a {name} of {n:,} objects to another thread", end=" ", flush=True)
-        m = measure("handover", ["region", "pickle", "marshal"], f"{name}:{n}", rounds)
-        print()
-        vs_pickle, vs_marshal = ratio_range(m["pickle"], m["region"]), ratio_range(m["marshal"], m["region"])
-        results["handover"].append({"graph": name, "times": m, "pickle_over_region": vs_pickle[0],
-                                    "marshal_over_region": vs_marshal[0]})
-        rows.append((f"{name}, {n:,} objects, to another thread and read there: region {cell(m['region'])}, "
-                     f"pickle {cell(m['pickle'])}, marshal {cell(m['marshal'])}",
-                     f"{vs_pickle[0]:.1f}× faster than pickle ({vs_pickle[1]:.1f}..{vs_pickle[2]:.1f}); "
-                     f"marshal {vs_marshal[0]:.1f}×", "≥ 10× faster than pickle", vs_pickle[0] >= 10))
+    libraries = [m for m, module in (("bocpy", "bocpy"), ("pep734", "backports.interpreters"))
+                 if importlib.util.find_spec(module.split(".")[0])]
+    results["libraries"] = libraries
+    for to, case, modes in (("another thread", "handover", ["region", "pickle", "marshal"]),
+                            ("a subinterpreter", "handover_interpreter", ["region", "pickle", "marshal"] + libraries)):
+        for name in GRAPHS:
+            print(f"hand over a {name} of {n:,} objects to {to}", end=" ", flush=True)
+            m = measure(case, modes, f"{name}:{n}", rounds)
+            print()
+            vs = {other: ratio_range(m[other], m["region"]) for other in modes if other != "region"}
+            results["handover"].append({"to": to, "graph": name, "times": m,
+                                        **{f"{other}_over_region": v[0] for other, v in vs.items()}})
+            others = ", ".join(f"{LABELS[o]} {cell(m[o])}" for o in modes if o != "region")
+            also = "; ".join(f"{LABELS[o]} {vs[o][0]:.1f}×" for o in modes if o not in ("region", "pickle"))
+            rows.append((f"{name}, {n:,} objects, to {to} and read there: region {cell(m['region'])}, {others}",
+                         f"{vs['pickle'][0]:.1f}× faster than pickle ({vs['pickle'][1]:.1f}..{vs['pickle'][2]:.1f}); "
+                         f"{also}", "≥ 10× faster than pickle", vs["pickle"][0] >= 10))
     print(f"hand-off latency, {passes:,} passes each way", end=" ", flush=True)
     m = measure("handoff", ["bare", "region"], passes, rounds)
     print()
@@ -198,11 +311,12 @@ def main():
                  f"semaphore {cell(m['bare'])}", f"{slowdown[0]:.2f}× ({slowdown[1]:.2f}..{slowdown[2]:.2f})",
                  "≤ 2×", slowdown[0] <= 2))
     results["goals"] = goal_records(rows)
-    lines = goals_table("transfer (threads of one interpreter)", rows)
+    lines = goals_table("transfer (threads and subinterpreters, CPython 3.11)", rows)
     lines += ["", f"Machine: {describe_machine(results['machine'])}; {rounds} rounds, each measurement in a fresh "
-              "interpreter, methods taking turns. Between threads of one interpreter: the binding does not "
-              "support subinterpreters yet, so the interpreter hand-over and the 3.12+ parallel-throughput "
-              "goals are not measured."]
+              "process, methods taking turns. CPython 3.11: interpreters share one GIL, so these are costs of a "
+              "hand-over; the 3.12+ parallel-throughput goal is not measured (the binding supports 3.11 only)."]
+    if len(libraries) < 2:
+        lines.append(f"Not installed, so not measured: {', '.join(set(['bocpy', 'pep734']) - set(libraries))}.")
     publish("\n".join(lines), results, args.json, args.md)
 
 

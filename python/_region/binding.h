@@ -128,6 +128,10 @@ PyObject *membership_all(void);
  * (naming `what`, the region and who owns it) when another thread or nobody does. */
 int region_check_owner(RegionObject *self, const char *what);
 
+/* One collection of self's list (the caller owns self): the objects freed, or -1 without an
+ * exception when a collection is already running. */
+Py_ssize_t collect_region(RegionObject *self);
+
 /* "region 'name' (id N)" for messages. */
 PyObject *region_describe(RegionObject *self);
 

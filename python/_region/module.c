@@ -190,8 +190,6 @@ static void Region_dealloc(RegionObject *self) {
 
 /* ---- Region: blocks ---- */
 
-static Py_ssize_t collect_region(RegionObject *self);
-
 static PyObject *Region_enter(RegionObject *self, PyObject *unused) {
     (void)unused;
     if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
@@ -370,7 +368,7 @@ static uint64_t monotonic_ns(void) {
 /* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when a
  * collection is already running: like gc.collect(), a collection requested from a finalizer
  * does nothing. */
-static Py_ssize_t collect_region(RegionObject *self) {
+Py_ssize_t collect_region(RegionObject *self) {
     membership_sync();
     uint64_t start = monotonic_ns();
     Py_ssize_t collected, uncollectable;
