@@ -155,18 +155,28 @@ def plot_numa(data, plots):
     return save(fig, plots, "numa.png")
 
 
-def plot_transfer(data, plots):
-    cases = data.get("handover", [])
+def plot_handover(data, plots, to, filename):
+    cases = [c for c in data.get("handover", []) if c.get("to", "another thread") == to]
     if not cases:
         return None
-    fig, ax = grouped_bars(cases, [(m, m) for m in cases[0]["times"]], [c["graph"] for c in cases], 1e3, log=True)
+    labels = {"pickle": "pickle", "marshal": "marshal", "bocpy": "bocpy Cown", "pep734": "PEP 734 Queue"}
+    fig, ax = grouped_bars(cases, [(m, labels.get(m, m)) for m in cases[0]["times"]], [c["graph"] for c in cases],
+                           1e3, log=True)
     ax.set_ylabel("hand over + read, ms (log)")
-    ax.set_title("Handing a graph to another thread, and reading it there")
-    return save(fig, plots, "transfer.png")
+    ax.set_title(f"Handing a graph to {to}, and reading it there")
+    return save(fig, plots, filename)
+
+
+def plot_transfer(data, plots):
+    return plot_handover(data, plots, "another thread", "transfer.png")
+
+
+def plot_transfer_interpreters(data, plots):
+    return plot_handover(data, plots, "a subinterpreter", "transfer_interpreters.png")
 
 
 PLOTS = {"python-bench": [plot_gc_pause, plot_python_alloc], "alloc-bench": [plot_alloc],
-         "numa-bench": [plot_numa], "transfer-bench": [plot_transfer]}
+         "numa-bench": [plot_numa], "transfer-bench": [plot_transfer, plot_transfer_interpreters]}
 
 
 # ---- the report ----
