@@ -39,7 +39,7 @@ $py examples/python_demo.py --objects $objects | tee results/python-demo.txt
 step "Python: collection pauses, region collection, teardown, allocation (bench/python_bench.py)"
 $py bench/python_bench.py $quick --json results/python-bench.json --md results/python-bench.md
 
-step "Python: handing a graph to another thread by ownership vs pickle/marshal; hand-off latency (bench/transfer_bench.py)"
+step "Python: handing a graph to another thread or subinterpreter by ownership vs pickle/marshal/bocpy/PEP 734 queues; hand-off latency (bench/transfer_bench.py)"
 $py bench/transfer_bench.py $quick --json results/transfer-bench.json --md results/transfer-bench.md
 
 step "C: the region-per-phase pattern against other allocators (bench/alloc_bench.py)"

@@ -420,3 +420,18 @@ def test_too_many_interpreters_at_once_are_refused_clearly():
     """)
     assert "63 <class 'region.RegionError'>: cannot use regions in interpreter" in result.stdout, result.stdout + result.stderr
     assert "64 interpreters already do" in result.stdout and "done" in result.stdout
+
+
+def test_exit_with_a_subinterpreter_that_owns_a_region_is_clean():
+    result = run_python("""
+        import region, _xxsubinterpreters as interpreters
+        r = region.region("left")
+        with r:
+            r.root = {"a": [1, 2, 3]}
+        r.release()
+        sub = interpreters.create()
+        interpreters.run_string(sub, "import region\\nmine = region.adopt(rid)\\nmine.acquire()\\n"
+                                     "x = mine.root\\n", shared={"rid": r.id})
+        print("exiting")
+    """)
+    assert result.returncode == 0 and result.stdout.strip() == "exiting", result.stderr
