@@ -84,6 +84,16 @@ def read(graph):
 
 # ---- workers (fresh interpreter each) ----
 
+def graph_in_region(make, n):
+    """A region holding make(n) as its root, settled; and the graph's checksum."""
+    import region
+    r = region.region("graph")
+    with r:
+        r.root = make(n)
+    r.collect()   # the builder's garbage (a dead closure cycle), which release() would collect
+    return r, read(r.root)
+
+
 def worker_handover(method, arg):
     name, n = arg.rsplit(":", 1)
     make = GRAPHS[name]
@@ -91,11 +101,7 @@ def worker_handover(method, arg):
     result = {}
     if method == "region":
         import region
-        r = region.region("graph")
-        with r:
-            r.root = make(int(n))
-        r.collect()   # the builder's garbage (a dead closure cycle), which release() would collect
-        expected = read(r.root)
+        r, expected = graph_in_region(make, int(n))
 
         def receive():
             got = region.adopt(mailbox.get())
@@ -189,13 +195,8 @@ def worker_handover_interpreter(method, arg):
     prelude = "import os, pickle, marshal, time, _xxsubinterpreters as _interpreters\n"
     interpreters.run_string(sub, prelude + inspect.getsource(read))
     if method == "region":
-        import region   # in the main interpreter first, then in the subinterpreter
+        r, expected = graph_in_region(make, int(n))   # imports region in the main interpreter first
         interpreters.run_string(sub, "import region")
-        r = region.region("graph")
-        with r:
-            r.root = make(int(n))
-        r.collect()   # the builder's garbage (a dead closure cycle), which release() would collect
-        expected = read(r.root)
 
         def send():
             r.release()
