@@ -111,9 +111,9 @@ void membership_unregister(RegionObject *self);
 void membership_sync(void);
 
 /* New objects are tracked on the calling interpreter's holding list while any of its blocks is open
- * (interp_index: rpy_interp_index()). */
+ * (interp_index: rpy_interp_index()); closing routes what it holds. */
 void membership_blocks_opened(int interp_index);
-void membership_blocks_closed(int interp_index);
+void membership_blocks_closed(void);
 
 /* Unregisters self without handing its members to the interpreter: they are about to be freed with
  * the region's heaps (teardown.c). */

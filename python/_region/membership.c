@@ -5,7 +5,8 @@
  *
  * How objects get there.  CPython tracks every new GC object on interp->gc.generation0.  While any
  * block of an interpreter is open (in any of its threads) that pointer is redirected to the
- * interpreter's HOLDING list below, so nothing tracked during a block lands in a generation.  membership_sync() then routes each held object by
+ * interpreter's HOLDING list below, so nothing tracked during a block lands in a generation.
+ * membership_sync() then routes each held object by
  * its memory: to its region's list, or to the youngest generation (objects other threads made, or
  * objects made outside regions that became tracked during the block).  Region objects that become
  * tracked after their block (a dict is created untracked and tracked when it first holds a
@@ -83,8 +84,7 @@ void membership_blocks_opened(int interp_index) {
     rpy_tracking_redirect(&holding[interp_index]);
 }
 
-void membership_blocks_closed(int interp_index) {
-    (void)interp_index;
+void membership_blocks_closed(void) {
     rpy_tracking_redirect(NULL);
     membership_sync();
 }

@@ -107,28 +107,26 @@ static inline region_t *receiving(PyInterpreterState *interp) {
     return r && interp == current_interp ? r : NULL;
 }
 
-static void *hook_malloc(void *ctx, size_t size) {
-    hook_ctx_t *h = ctx;
+/* What malloc and calloc do first: keep the keys freelist guarded, and find the region the new block
+ * goes to (counting an object allocation there), or NULL for the previous allocator. */
+static inline region_t *placing(const hook_ctx_t *h) {
     PyInterpreterState *interp = rpy_current_interp();
     keys_guard(interp);
     region_t *r = receiving(interp);
-    if (r) {
-        if (h->object) count_allocation(r);
-        return rhost_alloc(r, h->object, size);
-    }
-    return h->prev.malloc(h->prev.ctx, size);
+    if (r && h->object) count_allocation(r);
+    return r;
+}
+
+static void *hook_malloc(void *ctx, size_t size) {
+    hook_ctx_t *h = ctx;
+    region_t *r = placing(h);
+    return r ? rhost_alloc(r, h->object, size) : h->prev.malloc(h->prev.ctx, size);
 }
 
 static void *hook_calloc(void *ctx, size_t count, size_t size) {
     hook_ctx_t *h = ctx;
-    PyInterpreterState *interp = rpy_current_interp();
-    keys_guard(interp);
-    region_t *r = receiving(interp);
-    if (r) {
-        if (h->object) count_allocation(r);
-        return rhost_calloc(r, h->object, count, size);
-    }
-    return h->prev.calloc(h->prev.ctx, count, size);
+    region_t *r = placing(h);
+    return r ? rhost_calloc(r, h->object, count, size) : h->prev.calloc(h->prev.ctx, count, size);
 }
 
 static void *hook_realloc(void *ctx, void *p, size_t size) {
@@ -337,7 +335,7 @@ int placement_exit(RegionObject *self) {
     set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
     if (index >= 0 && --interp_blocks[index] == 0) {
-        membership_blocks_closed(index);
+        membership_blocks_closed();
         rpy_freelists_unstash();
     } else {
         membership_sync();

@@ -597,7 +597,37 @@ typedef struct freelist_stash {
         }                                                            \
     } while (0)
 
-static freelist_stash_t *stash_of(PyInterpreterState *interp);
+/* ---- Interpreters ----
+ *
+ * The binding keeps per-interpreter state for every interpreter that attached (the package's import
+ * in it): the freelists it put aside and the spare on top of its keys freelist.  An interpreter is
+ * found by its state pointer and its id together (ids are never reused; a pointer can be, after
+ * the interpreter is destroyed, but detaching at its end clears the entry first).  Attaching and
+ * detaching are at the end of the file, after the keys guard they start and stop. */
+
+const volatile uintptr_t *rpy_tstate_current = (const volatile uintptr_t *)&_PyRuntime.gilstate.tstate_current;
+
+typedef struct interp_entry {
+    PyInterpreterState *interp;   /* NULL: a free entry */
+    int64_t id;
+    freelist_stash_t stash;
+    void *spare_on_top;          /* what the keys guard left on top, while another one is guarded */
+} interp_entry_t;
+
+static interp_entry_t interps[RPY_MAX_INTERPRETERS];
+
+static interp_entry_t *entry_of(PyInterpreterState *interp) {
+    if (!interp) return NULL;
+    for (int i = 0; i < RPY_MAX_INTERPRETERS; i++)
+        if (interps[i].interp == interp && interps[i].id == interp->id) return &interps[i];
+    return NULL;
+}
+
+static freelist_stash_t *stash_of(PyInterpreterState *interp) {
+    interp_entry_t *e = entry_of(interp);
+    return e ? &e->stash : NULL;
+}
+
 
 void rpy_freelists_stash(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
@@ -675,23 +705,19 @@ void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *t
     spare_free = release;
 }
 
-typedef struct interp_entry interp_entry_t;
-static interp_entry_t *entry_of(PyInterpreterState *interp);
-static void **entry_spare_on_top(interp_entry_t *e);
-
 /* Points the guard at the calling thread's interpreter. */
 static void keys_guard_switch(void) {
     PyInterpreterState *now = rpy_current_interp();
     if (now == rpy_keys_guarded_interp) return;
     interp_entry_t *old = entry_of(rpy_keys_guarded_interp), *e = entry_of(now);
-    if (old) *entry_spare_on_top(old) = rpy_keys_freelist_spare_on_top;
+    if (old) old->spare_on_top = rpy_keys_freelist_spare_on_top;
     rpy_keys_guarded_interp = now;
     /* A negative count means the interpreter finalized its freelists: leave them alone. */
     if (e && now->dict_state.keys_numfree >= 0) {
         guarded_dicts = &now->dict_state;
         rpy_keys_freelist_count = &guarded_dicts->keys_numfree;
         rpy_keys_freelist_top = (void **)&guarded_dicts->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
-        rpy_keys_freelist_spare_on_top = *entry_spare_on_top(e);
+        rpy_keys_freelist_spare_on_top = e->spare_on_top;
     } else {
         guarded_dicts = NULL;
         rpy_keys_freelist_count = &guard_off_count;
@@ -737,37 +763,7 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
     rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
 }
 
-/* ---- Interpreters ----
- *
- * The binding keeps per-interpreter state for every interpreter that attached (the package's import
- * in it): the freelists it put aside and the spare on top of its keys freelist.  An interpreter is
- * found by its state pointer and its id together (ids are never reused; a pointer can be, after
- * the interpreter is destroyed, but detaching at its end clears the entry first). */
-
-const volatile uintptr_t *rpy_tstate_current = (const volatile uintptr_t *)&_PyRuntime.gilstate.tstate_current;
-
-struct interp_entry {
-    PyInterpreterState *interp;   /* NULL: a free entry */
-    int64_t id;
-    freelist_stash_t stash;
-    void *spare_on_top;
-};
-
-static interp_entry_t interps[RPY_MAX_INTERPRETERS];
-
-static interp_entry_t *entry_of(PyInterpreterState *interp) {
-    if (!interp) return NULL;
-    for (int i = 0; i < RPY_MAX_INTERPRETERS; i++)
-        if (interps[i].interp == interp && interps[i].id == interp->id) return &interps[i];
-    return NULL;
-}
-
-static void **entry_spare_on_top(interp_entry_t *e) { return &e->spare_on_top; }
-
-static freelist_stash_t *stash_of(PyInterpreterState *interp) {
-    interp_entry_t *e = entry_of(interp);
-    return e ? &e->stash : NULL;
-}
+/* ---- Interpreters: lookup, attaching, detaching ---- */
 
 int rpy_interp_index(void) {
     interp_entry_t *e = entry_of(_PyInterpreterState_GET());

@@ -152,8 +152,7 @@ void rpy_freelists_stash(void);
 void rpy_freelists_unstash(void);
 
 /* Set by the binding: how many blocks are open in all threads of all interpreters, and where region
- * memory is.  The
- * deallocator wrappers read both. */
+ * memory is.  The deallocator wrappers read both. */
 extern int rpy_blocks_open;
 extern uintptr_t rpy_region_memory_base;   /* region memory: [base, base + span) */
 extern size_t rpy_region_memory_span;
