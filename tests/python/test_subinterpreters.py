@@ -435,3 +435,17 @@ def test_exit_with_a_subinterpreter_that_owns_a_region_is_clean():
         print("exiting")
     """)
     assert result.returncode == 0 and result.stdout.strip() == "exiting", result.stderr
+
+
+def test_a_subinterpreter_cannot_exit_a_block_the_main_interpreter_opened(r, sub):
+    with r:
+        sub.run("""
+mine = region.adopt(rid)
+try:
+    mine.__exit__(None, None, None)
+except region.RegionError as e:
+    result = str(e)
+""" + sub.send("result"), rid=r.id)
+        assert r.active
+    message = eval(sub.result())
+    assert "cannot exit region 'test'" in message and "no block of it is open in this thread and interpreter" in message
