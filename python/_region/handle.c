@@ -82,7 +82,10 @@ static RegionObject *handle_region(HandleObject *self) {
 }
 
 static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwargs) {
-    if (!_PyArg_NoKeywords("Handle", kwargs) || !_PyArg_NoPositional("Handle", args)) return NULL;
+    if ((kwargs && PyDict_GET_SIZE(kwargs)) || PyTuple_GET_SIZE(args)) {
+        PyErr_SetString(PyExc_TypeError, "Handle() takes no arguments");
+        return NULL;
+    }
     RegionObject *region = handle_region(self);
     if (!region) {
         PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): the region is gone",

@@ -656,11 +656,27 @@ static void interpreter_ended(PyObject *capsule) {
     if (!all) PyErr_Clear();
 }
 
+static const char import_order_message[] =
+    "region must be imported in the main interpreter before a subinterpreter imports it (docs/python.md, "
+    "'Subinterpreters')";
+
+/* Whether the main interpreter ran the package's __init__ (its gc callback and exit hook). */
+static bool main_package_ready;
+
 static PyObject *mod_attach(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
+    bool is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
+    if (!is_main && !main_package_ready) {
+        /* 3.13 runs a single-phase module's init in the main interpreter when a subinterpreter
+         * imports it first (import.c, import_run_extension), so the PyInit check below passes: the
+         * package's own set-up in the main interpreter would still be missing. */
+        PyErr_SetString(PyExc_ImportError, import_order_message);
+        return NULL;
+    }
     bool attached = rpy_interp_index() >= 0;
     if (placement_attach() < 0) return NULL;
-    if (attached || PyInterpreterState_Get() == PyInterpreterState_Main()) Py_RETURN_NONE;
+    if (is_main) main_package_ready = true;
+    if (attached || is_main) Py_RETURN_NONE;
     PyObject *dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
     PyObject *capsule = dict ? PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended) : NULL;
     int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
@@ -774,8 +790,7 @@ PyMODINIT_FUNC PyInit__region(void) {
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
         /* Initialized here, the module's types and exceptions would belong to this subinterpreter and
          * die with it, while every other interpreter shares them (binding.h). */
-        PyErr_SetString(PyExc_ImportError, "region must be imported in the main interpreter before a "
-                        "subinterpreter imports it (docs/python.md, 'Subinterpreters')");
+        PyErr_SetString(PyExc_ImportError, import_order_message);
         return NULL;
     }
     PyObject *module = PyModule_Create(&module_def);

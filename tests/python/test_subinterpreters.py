@@ -1,8 +1,10 @@
-"""Ownership across subinterpreters (3.11's _xxsubinterpreters): a region built in one interpreter is
+"""Ownership across subinterpreters (3.11's _xxsubinterpreters, 3.13's _interpreters with the shared
+GIL; tests/python/subinterp.py): a region built in one interpreter is
 released, adopted by id and acquired in another, read and changed there, and handed back - the
 very same objects, no copy, no pickle.  Also: what may cross (classes may not), the end of an
 interpreter that owns a region, and every non-owner access raising in either direction."""
 import os
+import sys
 import textwrap
 import threading
 
@@ -11,32 +13,39 @@ import pytest
 import region
 from conftest import needs_debug_build, refcount_growth, run_python
 
-interpreters = pytest.importorskip("_xxsubinterpreters")
+interpreters = pytest.importorskip("subinterp")
 
 
 class Sub:
-    """A subinterpreter; run() executes code in it (in the calling thread) with `out` (a channel to
-    send results back on) and the keyword arguments as globals."""
+    """A subinterpreter; run() executes code in it (in the calling thread) with `out` (the write end
+    of a pipe to send results back on) and the keyword arguments as globals."""
 
     def __init__(self):
         self.id = interpreters.create()
-        self.out = interpreters.channel_create()
-        self.run("import region\nimport _xxsubinterpreters as _interpreters")
+        self.results, self.out = os.pipe()
+        self.pending = b""
+        self.run("import os, region")
 
     def run(self, code, **shared):
         interpreters.run_string(self.id, textwrap.dedent(code), shared={"out": self.out, **shared})
 
     def send(self, expression):
-        """Code that sends repr(expression) back."""
-        return f"_interpreters.channel_send(out, repr({expression}))\n"
+        """Code that sends repr(expression) back (one NUL-terminated line; results are small, far
+        below what a pipe buffers)."""
+        return f"os.write(out, repr({expression}).encode() + b'\\0')\n"
 
     def result(self):
-        return interpreters.channel_recv(self.out)
+        while b"\0" not in self.pending:
+            self.pending += os.read(self.results, 65536)
+        data, _, self.pending = self.pending.partition(b"\0")
+        return data.decode()
 
     def destroy(self):
         if self.id is not None:
             interpreters.destroy(self.id)
             self.id = None
+            os.close(self.results)
+            os.close(self.out)
 
 
 @pytest.fixture
@@ -104,6 +113,7 @@ def test_ping_pong_of_10000_transfers_between_two_interpreters(r, sub):
     errors = []
     player = CHECKSUM + """
 import os
+import sys
 mine = region.adopt(rid)
 errors = []
 for step in range(1, rounds, 2):
@@ -360,11 +370,11 @@ except region.RegionError as e:
 
 def test_importing_in_a_subinterpreter_first_is_refused():
     result = run_python("""
-        import _xxsubinterpreters as interpreters
+        import subinterp as interpreters
         sub = interpreters.create()
         try:
             interpreters.run_string(sub, "import region")
-        except interpreters.RunFailedError as e:
+        except interpreters.RunFailed as e:
             print(e)
     """)
     assert "must be imported in the main interpreter before a subinterpreter" in result.stdout, result.stderr
@@ -404,14 +414,14 @@ def test_interpreters_that_ended_free_their_place(r):
 
 def test_too_many_interpreters_at_once_are_refused_clearly():
     result = run_python("""
-        import region, _xxsubinterpreters as interpreters
+        import region, subinterp as interpreters
         subs = []
         for i in range(70):
             sub = interpreters.create()
             subs.append(sub)
             try:
                 interpreters.run_string(sub, "import region")
-            except interpreters.RunFailedError as e:
+            except interpreters.RunFailed as e:
                 print(i, e)
                 break
         for sub in subs:
@@ -424,7 +434,7 @@ def test_too_many_interpreters_at_once_are_refused_clearly():
 
 def test_exit_with_a_subinterpreter_that_owns_a_region_is_clean():
     result = run_python("""
-        import region, _xxsubinterpreters as interpreters
+        import region, subinterp as interpreters
         r = region.region("left")
         with r:
             r.root = {"a": [1, 2, 3]}
@@ -449,3 +459,16 @@ except region.RegionError as e:
         assert r.active
     message = eval(sub.result())
     assert "cannot exit region 'test'" in message and "no block of it is open in this thread and interpreter" in message
+
+
+@pytest.mark.skipif(interpreters.create_isolated is None or sys.version_info < (3, 12),
+                    reason="interpreters with their own GIL exist from CPython 3.12")
+def test_an_interpreter_with_its_own_gil_cannot_import_region():
+    """A limitation (docs/python.md, "Versions"): the binding's state is shared under one GIL, so an
+    isolated interpreter is refused - by CPython itself, since region._region is single-phase."""
+    sub = interpreters.create_isolated()
+    try:
+        with pytest.raises(interpreters.RunFailed, match="region._region does not support loading in subinterpreters"):
+            interpreters.run_string(sub, "import region")
+    finally:
+        interpreters.destroy(sub)

@@ -33,6 +33,25 @@
 #include <internal/pycore_pystate.h>
 #include <internal/pycore_interp.h>
 
+/* What 3.13's Python/gc.c (v3.13.5) changed in the copied functions, besides asserts and stats: the
+ * FINALIZED bit is read through the object, unraisable errors are reported by a public call, and the
+ * weakref list is found by its offset alone (static types are never region members).
+ * Its update_refs also moves immortal objects to the permanent generation; no region object is
+ * immortal in a default build (3.13 immortalizes only static and interned objects), and one would be
+ * a root with a huge count here, which is safe. */
+#if PY_VERSION_HEX >= 0x030D0000
+#  define GC_FINALIZED(gc) _PyGC_FINALIZED(FROM_GC(gc))
+#  define WEAKREFS_LISTPTR(op) _PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET(op)   /* never a static type */
+#  define GC_SET_FINALIZED(gc) _PyGC_SET_FINALIZED(FROM_GC(gc))
+#  define WRITE_UNRAISABLE(what, type) \
+    PyErr_FormatUnraisable("Exception ignored %s %s", (what), (type) ? ((PyTypeObject *)(type))->tp_name : "")
+#else
+#  define GC_FINALIZED(gc) _PyGCHead_FINALIZED(gc)
+#  define WEAKREFS_LISTPTR(op) ((PyWeakReference **)_PyObject_GET_WEAKREFS_LISTPTR(op))
+#  define GC_SET_FINALIZED(gc) _PyGCHead_SET_FINALIZED(gc)
+#  define WRITE_UNRAISABLE(what, type) _PyErr_WriteUnraisableMsg((what), (type))
+#endif
+
 /* ---- from CPython v3.11.2 Modules/gcmodule.c ---- */
 
 static void
@@ -345,8 +364,7 @@ handle_weakrefs(PyGC_Head *unreachable, PyGC_Head *old)
             continue;
 
         /* It supports weakrefs.  Does it have any? */
-        wrlist = (PyWeakReference **)
-                                _PyObject_GET_WEAKREFS_LISTPTR(op);
+        wrlist = WEAKREFS_LISTPTR(op);
 
         /* `op` may have some weakrefs.  March over the list, clear
          * all the weakrefs, and move the weakrefs with callbacks
@@ -480,9 +498,9 @@ finalize_garbage(PyThreadState *tstate, PyGC_Head *collectable)
         PyGC_Head *gc = GC_NEXT(collectable);
         PyObject *op = FROM_GC(gc);
         gc_list_move(gc, &seen);
-        if (!_PyGCHead_FINALIZED(gc) &&
+        if (!GC_FINALIZED(gc) &&
                 (finalize = Py_TYPE(op)->tp_finalize) != NULL) {
-            _PyGCHead_SET_FINALIZED(gc);
+            GC_SET_FINALIZED(gc);
             Py_INCREF(op);
             finalize(op);
             assert(!_PyErr_Occurred(tstate));
@@ -572,7 +590,7 @@ static void delete_garbage(PyThreadState *tstate, PyGC_Head *collectable, PyGC_H
         if (clear) {
             Py_INCREF(op);
             (void)clear(op);
-            if (_PyErr_Occurred(tstate)) _PyErr_WriteUnraisableMsg("in tp_clear of", (PyObject *)Py_TYPE(op));
+            if (_PyErr_Occurred(tstate)) WRITE_UNRAISABLE("in tp_clear of", (PyObject *)Py_TYPE(op));
             Py_DECREF(op);
         }
         if (GC_NEXT(collectable) == gc) {   /* still alive: back to the region, it may die later */
@@ -619,7 +637,7 @@ int rpy_collect(rpy_gclist_t *list, Py_ssize_t *collected, Py_ssize_t *uncollect
     *uncollectable = gc_list_size(&finalizers);
     handle_legacy_finalizers(tstate, gcstate, &finalizers, young);
 
-    if (_PyErr_Occurred(tstate)) _PyErr_WriteUnraisableMsg("in region garbage collection", NULL);
+    if (_PyErr_Occurred(tstate)) WRITE_UNRAISABLE("in region garbage collection", NULL);
     PyErr_Restore(saved_type, saved_value, saved_tb);
     gcstate->collecting = 0;
     return 0;

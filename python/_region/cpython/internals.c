@@ -1,8 +1,11 @@
-/* internals.c - CPython 3.11 internals, in one place (see internals.h).
+/* internals.c - CPython internals, in one place (see internals.h).
  *
- * Line references are to the CPython v3.11.2 sources (Debian's python3.11 = upstream v3.11.2); the
- * structures used here are identical in 3.11.7 (checked: the internal headers differ only in two
- * added prototypes).  3.12 and 3.13 move or change most of them; docs/python.md says how.
+ * Written for CPython 3.11 and 3.13.  Line references without a version are to the CPython v3.11.2
+ * sources (Debian's python3.11 = upstream v3.11.2; the structures used here are identical in 3.11.7:
+ * the internal headers differ only in two added prototypes); "3.13:" references are to v3.13.5
+ * (Debian trixie's python3.13), checked against the v3.13.0 headers this file is compiled with.
+ * Where the two versions differ, the difference is confined to the VERSIONS section below or to an
+ * #if RPY_313 next to the code that needs it.  3.12 is not supported (docs/python.md, "Versions").
  */
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"
@@ -23,8 +26,61 @@
 #include <internal/pycore_runtime.h>
 #include <internal/pycore_tuple.h>
 
-#if PY_VERSION_HEX < 0x030B0000 || PY_VERSION_HEX >= 0x030C0000
-#error "python/_region/internals.c is written for CPython 3.11 (docs/python.md, 'Other versions')"
+/* ---- VERSIONS ----
+ *
+ * Where each version keeps the per-interpreter freelists: 3.11 in separate structs of the
+ * interpreter (pycore_interp.h:160-172), 3.13 in interp->object_state.freelists (pycore_freelist.h).
+ * The push and pop rules the guards rely on are the same in both (3.13: tupleobject.c:1127-1185,
+ * floatobject.c:133-155,248-265, listobject.c, dictobject.c, sliceobject.c, context.c, genobject.c). */
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#  define RPY_313 0
+#  define TUPLE_HEADS(i) ((i)->tuple.free_list)
+#  define TUPLE_COUNTS(i) ((i)->tuple.numfree)
+#  define LIST_ITEMS(i) ((i)->list.free_list)
+#  define LIST_COUNT(i) ((i)->list.numfree)
+#  define DICT_ITEMS(i) ((i)->dict_state.free_list)
+#  define DICT_COUNT(i) ((i)->dict_state.numfree)
+#  define KEYS_ITEMS(i) ((i)->dict_state.keys_free_list)
+#  define KEYS_COUNT(i) ((i)->dict_state.keys_numfree)
+#  define FLOAT_HEAD(i) ((i)->float_state.free_list)
+#  define FLOAT_COUNT(i) ((i)->float_state.numfree)
+#  define SLICE_CACHE(i) ((i)->slice_cache)
+#  define CONTEXT_HEAD(i) ((i)->context.freelist)
+#  define CONTEXT_COUNT(i) ((i)->context.numfree)
+#  define ASEND_ITEMS(i) ((i)->async_gen.asend_freelist)
+#  define ASEND_COUNT(i) ((i)->async_gen.asend_numfree)
+#  define VALUE_ITEMS(i) ((i)->async_gen.value_freelist)
+#  define VALUE_COUNT(i) ((i)->async_gen.value_numfree)
+#elif PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#  define RPY_313 1
+#  include <internal/pycore_freelist.h>
+#  include <internal/pycore_typeobject.h>
+#  ifndef WITH_FREELISTS
+#    error "python/_region/cpython/internals.c expects CPython 3.13 built with freelists (the default)"
+#  endif
+#  ifdef Py_REF_DEBUG
+#    error "python/_region/cpython/internals.c does not support debug builds of CPython 3.13 (docs/python.md, 'Versions')"
+#  endif
+#  define FREELISTS(i) ((i)->object_state.freelists)
+#  define TUPLE_HEADS(i) (FREELISTS(i).tuples.items)
+#  define TUPLE_COUNTS(i) (FREELISTS(i).tuples.numfree)
+#  define LIST_ITEMS(i) (FREELISTS(i).lists.items)
+#  define LIST_COUNT(i) (FREELISTS(i).lists.numfree)
+#  define DICT_ITEMS(i) (FREELISTS(i).dicts.items)
+#  define DICT_COUNT(i) (FREELISTS(i).dicts.numfree)
+#  define KEYS_ITEMS(i) (FREELISTS(i).dictkeys.items)
+#  define KEYS_COUNT(i) (FREELISTS(i).dictkeys.numfree)
+#  define FLOAT_HEAD(i) (FREELISTS(i).floats.items)
+#  define FLOAT_COUNT(i) (FREELISTS(i).floats.numfree)
+#  define SLICE_CACHE(i) (FREELISTS(i).slices.slice_cache)
+#  define CONTEXT_HEAD(i) (FREELISTS(i).contexts.items)
+#  define CONTEXT_COUNT(i) (FREELISTS(i).contexts.numfree)
+#  define ASEND_ITEMS(i) (FREELISTS(i).async_gen_asends.items)
+#  define ASEND_COUNT(i) (FREELISTS(i).async_gen_asends.numfree)
+#  define VALUE_ITEMS(i) (FREELISTS(i).async_gens.items)
+#  define VALUE_COUNT(i) (FREELISTS(i).async_gens.numfree)
+#else
+#  error "python/_region/cpython/internals.c is written for CPython 3.11 and 3.13 with the GIL (docs/python.md, 'Versions')"
 #endif
 
 _Static_assert(sizeof(rpy_gclist_t) == sizeof(PyGC_Head), "rpy_gclist_t must be laid out as PyGC_Head");
@@ -116,7 +172,11 @@ bool rpy_gc_pause(void) {
 
 void rpy_gc_resume(bool was_enabled) { gcstate()->enabled = was_enabled; }
 
+#if RPY_313
+bool rpy_tracemalloc_tracing(void) { return _PyRuntime.tracemalloc.config.tracing != 0; }
+#else
 bool rpy_tracemalloc_tracing(void) { return _Py_tracemalloc_config.tracing != 0; }
+#endif
 
 /* ---- Objects ---- */
 
@@ -158,10 +218,14 @@ bool rpy_is_shared(PyObject *op) {
     return false;
 }
 
-/* _PyObject_DictPointer (object.c:1062), which is not exported. */
+/* _PyObject_DictPointer (object.c:1062; 3.13: _PyObject_ComputedDictPointer), which is not exported. */
 static PyObject **dict_pointer(PyObject *obj) {
     PyTypeObject *tp = Py_TYPE(obj);
+#if RPY_313
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return (PyObject **)&_PyObject_ManagedDictPointer(obj)->dict;
+#else
     if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return _PyObject_ManagedDictPointer(obj);
+#endif
     Py_ssize_t offset = tp->tp_dictoffset;
     if (offset == 0) return NULL;
     if (offset < 0) {
@@ -186,10 +250,18 @@ PyObject *rpy_attribute_name(PyObject *obj, PyObject *value) {
         return NULL;
     }
     PyTypeObject *tp = Py_TYPE(obj);
+#if RPY_313
+    /* Inline values (no dict materialized): the keys are the class's shared table, the values an
+     * array right after the object header (3.13: pycore_object.h:735-741). */
+    if (!(tp->tp_flags & Py_TPFLAGS_INLINE_VALUES)) return NULL;
+    PyDictValues *values = _PyObject_InlineValues(obj);
+    if (!values->valid) return NULL;
+#else
     if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)) return NULL;
     /* Inline values (3.11 "managed dict" not yet materialized): the keys are the class's shared
      * table, the values an array before the object (pycore_object.h:253-262). */
     PyDictValues *values = *_PyObject_ValuesPointer(obj);
+#endif
     PyDictKeysObject *keys = ((PyHeapTypeObject *)tp)->ht_cached_keys;
     if (!values || !keys) return NULL;
     for (Py_ssize_t i = 0; i < keys->dk_nentries; i++)
@@ -220,15 +292,24 @@ PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(Py
 }
 
 /* 3.11 frames: tstate->cframe->current_frame, linked by `previous`; each holds f_code and its
- * localsplus (locals, then cells and free variables) (pycore_frame.h:47-67). */
+ * localsplus (locals, then cells and free variables) (pycore_frame.h:47-67).  3.13: the thread's
+ * tstate->current_frame, and f_executable, which is a code object except in the C-stack entry
+ * frames (pycore_frame.h). */
+#if RPY_313
+#  define THREAD_TOP_FRAME(t) ((t)->current_frame)
+#  define FRAME_CODE(f) (PyCode_Check((f)->f_executable) ? (PyCodeObject *)(f)->f_executable : NULL)
+#else
+#  define THREAD_TOP_FRAME(t) ((t)->cframe ? (t)->cframe->current_frame : NULL)
+#  define FRAME_CODE(f) ((f)->f_code)
+#endif
 void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
                                void (*fn)(PyObject *name, PyCodeObject *code, int line, void *arg), void *arg) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
     for (PyThreadState *t = PyInterpreterState_ThreadHead(interp); t; t = PyThreadState_Next(t)) {
-        for (_PyInterpreterFrame *f = t->cframe ? t->cframe->current_frame : NULL; f; f = f->previous) {
+        for (_PyInterpreterFrame *f = THREAD_TOP_FRAME(t); f; f = f->previous) {
             if (_PyFrame_IsIncomplete(f)) continue;
-            PyCodeObject *code = f->f_code;
-            if (skip_filename && code->co_filename == skip_filename) continue;
+            PyCodeObject *code = FRAME_CODE(f);
+            if (!code || (skip_filename && code->co_filename == skip_filename)) continue;
             for (int i = 0; i < code->co_nlocalsplus; i++) {
                 PyObject *value = f->localsplus[i];
                 if (value && value != obj && PyCell_Check(value) && (_PyLocals_GetKind(code->co_localspluskinds, i) & (CO_FAST_CELL | CO_FAST_FREE)))
@@ -242,16 +323,36 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
     }
 }
 
-/* 3.11: tp_subclasses is NULL or a dict {id: weakref to subclass} (typeobject.c add_subclass). */
+/* A type's subclasses: NULL or a dict {id: weakref to subclass} (typeobject.c add_subclass).
+ * 3.13 keeps that dict of a static builtin type in the interpreter, at the index its tp_subclasses
+ * holds (3.13: typeobject.c:120-200, managed_static_type_state_get). */
+static PyObject *subclasses_of(PyTypeObject *type) {
+#if RPY_313
+    if (type->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) {
+        size_t index = (size_t)type->tp_subclasses - 1;
+        PyInterpreterState *interp = _PyInterpreterState_GET();
+        if (index < _Py_MAX_MANAGED_STATIC_BUILTIN_TYPES && interp->types.builtins.initialized[index].type == type)
+            return interp->types.builtins.initialized[index].tp_subclasses;
+        if (index < _Py_MAX_MANAGED_STATIC_EXT_TYPES && interp->types.for_extensions.initialized[index].type == type)
+            return interp->types.for_extensions.initialized[index].tp_subclasses;
+        return NULL;
+    }
+#endif
+    return type->tp_subclasses;
+}
+
 static void foreach_subtype(PyTypeObject *type, void (*fn)(PyTypeObject *, void *), void *arg, int depth) {
     fn(type, arg);
-    PyObject *subclasses = type->tp_subclasses;
+    PyObject *subclasses = subclasses_of(type);
     if (!subclasses || !PyDict_Check(subclasses) || depth > 256) return;
     Py_ssize_t pos = 0;
     PyObject *key, *ref;
     while (PyDict_Next(subclasses, &pos, &key, &ref)) {
-        PyObject *sub = PyWeakref_GET_OBJECT(ref);
-        if (sub != Py_None && PyType_Check(sub)) foreach_subtype((PyTypeObject *)sub, fn, arg, depth + 1);
+        /* A borrowed read of the referent: PyWeakref_GetRef would take a reference, and the walk
+         * must not run code (a last decref could). */
+        PyObject *sub = ((PyWeakReference *)ref)->wr_object;
+        if (sub != Py_None && Py_REFCNT(sub) > 0 && PyType_Check(sub))
+            foreach_subtype((PyTypeObject *)sub, fn, arg, depth + 1);
     }
 }
 
@@ -300,7 +401,12 @@ static bool plain_class(PyTypeObject *type) {
 
 static bool no_weakrefs(PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
+#if RPY_313
+    /* 3.13 classes keep the weakref list in the pre-header: a negative offset (MANAGED_WEAKREF). */
+    if (t->tp_weaklistoffset == 0) return true;
+#else
     if (t->tp_weaklistoffset <= 0) return true;
+#endif
     return *(PyObject **)((char *)op + t->tp_weaklistoffset) == NULL;
 }
 
@@ -312,7 +418,11 @@ bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), vo
     if (t == &PyUnicode_Type) {
         /* A compact str is one block, unless it cached a UTF-8 or wchar_t copy (unicodeobject.c
          * unicode_dealloc frees those): leave such rare strings to the ordinary path. */
+#if RPY_313
+        if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op)) return false;
+#else
         if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op) || _PyASCIIObject_CAST(op)->wstr) return false;
+#endif
         return PyUnicode_IS_ASCII(op) || _PyCompactUnicodeObject_CAST(op)->utf8 == NULL;
     }
     if (t == &PyList_Type) {
@@ -340,12 +450,19 @@ bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), vo
         return true;
     }
     if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || !plain_class(t) || !no_weakrefs(op)) return false;
+#if RPY_313
+    /* Inline values are part of the object's block.  A materialized __dict__ that shares them would
+     * be left pointing into freed memory if anything outside holds it: subtype_dealloc detaches it
+     * first (3.13: dictobject.c _PyObject_ClearManagedDict), so such objects take that path. */
+    if ((t->tp_flags & Py_TPFLAGS_MANAGED_DICT) && _PyObject_ManagedDictPointer(op)->dict) return false;
+#else
     if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
         /* Inline values: one PyMem block whose last prefix byte gives the prefix size
          * (dictobject.c:692-705 new_values). */
         PyDictValues *values = *_PyObject_ValuesPointer(op);
         if (values) owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
     }
+#endif
     return true;
 }
 
@@ -471,11 +588,11 @@ static void tuple_dealloc_guarded(PyObject *op) {
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, tuple_dealloc_guarded)
     orig_tuple_dealloc(op);
-    struct _Py_tuple_state *state = &_PyInterpreterState_GET()->tuple;
+    PyInterpreterState *interp = _PyInterpreterState_GET();
     Py_ssize_t index = size - 1;   /* tupleobject.c:1217 */
-    if (index < PyTuple_NFREELISTS && state->free_list[index] == (PyTupleObject *)op && must_not_stay(op)) {
-        state->free_list[index] = (PyTupleObject *)((PyTupleObject *)op)->ob_item[0];
-        state->numfree[index]--;
+    if (index < PyTuple_NFREELISTS && TUPLE_HEADS(interp)[index] == (PyTupleObject *)op && must_not_stay(op)) {
+        TUPLE_HEADS(interp)[index] = (PyTupleObject *)((PyTupleObject *)op)->ob_item[0];
+        TUPLE_COUNTS(interp)[index]--;
         PyObject_GC_Del(op);
     }
     Py_TRASHCAN_END
@@ -485,8 +602,8 @@ static void list_dealloc_guarded(PyObject *op) {
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, list_dealloc_guarded)
     orig_list_dealloc(op);
-    struct _Py_list_state *state = &_PyInterpreterState_GET()->list;
-    array_freelist_pop(op, state->free_list, &state->numfree);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    array_freelist_pop(op, LIST_ITEMS(interp), &LIST_COUNT(interp));
     Py_TRASHCAN_END
 }
 
@@ -494,40 +611,40 @@ static void dict_dealloc_guarded(PyObject *op) {
     PyObject_GC_UnTrack(op);
     Py_TRASHCAN_BEGIN(op, dict_dealloc_guarded)
     orig_dict_dealloc(op);
-    struct _Py_dict_state *state = &_PyInterpreterState_GET()->dict_state;
-    array_freelist_pop(op, state->free_list, &state->numfree);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    array_freelist_pop(op, DICT_ITEMS(interp), &DICT_COUNT(interp));
     Py_TRASHCAN_END
 }
 
 static void slice_dealloc_guarded(PyObject *op) {
     orig_slice_dealloc(op);
     PyInterpreterState *interp = _PyInterpreterState_GET();
-    if (interp->slice_cache == (PySliceObject *)op && must_not_stay(op)) {
-        interp->slice_cache = NULL;
+    if (SLICE_CACHE(interp) == (PySliceObject *)op && must_not_stay(op)) {
+        SLICE_CACHE(interp) = NULL;
         PyObject_GC_Del(op);
     }
 }
 
 static void context_dealloc_guarded(PyObject *op) {
     orig_context_dealloc(op);
-    struct _Py_context_state *state = &_PyInterpreterState_GET()->context;
-    if (state->numfree > 0 && state->freelist == (PyContext *)op && must_not_stay(op)) {
-        state->freelist = (PyContext *)((PyContext *)op)->ctx_weakreflist;
-        state->numfree--;
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (CONTEXT_COUNT(interp) > 0 && CONTEXT_HEAD(interp) == (PyContext *)op && must_not_stay(op)) {
+        CONTEXT_HEAD(interp) = (PyContext *)((PyContext *)op)->ctx_weakreflist;
+        CONTEXT_COUNT(interp)--;
         PyObject_GC_Del(op);
     }
 }
 
 static void asend_dealloc_guarded(PyObject *op) {
     orig_asend_dealloc(op);
-    struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
-    array_freelist_pop(op, state->asend_freelist, &state->asend_numfree);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    array_freelist_pop(op, ASEND_ITEMS(interp), &ASEND_COUNT(interp));
 }
 
 static void wrapped_dealloc_guarded(PyObject *op) {
     orig_wrapped_dealloc(op);
-    struct _Py_async_gen_state *state = &_PyInterpreterState_GET()->async_gen;
-    array_freelist_pop(op, state->value_freelist, &state->value_numfree);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    array_freelist_pop(op, VALUE_ITEMS(interp), &VALUE_COUNT(interp));
 }
 
 static void wrap(PyTypeObject *type, destructor *orig, destructor guarded) {
@@ -536,28 +653,56 @@ static void wrap(PyTypeObject *type, destructor *orig, destructor guarded) {
 }
 
 void rpy_float_freelist_off(void) {
-    struct _Py_float_state *f = &_PyInterpreterState_GET()->float_state;
-    if (f->numfree < 0) return;   /* finalized */
-    while (f->free_list) {
-        PyFloatObject *op = f->free_list;
-        f->free_list = (PyFloatObject *)Py_TYPE(op);
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (FLOAT_COUNT(interp) < 0) return;   /* finalized */
+    while (FLOAT_HEAD(interp)) {
+        PyFloatObject *op = FLOAT_HEAD(interp);
+        FLOAT_HEAD(interp) = (PyFloatObject *)Py_TYPE(op);
         PyObject_Free(op);
     }
-    f->numfree = PyFloat_MAXFREELIST;
+    FLOAT_COUNT(interp) = PyFloat_MAXFREELIST;
 }
+
+#if RPY_313
+/* The static type `name` among object's direct subclasses, or NULL: 3.13 does not export
+ * _PyAsyncGenWrappedValue_Type, but registers it there (3.13: object.c:2356, static_types). */
+static PyTypeObject *static_type_named(const char *name) {
+    PyObject *subclasses = subclasses_of(&PyBaseObject_Type);
+    if (!subclasses || !PyDict_Check(subclasses)) return NULL;
+    Py_ssize_t pos = 0;
+    PyObject *key, *ref;
+    while (PyDict_Next(subclasses, &pos, &key, &ref)) {
+        PyObject *sub = ((PyWeakReference *)ref)->wr_object;
+        if (sub != Py_None && PyType_Check(sub) && !(((PyTypeObject *)sub)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
+            strcmp(((PyTypeObject *)sub)->tp_name, name) == 0)
+            return (PyTypeObject *)sub;
+    }
+    return NULL;
+}
+#endif
 
 /* Region objects already on a freelist when the binding starts cannot exist (no region existed), so
  * installing only has to wrap the deallocators and switch the float list off. */
 int rpy_freelists_install(void) {
     static bool wrapped;
     if (!wrapped) {
+#if RPY_313
+        PyTypeObject *wrapped_value_type = static_type_named("async_generator_wrapped_value");
+        if (!wrapped_value_type) {
+            PyErr_SetString(PyExc_ImportError, "region: CPython's async_generator_wrapped_value type was not found "
+                                               "among object's subclasses");
+            return -1;
+        }
+#else
+        PyTypeObject *wrapped_value_type = &_PyAsyncGenWrappedValue_Type;
+#endif
         wrap(&PyTuple_Type, &orig_tuple_dealloc, tuple_dealloc_guarded);
         wrap(&PyList_Type, &orig_list_dealloc, list_dealloc_guarded);
         wrap(&PyDict_Type, &orig_dict_dealloc, dict_dealloc_guarded);
         wrap(&PySlice_Type, &orig_slice_dealloc, slice_dealloc_guarded);
         wrap(&PyContext_Type, &orig_context_dealloc, context_dealloc_guarded);
         wrap(&_PyAsyncGenASend_Type, &orig_asend_dealloc, asend_dealloc_guarded);
-        wrap(&_PyAsyncGenWrappedValue_Type, &orig_wrapped_dealloc, wrapped_dealloc_guarded);
+        wrap(wrapped_value_type, &orig_wrapped_dealloc, wrapped_dealloc_guarded);
         wrapped = true;
     }
     rpy_float_freelist_off();
@@ -605,7 +750,9 @@ typedef struct freelist_stash {
  * the interpreter is destroyed, but detaching at its end clears the entry first).  Attaching and
  * detaching are at the end of the file, after the keys guard they start and stop. */
 
+#if !RPY_313
 const volatile uintptr_t *rpy_tstate_current = (const volatile uintptr_t *)&_PyRuntime.gilstate.tstate_current;
+#endif
 
 typedef struct interp_entry {
     PyInterpreterState *interp;   /* NULL: a free entry */
@@ -634,21 +781,21 @@ void rpy_freelists_stash(void) {
     freelist_stash_t *stash = stash_of(interp);
     if (!stash || stash->stashed) return;
     for (int i = 0; i < PyTuple_NFREELISTS; i++) {
-        stash->tuple_heads[i] = interp->tuple.free_list[i];
-        stash->tuple_counts[i] = interp->tuple.numfree[i];
-        interp->tuple.free_list[i] = NULL;
-        interp->tuple.numfree[i] = 0;
+        stash->tuple_heads[i] = TUPLE_HEADS(interp)[i];
+        stash->tuple_counts[i] = TUPLE_COUNTS(interp)[i];
+        TUPLE_HEADS(interp)[i] = NULL;
+        TUPLE_COUNTS(interp)[i] = 0;
     }
-    STASH_ARRAY(stash->lists, stash->list_count, interp->list.free_list, interp->list.numfree);
-    STASH_ARRAY(stash->dicts, stash->dict_count, interp->dict_state.free_list, interp->dict_state.numfree);
-    STASH_ARRAY(stash->asends, stash->asend_count, interp->async_gen.asend_freelist, interp->async_gen.asend_numfree);
-    STASH_ARRAY(stash->values, stash->value_count, interp->async_gen.value_freelist, interp->async_gen.value_numfree);
-    stash->context_head = interp->context.freelist;
-    stash->context_count = interp->context.numfree;
-    interp->context.freelist = NULL;
-    interp->context.numfree = 0;
-    stash->slice = interp->slice_cache;
-    interp->slice_cache = NULL;
+    STASH_ARRAY(stash->lists, stash->list_count, LIST_ITEMS(interp), LIST_COUNT(interp));
+    STASH_ARRAY(stash->dicts, stash->dict_count, DICT_ITEMS(interp), DICT_COUNT(interp));
+    STASH_ARRAY(stash->asends, stash->asend_count, ASEND_ITEMS(interp), ASEND_COUNT(interp));
+    STASH_ARRAY(stash->values, stash->value_count, VALUE_ITEMS(interp), VALUE_COUNT(interp));
+    stash->context_head = CONTEXT_HEAD(interp);
+    stash->context_count = CONTEXT_COUNT(interp);
+    CONTEXT_HEAD(interp) = NULL;
+    CONTEXT_COUNT(interp) = 0;
+    stash->slice = SLICE_CACHE(interp);
+    SLICE_CACHE(interp) = NULL;
     stash->stashed = true;
 }
 
@@ -658,24 +805,24 @@ void rpy_freelists_unstash(void) {
     if (!stash || !stash->stashed) return;
     stash->stashed = false;
     for (int i = 0; i < PyTuple_NFREELISTS; i++) {
-        if (interp->tuple.numfree[i] != 0 || interp->tuple.free_list[i]) continue;
-        interp->tuple.free_list[i] = stash->tuple_heads[i];
-        interp->tuple.numfree[i] = stash->tuple_counts[i];
+        if (TUPLE_COUNTS(interp)[i] != 0 || TUPLE_HEADS(interp)[i]) continue;
+        TUPLE_HEADS(interp)[i] = stash->tuple_heads[i];
+        TUPLE_COUNTS(interp)[i] = stash->tuple_counts[i];
     }
-    UNSTASH_ARRAY(interp->list.free_list, interp->list.numfree, stash->lists, stash->list_count);
-    UNSTASH_ARRAY(interp->dict_state.free_list, interp->dict_state.numfree, stash->dicts, stash->dict_count);
-    UNSTASH_ARRAY(interp->async_gen.asend_freelist, interp->async_gen.asend_numfree, stash->asends, stash->asend_count);
-    UNSTASH_ARRAY(interp->async_gen.value_freelist, interp->async_gen.value_numfree, stash->values, stash->value_count);
-    if (interp->context.numfree == 0 && !interp->context.freelist) {
-        interp->context.freelist = stash->context_head;
-        interp->context.numfree = stash->context_count;
+    UNSTASH_ARRAY(LIST_ITEMS(interp), LIST_COUNT(interp), stash->lists, stash->list_count);
+    UNSTASH_ARRAY(DICT_ITEMS(interp), DICT_COUNT(interp), stash->dicts, stash->dict_count);
+    UNSTASH_ARRAY(ASEND_ITEMS(interp), ASEND_COUNT(interp), stash->asends, stash->asend_count);
+    UNSTASH_ARRAY(VALUE_ITEMS(interp), VALUE_COUNT(interp), stash->values, stash->value_count);
+    if (CONTEXT_COUNT(interp) == 0 && !CONTEXT_HEAD(interp)) {
+        CONTEXT_HEAD(interp) = stash->context_head;
+        CONTEXT_COUNT(interp) = stash->context_count;
     }
-    if (!interp->slice_cache) interp->slice_cache = stash->slice;
+    if (!SLICE_CACHE(interp)) SLICE_CACHE(interp) = stash->slice;
 }
 
 /* ---- The dict-keys freelist guard ----
  *
- * Each attached interpreter has its own keys freelist (interp->dict_state), kept full of spares.
+ * Each attached interpreter has its own keys freelist (KEYS_ITEMS), kept full of spares.
  * The allocator hook checks the freelist of the interpreter it last saw (rpy_keys_guarded_interp):
  * when the calling thread runs another interpreter, rpy_keys_freelist_refill() first switches the
  * guard to that one (its pointers, and the spare it left on top).  An interpreter that is not
@@ -695,7 +842,7 @@ PyInterpreterState *rpy_keys_guarded_interp;
 int *rpy_keys_freelist_count = &guard_off_count;
 void **rpy_keys_freelist_top = &guard_off_top;           /* &keys_free_list[FULL - 1] */
 void *rpy_keys_freelist_spare_on_top;                   /* what the guard last put there */
-static struct _Py_dict_state *guarded_dicts;            /* NULL: the guard is off */
+static PyInterpreterState *guarded;                     /* NULL: the guard is off */
 
 static void *(*spare_alloc)(size_t size);
 static void (*spare_free)(void *table);
@@ -713,13 +860,13 @@ static void keys_guard_switch(void) {
     if (old) old->spare_on_top = rpy_keys_freelist_spare_on_top;
     rpy_keys_guarded_interp = now;
     /* A negative count means the interpreter finalized its freelists: leave them alone. */
-    if (e && now->dict_state.keys_numfree >= 0) {
-        guarded_dicts = &now->dict_state;
-        rpy_keys_freelist_count = &guarded_dicts->keys_numfree;
-        rpy_keys_freelist_top = (void **)&guarded_dicts->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+    if (e && KEYS_COUNT(now) >= 0) {
+        guarded = now;
+        rpy_keys_freelist_count = &KEYS_COUNT(now);
+        rpy_keys_freelist_top = (void **)&KEYS_ITEMS(now)[RPY_KEYS_FREELIST_FULL - 1];
         rpy_keys_freelist_spare_on_top = e->spare_on_top;
     } else {
-        guarded_dicts = NULL;
+        guarded = NULL;
         rpy_keys_freelist_count = &guard_off_count;
         rpy_keys_freelist_top = &guard_off_top;
         rpy_keys_freelist_spare_on_top = NULL;
@@ -729,19 +876,19 @@ static void keys_guard_switch(void) {
 /* A table on top that the guard did not put there was pushed by CPython after a pop left room:
  * free it (nothing else refers to a freelisted table).  Then fill every empty place. */
 static void keys_freelist_refill_self(void) {
-    struct _Py_dict_state *d = guarded_dicts;
-    if (!spare_alloc || !d || d->keys_numfree < 0) return;
-    if (d->keys_numfree == RPY_KEYS_FREELIST_FULL && d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1] != rpy_keys_freelist_spare_on_top) {
-        void *pushed = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
-        d->keys_numfree--;
+    PyInterpreterState *d = guarded;
+    if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
+    if (KEYS_COUNT(d) == RPY_KEYS_FREELIST_FULL && KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1] != rpy_keys_freelist_spare_on_top) {
+        void *pushed = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
+        KEYS_COUNT(d)--;
         spare_free(pushed);
     }
-    while (d->keys_numfree < RPY_KEYS_FREELIST_FULL) {
+    while (KEYS_COUNT(d) < RPY_KEYS_FREELIST_FULL) {
         void *spare = spare_alloc(MIN_KEYS_SIZE);
         if (!spare) return;   /* out of memory: the guard tries again at the next call */
-        d->keys_free_list[d->keys_numfree++] = spare;
+        KEYS_ITEMS(d)[KEYS_COUNT(d)++] = spare;
     }
-    rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+    rpy_keys_freelist_spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
 }
 
 void rpy_keys_freelist_refill(void) {
@@ -751,16 +898,16 @@ void rpy_keys_freelist_refill(void) {
 
 void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
     rpy_keys_freelist_refill();
-    struct _Py_dict_state *d = guarded_dicts;
-    if (!spare_alloc || !d || d->keys_numfree < 0) return;
-    for (int i = 0; i < d->keys_numfree; i++) {
-        if (!is_wrong(d->keys_free_list[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
+    PyInterpreterState *d = guarded;
+    if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
+    for (int i = 0; i < KEYS_COUNT(d); i++) {
+        if (!is_wrong(KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
         void *spare = spare_alloc(MIN_KEYS_SIZE);
         if (!spare) return;
-        spare_free(d->keys_free_list[i]);
-        d->keys_free_list[i] = spare;
+        spare_free(KEYS_ITEMS(d)[i]);
+        KEYS_ITEMS(d)[i] = spare;
     }
-    rpy_keys_freelist_spare_on_top = d->keys_free_list[RPY_KEYS_FREELIST_FULL - 1];
+    rpy_keys_freelist_spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
 }
 
 /* ---- Interpreters: lookup, attaching, detaching ---- */

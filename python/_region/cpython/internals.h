@@ -3,11 +3,10 @@
  * Everything that depends on how a particular CPython version lays out its interpreter state (the GC
  * generation lists, the freelists, the object pre-header, dict key tables, the shared singletons) is
  * in internals.c, which alone is compiled with Py_BUILD_CORE_MODULE.  The rest of the binding sees
- * only the functions below.  docs/python.md lists what each of them relies on, and what 3.12/3.13
- * change.
+ * only the functions below.  docs/python.md lists what each of them relies on in 3.11 and 3.13.
  *
- * THREADS: every function here must be called with the GIL held (3.11 has one GIL for all
- * interpreters), and acts on the calling thread's interpreter.
+ * THREADS: every function here must be called with the GIL held (one GIL for all interpreters:
+ * 3.11, and 3.13's legacy subinterpreters), and acts on the calling thread's interpreter.
  */
 #ifndef REGION_PY_INTERNALS_H
 #define REGION_PY_INTERNALS_H
@@ -176,14 +175,22 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
 
 /* ---- Interpreters ---- */
 
-/* The calling thread's interpreter (NULL when it holds no thread state), in two loads: the allocator
- * hook asks on every call.  3.11 keeps the running thread state in _PyRuntime (pycore_runtime.h:37),
- * written by the thread that takes the GIL, so the GIL holder reads its own value. */
+/* The calling thread's interpreter (NULL when it holds no thread state): the allocator hook asks on
+ * every call.  3.11 keeps the running thread state in _PyRuntime (pycore_runtime.h:37), written by
+ * the thread that takes the GIL, so the GIL holder reads its own value in two loads; 3.13 keeps it
+ * in a thread-local of libpython, read through an exported function (pycore_pystate.h:125-141). */
+#if PY_VERSION_HEX < 0x030D0000
 extern const volatile uintptr_t *rpy_tstate_current;
 static inline PyInterpreterState *rpy_current_interp(void) {
     PyThreadState *tstate = (PyThreadState *)*rpy_tstate_current;
     return tstate ? tstate->interp : NULL;
 }
+#else
+static inline PyInterpreterState *rpy_current_interp(void) {
+    PyThreadState *tstate = PyThreadState_GetUnchecked();
+    return tstate ? tstate->interp : NULL;
+}
+#endif
 
 /* Interpreters that use regions attach first: each gets its own freelist stash, keys freelist guard
  * and float freelist switch.  rpy_interp_attach() returns the calling interpreter's index (0 ..
