@@ -47,10 +47,15 @@ for pair in ".venv-sys:/usr/bin/python3.11" ".venv-dbg:/usr/bin/python3.11-dbg";
   [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest 2>/dev/null
 done
-# CPython 3.13 (pyenv's build on these machines, or PYTHON313): the Python tests also run under it.
-python313=${PYTHON313:-$(command -v pyenv >/dev/null && echo "$(pyenv root)/versions/3.13.0/bin/python3.13" || true)}
-if [ -n "$python313" ] && [ -x "$python313" ]; then
-  [ -x .venv-313/bin/python ] || "$python313" -m venv .venv-313
-  .venv-313/bin/python -m pip install -q --disable-pip-version-check pytest 2>/dev/null
-fi
+# CPython 3.12 and 3.13 (pyenv's builds on these machines, or PYTHON312 / PYTHON313): the Python tests
+# also run under them, each from its own .venv-312 / .venv-313.
+pyenv_python() {   # pyenv_python VERSION: its interpreter, if pyenv has it
+  command -v pyenv >/dev/null && echo "$(pyenv root)/versions/$1/bin/python${1%.*}" || true
+}
+for pair in "312:${PYTHON312:-$(pyenv_python 3.12.1)}" "313:${PYTHON313:-$(pyenv_python 3.13.0)}"; do
+  venv=.venv-${pair%%:*} interpreter=${pair#*:}
+  [ -n "$interpreter" ] && [ -x "$interpreter" ] || continue
+  [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest 2>/dev/null
+done
 echo "setup: done ($(.venv/bin/meson --version) meson, mimalloc from cmeel-mimalloc $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cmeel-mimalloc"))'))"

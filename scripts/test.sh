@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
 # UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, the pkg-config check that a
-# C user can build against an installed libregion, the Python tests under four interpreters
-# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks, CPython 3.13),
+# C user can build against an installed libregion, the Python tests under five interpreters
+# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks, CPython
+# 3.12 and 3.13),
 # `pip install .` into a fresh virtual environment, and NUMA placement on two nodes in a qemu guest.  Sets up a fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,14 +41,17 @@ configure build-pydbg -Dpython=/usr/bin/python3.11-dbg -Dtests=false -Dbenchmark
 $meson compile -C build-pydbg >/dev/null
 pytest_in build-pydbg .venv-dbg/bin/python
 
-if [ -x .venv-313/bin/python ]; then
-  step "Python tests, $(.venv-313/bin/python -V) (build-py313/)"
-  configure build-py313 -Dpython="$(.venv-313/bin/python -c 'import sys; print(sys._base_executable)')" -Dtests=false -Dbenchmarks=false
-  $meson compile -C build-py313 >/dev/null
-  pytest_in build-py313 .venv-313/bin/python
-else
-  step "Python tests under CPython 3.13: skipped, no CPython 3.13 on this machine (scripts/setup.sh looks for pyenv's 3.13.0, or PYTHON313)"
-fi
+for minor in 12 13; do
+  venv=.venv-3$minor
+  if [ -x $venv/bin/python ]; then
+    step "Python tests, $($venv/bin/python -V) (build-py3$minor/)"
+    configure build-py3$minor -Dpython="$($venv/bin/python -c 'import sys; print(sys._base_executable)')" -Dtests=false -Dbenchmarks=false
+    $meson compile -C build-py3$minor >/dev/null
+    pytest_in build-py3$minor $venv/bin/python
+  else
+    step "Python tests under CPython 3.$minor: skipped, none on this machine (scripts/setup.sh looks for pyenv's, or PYTHON3$minor)"
+  fi
+done
 
 step "pip install . into a fresh virtual environment"
 tests/python/pip_install.sh

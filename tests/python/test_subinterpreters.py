@@ -1,5 +1,5 @@
-"""Ownership across subinterpreters (3.11's _xxsubinterpreters, 3.13's _interpreters with the shared
-GIL; tests/python/subinterp.py): a region built in one interpreter is
+"""Ownership across subinterpreters that share the main interpreter's GIL (3.11 and 3.12's
+_xxsubinterpreters, 3.13's _interpreters; tests/python/subinterp.py): a region built in one interpreter is
 released, adopted by id and acquired in another, read and changed there, and handed back - the
 very same objects, no copy, no pickle.  Also: what may cross (classes may not), the end of an
 interpreter that owns a region, and every non-owner access raising in either direction."""
@@ -461,8 +461,7 @@ except region.RegionError as e:
     assert "cannot exit region 'test'" in message and "no block of it is open in this thread and interpreter" in message
 
 
-@pytest.mark.skipif(interpreters.create_isolated is None or sys.version_info < (3, 12),
-                    reason="interpreters with their own GIL exist from CPython 3.12")
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from CPython 3.12")
 def test_an_interpreter_with_its_own_gil_cannot_import_region():
     """A limitation (docs/python.md, "Versions"): the binding's state is shared under one GIL, so an
     isolated interpreter is refused - by CPython itself, since region._region is single-phase."""

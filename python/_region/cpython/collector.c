@@ -39,7 +39,13 @@
  * Its update_refs also moves immortal objects to the permanent generation; no region object is
  * immortal in a default build (3.13 immortalizes only static and interned objects), and one would be
  * a root with a huge count here, which is safe. */
-#if PY_VERSION_HEX >= 0x030D0000
+#if PY_VERSION_HEX >= 0x030C0000 && PY_VERSION_HEX < 0x030D0000
+/* 3.12 (v3.12.1 headers): 3.11's names, and the weakref list found by offset as in 3.13. */
+#  define GC_FINALIZED(gc) _PyGCHead_FINALIZED(gc)
+#  define GC_SET_FINALIZED(gc) _PyGCHead_SET_FINALIZED(gc)
+#  define WEAKREFS_LISTPTR(op) _PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET(op)
+#  define WRITE_UNRAISABLE(what, type) _PyErr_WriteUnraisableMsg((what), (type))
+#elif PY_VERSION_HEX >= 0x030D0000
 #  define GC_FINALIZED(gc) _PyGC_FINALIZED(FROM_GC(gc))
 #  define WEAKREFS_LISTPTR(op) _PyObject_GET_WEAKREFS_LISTPTR_FROM_OFFSET(op)   /* never a static type */
 #  define GC_SET_FINALIZED(gc) _PyGC_SET_FINALIZED(FROM_GC(gc))

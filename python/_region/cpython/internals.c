@@ -1,11 +1,14 @@
 /* internals.c - CPython internals, in one place (see internals.h).
  *
- * Written for CPython 3.11 and 3.13.  Line references without a version are to the CPython v3.11.2
- * sources (Debian's python3.11 = upstream v3.11.2; the structures used here are identical in 3.11.7:
- * the internal headers differ only in two added prototypes); "3.13:" references are to v3.13.5
- * (Debian trixie's python3.13), checked against the v3.13.0 headers this file is compiled with.
- * Where the two versions differ, the difference is confined to the VERSIONS section below or to an
- * #if RPY_313 next to the code that needs it.  3.12 is not supported (docs/python.md, "Versions").
+ * Written for CPython 3.11, 3.12 and 3.13.  Line references without a version are to the CPython
+ * v3.11.2 sources (Debian's python3.11 = upstream v3.11.2; the structures used here are identical in
+ * 3.11.7: the internal headers differ only in two added prototypes); "3.13:" references are to
+ * v3.13.5 (Debian trixie's python3.13), checked against the v3.13.0 headers this file is compiled
+ * with.  No 3.12 source is available from this project's package registries: the 3.12 branches
+ * follow the v3.12.1 internal headers (and, for inline values, a 3.12 dictobject.c read for
+ * reference) - docs/python.md, "Versions".
+ * Where the versions differ, the difference is confined to the VERSIONS section below or to an
+ * #if RPY_312 / RPY_313 next to the code that needs it.
  */
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"
@@ -32,8 +35,13 @@
  * interpreter (pycore_interp.h:160-172), 3.13 in interp->object_state.freelists (pycore_freelist.h).
  * The push and pop rules the guards rely on are the same in both (3.13: tupleobject.c:1127-1185,
  * floatobject.c:133-155,248-265, listobject.c, dictobject.c, sliceobject.c, context.c, genobject.c). */
-#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
+/* 3.12 keeps 3.11's freelist structs (v3.12.1 pycore_interp.h:189-203). */
+#  define RPY_312 (PY_VERSION_HEX >= 0x030C0000)
 #  define RPY_313 0
+#  if RPY_312 && defined(Py_REF_DEBUG)
+#    error "python/_region/cpython/internals.c does not support debug builds of CPython 3.12 (docs/python.md, 'Versions')"
+#  endif
 #  define TUPLE_HEADS(i) ((i)->tuple.free_list)
 #  define TUPLE_COUNTS(i) ((i)->tuple.numfree)
 #  define LIST_ITEMS(i) ((i)->list.free_list)
@@ -52,6 +60,7 @@
 #  define VALUE_ITEMS(i) ((i)->async_gen.value_freelist)
 #  define VALUE_COUNT(i) ((i)->async_gen.value_numfree)
 #elif PY_VERSION_HEX >= 0x030D0000 && PY_VERSION_HEX < 0x030E0000 && !defined(Py_GIL_DISABLED)
+#  define RPY_312 0
 #  define RPY_313 1
 #  include <internal/pycore_freelist.h>
 #  include <internal/pycore_typeobject.h>
@@ -80,7 +89,7 @@
 #  define VALUE_ITEMS(i) (FREELISTS(i).async_gens.items)
 #  define VALUE_COUNT(i) (FREELISTS(i).async_gens.numfree)
 #else
-#  error "python/_region/cpython/internals.c is written for CPython 3.11 and 3.13 with the GIL (docs/python.md, 'Versions')"
+#  error "python/_region/cpython/internals.c is written for CPython 3.11, 3.12 and 3.13 with the GIL (docs/python.md, 'Versions')"
 #endif
 
 _Static_assert(sizeof(rpy_gclist_t) == sizeof(PyGC_Head), "rpy_gclist_t must be laid out as PyGC_Head");
@@ -172,7 +181,7 @@ bool rpy_gc_pause(void) {
 
 void rpy_gc_resume(bool was_enabled) { gcstate()->enabled = was_enabled; }
 
-#if RPY_313
+#if RPY_312 || RPY_313
 bool rpy_tracemalloc_tracing(void) { return _PyRuntime.tracemalloc.config.tracing != 0; }
 #else
 bool rpy_tracemalloc_tracing(void) { return _Py_tracemalloc_config.tracing != 0; }
@@ -218,11 +227,21 @@ bool rpy_is_shared(PyObject *op) {
     return false;
 }
 
+#if RPY_312
+static PyObject *null_dict;   /* what dict_pointer points at for 3.12 inline values: no dict */
+#endif
+
 /* _PyObject_DictPointer (object.c:1062; 3.13: _PyObject_ComputedDictPointer), which is not exported. */
 static PyObject **dict_pointer(PyObject *obj) {
     PyTypeObject *tp = Py_TYPE(obj);
 #if RPY_313
     if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return (PyObject **)&_PyObject_ManagedDictPointer(obj)->dict;
+#elif RPY_312
+    /* 3.12: the managed slot holds either the dict or tagged inline values (pycore_object.h:365-405). */
+    if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        PyDictOrValues *dorv = _PyObject_DictOrValuesPointer(obj);
+        return _PyDictOrValues_IsValues(*dorv) ? &null_dict : &dorv->dict;
+    }
 #else
     if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return _PyObject_ManagedDictPointer(obj);
 #endif
@@ -256,6 +275,11 @@ PyObject *rpy_attribute_name(PyObject *obj, PyObject *value) {
     if (!(tp->tp_flags & Py_TPFLAGS_INLINE_VALUES)) return NULL;
     PyDictValues *values = _PyObject_InlineValues(obj);
     if (!values->valid) return NULL;
+#elif RPY_312
+    if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)) return NULL;
+    PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(obj);
+    if (!_PyDictOrValues_IsValues(dorv)) return NULL;
+    PyDictValues *values = _PyDictOrValues_GetValues(dorv);
 #else
     if (!(tp->tp_flags & Py_TPFLAGS_MANAGED_DICT)) return NULL;
     /* Inline values (3.11 "managed dict" not yet materialized): the keys are the class's shared
@@ -327,7 +351,15 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
  * 3.13 keeps that dict of a static builtin type in the interpreter, at the index its tp_subclasses
  * holds (3.13: typeobject.c:120-200, managed_static_type_state_get). */
 static PyObject *subclasses_of(PyTypeObject *type) {
-#if RPY_313
+#if RPY_312
+    if (type->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) {   /* v3.12.1 pycore_typeobject.h:43-68 */
+        size_t index = (size_t)type->tp_subclasses - 1;
+        PyInterpreterState *interp = _PyInterpreterState_GET();
+        if (index < _Py_MAX_STATIC_BUILTIN_TYPES && interp->types.builtins[index].type == type)
+            return interp->types.builtins[index].tp_subclasses;
+        return NULL;
+    }
+#elif RPY_313
     if (type->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) {
         size_t index = (size_t)type->tp_subclasses - 1;
         PyInterpreterState *interp = _PyInterpreterState_GET();
@@ -401,8 +433,8 @@ static bool plain_class(PyTypeObject *type) {
 
 static bool no_weakrefs(PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
-#if RPY_313
-    /* 3.13 classes keep the weakref list in the pre-header: a negative offset (MANAGED_WEAKREF). */
+#if RPY_312 || RPY_313
+    /* 3.12+ classes keep the weakref list in the pre-header: a negative offset (MANAGED_WEAKREF). */
     if (t->tp_weaklistoffset == 0) return true;
 #else
     if (t->tp_weaklistoffset <= 0) return true;
@@ -418,7 +450,7 @@ bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), vo
     if (t == &PyUnicode_Type) {
         /* A compact str is one block, unless it cached a UTF-8 or wchar_t copy (unicodeobject.c
          * unicode_dealloc frees those): leave such rare strings to the ordinary path. */
-#if RPY_313
+#if RPY_312 || RPY_313
         if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op)) return false;
 #else
         if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op) || _PyASCIIObject_CAST(op)->wstr) return false;
@@ -455,6 +487,16 @@ bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), vo
      * be left pointing into freed memory if anything outside holds it: subtype_dealloc detaches it
      * first (3.13: dictobject.c _PyObject_ClearManagedDict), so such objects take that path. */
     if ((t->tp_flags & Py_TPFLAGS_MANAGED_DICT) && _PyObject_ManagedDictPointer(op)->dict) return false;
+#elif RPY_312
+    if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
+        /* Inline values, tagged in the managed slot: allocated as in 3.11 (new_values, the same in a
+         * 3.12 dictobject.c read for reference); a materialized dict owns them instead. */
+        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(op);
+        if (_PyDictOrValues_IsValues(dorv)) {
+            PyDictValues *values = _PyDictOrValues_GetValues(dorv);
+            owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+        }
+    }
 #else
     if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
         /* Inline values: one PyMem block whose last prefix byte gives the prefix size
@@ -750,7 +792,7 @@ typedef struct freelist_stash {
  * the interpreter is destroyed, but detaching at its end clears the entry first).  Attaching and
  * detaching are at the end of the file, after the keys guard they start and stop. */
 
-#if !RPY_313
+#if !RPY_312 && !RPY_313
 const volatile uintptr_t *rpy_tstate_current = (const volatile uintptr_t *)&_PyRuntime.gilstate.tstate_current;
 #endif
 

@@ -3,7 +3,7 @@
  * Everything that depends on how a particular CPython version lays out its interpreter state (the GC
  * generation lists, the freelists, the object pre-header, dict key tables, the shared singletons) is
  * in internals.c, which alone is compiled with Py_BUILD_CORE_MODULE.  The rest of the binding sees
- * only the functions below.  docs/python.md lists what each of them relies on in 3.11 and 3.13.
+ * only the functions below.  docs/python.md lists what each of them relies on in 3.11, 3.12 and 3.13.
  *
  * THREADS: every function here must be called with the GIL held (one GIL for all interpreters:
  * 3.11, and 3.13's legacy subinterpreters), and acts on the calling thread's interpreter.
@@ -177,12 +177,18 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
 
 /* The calling thread's interpreter (NULL when it holds no thread state): the allocator hook asks on
  * every call.  3.11 keeps the running thread state in _PyRuntime (pycore_runtime.h:37), written by
- * the thread that takes the GIL, so the GIL holder reads its own value in two loads; 3.13 keeps it
- * in a thread-local of libpython, read through an exported function (pycore_pystate.h:125-141). */
-#if PY_VERSION_HEX < 0x030D0000
+ * the thread that takes the GIL, so the GIL holder reads its own value in two loads; 3.12 and 3.13
+ * keep it in a thread-local of libpython, read through an exported function (3.13:
+ * pycore_pystate.h:125-141). */
+#if PY_VERSION_HEX < 0x030C0000
 extern const volatile uintptr_t *rpy_tstate_current;
 static inline PyInterpreterState *rpy_current_interp(void) {
     PyThreadState *tstate = (PyThreadState *)*rpy_tstate_current;
+    return tstate ? tstate->interp : NULL;
+}
+#elif PY_VERSION_HEX < 0x030D0000
+static inline PyInterpreterState *rpy_current_interp(void) {   /* 3.12: also a thread-local */
+    PyThreadState *tstate = _PyThreadState_UncheckedGet();
     return tstate ? tstate->interp : NULL;
 }
 #else
