@@ -127,8 +127,10 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     }
     region_release(r);   /* the binding takes thread ownership only around libregion calls */
     /* The reservation exists from the first region on and never moves. */
-    rpy_region_memory_base = (uintptr_t)rarena_reservation.base;
-    rpy_region_memory_span = rarena_reservation.span;
+    /* Atomic: the freelist wrappers read both in every interpreter (a wrong answer there only frees
+     * an object instead of keeping it on a freelist). */
+    __atomic_store_n(&rpy_region_memory_base, (uintptr_t)rarena_reservation.base, __ATOMIC_RELAXED);
+    __atomic_store_n(&rpy_region_memory_span, rarena_reservation.span, __ATOMIC_RELAXED);
 
     RegionObject *self = (RegionObject *)type->tp_alloc(type, 0);
     if (!self) goto fail;

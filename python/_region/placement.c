@@ -95,7 +95,8 @@ void placement_collection_ran(void) { collection_scheduled = false; }
 /* ---- The hook ---- */
 
 static inline void keys_guard(PyInterpreterState *interp) {
-    if (unlikely(interp != rpy_keys_guarded_interp || *rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
+    if (unlikely(interp != __atomic_load_n(&rpy_keys_guarded_interp, __ATOMIC_RELAXED) ||
+                 *rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
                  *rpy_keys_freelist_top != rpy_keys_freelist_spare_on_top))
         rpy_keys_freelist_refill();
 }
@@ -303,7 +304,7 @@ int placement_enter(RegionObject *self) {
     stack.interps[stack.depth] = rpy_current_interp();
     stack.entries[stack.depth++] = self;
     self->blocks_open++;
-    rpy_blocks_open++;
+    __atomic_add_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);   /* read by other interpreters' deallocators */
     if (interp_blocks[index]++ == 0) {
         rpy_freelists_stash();   /* from here on, no freelist hands ordinary memory to a new object */
         membership_blocks_opened(index);
@@ -331,7 +332,7 @@ int placement_exit(RegionObject *self) {
     }
     stack.depth--;
     self->blocks_open--;
-    rpy_blocks_open--;
+    __atomic_sub_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);
     set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
     if (index >= 0 && --interp_blocks[index] == 0) {

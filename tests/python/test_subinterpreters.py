@@ -471,3 +471,42 @@ def test_an_interpreter_with_its_own_gil_cannot_import_region():
             interpreters.run_string(sub, "import region")
     finally:
         interpreters.destroy(sub)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from CPython 3.12")
+def test_regions_work_while_an_interpreter_with_its_own_gil_runs_in_parallel():
+    """The allocator hook and the freelist wrappers are process-wide, so an own-GIL interpreter that
+    does not use regions runs them in parallel with the main interpreter's region work: neither may
+    disturb the other (the keys guard is left alone by interpreters that never attached)."""
+    sub = interpreters.create_isolated()
+    errors = []
+
+    def churn():
+        try:
+            interpreters.run_string(sub, textwrap.dedent("""
+                d = {}
+                for i in range(400_000):
+                    d[i % 1000] = {"k": (i, str(i)), "l": [i, float(i)]}
+                assert len(d) == 1000 and d[999]["k"][0] % 1000 == 999
+            """))
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(e)
+
+    thread = threading.Thread(target=churn)
+    thread.start()
+    try:
+        rounds = 0
+        while thread.is_alive() or rounds < 20:
+            r = region.region(f"parallel-{rounds}")
+            with r:
+                r.root = [{"k": i, "s": str(i), "t": (i, [i])} for i in range(2000)]
+            placed = region.region_of(r.root[1999]["t"][1]) is r
+            assert placed
+            assert r.check() is None
+            assert sum(d["k"] for d in r.root) == 1999 * 2000 // 2
+            r.close()
+            rounds += 1
+    finally:
+        thread.join()
+        interpreters.destroy(sub)
+    assert not errors, errors

@@ -23,7 +23,8 @@
  *
  * The functions between the markers are copied from CPython v3.11.2 Modules/gcmodule.c,
  * Copyright (c) 2001-2023 Python Software Foundation, PSF License Agreement v2
- * (python/_region/cpython/LICENSE.PSF); only the debug validation calls were removed.
+ * (python/_region/cpython/LICENSE.PSF); only the debug validation calls were removed.  The same
+ * code runs on 3.12 and 3.13: the macros below cover what their versions of it changed.
  */
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"

@@ -3,6 +3,8 @@
  * Copied from CPython v3.11.2 (Modules/gcmodule.c:60-345), Copyright (c) 2001-2023 Python Software
  * Foundation, under the PSF License Agreement v2 (see python/_region/cpython/LICENSE.PSF).  Shared
  * by internals.c (routing objects between lists) and collector.c (collecting a region's list).
+ * 3.13's Python/gc.c (v3.13.5) has the same primitives, asserts aside, and 3.12 and 3.13 keep the
+ * PyGC_Head layout and flag bits (pycore_gc.h).
  */
 #ifndef REGION_PY_GCLIST_H
 #define REGION_PY_GCLIST_H

@@ -609,7 +609,10 @@ static destructor orig_tuple_dealloc, orig_list_dealloc, orig_dict_dealloc, orig
 
 /* On every deallocation of the wrapped types: two loads and a compare, no call. */
 static inline bool must_not_stay(PyObject *op) {
-    return rpy_blocks_open || (uintptr_t)op - rpy_region_memory_base < rpy_region_memory_span;
+    /* Atomic: an interpreter with its own GIL runs these wrappers in parallel with the binding. */
+    return __atomic_load_n(&rpy_blocks_open, __ATOMIC_RELAXED) ||
+           (uintptr_t)op - __atomic_load_n(&rpy_region_memory_base, __ATOMIC_RELAXED) <
+               __atomic_load_n(&rpy_region_memory_span, __ATOMIC_RELAXED);
 }
 
 /* For the freelists that are arrays with a count: takes op back off the top and frees it. */
@@ -805,10 +808,15 @@ typedef struct interp_entry {
 
 static interp_entry_t interps[RPY_MAX_INTERPRETERS];
 
+/* THREADS: entries change only with the GIL of the attached interpreters held, but an interpreter
+ * with its own GIL (3.12+, one that does not use regions: it cannot import the package) reaches
+ * entry_of() from its allocator hook calls in parallel (rpy_keys_freelist_refill).  So `interp` is
+ * published last with a release store, read with an acquire load, and cleared atomically. */
 static interp_entry_t *entry_of(PyInterpreterState *interp) {
     if (!interp) return NULL;
     for (int i = 0; i < RPY_MAX_INTERPRETERS; i++)
-        if (interps[i].interp == interp && interps[i].id == interp->id) return &interps[i];
+        if (__atomic_load_n(&interps[i].interp, __ATOMIC_ACQUIRE) == interp && interps[i].id == interp->id)
+            return &interps[i];
     return NULL;
 }
 
@@ -889,6 +897,12 @@ static PyInterpreterState *guarded;                     /* NULL: the guard is of
 static void *(*spare_alloc)(size_t size);
 static void (*spare_free)(void *table);
 
+/* Read by the hook in every thread, written only by an attached interpreter (atomic for the
+ * parallel readers of 3.12+; see guards_keys below). */
+static void set_guarded_interp(PyInterpreterState *interp) {
+    __atomic_store_n(&rpy_keys_guarded_interp, interp, __ATOMIC_RELAXED);
+}
+
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table)) {
     spare_alloc = alloc;
     spare_free = release;
@@ -900,7 +914,7 @@ static void keys_guard_switch(void) {
     if (now == rpy_keys_guarded_interp) return;
     interp_entry_t *old = entry_of(rpy_keys_guarded_interp), *e = entry_of(now);
     if (old) old->spare_on_top = rpy_keys_freelist_spare_on_top;
-    rpy_keys_guarded_interp = now;
+    set_guarded_interp(now);
     /* A negative count means the interpreter finalized its freelists: leave them alone. */
     if (e && KEYS_COUNT(now) >= 0) {
         guarded = now;
@@ -933,7 +947,26 @@ static void keys_freelist_refill_self(void) {
     rpy_keys_freelist_spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
 }
 
+/* Interpreters that never attached never touch the guard: the hook runs in all of them, and one with
+ * its own GIL would otherwise switch the guard's statics while an attached interpreter uses them.
+ * (Nothing is lost: such an interpreter's dicts are never region objects, and an attached one finds
+ * its freelist as it left it, since only its own code changes it.)  That the calling thread's
+ * interpreter is not attached is cached per thread until the next attach. */
+static unsigned attach_generation;   /* bumped by every attach; read from any thread */
+static _Thread_local struct { PyInterpreterState *interp; unsigned generation; } known_unattached;
+
+static bool guards_keys(PyInterpreterState *interp) {
+    unsigned generation = __atomic_load_n(&attach_generation, __ATOMIC_ACQUIRE);
+    if (known_unattached.interp == interp && known_unattached.generation == generation) return false;
+    if (entry_of(interp)) return true;
+    known_unattached.interp = interp;
+    known_unattached.generation = generation;
+    return false;
+}
+
 void rpy_keys_freelist_refill(void) {
+    PyInterpreterState *now = rpy_current_interp();
+    if (now != __atomic_load_n(&rpy_keys_guarded_interp, __ATOMIC_RELAXED) && !guards_keys(now)) return;
     keys_guard_switch();
     keys_freelist_refill_self();
 }
@@ -967,8 +1000,10 @@ int rpy_interp_attach(void) {
             if (!interps[i].interp) e = &interps[i];
         if (!e) return -1;
         keys_guard_switch();   /* saves the spare of the interpreter guarded so far */
-        *e = (interp_entry_t){.interp = interp, .id = interp->id};
-        rpy_keys_guarded_interp = NULL;   /* nothing to save: the guard was off for this one */
+        *e = (interp_entry_t){.id = interp->id};
+        __atomic_store_n(&e->interp, interp, __ATOMIC_RELEASE);
+        __atomic_add_fetch(&attach_generation, 1, __ATOMIC_RELEASE);
+        set_guarded_interp(NULL);   /* nothing to save: the guard was off for this one */
     }
     rpy_float_freelist_off();
     rpy_keys_freelist_refill();   /* switches to this interpreter and fills its freelist */
@@ -981,7 +1016,7 @@ void rpy_interp_detach(void) {
     if (!e) return;
     rpy_freelists_unstash();   /* its own finalization frees what it kept */
     keys_guard_switch();
-    e->interp = NULL;
-    rpy_keys_guarded_interp = NULL;
+    __atomic_store_n(&e->interp, NULL, __ATOMIC_RELEASE);
+    set_guarded_interp(NULL);
     keys_guard_switch();   /* e is gone: the guard is off for this interpreter */
 }
