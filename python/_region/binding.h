@@ -10,8 +10,11 @@
  * into the region's memory.  The GC-tracked members are kept on the region's own GC list, never in
  * the interpreter's generations (membership.c).
  *
- * THREADS AND INTERPRETERS: all of the binding runs with the GIL held.  3.11 has one GIL for every
- * interpreter, so the statics here have exactly one user at a time, whichever interpreter it runs.
+ * THREADS AND INTERPRETERS: all of the binding runs with the GIL held.  Every interpreter that can
+ * import the package shares one GIL (3.11 has no other kind; 3.12 and 3.13 refuse the single-phase
+ * module in an interpreter with its own), so the statics here have exactly one user at a time,
+ * whichever interpreter it runs.  Own-GIL interpreters only run the allocator hook and the wrapped
+ * deallocators, and touch no state of the binding there but atomics (internals.h, THREADS).
  * The module is initialized once, in the main interpreter; a subinterpreter's import gets a copy of
  * its dict (CPython's rule for single-phase modules), so every interpreter shares the Region type, the
  * exceptions and every Region object: a region id names the same Region everywhere.  What is per

@@ -126,8 +126,8 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     region_release(r);   /* the binding takes thread ownership only around libregion calls */
-    /* The reservation exists from the first region on and never moves. */
-    /* Atomic: the freelist wrappers read both in every interpreter (a wrong answer there only frees
+    /* The reservation exists from the first region on and never moves.  Atomic: the freelist
+     * wrappers read both in every interpreter, own-GIL ones included (a wrong answer there only frees
      * an object instead of keeping it on a freelist). */
     __atomic_store_n(&rpy_region_memory_base, (uintptr_t)rarena_reservation.base, __ATOMIC_RELAXED);
     __atomic_store_n(&rpy_region_memory_span, rarena_reservation.span, __ATOMIC_RELAXED);

@@ -31,9 +31,9 @@
 
 /* ---- VERSIONS ----
  *
- * Where each version keeps the per-interpreter freelists: 3.11 in separate structs of the
+ * Where each version keeps the per-interpreter freelists: 3.11 and 3.12 in separate structs of the
  * interpreter (pycore_interp.h:160-172), 3.13 in interp->object_state.freelists (pycore_freelist.h).
- * The push and pop rules the guards rely on are the same in both (3.13: tupleobject.c:1127-1185,
+ * The push and pop rules the guards rely on are the same in all three (3.13: tupleobject.c:1127-1185,
  * floatobject.c:133-155,248-265, listobject.c, dictobject.c, sliceobject.c, context.c, genobject.c). */
 #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000 && !defined(Py_GIL_DISABLED)
 /* 3.12 keeps 3.11's freelist structs (v3.12.1 pycore_interp.h:189-203). */
@@ -348,8 +348,8 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
 }
 
 /* A type's subclasses: NULL or a dict {id: weakref to subclass} (typeobject.c add_subclass).
- * 3.13 keeps that dict of a static builtin type in the interpreter, at the index its tp_subclasses
- * holds (3.13: typeobject.c:120-200, managed_static_type_state_get). */
+ * 3.12 and 3.13 keep that dict of a static builtin type in the interpreter, at the index its
+ * tp_subclasses holds (3.13: typeobject.c:120-200, managed_static_type_state_get). */
 static PyObject *subclasses_of(PyTypeObject *type) {
 #if RPY_312
     if (type->tp_flags & _Py_TPFLAGS_STATIC_BUILTIN) {   /* v3.12.1 pycore_typeobject.h:43-68 */

@@ -5,8 +5,12 @@
  * in internals.c, which alone is compiled with Py_BUILD_CORE_MODULE.  The rest of the binding sees
  * only the functions below.  docs/python.md lists what each of them relies on in 3.11, 3.12 and 3.13.
  *
- * THREADS: every function here must be called with the GIL held (one GIL for all interpreters:
- * 3.11, and 3.13's legacy subinterpreters), and acts on the calling thread's interpreter.
+ * THREADS: every function here must be called with the GIL held, and acts on the calling thread's
+ * interpreter.  Every interpreter that uses regions shares one GIL (3.11 has no other kind; on 3.12
+ * and 3.13 only the "legacy" kind can import the package).  The exceptions are what the allocator
+ * hook and the wrapped deallocators reach, which also run in parallel in interpreters with their own
+ * GIL: rpy_keys_freelist_refill() (a no-op there) and the reads of rpy_blocks_open and the region
+ * memory bounds (atomic).
  */
 #ifndef REGION_PY_INTERNALS_H
 #define REGION_PY_INTERNALS_H
