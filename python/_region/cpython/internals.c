@@ -227,11 +227,8 @@ bool rpy_is_shared(PyObject *op) {
     return false;
 }
 
-#if RPY_312
-static PyObject *null_dict;   /* what dict_pointer points at for 3.12 inline values: no dict */
-#endif
-
-/* _PyObject_DictPointer (object.c:1062; 3.13: _PyObject_ComputedDictPointer), which is not exported. */
+/* _PyObject_DictPointer (object.c:1062; 3.13: _PyObject_ComputedDictPointer), which is not exported:
+ * where obj's __dict__ pointer is, or NULL when it has none (3.12: inline values, no dict yet). */
 static PyObject **dict_pointer(PyObject *obj) {
     PyTypeObject *tp = Py_TYPE(obj);
 #if RPY_313
@@ -240,7 +237,7 @@ static PyObject **dict_pointer(PyObject *obj) {
     /* 3.12: the managed slot holds either the dict or tagged inline values (pycore_object.h:365-405). */
     if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
         PyDictOrValues *dorv = _PyObject_DictOrValuesPointer(obj);
-        return _PyDictOrValues_IsValues(*dorv) ? &null_dict : &dorv->dict;
+        return _PyDictOrValues_IsValues(*dorv) ? NULL : &dorv->dict;
     }
 #else
     if (tp->tp_flags & Py_TPFLAGS_MANAGED_DICT) return _PyObject_ManagedDictPointer(obj);
@@ -373,6 +370,14 @@ static PyObject *subclasses_of(PyTypeObject *type) {
     return type->tp_subclasses;
 }
 
+/* The live subclass a weakref of a subclasses dict refers to, or NULL.  A borrowed read of the
+ * referent: PyWeakref_GetRef would take a reference, and the walks must not run code (a last decref
+ * could). */
+static PyTypeObject *subclass_of_ref(PyObject *ref) {
+    PyObject *sub = ((PyWeakReference *)ref)->wr_object;
+    return sub != Py_None && Py_REFCNT(sub) > 0 && PyType_Check(sub) ? (PyTypeObject *)sub : NULL;
+}
+
 static void foreach_subtype(PyTypeObject *type, void (*fn)(PyTypeObject *, void *), void *arg, int depth) {
     fn(type, arg);
     PyObject *subclasses = subclasses_of(type);
@@ -380,11 +385,8 @@ static void foreach_subtype(PyTypeObject *type, void (*fn)(PyTypeObject *, void 
     Py_ssize_t pos = 0;
     PyObject *key, *ref;
     while (PyDict_Next(subclasses, &pos, &key, &ref)) {
-        /* A borrowed read of the referent: PyWeakref_GetRef would take a reference, and the walk
-         * must not run code (a last decref could). */
-        PyObject *sub = ((PyWeakReference *)ref)->wr_object;
-        if (sub != Py_None && Py_REFCNT(sub) > 0 && PyType_Check(sub))
-            foreach_subtype((PyTypeObject *)sub, fn, arg, depth + 1);
+        PyTypeObject *sub = subclass_of_ref(ref);
+        if (sub) foreach_subtype(sub, fn, arg, depth + 1);
     }
 }
 
@@ -717,10 +719,8 @@ static PyTypeObject *static_type_named(const char *name) {
     Py_ssize_t pos = 0;
     PyObject *key, *ref;
     while (PyDict_Next(subclasses, &pos, &key, &ref)) {
-        PyObject *sub = ((PyWeakReference *)ref)->wr_object;
-        if (sub != Py_None && PyType_Check(sub) && !(((PyTypeObject *)sub)->tp_flags & Py_TPFLAGS_HEAPTYPE) &&
-            strcmp(((PyTypeObject *)sub)->tp_name, name) == 0)
-            return (PyTypeObject *)sub;
+        PyTypeObject *sub = subclass_of_ref(ref);
+        if (sub && !(sub->tp_flags & Py_TPFLAGS_HEAPTYPE) && strcmp(sub->tp_name, name) == 0) return sub;
     }
     return NULL;
 }
