@@ -40,7 +40,7 @@ typedef struct escape {
 } escape_t;
 
 typedef struct graph {
-    RegionObject *region;
+    rpy_region_t *region;
     node_t *nodes;
     int64_t count, capacity;
     int64_t *index;            /* open addressing: object -> node index + 1 (0 empty) */
@@ -174,7 +174,7 @@ bool audit_is_class(PyObject *op) {
 static int visit_count(PyObject *child, void *arg) {
     graph_t *g = arg;
     if (!child || g->failed) return 0;
-    RegionObject *owner = membership_region_of(child);
+    rpy_region_t *owner = membership_region_of(child);
     if (owner == g->region) {
         bool added;
         int64_t i = node_of(g, child, g->current, &added);
@@ -278,7 +278,7 @@ static bool scan_block(void *block, size_t size, void *arg) {
     return true;
 }
 
-int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***objects, size_t *count) {
+int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
     heap_scan_t scan = {.include_shared = include_shared};
     size_t types = 0;
     rpy_foreach_type(count_type, &types);
@@ -320,7 +320,7 @@ static int graph_add_unreached(graph_t *g) {
 }
 
 /* Builds the graph: the root first (so paths start there), then every member of the GC list. */
-static int graph_build(graph_t *g, RegionObject *self, bool classes_escape) {
+static int graph_build(graph_t *g, rpy_region_t *self, bool classes_escape) {
     *g = (graph_t){.region = self, .classes_escape = classes_escape};
     membership_sync();
     PyObject *root = self->root;
@@ -410,7 +410,7 @@ static int64_t garbage_count(graph_t *g) {
 }
 
 /* The graph holds borrowed pointers: no collection (and so no finalizer) may run while it exists. */
-static PyObject *audit(RegionObject *self, bool incoming_only, bool classes_escape, const char *why) {
+static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_escape, const char *why) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *raw = NULL;
@@ -442,8 +442,10 @@ static PyObject *audit(RegionObject *self, bool incoming_only, bool classes_esca
     }
     /* Formatting the report (paths, who holds what) is Python: region/_audit.py. */
     PyObject *audit = PyImport_ImportModule("region._audit");
-    PyObject *error = audit ? PyObject_CallMethod(audit, "report", "OOnLLz", self, raw, total,
+    PyObject *proxy = audit ? binding_proxy(self) : NULL;
+    PyObject *error = proxy ? PyObject_CallMethod(audit, "report", "OOnLLz", proxy, raw, total,
                                                   (long long)objects, (long long)garbage, why) : NULL;
+    Py_XDECREF(proxy);
     Py_XDECREF(audit);
     Py_DECREF(raw);
     if (error) {
@@ -453,13 +455,13 @@ static PyObject *audit(RegionObject *self, bool incoming_only, bool classes_esca
     return NULL;
 }
 
-PyObject *audit_check(RegionObject *self) { return audit(self, false, false, NULL); }
+PyObject *audit_check(rpy_region_t *self) { return audit(self, false, false, NULL); }
 
-PyObject *audit_incoming(RegionObject *self) { return audit(self, true, false, NULL); }
+PyObject *audit_incoming(rpy_region_t *self) { return audit(self, true, false, NULL); }
 
-PyObject *audit_crossing(RegionObject *self, const char *why) { return audit(self, false, true, why); }
+PyObject *audit_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, why); }
 
-PyObject *audit_objects(RegionObject *self) {
+PyObject *audit_objects(rpy_region_t *self) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *list = NULL;

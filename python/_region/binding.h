@@ -26,12 +26,21 @@
 #include "cpython/internals.h"
 #include "region-host.h"
 
-typedef struct RegionObject {
-    PyObject_HEAD
-    region_t *r;               /* NULL once the Region was dissolved (interpreter shutdown) */
+/* Interpreters with their own GIL, and the main interpreter's GIL (binding_gil). */
+#define RPY_MAX_GILS (RPY_MAX_INTERPRETERS + 1)
+
+/* The region as the binding knows it: one RECORD per region, shared by every interpreter (raw
+ * memory, no Python object), and a RegionObject per GIL for Python code (binding_proxy).
+ *
+ * LIFETIME: `refs` counts the proxies, the open blocks (placement's stack) and the short-lived
+ * holders (membership_snapshot); all under binding_lock.  When it reaches 0 the region is dissolved
+ * (its objects become ordinary objects, module.c) and the record freed.  Closing dissolves too,
+ * earlier: then r is NULL and the record stays for the proxies, which report it closed. */
+typedef struct rpy_region {
+    region_t *r;               /* NULL once the region was closed or dissolved */
     uint64_t id;
-    PyObject *name;            /* str */
-    PyObject *root;            /* strong; NULL when unset */
+    char *name;                /* UTF-8, raw memory: a str would belong to one interpreter */
+    PyObject *root;            /* strong; NULL when unset; an object of the region or shared */
     rpy_gclist_t *members;     /* raw memory: a list head must never move */
     Py_ssize_t blocks_open;    /* `with` blocks open on this region (all in the owner thread) */
     /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
@@ -39,15 +48,19 @@ typedef struct RegionObject {
      * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it, and
      * owner_interp the id of the interpreter it used the region in (a thread can run several: a
      * subinterpreter's run_string runs in the calling thread).  A waiting acquire() blocks on the lock
-     * with the GIL released; release() and close() unlock it. */
+     * with the GIL released; release() and close() unlock it.  Both fields are written by the owner
+     * and read by anyone (other GILs too): atomically (ownership_owner). */
     PyThread_type_lock ownership;
     uint64_t owner_token;
     int64_t owner_interp;
-    /* The interpreter whose classes the region's objects refer to (instances of its Python classes),
-     * or -1: found by the proof of the last release.  Another interpreter may not acquire the region
-     * while that one lives (ownership.c, "Crossing interpreters"). */
+    /* What the proof of the last release found the region referring to outside it (ownership.c,
+     * "Crossing interpreters"): classes_of is the interpreter whose classes its objects refer to, or
+     * -1; refers_to_mortal says whether any outside object it refers to is mortal (not immortal),
+     * released_by and released_own_gil who released it. */
     int64_t classes_of;
-    PyObject *weakreflist;
+    bool refers_to_mortal;
+    int64_t released_by;
+    bool released_own_gil;
     const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
 
     /* collection statistics (r.collect, automatic collections) */
@@ -55,12 +68,64 @@ typedef struct RegionObject {
     uint64_t collected;        /* objects freed by collections, all together */
     uint64_t uncollectable;    /* objects kept for a legacy finalizer (in gc.garbage) */
     uint64_t last_pause_ns, total_pause_ns;
+
+    Py_ssize_t refs;
+    struct RegionObject *proxies[RPY_MAX_GILS];   /* by binding_gil(); borrowed */
+} rpy_region_t;
+
+/* region.Region: one per region and GIL (every interpreter that shares a GIL shares its Region
+ * objects: a region id names the same Region there). */
+typedef struct RegionObject {
+    PyObject_HEAD
+    rpy_region_t *rec;         /* strong (a count in rec->refs) */
+    PyObject *name;            /* str, of this GIL's interpreters */
+    PyObject *weakreflist;
 } RegionObject;
 
-extern PyTypeObject *Region_Type;
-extern PyTypeObject *Handle_Type;
-extern PyTypeObject *Ownership_Type;
-extern PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
+/* ---- record.c: records, their proxies, GILs ---- */
+
+/* What the binding's Python side is made of, per GIL (binding_gil): its types and exceptions.  The
+ * interpreters that share a GIL share these (and the Region objects); an interpreter with its own GIL
+ * has its own, since a Python object touched under two GILs is a refcount data race. */
+typedef struct binding_state {
+    PyTypeObject *region_type, *handle_type, *ownership_type;
+    PyObject *region_error, *isolation_error, *ownership_error, *handle_error;
+} binding_state_t;
+
+extern binding_state_t binding_states[RPY_MAX_GILS];
+
+/* The GIL the calling interpreter runs under: 0 for the main interpreter's (all of 3.11's
+ * interpreters, and the "legacy" ones of 3.12+), 1 + rpy_interp_index() for an interpreter with its
+ * own.  An interpreter that is not attached counts as the main one's (it has no state of its own). */
+int binding_gil(void);
+static inline binding_state_t *binding_state(void) { return &binding_states[binding_gil()]; }
+
+#define Region_Type (binding_state()->region_type)
+#define Handle_Type (binding_state()->handle_type)
+#define Ownership_Type (binding_state()->ownership_type)
+#define RegionError (binding_state()->region_error)
+#define IsolationError (binding_state()->isolation_error)
+#define OwnershipError (binding_state()->ownership_error)
+#define HandleError (binding_state()->handle_error)
+
+/* The lock of what every GIL reads and writes: the records' refs and proxies, the registry of open
+ * regions (membership.c), the orphans (module.c), the allocation counts (placement.c).  Never held
+ * while Python code can run or the GIL is waited for. */
+void binding_lock(void);
+void binding_unlock(void);
+
+/* A new record for r (refs 0, owned by the calling thread), or NULL with MemoryError. */
+rpy_region_t *record_new(region_t *r, const char *name);
+void record_ref(rpy_region_t *rec);
+/* Drops a reference; the last one dissolves the region (record_dissolve) and frees the record. */
+void record_unref(rpy_region_t *rec);
+
+/* The Region of rec for the calling GIL (a new reference), made on first use; NULL with an
+ * exception. */
+PyObject *binding_proxy(rpy_region_t *rec);
+/* For Region's deallocator: self stops being a Region of its record; returns the record, whose
+ * reference the caller drops (record_unref). */
+rpy_region_t *binding_proxy_gone(RegionObject *self);
 
 /* ---- placement.c ---- */
 
@@ -68,11 +133,11 @@ extern PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
 int placement_install(void);
 
 /* Opens / closes a `with` block of self in the calling thread. */
-int placement_enter(RegionObject *self);
-int placement_exit(RegionObject *self);
+int placement_enter(rpy_region_t *self);
+int placement_exit(rpy_region_t *self);
 
-/* The Region receiving the calling thread's allocations, or NULL (borrowed). */
-RegionObject *placement_current(void);
+/* The region receiving the calling thread's allocations, or NULL (borrowed). */
+rpy_region_t *placement_current(void);
 
 /* Test support: calls fn() with an equivalent allocator in place of the hook. */
 PyObject *placement_with_foreign_allocator(PyObject *fn);
@@ -100,12 +165,13 @@ void placement_detach(void);
 
 /* ---- membership.c ---- */
 
-/* The open Region whose memory holds op, or NULL (borrowed). */
-RegionObject *membership_region_of(PyObject *op);
-RegionObject *membership_region_of_block(const void *p);
+/* The open region whose memory holds op, or NULL (borrowed: the caller owns that region, or compares
+ * the pointer only). */
+rpy_region_t *membership_region_of(PyObject *op);
+rpy_region_t *membership_region_of_block(const void *p);
 
-int membership_register(RegionObject *self);
-void membership_unregister(RegionObject *self);
+int membership_register(rpy_region_t *self);
+void membership_unregister(rpy_region_t *self);
 
 /* Puts every GC-tracked object where it belongs: objects tracked while blocks were open, and
  * region objects that became tracked after their block, go to their region's list; everything else
@@ -120,39 +186,51 @@ void membership_blocks_closed(void);
 
 /* Unregisters self without handing its members to the interpreter: they are about to be freed with
  * the region's heaps (teardown.c). */
-void membership_forget(RegionObject *self);
+void membership_forget(rpy_region_t *self);
 
-/* Every open Region (new references), for shutdown. */
-PyObject *membership_all(void);
+/* Calls fn(rec, arg) for every open region (each held by a reference meanwhile). */
+void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg);
+
+/* The open region with this id, or NULL (a new reference: record_unref it). */
+rpy_region_t *membership_find(uint64_t id);
 
 /* ---- module.c ---- */
 
 /* 0 if the calling thread owns self, else -1: RegionError when self is closed, OwnershipError
  * (naming `what`, the region and who owns it) when another thread or nobody does. */
-int region_check_owner(RegionObject *self, const char *what);
+int region_check_owner(rpy_region_t *self, const char *what);
 
 /* One collection of self's list (the caller owns self): the objects freed, or -1 without an
  * exception when a collection is already running. */
-Py_ssize_t collect_region(RegionObject *self);
+Py_ssize_t collect_region(rpy_region_t *self);
 
 /* "region 'name' (id N)" for messages. */
-PyObject *region_describe(RegionObject *self);
+PyObject *region_describe(rpy_region_t *self);
+
+/* The region goes away: its members become ordinary objects, its memory an orphan (or is freed
+ * now when nothing lives in it).  `why` is what the proxies report. */
+void region_dissolve(rpy_region_t *self, const char *why);
 
 /* ---- ownership.c ---- */
 
 /* The creating thread becomes the owner; -1 with MemoryError. */
-int ownership_init(RegionObject *self);
-void ownership_free(RegionObject *self);
+int ownership_init(rpy_region_t *self);
+void ownership_free(rpy_region_t *self);
 /* Nobody owns self any more (close, dissolve): waiters of acquire() wake up. */
-void ownership_give_up(RegionObject *self);
+void ownership_give_up(rpy_region_t *self);
 /* The id of the calling thread's interpreter. */
 static inline int64_t binding_current_interp(void) {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
 }
 
+/* The owner fields, read by anyone, written by the owner (relaxed atomics: the ownership lock is what
+ * orders the hand-over itself). */
+static inline uint64_t ownership_token(rpy_region_t *self) { return __atomic_load_n(&self->owner_token, __ATOMIC_RELAXED); }
+static inline int64_t ownership_interp(rpy_region_t *self) { return __atomic_load_n(&self->owner_interp, __ATOMIC_RELAXED); }
+
 /* Whether the calling thread owns self, which is open (no exception). */
-static inline bool ownership_is_caller(RegionObject *self) {
-    return self->r && self->owner_token == region_thread_token() && self->owner_interp == binding_current_interp();
+static inline bool ownership_is_caller(rpy_region_t *self) {
+    return self->r && ownership_token(self) == region_thread_token() && ownership_interp(self) == binding_current_interp();
 }
 PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs);
 PyObject *ownership_release(RegionObject *self, PyObject *unused);
@@ -163,26 +241,26 @@ int ownership_type_init(PyObject *module);
 
 /* ---- handle.c ---- */
 int handle_type_init(PyObject *module);
-PyObject *handle_new(RegionObject *self, PyObject *obj);
+PyObject *handle_new(rpy_region_t *self, PyObject *obj);
 
 /* ---- audit.c ---- */
 
 /* r.check(): None, or IsolationError listing the escapes. */
-PyObject *audit_check(RegionObject *self);
+PyObject *audit_check(rpy_region_t *self);
 
 /* The same, counting references to classes (heap types other than the binding's own) as escapes
  * too: what keeps a region in the interpreter that defined those classes.  `why` heads the report. */
-PyObject *audit_crossing(RegionObject *self, const char *why);
+PyObject *audit_crossing(rpy_region_t *self, const char *why);
 
 /* Whether type is one the binding made (Region, Handle, Ownership): shared by every interpreter. */
 bool binding_owns_type(PyTypeObject *type);
 
 /* The same, reporting only objects referenced from outside (what r.close() cannot free). */
-PyObject *audit_incoming(RegionObject *self);
+PyObject *audit_incoming(rpy_region_t *self);
 
 /* Every object in self's object heap, found by walking its blocks (an array in raw memory for the
  * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked. */
-int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***objects, size_t *count);
+int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count);
 
 /* ---- teardown.c ---- */
 
@@ -190,13 +268,13 @@ int audit_heap_objects(RegionObject *self, bool include_shared, PyObject ***obje
  * is then NULL); ISOLATED: nothing outside refers in, but a bulk free is not proven safe (free object
  * by object); ESCAPES: something outside refers in (nothing changed); ERROR with an exception. */
 enum { TEARDOWN_ERROR = -1, TEARDOWN_DONE, TEARDOWN_ISOLATED, TEARDOWN_ESCAPES };
-int teardown_bulk(RegionObject *self);
+int teardown_bulk(rpy_region_t *self);
 
 /* 1 when the region is proven isolated (what r.check() would accept), 0 when not proven (run the
  * audit), -1 with an exception.  Cheaper than the audit: no paths are kept.  *refers_to_classes
  * says whether any region object refers to a class of the binding's user (a heap type not the
  * binding's own), which ties the region to the interpreter that defined it. */
-int teardown_proven_isolated(RegionObject *self, bool *refers_to_classes);
+int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes);
 
 /* Whether a region object may refer to op, an object outside every region (audit.c's rule). */
 bool audit_safe_to_share(PyObject *op);
@@ -205,6 +283,6 @@ bool audit_safe_to_share(PyObject *op);
 bool audit_is_class(PyObject *op);
 
 /* r.objects(): every object of the region that its list and root lead to. */
-PyObject *audit_objects(RegionObject *self);
+PyObject *audit_objects(rpy_region_t *self);
 
 #endif /* REGION_PY_BINDING_H */

@@ -10,8 +10,6 @@
  */
 #include "binding.h"
 
-PyTypeObject *Handle_Type;
-
 typedef struct HandleObject {
     PyObject_HEAD
     region_handle_t h;
@@ -20,8 +18,8 @@ typedef struct HandleObject {
     PyObject *region_name;
 } HandleObject;
 
-PyObject *handle_new(RegionObject *self, PyObject *obj) {
-    RegionObject *owner = membership_region_of(obj);
+PyObject *handle_new(rpy_region_t *self, PyObject *obj) {
+    rpy_region_t *owner = membership_region_of(obj);
     if (owner != self) {
         PyObject *desc = region_describe(self);
         if (owner) {
@@ -50,8 +48,8 @@ PyObject *handle_new(RegionObject *self, PyObject *obj) {
     handle->offset = (uint32_t)((char *)obj - (char *)block);
     /* Interned: a str made here inside a block would be a region object only the Handle holds. */
     handle->type_name = PyUnicode_InternFromString(Py_TYPE(obj)->tp_name);
-    handle->region_name = Py_NewRef(self->name);
-    if (!handle->type_name) {
+    handle->region_name = PyUnicode_InternFromString(self->name);
+    if (!handle->type_name || !handle->region_name) {
         Py_DECREF(handle);
         return NULL;
     }
@@ -76,8 +74,8 @@ static void Handle_dealloc(HandleObject *self) {
     Py_DECREF(type);
 }
 
-static RegionObject *handle_region(HandleObject *self) {
-    RegionObject *r = membership_region_of_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
+static rpy_region_t *handle_region(HandleObject *self) {
+    rpy_region_t *r = membership_region_of_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
     return r && r->id == self->h.region ? r : NULL;
 }
 
@@ -86,7 +84,7 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
         PyErr_SetString(PyExc_TypeError, "Handle() takes no arguments");
         return NULL;
     }
-    RegionObject *region = handle_region(self);
+    rpy_region_t *region = handle_region(self);
     if (!region) {
         PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): the region is gone",
                      self->type_name, self->region_name, (unsigned long long)self->h.region);
@@ -105,7 +103,7 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
 }
 
 static PyObject *Handle_repr(HandleObject *self) {
-    RegionObject *region = handle_region(self);
+    rpy_region_t *region = handle_region(self);
     const char *state = !region ? "region gone" : "";
     if (region) {
         void *block;
@@ -131,7 +129,7 @@ static PyObject *Handle_richcompare(HandleObject *self, PyObject *other, int op)
 
 static PyObject *Handle_get_alive(HandleObject *self, void *c) {
     (void)c;
-    RegionObject *region = handle_region(self);
+    rpy_region_t *region = handle_region(self);
     void *block;
     return PyBool_FromLong(region && rhost_handle_resolve(self->h, &block) == REGION_OK);
 }

@@ -1,6 +1,6 @@
 /* membership.c - which GC list each object is on.
  *
- * A region's GC-tracked objects live on its own list (RegionObject.members), which the interpreter's
+ * A region's GC-tracked objects live on its own list (rpy_region_t.members), which the interpreter's
  * collector never scans (internals.c, "GC lists"), so gc.collect() does not traverse them.
  *
  * How objects get there.  CPython tracks every new GC object on interp->gc.generation0.  While any
@@ -23,50 +23,59 @@
  */
 #include "binding.h"
 
-/* Region by slot (borrowed; cleared by membership_unregister before the Region is freed). */
-static RegionObject *registry[REGION_MAX_SLOTS];
+/* Open region by slot (borrowed; cleared by membership_unregister before the record is freed).
+ * Written under binding_lock, read with atomic loads: every GIL looks its objects up here. */
+static rpy_region_t *registry[REGION_MAX_SLOTS];
 static rpy_gclist_t holding[RPY_MAX_INTERPRETERS];   /* by rpy_interp_index */
 static bool holding_ready[RPY_MAX_INTERPRETERS];
 
-RegionObject *membership_region_of_block(const void *p) {
+rpy_region_t *membership_region_of_block(const void *p) {
     long slot = rarena_slot_of(p);
-    return slot < 0 ? NULL : registry[slot];
+    return slot < 0 ? NULL : __atomic_load_n(&registry[slot], __ATOMIC_ACQUIRE);
 }
 
-RegionObject *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
+rpy_region_t *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
 
-int membership_register(RegionObject *self) {
+int membership_register(rpy_region_t *self) {
     self->members = PyMem_RawMalloc(sizeof(rpy_gclist_t));
     if (!self->members) {
         PyErr_NoMemory();
         return -1;
     }
     rpy_gclist_init(self->members);
-    registry[self->r->slot] = self;
+    binding_lock();
+    __atomic_store_n(&registry[self->r->slot], self, __ATOMIC_RELEASE);
+    binding_unlock();
     return 0;
 }
 
-void membership_unregister(RegionObject *self) {
+static void unlist(rpy_region_t *self) {
+    binding_lock();
+    if (self->r && registry[self->r->slot] == self) __atomic_store_n(&registry[self->r->slot], NULL, __ATOMIC_RELEASE);
+    binding_unlock();
+}
+
+void membership_unregister(rpy_region_t *self) {
     if (!self->members) return;
     membership_sync();
     rpy_gclist_merge_into_oldest(self->members);
     PyMem_RawFree(self->members);
     self->members = NULL;
-    if (self->r && registry[self->r->slot] == self) registry[self->r->slot] = NULL;
+    unlist(self);
 }
 
-void membership_forget(RegionObject *self) {
+void membership_forget(rpy_region_t *self) {
     if (!self->members) return;
     PyMem_RawFree(self->members);   /* its nodes are region memory, freed with the heaps */
     self->members = NULL;
-    if (self->r && registry[self->r->slot] == self) registry[self->r->slot] = NULL;
+    unlist(self);
 }
 
 /* An object's memory block may start before it (GC header); any address inside the block is in the
  * same slot, so the object pointer itself tells the region. */
 static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
     (void)arg;
-    RegionObject *owner = membership_region_of(op);
+    rpy_region_t *owner = membership_region_of(op);
     return owner ? owner->members : NULL;
 }
 
@@ -89,10 +98,29 @@ void membership_blocks_closed(void) {
     membership_sync();
 }
 
-PyObject *membership_all(void) {
-    PyObject *all = PyList_New(0);
-    for (unsigned i = 0; all && i < REGION_MAX_SLOTS; i++) {
-        if (registry[i] && PyList_Append(all, (PyObject *)registry[i]) < 0) Py_CLEAR(all);
+void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {
+    rpy_region_t *open[REGION_MAX_SLOTS];
+    unsigned n = 0;
+    binding_lock();
+    for (unsigned i = 0; i < REGION_MAX_SLOTS; i++) {
+        if (!registry[i]) continue;
+        registry[i]->refs++;
+        open[n++] = registry[i];
     }
-    return all;
+    binding_unlock();
+    for (unsigned i = 0; i < n; i++) fn(open[i], arg);
+    for (unsigned i = 0; i < n; i++) record_unref(open[i]);
+}
+
+rpy_region_t *membership_find(uint64_t id) {
+    rpy_region_t *found = NULL;
+    binding_lock();
+    for (unsigned i = 0; i < REGION_MAX_SLOTS && !found; i++) {
+        if (registry[i] && registry[i]->id == id) {
+            found = registry[i];
+            found->refs++;
+        }
+    }
+    binding_unlock();
+    return found;
 }

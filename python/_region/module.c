@@ -14,9 +14,6 @@
 
 #include <structmember.h>
 
-PyTypeObject *Region_Type;
-PyObject *RegionError, *IsolationError, *OwnershipError, *HandleError;
-
 /* Object allocations in a region between two automatic collections, by default.  A region
  * collection costs time proportional to the region, so the default is large; r.threshold changes
  * it (0: never). */
@@ -27,8 +24,11 @@ static unsigned orphan_count;
 
 /* ---- Helpers ---- */
 
-PyObject *region_describe(RegionObject *self) {
-    return PyUnicode_FromFormat("region %R (id %llu)", self->name, (unsigned long long)self->id);
+PyObject *region_describe(rpy_region_t *self) {
+    PyObject *name = PyUnicode_FromString(self->name);
+    PyObject *description = name ? PyUnicode_FromFormat("region %R (id %llu)", name, (unsigned long long)self->id) : NULL;
+    Py_XDECREF(name);
+    return description;
 }
 
 /* Raises `type` with libregion's message for the last failed call. */
@@ -50,6 +50,7 @@ static void raise_region_status(PyObject *type, const char *what, region_status 
 
 /* Destroys the orphans whose memory is all free. */
 static void sweep_orphans(void) {
+    binding_lock();
     for (unsigned i = 0; i < orphan_count;) {
         region_t *r = orphans[i];
         if (rhost_live_blocks(r) == 0) {
@@ -60,6 +61,7 @@ static void sweep_orphans(void) {
             i++;
         }
     }
+    binding_unlock();
 }
 
 /* ---- Region: creation and teardown ---- */
@@ -132,49 +134,46 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     __atomic_store_n(&rpy_region_memory_base, (uintptr_t)rarena_reservation.base, __ATOMIC_RELAXED);
     __atomic_store_n(&rpy_region_memory_span, rarena_reservation.span, __ATOMIC_RELAXED);
 
-    RegionObject *self = (RegionObject *)type->tp_alloc(type, 0);
-    if (!self) goto fail;
-    self->r = r;
-    self->id = region_id(r);
-    if (ownership_init(self) < 0) {   /* the creating thread owns the region */
-        Py_DECREF(self);
-        return NULL;
-    }
     placement_set_threshold(r, DEFAULT_THRESHOLD);
     placement_reset_allocations(r);
-    self->name = name != Py_None ? Py_NewRef(name) : PyUnicode_FromFormat("region-%llu", (unsigned long long)self->id);
-    if (!self->name || membership_register(self) < 0) {
-        Py_DECREF(self);
-        return NULL;
+    char default_name[32];
+    snprintf(default_name, sizeof default_name, "region-%llu", (unsigned long long)region_id(r));
+    rpy_region_t *rec = record_new(r, cname ? cname : default_name);
+    if (!rec) goto fail;
+    if (membership_register(rec) < 0) {
+        ownership_free(rec);
+        PyMem_RawFree(rec->name);
+        PyMem_RawFree(rec);
+        goto fail;
     }
-    return (PyObject *)self;
+    (void)type;   /* always this GIL's Region type: binding_proxy makes it */
+    PyObject *self = binding_proxy(rec);   /* holds the record's first reference */
+    if (!self) region_dissolve(rec, "gone");   /* nothing was placed in it yet */
+    return self;
 fail:
     region_acquire(r);
     region_destroy(r);
     return NULL;
 }
 
-/* The Region goes away: its members become ordinary objects, its memory an orphan (or is freed now
- * when nothing lives in it). */
-static void region_dissolve(RegionObject *self, const char *why) {
+void region_dissolve(rpy_region_t *self, const char *why) {
     if (!self->r) return;
     self->gone = why;
     membership_unregister(self);
     region_t *r = self->r;
     self->r = NULL;
     ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it gone */
+    Py_CLEAR(self->root);      /* an ordinary object now, for the interpreter to collect */
+    binding_lock();
     if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;
+    binding_unlock();
     sweep_orphans();
 }
 
+/* The root is not visited: the record holds it for every GIL's Region at once, and a collector that
+ * counted it from each of them would count the one reference several times. */
 static int Region_traverse(RegionObject *self, visitproc visit, void *arg) {
-    Py_VISIT(self->root);
     Py_VISIT(Py_TYPE(self));
-    return 0;
-}
-
-static int Region_clear(RegionObject *self) {
-    Py_CLEAR(self->root);
     return 0;
 }
 
@@ -182,9 +181,8 @@ static void Region_dealloc(RegionObject *self) {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
     if (self->weakreflist) PyObject_ClearWeakRefs((PyObject *)self);
-    region_dissolve(self, "gone");
-    ownership_free(self);
-    Py_CLEAR(self->root);
+    rpy_region_t *rec = binding_proxy_gone(self);
+    if (rec) record_unref(rec);
     Py_CLEAR(self->name);
     type->tp_free(self);
     Py_DECREF(type);
@@ -192,13 +190,15 @@ static void Region_dealloc(RegionObject *self) {
 
 /* ---- Region: blocks ---- */
 
-static PyObject *Region_enter(RegionObject *self, PyObject *unused) {
+static PyObject *Region_enter(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
-    return Py_NewRef(self);
+    return Py_NewRef(o);
 }
 
-static PyObject *Region_exit(RegionObject *self, PyObject *args) {
+static PyObject *Region_exit(RegionObject *o, PyObject *args) {
+    rpy_region_t *self = o->rec;
     (void)args;
     if (placement_exit(self) < 0) return NULL;
     /* Automatic collection runs in the main thread (pending calls), which may not own the region;
@@ -211,17 +211,19 @@ static PyObject *Region_exit(RegionObject *self, PyObject *args) {
 
 /* ---- Region: attributes ---- */
 
-static PyObject *Region_get_root(RegionObject *self, void *closure) {
+static PyObject *Region_get_root(RegionObject *o, void *closure) {
+    rpy_region_t *self = o->rec;
     (void)closure;
     if (region_check_owner(self, "root") < 0) return NULL;
     return Py_NewRef(self->root ? self->root : Py_None);
 }
 
-static int Region_set_root(RegionObject *self, PyObject *value, void *closure) {
+static int Region_set_root(RegionObject *o, PyObject *value, void *closure) {
+    rpy_region_t *self = o->rec;
     (void)closure;
     if (region_check_owner(self, "root") < 0) return -1;
     if (value && value != Py_None && !rpy_is_shared(value) && membership_region_of(value) != self) {
-        RegionObject *other = membership_region_of(value);
+        rpy_region_t *other = membership_region_of(value);
         PyObject *desc = region_describe(self);
         if (other) {
             PyObject *other_desc = region_describe(other);
@@ -243,21 +245,25 @@ static int Region_set_root(RegionObject *self, PyObject *value, void *closure) {
     return 0;
 }
 
-static PyObject *Region_get_id(RegionObject *self, void *c) { (void)c; return PyLong_FromUnsignedLongLong(self->id); }
-static PyObject *Region_get_name(RegionObject *self, void *c) { (void)c; return Py_NewRef(self->name); }
+static PyObject *Region_get_id(RegionObject *o, void *c) {
+    rpy_region_t *self = o->rec; (void)c; return PyLong_FromUnsignedLongLong(self->id); }
+static PyObject *Region_get_name(RegionObject *o, void *c) {
+    (void)c; return Py_NewRef(o->name); }
 
-static PyObject *Region_get_node(RegionObject *self, void *c) {
+static PyObject *Region_get_node(RegionObject *o, void *c) {
+    rpy_region_t *self = o->rec;
     (void)c;
     if (!self->r || self->r->node < 0) Py_RETURN_NONE;
     return PyLong_FromLong(self->r->node);
 }
 
-static PyObject *Region_get_owned(RegionObject *self, void *c) {
+static PyObject *Region_get_owned(RegionObject *o, void *c) {
     (void)c;
-    return ownership_owned(self);
+    return ownership_owned(o);
 }
 
-static PyObject *Region_get_active(RegionObject *self, void *c) {
+static PyObject *Region_get_active(RegionObject *o, void *c) {
+    rpy_region_t *self = o->rec;
     (void)c;
     return PyBool_FromLong(placement_current() == self);
 }
@@ -275,7 +281,8 @@ static int put(PyObject *dict, const char *key, PyObject *value) {
     return rc;
 }
 
-static PyObject *Region_stats(RegionObject *self, PyObject *unused) {
+static PyObject *Region_stats(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "stats") < 0) return NULL;
     membership_sync();
@@ -288,7 +295,7 @@ static PyObject *Region_stats(RegionObject *self, PyObject *unused) {
     size_t object_blocks = 0, object_bytes = 0;
     rhost_heap_usage(self->r, true, &object_blocks, &object_bytes);
     PyObject *d = PyDict_New();
-    if (d && (put(d, "name", Py_NewRef(self->name)) < 0 || put(d, "id", PyLong_FromUnsignedLongLong(s.id)) < 0 ||
+    if (d && (put(d, "name", Py_NewRef(o->name)) < 0 || put(d, "id", PyLong_FromUnsignedLongLong(s.id)) < 0 ||
               put(d, "node", s.node < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(s.node)) < 0 ||
               put(d, "binding", PyUnicode_FromString(binding_name(s.binding))) < 0 ||
               put(d, "objects", PyLong_FromSize_t(object_blocks)) < 0 ||
@@ -312,7 +319,8 @@ static PyObject *Region_stats(RegionObject *self, PyObject *unused) {
     return d;
 }
 
-static PyObject *Region_census(RegionObject *self, PyObject *unused) {
+static PyObject *Region_census(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "census") < 0) return NULL;
     region_census_t c;
@@ -343,9 +351,13 @@ static PyObject *Region_census(RegionObject *self, PyObject *unused) {
     return d;
 }
 
-static PyObject *Region_repr(RegionObject *self) {
-    if (!self->r) return PyUnicode_FromFormat("<region.Region %R id=%llu %s>", self->name,
+static PyObject *Region_repr(RegionObject *o) {
+    rpy_region_t *self = o->rec;
+    if (!self->r) return PyUnicode_FromFormat("<region.Region %R id=%llu %s>", o->name,
                                               (unsigned long long)self->id, self->gone ? self->gone : "gone");
+    if (!ownership_is_caller(self))   /* its heaps may be changing under another GIL: not read */
+        return PyUnicode_FromFormat("<region.Region %R id=%llu %s>", o->name, (unsigned long long)self->id,
+                                    ownership_token(self) ? "owned by another thread" : "released");
     size_t blocks = 0, bytes = 0, obj_blocks = 0, obj_bytes = 0;
     rhost_heap_usage(self->r, false, &blocks, &bytes);
     rhost_heap_usage(self->r, true, &obj_blocks, &obj_bytes);
@@ -353,7 +365,7 @@ static PyObject *Region_repr(RegionObject *self) {
                                        : PyUnicode_FromFormat("%d (%s)", self->r->node, binding_name(self->r->binding));
     if (!node) return NULL;
     PyObject *repr = PyUnicode_FromFormat("<region.Region %R id=%llu node=%U objects=%zu bytes=%zu>",
-                                          self->name, (unsigned long long)self->id, node, obj_blocks,
+                                          o->name, (unsigned long long)self->id, node, obj_blocks,
                                           bytes + obj_bytes);
     Py_DECREF(node);
     return repr;
@@ -370,7 +382,7 @@ static uint64_t monotonic_ns(void) {
 /* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when a
  * collection is already running: like gc.collect(), a collection requested from a finalizer
  * does nothing. */
-Py_ssize_t collect_region(RegionObject *self) {
+Py_ssize_t collect_region(rpy_region_t *self) {
     membership_sync();
     uint64_t start = monotonic_ns();
     Py_ssize_t collected, uncollectable;
@@ -392,39 +404,37 @@ Py_ssize_t collect_region(RegionObject *self) {
     return collected;
 }
 
-static PyObject *Region_collect(RegionObject *self, PyObject *unused) {
+static PyObject *Region_collect(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "collect") < 0) return NULL;
     Py_ssize_t collected = collect_region(self);
     return PyLong_FromSsize_t(collected < 0 ? 0 : collected);
 }
 
+/* Only the owner may collect; a region owned by another thread is collected when its owner closes a
+ * block (Region_exit). */
+static void collect_if_due(rpy_region_t *self, void *unused) {
+    (void)unused;
+    if (ownership_is_caller(self) && placement_collection_due(self->r)) collect_region(self);
+}
+
 int module_auto_collect(void *unused) {
     (void)unused;
     placement_collection_ran();
-    PyObject *all = membership_all();
-    if (!all) {
-        PyErr_Clear();
-        return 0;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++) {
-        RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
-        /* Only the owner may collect; a region owned by another thread is collected when its owner
-         * closes a block (Region_exit). */
-        if (!ownership_is_caller(self)) continue;
-        if (placement_collection_due(self->r)) collect_region(self);
-    }
-    Py_DECREF(all);
+    membership_foreach(collect_if_due, NULL);
     return 0;
 }
 
-static PyObject *Region_get_threshold(RegionObject *self, void *c) {
+static PyObject *Region_get_threshold(RegionObject *o, void *c) {
+    rpy_region_t *self = o->rec;
     (void)c;
     if (region_check_owner(self, "threshold") < 0) return NULL;
     return PyLong_FromUnsignedLong(placement_threshold(self->r));
 }
 
-static int Region_set_threshold(RegionObject *self, PyObject *value, void *c) {
+static int Region_set_threshold(RegionObject *o, PyObject *value, void *c) {
+    rpy_region_t *self = o->rec;
     (void)c;
     if (region_check_owner(self, "threshold") < 0) return -1;
     if (!value) {
@@ -445,7 +455,8 @@ static int Region_set_threshold(RegionObject *self, PyObject *value, void *c) {
     return 0;
 }
 
-static PyObject *Region_close(RegionObject *self, PyObject *unused) {
+static PyObject *Region_close(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "close") < 0) return NULL;
     if (self->blocks_open) {
@@ -485,31 +496,36 @@ static PyObject *Region_close(RegionObject *self, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Region_get_closed(RegionObject *self, void *c) {
+static PyObject *Region_get_closed(RegionObject *o, void *c) {
+    rpy_region_t *self = o->rec;
     (void)c;
     return PyBool_FromLong(self->r == NULL);
 }
 
 /* ---- Region: the rest of its API ---- */
 
-static PyObject *Region_check(RegionObject *self, PyObject *unused) {
+static PyObject *Region_check(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "check") < 0) return NULL;
     return audit_check(self);
 }
 
-static PyObject *Region_objects(RegionObject *self, PyObject *unused) {
+static PyObject *Region_objects(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "objects") < 0) return NULL;
     return audit_objects(self);
 }
 
-static PyObject *Region_handle(RegionObject *self, PyObject *obj) {
+static PyObject *Region_handle(RegionObject *o, PyObject *obj) {
+    rpy_region_t *self = o->rec;
     if (region_check_owner(self, "handle") < 0) return NULL;
     return handle_new(self, obj);
 }
 
-static PyObject *Region_contains(RegionObject *self, PyObject *obj) {
+static PyObject *Region_contains(RegionObject *o, PyObject *obj) {
+    rpy_region_t *self = o->rec;
     (void)self;
     return PyBool_FromLong(membership_region_of(obj) == self);
 }
@@ -564,7 +580,6 @@ static PyType_Slot Region_slots[] = {
     {Py_tp_new, Region_new},
     {Py_tp_dealloc, Region_dealloc},
     {Py_tp_traverse, Region_traverse},
-    {Py_tp_clear, Region_clear},
     {Py_tp_repr, Region_repr},
     {Py_tp_methods, Region_methods},
     {Py_tp_getset, Region_getset},
@@ -580,8 +595,8 @@ bool binding_owns_type(PyTypeObject *type) {
 
 static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
     (void)module;
-    RegionObject *owner = membership_region_of(obj);
-    return Py_NewRef(owner ? (PyObject *)owner : Py_None);
+    rpy_region_t *owner = membership_region_of(obj);
+    return owner ? binding_proxy(owner) : Py_NewRef(Py_None);
 }
 
 static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
@@ -591,8 +606,8 @@ static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
 
 static PyObject *mod_current(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    RegionObject *top = placement_current();
-    return Py_NewRef(top ? (PyObject *)top : Py_None);
+    rpy_region_t *top = placement_current();
+    return top ? binding_proxy(top) : Py_NewRef(Py_None);
 }
 
 /* gc.callbacks entry: membership is brought up to date before every collection (so the collector
@@ -614,17 +629,21 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* A region a thread of an interpreter with its own GIL owns may be in use right now: it stays as it
+ * is (its memory is the process's until the exit). */
+static void dissolve_at_shutdown(rpy_region_t *self, void *unused) {
+    (void)unused;
+    if (ownership_token(self) && rpy_interp_id_has_own_gil(ownership_interp(self))) return;
+    region_dissolve(self, "dissolved at interpreter shutdown");
+}
+
 /* atexit of the main interpreter: before finalization, every Region gives its objects back to the
  * interpreter, whose final collections then see them, and the freelist guard stops (finalization
  * empties the freelists).  A subinterpreter's end is interpreter_ended() below. */
 static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
     if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;
-    PyObject *all = membership_all();
-    if (!all) return NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all); i++)
-        region_dissolve((RegionObject *)PyList_GET_ITEM(all, i), "dissolved at interpreter shutdown");
-    Py_DECREF(all);
+    membership_foreach(dissolve_at_shutdown, NULL);
     placement_detach();
     Py_RETURN_NONE;
 }
@@ -643,19 +662,17 @@ static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
  *     kept alive by the references, as CPython leaves every object that outlives its interpreter.
  * Regions are not dissolved when a subinterpreter ends: they belong to no interpreter. */
 
+static void give_up_if_owned_here(rpy_region_t *self, void *unused) {
+    (void)unused;
+    if (ownership_token(self) && ownership_interp(self) == binding_current_interp()) ownership_give_up(self);
+}
+
 static void interpreter_ended(PyObject *capsule) {
     (void)capsule;
     if (rpy_interp_index() < 0) return;
     placement_detach();
     membership_sync();
-    int64_t here = binding_current_interp();
-    PyObject *all = membership_all();
-    for (Py_ssize_t i = 0; all && i < PyList_GET_SIZE(all); i++) {
-        RegionObject *self = (RegionObject *)PyList_GET_ITEM(all, i);
-        if (self->owner_token && self->owner_interp == here) ownership_give_up(self);
-    }
-    Py_XDECREF(all);
-    if (!all) PyErr_Clear();
+    membership_foreach(give_up_if_owned_here, NULL);
 }
 
 static const char import_order_message[] =

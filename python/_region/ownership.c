@@ -9,7 +9,7 @@
  * way to anything the next owner cannot use.  acquire() waits for the region to be free and takes
  * it.  No object is copied or moved: the next owner reads the very same memory.
  *
- * THE LOCK: RegionObject.ownership is a PyThread lock held exactly while some thread owns the region
+ * THE LOCK: rpy_region_t.ownership is a PyThread lock held exactly while some thread owns the region
  * (a binary semaphore: the releasing thread need not be the acquiring one).  owner_token says which
  * thread, with libregion's thread token (never reused, unlike thread idents).  A waiting acquire()
  * sleeps on the lock with the GIL released, as threading.Lock does.  close() unlocks too, so that
@@ -27,26 +27,31 @@
 #include <math.h>
 #include <time.h>
 
-int region_check_owner(RegionObject *self, const char *what) {
+static void set_owner(rpy_region_t *self, uint64_t token, int64_t interp) {
+    __atomic_store_n(&self->owner_interp, interp, __ATOMIC_RELAXED);
+    __atomic_store_n(&self->owner_token, token, __ATOMIC_RELAXED);
+}
+
+int region_check_owner(rpy_region_t *self, const char *what) {
     PyObject *desc = NULL;
     int64_t interp = binding_current_interp();
     if (!self->r) {
         desc = region_describe(self);
         PyErr_Format(RegionError, "%s: %U is %s", what, desc, self->gone ? self->gone : "gone");
-    } else if (self->owner_token == 0) {
+    } else if (ownership_token(self) == 0) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by no thread (it was released): acquire it "
                      "first with r.acquire() or `with r.ownership():`", what, desc);
-    } else if (self->owner_interp != interp) {
+    } else if (ownership_interp(self) != interp) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by a thread of interpreter %lld, not by the calling "
                      "interpreter %lld: wait for its release with r.acquire()", what, desc,
-                     (long long)self->owner_interp, (long long)interp);
-    } else if (self->owner_token != region_thread_token()) {
+                     (long long)ownership_interp(self), (long long)interp);
+    } else if (ownership_token(self) != region_thread_token()) {
         desc = region_describe(self);
         PyErr_Format(OwnershipError, "%s: %U is owned by another thread (owner token %llu; the calling "
                      "thread's is %llu): wait for its release with r.acquire()", what, desc,
-                     (unsigned long long)self->owner_token, (unsigned long long)region_thread_token());
+                     (unsigned long long)ownership_token(self), (unsigned long long)region_thread_token());
     } else {
         return 0;
     }
@@ -54,27 +59,26 @@ int region_check_owner(RegionObject *self, const char *what) {
     return -1;
 }
 
-int ownership_init(RegionObject *self) {
+int ownership_init(rpy_region_t *self) {
     self->ownership = PyThread_allocate_lock();
     if (!self->ownership) {
         PyErr_NoMemory();
         return -1;
     }
     PyThread_acquire_lock(self->ownership, NOWAIT_LOCK);   /* a new lock is free: this takes it */
-    self->owner_token = region_thread_token();
-    self->owner_interp = binding_current_interp();
-    self->classes_of = -1;
+    set_owner(self, region_thread_token(), binding_current_interp());
+    self->classes_of = -1;   /* made here: nothing to cross yet */
     return 0;
 }
 
-void ownership_free(RegionObject *self) {
+void ownership_free(rpy_region_t *self) {
     if (self->ownership) PyThread_free_lock(self->ownership);
     self->ownership = NULL;
 }
 
-void ownership_give_up(RegionObject *self) {
-    if (self->owner_token == 0) return;
-    self->owner_token = 0;
+void ownership_give_up(rpy_region_t *self) {
+    if (ownership_token(self) == 0) return;
+    set_owner(self, 0, ownership_interp(self));
     PyThread_release_lock(self->ownership);
 }
 
@@ -116,7 +120,7 @@ static int parse_timeout(PyObject *args, PyObject *kwargs, const char *format, d
 
 /* Takes the lock: 1 taken, 0 timed out, -1 with an exception (a signal handler raised).  The wait
  * releases the GIL; a wait interrupted by a signal runs the handlers and waits for the rest. */
-static int ownership_wait(RegionObject *self, double seconds) {
+static int ownership_wait(rpy_region_t *self, double seconds) {
     if (PyThread_acquire_lock_timed(self->ownership, 0, 0) == PY_LOCK_ACQUIRED) return 1;
     if (seconds == 0) return 0;
     double deadline = seconds > 0 ? monotonic_seconds() + seconds : 0;
@@ -158,8 +162,8 @@ static bool interpreter_alive(int64_t id) {
 }
 
 /* Called by a new owner: true (with IsolationError) when its interpreter may not take the region. */
-static bool crossing_refused(RegionObject *self) {
-    int64_t here = self->owner_interp;
+static bool crossing_refused(rpy_region_t *self) {
+    int64_t here = ownership_interp(self);
     if (self->classes_of < 0 || self->classes_of == here || !interpreter_alive(self->classes_of)) return false;
     char why[160];
     snprintf(why, sizeof why, "cannot be acquired in interpreter %lld: its objects refer to classes "
@@ -172,7 +176,7 @@ static bool crossing_refused(RegionObject *self) {
 }
 
 /* 1 acquired, 0 timed out, -1 error. */
-static int acquire(RegionObject *self, double seconds) {
+static int acquire(rpy_region_t *self, double seconds) {
     if (ownership_is_caller(self)) {
         PyObject *desc = region_describe(self);
         PyErr_Format(RegionError, "acquire: the calling thread already owns %U (ownership is not "
@@ -187,8 +191,7 @@ static int acquire(RegionObject *self, double seconds) {
         PyThread_release_lock(self->ownership);   /* and the next waiter finds out the same way */
         return region_check_owner(self, "acquire");
     }
-    self->owner_token = region_thread_token();
-    self->owner_interp = binding_current_interp();
+    set_owner(self, region_thread_token(), binding_current_interp());
     if (crossing_refused(self)) {
         ownership_give_up(self);   /* it stays free for the interpreter it belongs to */
         return -1;
@@ -196,7 +199,8 @@ static int acquire(RegionObject *self, double seconds) {
     return 1;
 }
 
-PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs) {
+PyObject *ownership_acquire(RegionObject *o, PyObject *args, PyObject *kwargs) {
+    rpy_region_t *self = o->rec;
     double seconds;
     if (parse_timeout(args, kwargs, "|O:acquire", &seconds) < 0) return NULL;
     int got = acquire(self, seconds);
@@ -205,7 +209,7 @@ PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs
 
 /* ---- release ---- */
 
-static int release(RegionObject *self) {
+static int release(rpy_region_t *self) {
     if (region_check_owner(self, "release") < 0) return -1;
     PyObject *desc = NULL;
     if (self->blocks_open) {
@@ -242,24 +246,23 @@ static int release(RegionObject *self) {
     return 0;
 }
 
-PyObject *ownership_release(RegionObject *self, PyObject *unused) {
+PyObject *ownership_release(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
     (void)unused;
     return release(self) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
-PyObject *ownership_owned(RegionObject *self) {
-    return PyBool_FromLong(ownership_is_caller(self));
+PyObject *ownership_owned(RegionObject *o) {
+    return PyBool_FromLong(ownership_is_caller(o->rec));
 }
 
 /* ---- `with r.ownership(timeout):` ---- */
 
 typedef struct {
     PyObject_HEAD
-    RegionObject *region;
+    RegionObject *region;      /* strong */
     double seconds;
 } OwnershipObject;
-
-PyTypeObject *Ownership_Type;
 
 PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs) {
     double seconds;
@@ -273,10 +276,10 @@ PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs
 
 static PyObject *Ownership_enter(OwnershipObject *self, PyObject *unused) {
     (void)unused;
-    int got = acquire(self->region, self->seconds);
+    int got = acquire(self->region->rec, self->seconds);
     if (got < 0) return NULL;
     if (got == 0) {
-        PyObject *desc = region_describe(self->region), *seconds = PyFloat_FromDouble(self->seconds);
+        PyObject *desc = region_describe(self->region->rec), *seconds = PyFloat_FromDouble(self->seconds);
         if (desc && seconds)
             PyErr_Format(PyExc_TimeoutError, "could not acquire %U within %R s: another thread owns it", desc,
                          seconds);
@@ -291,8 +294,8 @@ static PyObject *Ownership_exit(OwnershipObject *self, PyObject *args) {
     (void)args;
     /* Released even when the body raised, which is what a lock's `with` does; if the release itself
      * fails (the region is not isolated) that error replaces the body's and the thread still owns it. */
-    if (!self->region->r) Py_RETURN_FALSE;   /* closed in the block: nothing left to release */
-    return release(self->region) < 0 ? NULL : Py_NewRef(Py_False);
+    if (!self->region->rec->r) Py_RETURN_FALSE;   /* closed in the block: nothing left to release */
+    return release(self->region->rec) < 0 ? NULL : Py_NewRef(Py_False);
 }
 
 static void Ownership_dealloc(OwnershipObject *self) {
@@ -338,16 +341,13 @@ PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
         PyErr_Format(PyExc_ValueError, "adopt(): %R is not a region id (ids are ints >= 1)", arg);
         return NULL;
     }
-    PyObject *all = membership_all();
-    if (!all) return NULL;
-    PyObject *found = NULL;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(all) && !found; i++) {
-        RegionObject *r = (RegionObject *)PyList_GET_ITEM(all, i);
-        if (r->id == id) found = Py_NewRef(r);
+    rpy_region_t *rec = membership_find(id);
+    PyObject *found = rec ? binding_proxy(rec) : NULL;
+    if (rec) {
+        record_unref(rec);
+        return found;
     }
-    Py_DECREF(all);
-    if (!found)
-        PyErr_Format(RegionError, "adopt(%llu): no open region has this id (closed, or never created "
-                     "in this process)", id);
-    return found;
+    PyErr_Format(RegionError, "adopt(%llu): no open region has this id (closed, or never created "
+                 "in this process)", id);
+    return NULL;
 }

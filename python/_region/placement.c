@@ -43,7 +43,7 @@ static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
 static __thread region_t *current __attribute__((tls_model("initial-exec")));
 static __thread PyInterpreterState *current_interp __attribute__((tls_model("initial-exec")));
 static __thread struct {
-    RegionObject *entries[MAX_DEPTH];   /* strong references */
+    rpy_region_t *entries[MAX_DEPTH];   /* each holds a reference (record_ref) */
     PyInterpreterState *interps[MAX_DEPTH];
     int depth;
 } stack;
@@ -250,7 +250,7 @@ void placement_detach(void) {
     PyInterpreterState *interp = rpy_current_interp();
     for (int i = stack.depth - 1; i >= 0; i--) {
         if (stack.interps[i] != interp) continue;
-        RegionObject *self = stack.entries[i];
+        rpy_region_t *self = stack.entries[i];
         if (placement_exit(self) < 0) PyErr_Clear();
     }
     rpy_interp_detach();
@@ -258,10 +258,10 @@ void placement_detach(void) {
 
 /* ---- Blocks ---- */
 
-RegionObject *placement_current(void) { return stack.depth ? stack.entries[stack.depth - 1] : NULL; }
+rpy_region_t *placement_current(void) { return stack.depth ? stack.entries[stack.depth - 1] : NULL; }
 
 static void set_current(void) {
-    RegionObject *top = placement_current();
+    rpy_region_t *top = placement_current();
     current = top ? top->r : NULL;
     current_interp = top ? stack.interps[stack.depth - 1] : NULL;
 }
@@ -276,7 +276,7 @@ static bool spare_is_wrong(void *table, bool on_top) {
     return on_top && current != NULL;
 }
 
-int placement_enter(RegionObject *self) {
+int placement_enter(rpy_region_t *self) {
     if (!hook_installed()) {
         PyObject *what = region_describe(self);
         PyErr_Format(RegionError, "cannot enter %U: region's allocator hook was removed by a later "
@@ -300,7 +300,7 @@ int placement_enter(RegionObject *self) {
         Py_XDECREF(what);
         return -1;
     }
-    Py_INCREF(self);
+    record_ref(self);
     stack.interps[stack.depth] = rpy_current_interp();
     stack.entries[stack.depth++] = self;
     self->blocks_open++;
@@ -314,7 +314,7 @@ int placement_enter(RegionObject *self) {
     return 0;
 }
 
-int placement_exit(RegionObject *self) {
+int placement_exit(rpy_region_t *self) {
     PyInterpreterState *interp = rpy_current_interp();
     int i = stack.depth - 1;
     while (i >= 0 && (stack.entries[i] != self || stack.interps[i] != interp)) i--;
@@ -341,6 +341,6 @@ int placement_exit(RegionObject *self) {
     } else {
         membership_sync();
     }
-    Py_DECREF(self);
+    record_unref(self);
     return 0;
 }

@@ -21,7 +21,7 @@
 #include "binding.h"
 
 typedef struct teardown {
-    RegionObject *self;
+    rpy_region_t *self;
     uintptr_t base;              /* the region's slot: [base, base + size) */
     size_t size;
     PyObject **objects;
@@ -91,7 +91,7 @@ static bool unreferenced(teardown_t *t) {
 }
 
 static void commit(teardown_t *t, Py_ssize_t dropped) {
-    RegionObject *self = t->self;
+    rpy_region_t *self = t->self;
     rpy_references_dropped(dropped);
     self->root = NULL;                      /* its reference is among those dropped */
     region_t *r = self->r;
@@ -106,7 +106,7 @@ static void commit(teardown_t *t, Py_ssize_t dropped) {
 /* Both proofs start alike: every GC object on its list, collection paused (no Python code may run
  * between counting and deciding), the region's objects found by walking its heap.  0, or -1 when
  * the walk ran out of memory. */
-static int proof_begin(teardown_t *t, RegionObject *self, bool *gc_was_enabled) {
+static int proof_begin(teardown_t *t, rpy_region_t *self, bool *gc_was_enabled) {
     *t = (teardown_t){.self = self, .base = (uintptr_t)rarena_slot_base(self->r->slot),
                       .size = rarena_reservation.slot_size};
     membership_sync();
@@ -120,7 +120,7 @@ static void proof_end(teardown_t *t, bool gc_was_enabled) {
     PyMem_RawFree(t->outside);
 }
 
-int teardown_bulk(RegionObject *self) {
+int teardown_bulk(rpy_region_t *self) {
     teardown_t t;
     bool gc_was_enabled;
     int result;
@@ -151,7 +151,7 @@ int teardown_bulk(RegionObject *self) {
  * proves the region isolated; 0 when it cannot (an escape, or what only the audit can tell apart:
  * garbage referring out, an instance's __dict__ made outside a block), and then the caller runs the
  * audit, which decides and names the escapes; -1 with an exception. */
-int teardown_proven_isolated(RegionObject *self, bool *refers_to_classes) {
+int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes) {
     teardown_t t;
     bool gc_was_enabled;
     int result = -1;

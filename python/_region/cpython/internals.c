@@ -987,6 +987,25 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
 
 /* ---- Interpreters: lookup, attaching, detaching ---- */
 
+/* Whether interp runs under a GIL other than the main interpreter's: interp->ceval.own_gil (3.12+,
+ * pycore_ceval_state.h), which the main interpreter has set too. */
+static bool has_own_gil(PyInterpreterState *interp) {
+#if RPY_312 || RPY_313
+    return interp && interp != _PyRuntime.interpreters.main && interp->ceval.own_gil;
+#else
+    (void)interp;
+    return false;
+#endif
+}
+
+bool rpy_interp_has_own_gil(void) { return has_own_gil(_PyInterpreterState_GET()); }
+
+bool rpy_interp_id_has_own_gil(int64_t id) {
+    for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
+        if (PyInterpreterState_GetID(i) == id) return has_own_gil(i);
+    return false;
+}
+
 int rpy_interp_index(void) {
     interp_entry_t *e = entry_of(_PyInterpreterState_GET());
     return e ? (int)(e - interps) : -1;
