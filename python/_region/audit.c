@@ -30,7 +30,7 @@ typedef struct node {
     bool live;                 /* reachable from the root or from outside */
 } node_t;
 
-typedef enum { ESCAPE_INCOMING, ESCAPE_OUTGOING, ESCAPE_CROSS } escape_kind;
+typedef enum { ESCAPE_INCOMING, ESCAPE_OUTGOING, ESCAPE_CROSS, ESCAPE_MORTAL } escape_kind;
 
 typedef struct escape {
     escape_kind kind;
@@ -52,6 +52,7 @@ typedef struct graph {
     int64_t work_count;
     bool marking_live;         /* second pass: mark instead of count */
     bool classes_escape;       /* references to classes are outgoing escapes (audit_crossing) */
+    bool mortal_escape;        /* so are references to mortal objects (audit_gil_crossing) */
     bool failed;               /* out of memory */
 } graph_t;
 
@@ -191,6 +192,8 @@ static int visit_count(PyObject *child, void *arg) {
         else g->nodes[i].internal++;
     } else if (!safe_to_share(child, 0) || (g->classes_escape && audit_is_class(child))) {
         escape_add(g, ESCAPE_OUTGOING, g->current, child, 0);
+    } else if (g->mortal_escape && !rpy_is_immortal(child) && !rpy_immortalize_interned(child)) {
+        escape_add(g, ESCAPE_MORTAL, g->current, child, 0);
     }
     return 0;
 }
@@ -320,8 +323,8 @@ static int graph_add_unreached(graph_t *g) {
 }
 
 /* Builds the graph: the root first (so paths start there), then every member of the GC list. */
-static int graph_build(graph_t *g, rpy_region_t *self, bool classes_escape) {
-    *g = (graph_t){.region = self, .classes_escape = classes_escape};
+static int graph_build(graph_t *g, rpy_region_t *self, bool classes_escape, bool mortal_escape) {
+    *g = (graph_t){.region = self, .classes_escape = classes_escape, .mortal_escape = mortal_escape};
     membership_sync();
     PyObject *root = self->root;
     bool added;
@@ -373,7 +376,7 @@ static PyObject *chain_of(graph_t *g, int64_t i) {
     return chain;
 }
 
-static const char *kind_names[] = {"incoming", "outgoing", "cross"};
+static const char *kind_names[] = {"incoming", "outgoing", "cross", "mortal"};
 
 /* (kind, chain, target, count) for each reported escape, incoming ones first. */
 static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total, bool incoming_only) {
@@ -410,13 +413,14 @@ static int64_t garbage_count(graph_t *g) {
 }
 
 /* The graph holds borrowed pointers: no collection (and so no finalizer) may run while it exists. */
-static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_escape, const char *why) {
+static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_escape, bool mortal_escape,
+                       const char *why) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *raw = NULL;
     Py_ssize_t total = 0;
     int64_t objects = 0, garbage = 0;
-    if (graph_build(&g, self, classes_escape) == 0) {
+    if (graph_build(&g, self, classes_escape, mortal_escape) == 0) {
         /* Liveness only matters for deciding whether an outgoing or cross reference is held by
          * garbage; without any, the (common) isolated case skips the second traversal. */
         if (incoming_only) g.escape_count = 0;
@@ -455,17 +459,19 @@ static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_esca
     return NULL;
 }
 
-PyObject *audit_check(rpy_region_t *self) { return audit(self, false, false, NULL); }
+PyObject *audit_check(rpy_region_t *self) { return audit(self, false, false, false, NULL); }
 
-PyObject *audit_incoming(rpy_region_t *self) { return audit(self, true, false, NULL); }
+PyObject *audit_incoming(rpy_region_t *self) { return audit(self, true, false, false, NULL); }
 
-PyObject *audit_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, why); }
+PyObject *audit_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, false, why); }
+
+PyObject *audit_gil_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, true, why); }
 
 PyObject *audit_objects(rpy_region_t *self) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *list = NULL;
-    if (graph_build(&g, self, false) == 0) {
+    if (graph_build(&g, self, false, false) == 0) {
         list = PyList_New(g.count);
         for (int64_t i = 0; list && i < g.count; i++) PyList_SET_ITEM(list, i, Py_NewRef(g.nodes[i].obj));
         graph_free(&g);

@@ -56,11 +56,12 @@ typedef struct rpy_region {
     /* What the proof of the last release found the region referring to outside it (ownership.c,
      * "Crossing interpreters"): classes_of is the interpreter whose classes its objects refer to, or
      * -1; refers_to_mortal says whether any outside object it refers to is mortal (not immortal),
-     * released_by and released_own_gil who released it. */
+     * released_by and released_own_gil who released it (-1: nobody yet). */
     int64_t classes_of;
     bool refers_to_mortal;
     int64_t released_by;
     bool released_own_gil;
+    char *gil_crossing_report;  /* the IsolationError text for another GIL (raw memory), or NULL */
     const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
 
     /* collection statistics (r.collect, automatic collections) */
@@ -160,7 +161,9 @@ int module_auto_collect(void *unused);
  * too many interpreters do.  placement_install() attaches the first one. */
 int placement_attach(void);
 /* The calling interpreter stops (at its end, before its freelists are torn down): its blocks still
- * open in the calling thread exit, its freelists are put back, its guard stops. */
+ * open in the calling thread exit (placement_end_blocks alone does that), its freelists are put
+ * back, its guard stops. */
+void placement_end_blocks(void);
 void placement_detach(void);
 
 /* ---- membership.c ---- */
@@ -171,6 +174,8 @@ rpy_region_t *membership_region_of(PyObject *op);
 rpy_region_t *membership_region_of_block(const void *p);
 
 int membership_register(rpy_region_t *self);
+/* Takes self out of the registry (binding_lock held): nobody finds it by id or memory any more. */
+void membership_unlist_locked(rpy_region_t *self);
 void membership_unregister(rpy_region_t *self);
 
 /* Puts every GC-tracked object where it belongs: objects tracked while blocks were open, and
@@ -218,6 +223,14 @@ int ownership_init(rpy_region_t *self);
 void ownership_free(rpy_region_t *self);
 /* Nobody owns self any more (close, dissolve): waiters of acquire() wake up. */
 void ownership_give_up(rpy_region_t *self);
+/* The calling thread's interpreter ends while owning self: gives it up, noting first (as release()
+ * does) what another GIL's acquire() must know (ownership.c, "Crossing interpreters"). */
+void ownership_abandon(rpy_region_t *self);
+/* Whether the calling interpreter may not touch self's objects, or what they refer to: a thread of
+ * another GIL owns self, or nobody does and it refers to mortal objects of another GIL's interpreter
+ * (which that interpreter may be using, or which died with it).  Such a region is left behind when it
+ * goes away (region_dissolve). */
+bool ownership_stranded(rpy_region_t *self);
 /* The id of the calling thread's interpreter. */
 static inline int64_t binding_current_interp(void) {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
@@ -252,6 +265,10 @@ PyObject *audit_check(rpy_region_t *self);
  * too: what keeps a region in the interpreter that defined those classes.  `why` heads the report. */
 PyObject *audit_crossing(rpy_region_t *self, const char *why);
 
+/* The same, counting references to mortal objects as escapes too (rpy_is_immortal): what keeps a
+ * region under the GIL of the interpreters whose objects those are. */
+PyObject *audit_gil_crossing(rpy_region_t *self, const char *why);
+
 /* Whether type is one the binding made (Region, Handle, Ownership): shared by every interpreter. */
 bool binding_owns_type(PyTypeObject *type);
 
@@ -273,8 +290,10 @@ int teardown_bulk(rpy_region_t *self);
 /* 1 when the region is proven isolated (what r.check() would accept), 0 when not proven (run the
  * audit), -1 with an exception.  Cheaper than the audit: no paths are kept.  *refers_to_classes
  * says whether any region object refers to a class of the binding's user (a heap type not the
- * binding's own), which ties the region to the interpreter that defined it. */
-int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes);
+ * binding's own), which ties the region to the interpreter that defined it; *refers_to_mortal
+ * whether any outside object it refers to is mortal, which ties it to its GIL (both upper bounds:
+ * true when the proof fails). */
+int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal);
 
 /* Whether a region object may refer to op, an object outside every region (audit.c's rule). */
 bool audit_safe_to_share(PyObject *op);

@@ -49,9 +49,13 @@ int membership_register(rpy_region_t *self) {
     return 0;
 }
 
+void membership_unlist_locked(rpy_region_t *self) {
+    if (self->r && registry[self->r->slot] == self) __atomic_store_n(&registry[self->r->slot], NULL, __ATOMIC_RELEASE);
+}
+
 static void unlist(rpy_region_t *self) {
     binding_lock();
-    if (self->r && registry[self->r->slot] == self) __atomic_store_n(&registry[self->r->slot], NULL, __ATOMIC_RELEASE);
+    membership_unlist_locked(self);
     binding_unlock();
 }
 

@@ -156,8 +156,23 @@ fail:
     return NULL;
 }
 
+/* A region this interpreter may not touch (ownership_stranded) goes away untouched: unregistered,
+ * its objects and its memory left as they are until the process exits, since freeing them would
+ * change counts, or free memory, of another GIL's objects. */
+static void leave_behind(rpy_region_t *self) {
+    self->gone = "left behind: it is owned under another GIL, or refers to mortal objects of one "
+                 "(its memory stays allocated until the process exits)";
+    membership_forget(self);   /* its members' list links are region memory, never read again */
+    self->root = NULL;         /* a reference deliberately kept: the root is never freed */
+    self->r = NULL;            /* and neither is its memory */
+}
+
 void region_dissolve(rpy_region_t *self, const char *why) {
     if (!self->r) return;
+    if (ownership_stranded(self)) {
+        leave_behind(self);
+        return;
+    }
     self->gone = why;
     membership_unregister(self);
     region_t *r = self->r;
@@ -629,6 +644,11 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static void give_up_if_owned_here(rpy_region_t *self, void *unused) {
+    (void)unused;
+    if (ownership_token(self) && ownership_interp(self) == binding_current_interp()) ownership_abandon(self);
+}
+
 /* A region a thread of an interpreter with its own GIL owns may be in use right now: it stays as it
  * is (its memory is the process's until the exit). */
 static void dissolve_at_shutdown(rpy_region_t *self, void *unused) {
@@ -639,13 +659,82 @@ static void dissolve_at_shutdown(rpy_region_t *self, void *unused) {
 
 /* atexit of the main interpreter: before finalization, every Region gives its objects back to the
  * interpreter, whose final collections then see them, and the freelist guard stops (finalization
- * empties the freelists).  A subinterpreter's end is interpreter_ended() below. */
+ * empties the freelists).  A subinterpreter's end is interpreter_ended() below; one with its own
+ * GIL gives up its regions here already, while its modules are alive: what another GIL must know
+ * of them is found by the audit (ownership_abandon), whose report is made by region._audit. */
 static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) Py_RETURN_NONE;
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        if (rpy_interp_has_own_gil()) {
+            placement_end_blocks();
+            membership_sync();
+            membership_foreach(give_up_if_owned_here, NULL);
+        }
+        Py_RETURN_NONE;
+    }
     membership_foreach(dissolve_at_shutdown, NULL);
     placement_detach();
     Py_RETURN_NONE;
+}
+
+/* ---- Types and exceptions, per GIL ---- */
+
+static PyObject *new_exception(PyObject *module, const char *name, PyObject *bases, const char *doc) {
+    char qualified[64];
+    snprintf(qualified, sizeof qualified, "region.%s", name);
+    PyObject *type = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
+    (void)module;   /* add_binding_state adds it */
+    return type;
+}
+
+static int add_exceptions(PyObject *module) {
+    RegionError = new_exception(module, "RegionError", PyExc_RuntimeError,
+                                "Base class of every error the region package raises.");
+    if (!RegionError) return -1;
+    IsolationError = new_exception(module, "IsolationError", RegionError,
+                                   "A region is not isolated; .offenders lists each escape.");
+    OwnershipError = new_exception(module, "OwnershipError", RegionError,
+                                   "The calling thread does not own the region it touched.");
+    PyObject *bases = PyTuple_Pack(2, RegionError, PyExc_ReferenceError);
+    HandleError = bases ? new_exception(module, "HandleError", bases,
+                                        "A handle cannot be resolved: its object or its region is "
+                                        "gone.") : NULL;
+    Py_XDECREF(bases);
+    return IsolationError && OwnershipError && HandleError ? 0 : -1;
+}
+
+/* The types and exceptions of the calling GIL (binding_gil), made once per GIL. */
+static int make_binding_state(PyObject *module) {
+    PyType_Spec spec = {"region.Region", sizeof(RegionObject), 0,
+                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
+    Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
+    if (!Region_Type || add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0)
+        return -1;
+    return 0;
+}
+
+static int add_binding_state(PyObject *module) {
+    binding_state_t *state = binding_state();
+    return PyModule_AddObjectRef(module, "Region", (PyObject *)state->region_type) < 0 ||
+           PyModule_AddObjectRef(module, "Handle", (PyObject *)state->handle_type) < 0 ||
+           PyModule_AddObjectRef(module, "RegionError", state->region_error) < 0 ||
+           PyModule_AddObjectRef(module, "IsolationError", state->isolation_error) < 0 ||
+           PyModule_AddObjectRef(module, "OwnershipError", state->ownership_error) < 0 ||
+           PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ? -1 : 0;
+}
+
+/* An interpreter with its own GIL ends: its types and exceptions go with it. */
+static void forget_binding_state(void) {
+    int gil = binding_gil();
+    if (gil == 0) return;
+    binding_state_t *state = &binding_states[gil];
+    Py_CLEAR(state->region_type);
+    Py_CLEAR(state->handle_type);
+    Py_CLEAR(state->ownership_type);
+    Py_CLEAR(state->region_error);
+    Py_CLEAR(state->isolation_error);
+    Py_CLEAR(state->ownership_error);
+    Py_CLEAR(state->handle_error);
 }
 
 /* ---- Subinterpreters ----
@@ -662,46 +751,36 @@ static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
  *     kept alive by the references, as CPython leaves every object that outlives its interpreter.
  * Regions are not dissolved when a subinterpreter ends: they belong to no interpreter. */
 
-static void give_up_if_owned_here(rpy_region_t *self, void *unused) {
-    (void)unused;
-    if (ownership_token(self) && ownership_interp(self) == binding_current_interp()) ownership_give_up(self);
-}
-
 static void interpreter_ended(PyObject *capsule) {
     (void)capsule;
     if (rpy_interp_index() < 0) return;
-    placement_detach();
+    placement_end_blocks();
     membership_sync();
-    membership_foreach(give_up_if_owned_here, NULL);
+    membership_foreach(give_up_if_owned_here, NULL);   /* still attached: its exceptions exist */
+    forget_binding_state();
+    placement_detach();
 }
 
 static const char import_order_message[] =
     "region must be imported in the main interpreter before a subinterpreter imports it (docs/python.md, "
     "'Subinterpreters')";
 
-/* Whether the main interpreter ran the package's __init__ (its gc callback and exit hook). */
-static bool main_package_ready;
+/* Whether the main interpreter initialized the module (and with it installed the hook). */
+static bool main_module_ready;
 
 static PyObject *mod_attach(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
     bool is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
-    if (!is_main && !main_package_ready) {
-        /* 3.13 runs a single-phase module's init in the main interpreter when a subinterpreter
-         * imports it first (import.c, import_run_extension), so the PyInit check below passes: the
-         * package's own set-up in the main interpreter would still be missing. */
-        PyErr_SetString(PyExc_ImportError, import_order_message);
-        return NULL;
-    }
-    bool attached = rpy_interp_index() >= 0;
     if (placement_attach() < 0) return NULL;
-    if (is_main) main_package_ready = true;
-    if (attached || is_main) Py_RETURN_NONE;
+    if (is_main) Py_RETURN_NONE;
     PyObject *dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
+    if (dict && PyDict_GetItemString(dict, "region.interpreter")) Py_RETURN_NONE;   /* attached before */
     PyObject *capsule = dict ? PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended) : NULL;
     int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
     Py_XDECREF(capsule);
     if (rc < 0) {
         if (!PyErr_Occurred()) PyErr_SetString(RegionError, "no interpreter dict to register the end of the interpreter in");
+        forget_binding_state();
         placement_detach();
         return NULL;
     }
@@ -775,53 +854,51 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "region._region", "The C core of the region package.", -1, module_methods,
-    NULL, NULL, NULL, NULL,
+/* MODULE INITIALIZATION is multi-phase, so that every interpreter, one with its own GIL included,
+ * runs module_exec for a module object of its own.  The main interpreter makes the types and
+ * exceptions of the main GIL and installs the allocator hook (once per process); a subinterpreter
+ * that shares the main GIL puts the very same objects in its module (so every interpreter of that
+ * GIL shares the Region type, the exceptions and every Region object); an interpreter with its own
+ * GIL attaches and makes its own.  The main interpreter must come first: it is what installs the
+ * hook, which may not change while another GIL's interpreter allocates. */
+static int module_exec(PyObject *module) {
+    bool is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
+    if (is_main) {
+        if (!binding_states[0].region_type) {
+            if (rpy_internals_init() < 0 || make_binding_state(module) < 0) return -1;
+            if (placement_install() < 0) return -1;
+            __atomic_store_n(&main_module_ready, true, __ATOMIC_RELEASE);
+        }
+        return add_binding_state(module);
+    }
+    if (!__atomic_load_n(&main_module_ready, __ATOMIC_ACQUIRE)) {
+        PyErr_SetString(PyExc_ImportError, import_order_message);
+        return -1;
+    }
+    if (!rpy_interp_has_own_gil()) return add_binding_state(module);
+    if (rpy_interp_attach() < 0) {   /* from here on binding_gil() is this interpreter's */
+        PyErr_Format(PyExc_ImportError, "cannot use regions in interpreter %lld: %d interpreters already do",
+                     (long long)binding_current_interp(), RPY_MAX_INTERPRETERS);
+        return -1;
+    }
+    if (!binding_state()->region_type && make_binding_state(module) < 0) {
+        forget_binding_state();
+        return -1;
+    }
+    return add_binding_state(module);
+}
+
+static PyModuleDef_Slot module_slots[] = {
+    {Py_mod_exec, module_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+    {0, NULL},
 };
 
-static PyObject *new_exception(PyObject *module, const char *name, PyObject *bases, const char *doc) {
-    char qualified[64];
-    snprintf(qualified, sizeof qualified, "region.%s", name);
-    PyObject *type = PyErr_NewExceptionWithDoc(qualified, doc, bases, NULL);
-    if (type && PyModule_AddObjectRef(module, name, type) < 0) Py_CLEAR(type);
-    return type;
-}
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "region._region", "The C core of the region package.", 0, module_methods,
+    module_slots, NULL, NULL, NULL,
+};
 
-static int add_exceptions(PyObject *module) {
-    RegionError = new_exception(module, "RegionError", PyExc_RuntimeError,
-                                "Base class of every error the region package raises.");
-    if (!RegionError) return -1;
-    IsolationError = new_exception(module, "IsolationError", RegionError,
-                                   "A region is not isolated; .offenders lists each escape.");
-    OwnershipError = new_exception(module, "OwnershipError", RegionError,
-                                   "The calling thread does not own the region it touched.");
-    PyObject *bases = PyTuple_Pack(2, RegionError, PyExc_ReferenceError);
-    HandleError = bases ? new_exception(module, "HandleError", bases,
-                                        "A handle cannot be resolved: its object or its region is "
-                                        "gone.") : NULL;
-    Py_XDECREF(bases);
-    return IsolationError && OwnershipError && HandleError ? 0 : -1;
-}
-
-PyMODINIT_FUNC PyInit__region(void) {
-    if (rpy_internals_init() < 0) return NULL;
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        /* Initialized here, the module's types and exceptions would belong to this subinterpreter and
-         * die with it, while every other interpreter shares them (binding.h). */
-        PyErr_SetString(PyExc_ImportError, import_order_message);
-        return NULL;
-    }
-    PyObject *module = PyModule_Create(&module_def);
-    if (!module) return NULL;
-    PyType_Spec spec = {"region.Region", sizeof(RegionObject), 0,
-                        Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
-    Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
-    if (!Region_Type || PyModule_AddObjectRef(module, "Region", (PyObject *)Region_Type) < 0 ||
-        add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0 ||
-        placement_install() < 0) {
-        Py_DECREF(module);
-        return NULL;
-    }
-    return module;
-}
+PyMODINIT_FUNC PyInit__region(void) { return PyModuleDef_Init(&module_def); }

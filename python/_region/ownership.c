@@ -25,6 +25,7 @@
 #include "binding.h"
 
 #include <math.h>
+#include <string.h>
 #include <time.h>
 
 static void set_owner(rpy_region_t *self, uint64_t token, int64_t interp) {
@@ -153,7 +154,76 @@ static int ownership_wait(rpy_region_t *self, double seconds) {
  * instance would not be an instance of anything they know.  So the release proof notes whether the
  * region refers to classes (classes_of), and another interpreter cannot acquire the region while the
  * interpreter whose classes they are is alive: IsolationError, naming each path to such a class.  Once
- * that interpreter is gone nobody else can use those classes either, and the region may go anywhere. */
+ * that interpreter is gone nobody else can use those classes either, and the region may go anywhere.
+ *
+ * ACROSS GILS (3.12+: interpreters with GILs of their own run in parallel) the rule is stricter: a
+ * reference the region holds to a mortal object of the releasing interpreter would have its count
+ * updated under two GILs at once (and the object freed by an allocator not its own), so only
+ * IMMORTAL outside objects may go with it (None, small ints, interned and code-constant strings,
+ * static types: rpy_is_immortal).  The release proof notes whether the region refers to any mortal
+ * outside object; when it does, and interpreters of more than one GIL use regions, release() runs the
+ * audit with that rule in the releasing interpreter - the only one that may read those objects - and
+ * keeps its report (text: no Python object can cross).  An acquire() under another GIL is then
+ * refused with that report; under the releasing interpreter's GIL it goes on as before.  Objects the
+ * new owner creates in the region may refer to its own mortal objects again: every release decides
+ * anew. */
+
+/* Whether interpreters of more than one GIL may use regions now (any attached with its own GIL). */
+static bool several_gils(void) {
+    if (rpy_interp_has_own_gil()) return true;
+    for (int gil = 1; gil < RPY_MAX_GILS; gil++)
+        if (__atomic_load_n(&binding_states[gil].region_type, __ATOMIC_RELAXED)) return true;
+    return false;
+}
+
+/* Records what another GIL's acquire() must know of self, which the calling thread is giving up: who
+ * gives it up, and whether (with the report why) it refers to mortal objects.  refers_to_mortal is
+ * the proof's upper bound; the audit decides.  -1 with an exception (not an IsolationError). */
+static int note_gil_crossing(rpy_region_t *self, bool refers_to_mortal) {
+    PyMem_RawFree(self->gil_crossing_report);
+    self->gil_crossing_report = NULL;
+    self->released_by = binding_current_interp();
+    self->released_own_gil = rpy_interp_has_own_gil();
+    self->refers_to_mortal = refers_to_mortal;
+    if (!refers_to_mortal || !several_gils()) return 0;
+    PyObject *none = audit_gil_crossing(self, "cannot go to an interpreter with another GIL");
+    if (none) {   /* only garbage referred to them */
+        Py_DECREF(none);
+        self->refers_to_mortal = false;
+        return 0;
+    }
+    if (!PyErr_ExceptionMatches(IsolationError)) return -1;
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    PyObject *text = value ? PyObject_Str(value) : NULL;
+    const char *utf8 = text ? PyUnicode_AsUTF8(text) : NULL;
+    if (utf8) {
+        size_t n = strlen(utf8) + 1;
+        self->gil_crossing_report = PyMem_RawMalloc(n);
+        if (self->gil_crossing_report) memcpy(self->gil_crossing_report, utf8, n);
+    }
+    PyErr_Clear();
+    Py_XDECREF(text);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(traceback);
+    return 0;   /* without a report (out of memory) the refusal says less, but still refuses */
+}
+
+/* Whether the calling interpreter runs under another GIL than the one that gave self up. */
+static bool crosses_gil(rpy_region_t *self) {
+    int64_t here = binding_current_interp();
+    return self->released_by >= 0 && self->released_by != here &&
+           (self->released_own_gil || rpy_interp_has_own_gil());
+}
+
+bool ownership_stranded(rpy_region_t *self) {
+    if (ownership_token(self)) {
+        int64_t owner = ownership_interp(self), here = binding_current_interp();
+        return owner != here && (rpy_interp_has_own_gil() || rpy_interp_id_has_own_gil(owner));
+    }
+    return self->refers_to_mortal && crosses_gil(self);
+}
 
 static bool interpreter_alive(int64_t id) {
     for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
@@ -161,9 +231,30 @@ static bool interpreter_alive(int64_t id) {
     return false;
 }
 
+void ownership_abandon(rpy_region_t *self) {
+    bool refers_to_classes, refers_to_mortal;
+    if (teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal) < 0) {
+        PyErr_Clear();
+        refers_to_mortal = true;
+    }
+    if (note_gil_crossing(self, refers_to_mortal) < 0) PyErr_Clear();
+    ownership_give_up(self);
+}
+
 /* Called by a new owner: true (with IsolationError) when its interpreter may not take the region. */
 static bool crossing_refused(rpy_region_t *self) {
     int64_t here = ownership_interp(self);
+    if (self->refers_to_mortal && crosses_gil(self)) {
+        PyObject *desc = region_describe(self);
+        PyErr_Format(IsolationError, "acquire: %U cannot be acquired in interpreter %lld, which runs under "
+                     "another GIL than interpreter %lld, which released it: only immortal objects may "
+                     "be shared across GILs.\n%s", desc, (long long)here, (long long)self->released_by,
+                     self->gil_crossing_report ? self->gil_crossing_report
+                     : "(its report is missing: no interpreter with its own GIL used regions when it was "
+                       "released; release it again to record one)");
+        Py_XDECREF(desc);
+        return true;
+    }
     if (self->classes_of < 0 || self->classes_of == here || !interpreter_alive(self->classes_of)) return false;
     char why[160];
     snprintf(why, sizeof why, "cannot be acquired in interpreter %lld: its objects refer to classes "
@@ -226,14 +317,14 @@ static int release(rpy_region_t *self) {
     }
     /* The next owner may be another thread: nothing here may keep a way into the region, and the
      * region no way out to anything but shared immutable objects. */
-    bool refers_to_classes;
-    int proven = teardown_proven_isolated(self, &refers_to_classes);
+    bool refers_to_classes, refers_to_mortal;
+    int proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
     if (proven == 0 && collect_region(self) > 0) {
         /* The proof counts garbage's references too (a dead closure refers to its module's globals).
          * A collection frees cycles at a fraction of the audit's cost, and runs their finalizers
          * here, in the interpreter that made them, before the region goes elsewhere. */
         if (!self->r) return region_check_owner(self, "release");   /* a finalizer closed it */
-        proven = teardown_proven_isolated(self, &refers_to_classes);
+        proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
     }
     if (proven < 0) return -1;
     if (!proven) {   /* the audit decides, and names the escapes if there are any */
@@ -241,6 +332,7 @@ static int release(rpy_region_t *self) {
         if (!isolated) return -1;
         Py_DECREF(isolated);
     }
+    if (note_gil_crossing(self, refers_to_mortal) < 0) return -1;
     self->classes_of = refers_to_classes ? binding_current_interp() : -1;
     ownership_give_up(self);
     return 0;

@@ -56,16 +56,22 @@ static int interp_blocks[RPY_MAX_INTERPRETERS];
  * trigger is the threshold, or as many as survived the last collection when that is more: a
  * collection walks the whole region (there are no generations inside a region), so letting the
  * region double between collections keeps the collection work linear in what a program allocates,
- * where a fixed threshold would make building a large region quadratic.  Read and written with the
- * GIL held. */
+ * where a fixed threshold would make building a large region quadratic.  A slot's counts are read
+ * and written by its region's owner only (the one thread that allocates there); collection_scheduled
+ * by any thread, atomically. */
 static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS], triggers[REGION_MAX_SLOTS];
 static bool collection_scheduled;
 
 static void count_allocation(region_t *r) {
     unsigned slot = r->slot;
-    if (unlikely(++allocations[slot] == triggers[slot]) && !collection_scheduled) {
+    bool unscheduled = false;
+    /* Threads of different GILs may cross a trigger at once: one of them schedules. */
+    if (unlikely(++allocations[slot] == triggers[slot]) &&
+        __atomic_compare_exchange_n(&collection_scheduled, &unscheduled, true, false, __ATOMIC_RELAXED,
+                                    __ATOMIC_RELAXED)) {
         /* Py_AddPendingCall fails only when its queue is full; the next trigger crossing retries. */
-        if (Py_AddPendingCall(module_auto_collect, NULL) == 0) collection_scheduled = true;
+        if (Py_AddPendingCall(module_auto_collect, NULL) != 0)
+            __atomic_store_n(&collection_scheduled, false, __ATOMIC_RELAXED);
     }
 }
 
@@ -90,15 +96,12 @@ void placement_collected(region_t *r, size_t survivors) {
         triggers[slot] = thresholds[slot];
 }
 
-void placement_collection_ran(void) { collection_scheduled = false; }
+void placement_collection_ran(void) { __atomic_store_n(&collection_scheduled, false, __ATOMIC_RELAXED); }
 
 /* ---- The hook ---- */
 
 static inline void keys_guard(PyInterpreterState *interp) {
-    if (unlikely(interp != __atomic_load_n(&rpy_keys_guarded_interp, __ATOMIC_RELAXED) ||
-                 *rpy_keys_freelist_count != RPY_KEYS_FREELIST_FULL ||
-                 *rpy_keys_freelist_top != rpy_keys_freelist_spare_on_top))
-        rpy_keys_freelist_refill();
+    if (unlikely(!rpy_keys_freelist_intact(interp))) rpy_keys_freelist_refill();
 }
 
 /* The region receiving the calling thread's allocations now: the current one, if the thread runs the
@@ -244,7 +247,7 @@ PyObject *placement_with_foreign_allocator(PyObject *fn) {
     return result;
 }
 
-void placement_detach(void) {
+void placement_end_blocks(void) {
     /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited)
      * end with it: their entries would name an interpreter that no longer exists. */
     PyInterpreterState *interp = rpy_current_interp();
@@ -253,6 +256,10 @@ void placement_detach(void) {
         rpy_region_t *self = stack.entries[i];
         if (placement_exit(self) < 0) PyErr_Clear();
     }
+}
+
+void placement_detach(void) {
+    placement_end_blocks();
     rpy_interp_detach();
 }
 

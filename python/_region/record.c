@@ -61,10 +61,12 @@ void record_ref(rpy_region_t *rec) {
 void record_unref(rpy_region_t *rec) {
     binding_lock();
     bool last = --rec->refs == 0;
+    if (last) membership_unlist_locked(rec);   /* under the same lock: membership_find cannot revive it */
     binding_unlock();
     if (!last) return;
     region_dissolve(rec, "gone");
     ownership_free(rec);
+    PyMem_RawFree(rec->gil_crossing_report);
     Py_CLEAR(rec->root);   /* ordinary objects now: dissolving gave them to this interpreter */
     PyMem_RawFree(rec->name);
     PyMem_RawFree(rec);

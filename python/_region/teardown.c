@@ -151,11 +151,11 @@ int teardown_bulk(rpy_region_t *self) {
  * proves the region isolated; 0 when it cannot (an escape, or what only the audit can tell apart:
  * garbage referring out, an instance's __dict__ made outside a block), and then the caller runs the
  * audit, which decides and names the escapes; -1 with an exception. */
-int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes) {
+int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal) {
     teardown_t t;
     bool gc_was_enabled;
     int result = -1;
-    *refers_to_classes = true;   /* unless the walk below proves otherwise */
+    *refers_to_classes = *refers_to_mortal = true;   /* unless the walk below proves otherwise */
     if (proof_begin(&t, self, &gc_was_enabled) == 0) {
         visit_all(&t, visit_subtract);
         bool isolated = unreferenced(&t) && !t.failed;
@@ -163,9 +163,11 @@ int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes) {
         for (size_t i = 0; isolated && i < t.outside_count; i++) isolated = audit_safe_to_share(t.outside[i]);
         /* Every reference out was noted (unless out of memory), garbage's too: an upper bound. */
         if (!t.failed) {
-            *refers_to_classes = false;
-            for (size_t i = 0; i < t.outside_count && !*refers_to_classes; i++)
-                *refers_to_classes = audit_is_class(t.outside[i]);
+            *refers_to_classes = *refers_to_mortal = false;
+            for (size_t i = 0; i < t.outside_count; i++) {
+                *refers_to_classes = *refers_to_classes || audit_is_class(t.outside[i]);
+                *refers_to_mortal = *refers_to_mortal || !rpy_is_immortal(t.outside[i]);
+            }
         }
         result = isolated;
     }

@@ -20,9 +20,10 @@ class Escape:
     """One escape found by Region.check().
 
     kind:   "incoming" (a region object referenced from outside), "outgoing" (a region object refers
-            to a mutable object outside every region) or "cross" (it refers to an object of another
-            region).
-    obj:    the region object (incoming) or the outside object it refers to (outgoing, cross).
+            to a mutable object outside every region), "cross" (it refers to an object of another
+            region) or "mortal" (it refers to an immutable but mortal object outside every region,
+            which cannot go to an interpreter with another GIL: only immortal ones can).
+    obj:    the region object (incoming) or the outside object it refers to (the others).
     type:   the type name of obj.
     path:   how obj is reached from the region's root, e.g. "root['users'][3].friends".
     holders: for incoming escapes, descriptions of what holds obj from outside (where found).
@@ -50,6 +51,10 @@ class Escape:
             where = f"region {owner.name!r} (id {owner.id})" if owner is not None else "another region"
             return (f"{self.path} refers to a {self.type} of {where}: regions may refer to each other "
                     f"only through handles (Region.handle)")
+        if self.kind == "mortal":
+            return (f"{self.path} refers to a {self.type} outside every region that is not immortal, "
+                    f"so its reference count cannot be shared with another GIL: make it inside "
+                    f"`with r:` (a number or str computed there, not a constant of the code)")
         if isinstance(self.obj, type):
             return (f"{self.path} refers to class {self.obj.__module__}.{self.obj.__qualname__}, which "
                     f"belongs to the interpreter whose module defined it")

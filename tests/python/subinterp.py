@@ -1,8 +1,10 @@
 """The subinterpreter calls the tests use, on CPython 3.11 and 3.12 (_xxsubinterpreters) and 3.13
-(_interpreters).  Every interpreter made by create() shares the main interpreter's GIL: 3.11 has no
-other kind, and on 3.12 and 3.13 the tests ask for the "legacy" kind (an isolated interpreter, with
-its own GIL, cannot import the single-phase region._region: CPython refuses that import itself)."""
+(_interpreters).  Every interpreter made by create() shares the main interpreter's GIL (3.11 has no
+other kind; on 3.12 and 3.13 it is the "legacy" kind); create_isolated() makes one with its own GIL
+(3.12+: test_own_gil.py)."""
+import os
 import sys
+import textwrap
 
 try:
     import _xxsubinterpreters as _low
@@ -47,3 +49,36 @@ def run_string(interp, code, shared=None):
 
 def destroy(interp):
     _low.destroy(interp)
+
+
+class Sub:
+    """A subinterpreter (with its own GIL if isolated); run() executes code in it (in the calling
+    thread) with `out` (the write end of a pipe to send results back on) and the keyword arguments as
+    globals."""
+
+    def __init__(self, isolated=False):
+        self.id = create_isolated() if isolated else create()
+        self.results, self.out = os.pipe()
+        self.pending = b""
+        self.run("import os, region")
+
+    def run(self, code, **shared):
+        run_string(self.id, textwrap.dedent(code), shared={"out": self.out, **shared})
+
+    def send(self, expression):
+        """Code that sends repr(expression) back (one NUL-terminated line; results are small, far
+        below what a pipe buffers)."""
+        return f"os.write(out, repr({expression}).encode() + b'\\0')\n"
+
+    def result(self):
+        while b"\0" not in self.pending:
+            self.pending += os.read(self.results, 65536)
+        data, _, self.pending = self.pending.partition(b"\0")
+        return data.decode()
+
+    def destroy(self):
+        if self.id is not None:
+            destroy(self.id)
+            self.id = None
+            os.close(self.results)
+            os.close(self.out)

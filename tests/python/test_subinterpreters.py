@@ -14,38 +14,7 @@ import region
 from conftest import needs_debug_build, refcount_growth, run_python
 
 interpreters = pytest.importorskip("subinterp")
-
-
-class Sub:
-    """A subinterpreter; run() executes code in it (in the calling thread) with `out` (the write end
-    of a pipe to send results back on) and the keyword arguments as globals."""
-
-    def __init__(self):
-        self.id = interpreters.create()
-        self.results, self.out = os.pipe()
-        self.pending = b""
-        self.run("import os, region")
-
-    def run(self, code, **shared):
-        interpreters.run_string(self.id, textwrap.dedent(code), shared={"out": self.out, **shared})
-
-    def send(self, expression):
-        """Code that sends repr(expression) back (one NUL-terminated line; results are small, far
-        below what a pipe buffers)."""
-        return f"os.write(out, repr({expression}).encode() + b'\\0')\n"
-
-    def result(self):
-        while b"\0" not in self.pending:
-            self.pending += os.read(self.results, 65536)
-        data, _, self.pending = self.pending.partition(b"\0")
-        return data.decode()
-
-    def destroy(self):
-        if self.id is not None:
-            interpreters.destroy(self.id)
-            self.id = None
-            os.close(self.results)
-            os.close(self.out)
+Sub = interpreters.Sub
 
 
 @pytest.fixture
@@ -459,18 +428,6 @@ except region.RegionError as e:
         assert r.active
     message = eval(sub.result())
     assert "cannot exit region 'test'" in message and "no block of it is open in this thread and interpreter" in message
-
-
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from CPython 3.12")
-def test_an_interpreter_with_its_own_gil_cannot_import_region():
-    """A limitation (docs/python.md, "Versions"): the binding's state is shared under one GIL, so an
-    isolated interpreter is refused - by CPython itself, since region._region is single-phase."""
-    sub = interpreters.create_isolated()
-    try:
-        with pytest.raises(interpreters.RunFailed, match="region._region does not support loading in subinterpreters"):
-            interpreters.run_string(sub, "import region")
-    finally:
-        interpreters.destroy(sub)
 
 
 @pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from CPython 3.12")

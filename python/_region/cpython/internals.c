@@ -64,6 +64,7 @@
 #  define RPY_313 1
 #  include <internal/pycore_freelist.h>
 #  include <internal/pycore_typeobject.h>
+#  include <internal/pycore_unicodeobject.h>
 #  ifndef WITH_FREELISTS
 #    error "python/_region/cpython/internals.c expects CPython 3.13 built with freelists (the default)"
 #  endif
@@ -193,6 +194,32 @@ void *rpy_block_of(PyObject *op) { return (char *)op - _PyType_PreHeaderSize(Py_
 
 PyObject *rpy_object_at(void *block, PyTypeObject *type) {
     return (PyObject *)((char *)block + _PyType_PreHeaderSize(type));
+}
+
+bool rpy_is_immortal(PyObject *op) {
+#if RPY_312 || RPY_313
+    return _Py_IsImmortal(op);
+#else
+    (void)op;
+    return false;
+#endif
+}
+
+bool rpy_immortalize_interned(PyObject *op) {
+#if RPY_313
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    if (interp != _PyRuntime.interpreters.main || !PyUnicode_CheckExact(op) ||
+        PyUnicode_CHECK_INTERNED(op) != SSTATE_INTERNED_MORTAL)
+        return false;
+    PyObject *s = Py_NewRef(op);
+    _PyUnicode_InternImmortal(interp, &s);   /* ref-neutral: the interned one, immortal now */
+    bool same = s == op;
+    Py_DECREF(s);
+    return same && _Py_IsImmortal(op);
+#else
+    (void)op;
+    return false;
+#endif
 }
 
 bool rpy_is_shared(PyObject *op) {
@@ -803,7 +830,7 @@ typedef struct interp_entry {
     PyInterpreterState *interp;   /* NULL: a free entry */
     int64_t id;
     freelist_stash_t stash;
-    void *spare_on_top;          /* what the keys guard left on top, while another one is guarded */
+    void *spare_on_top;          /* what the keys guard put on top of its keys freelist last */
 } interp_entry_t;
 
 static interp_entry_t interps[RPY_MAX_INTERPRETERS];
@@ -872,13 +899,15 @@ void rpy_freelists_unstash(void) {
 
 /* ---- The dict-keys freelist guard ----
  *
- * Each attached interpreter has its own keys freelist (KEYS_ITEMS), kept full of spares.
- * The allocator hook checks the freelist of the interpreter it last saw (rpy_keys_guarded_interp):
- * when the calling thread runs another interpreter, rpy_keys_freelist_refill() first switches the
- * guard to that one (its pointers, and the spare it left on top).  An interpreter that is not
- * attached is not guarded: the pointers then point at a constant "full, nothing changed" state.
- * Only the running interpreter changes its freelist, and every interpreter is left full by its
- * last allocation, so switching on the next allocation keeps each one guarded as one alone would be. */
+ * Each attached interpreter has its own keys freelist (KEYS_ITEMS), kept full of spares, and the
+ * spare the guard last put on top of it (interp_entry_t.spare_on_top).  Each THREAD has a view of
+ * the freelist of the interpreter it ran last (rpy_keys_view: pointers to its count, its top entry
+ * and that spare), which the allocator hook checks on every allocation; when the thread runs
+ * another interpreter, or an interpreter attached or detached since (rpy_attach_generation),
+ * rpy_keys_freelist_refill() first points the view at the running interpreter's.  The freelist and
+ * its spare change only under that interpreter's GIL, so every thread that runs it sees one state,
+ * and interpreters with GILs of their own never touch each other's.  An interpreter that is not
+ * attached is not guarded: the view then points at a constant "full, nothing changed" state. */
 
 /* Size of a table new_keys_object(PyDict_LOG_MINSIZE, unicode=true) makes (dictobject.c:594-653):
  * 8 slots, 1-byte indices, USABLE_FRACTION(8) = 5 unicode entries. */
@@ -886,55 +915,55 @@ void rpy_freelists_unstash(void) {
 _Static_assert(RPY_KEYS_FREELIST_FULL == PyDict_MAXFREELIST, "the keys freelist holds PyDict_MAXFREELIST");
 
 static int guard_off_count = RPY_KEYS_FREELIST_FULL;   /* what an unguarded interpreter shows */
-static void *guard_off_top;
+static void *guard_off_top;                            /* == guard_off_spare: nothing changed */
+static void *guard_off_spare;
 
-PyInterpreterState *rpy_keys_guarded_interp;
-int *rpy_keys_freelist_count = &guard_off_count;
-void **rpy_keys_freelist_top = &guard_off_top;           /* &keys_free_list[FULL - 1] */
-void *rpy_keys_freelist_spare_on_top;                   /* what the guard last put there */
-static PyInterpreterState *guarded;                     /* NULL: the guard is off */
+__thread rpy_keys_view_t rpy_keys_view __attribute__((tls_model("initial-exec"))) = {
+    .count = &guard_off_count, .top = &guard_off_top, .spare_on_top = &guard_off_spare};
+unsigned rpy_attach_generation = 1;   /* a new thread's view (generation 0) is rebound first */
 
 static void *(*spare_alloc)(size_t size);
 static void (*spare_free)(void *table);
-
-/* Read by the hook in every thread, written only by an attached interpreter (atomic for the
- * parallel readers of 3.12+; see guards_keys below). */
-static void set_guarded_interp(PyInterpreterState *interp) {
-    __atomic_store_n(&rpy_keys_guarded_interp, interp, __ATOMIC_RELAXED);
-}
 
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table)) {
     spare_alloc = alloc;
     spare_free = release;
 }
 
-/* Points the guard at the calling thread's interpreter. */
-static void keys_guard_switch(void) {
+/* The interpreter this thread's view is of, when it is guarded (attached, freelists not finalized). */
+static PyInterpreterState *view_guarded(void) {
+    rpy_keys_view_t *v = &rpy_keys_view;
+    return v->count != &guard_off_count ? v->interp : NULL;
+}
+
+/* Points the calling thread's view at its interpreter's freelist. */
+static void keys_view_bind(void) {
+    rpy_keys_view_t *v = &rpy_keys_view;
     PyInterpreterState *now = rpy_current_interp();
-    if (now == rpy_keys_guarded_interp) return;
-    interp_entry_t *old = entry_of(rpy_keys_guarded_interp), *e = entry_of(now);
-    if (old) old->spare_on_top = rpy_keys_freelist_spare_on_top;
-    set_guarded_interp(now);
+    unsigned generation = __atomic_load_n(&rpy_attach_generation, __ATOMIC_ACQUIRE);
+    if (now == v->interp && generation == v->generation) return;
+    interp_entry_t *e = entry_of(now);
+    v->interp = now;
+    v->generation = generation;
     /* A negative count means the interpreter finalized its freelists: leave them alone. */
     if (e && KEYS_COUNT(now) >= 0) {
-        guarded = now;
-        rpy_keys_freelist_count = &KEYS_COUNT(now);
-        rpy_keys_freelist_top = (void **)&KEYS_ITEMS(now)[RPY_KEYS_FREELIST_FULL - 1];
-        rpy_keys_freelist_spare_on_top = e->spare_on_top;
+        v->count = &KEYS_COUNT(now);
+        v->top = (void **)&KEYS_ITEMS(now)[RPY_KEYS_FREELIST_FULL - 1];
+        v->spare_on_top = &e->spare_on_top;
     } else {
-        guarded = NULL;
-        rpy_keys_freelist_count = &guard_off_count;
-        rpy_keys_freelist_top = &guard_off_top;
-        rpy_keys_freelist_spare_on_top = NULL;
+        v->count = &guard_off_count;
+        v->top = &guard_off_top;
+        v->spare_on_top = &guard_off_spare;
     }
 }
 
 /* A table on top that the guard did not put there was pushed by CPython after a pop left room:
  * free it (nothing else refers to a freelisted table).  Then fill every empty place. */
 static void keys_freelist_refill_self(void) {
-    PyInterpreterState *d = guarded;
+    PyInterpreterState *d = view_guarded();
     if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
-    if (KEYS_COUNT(d) == RPY_KEYS_FREELIST_FULL && KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1] != rpy_keys_freelist_spare_on_top) {
+    void **spare_on_top = rpy_keys_view.spare_on_top;
+    if (KEYS_COUNT(d) == RPY_KEYS_FREELIST_FULL && KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1] != *spare_on_top) {
         void *pushed = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
         KEYS_COUNT(d)--;
         spare_free(pushed);
@@ -944,36 +973,17 @@ static void keys_freelist_refill_self(void) {
         if (!spare) return;   /* out of memory: the guard tries again at the next call */
         KEYS_ITEMS(d)[KEYS_COUNT(d)++] = spare;
     }
-    rpy_keys_freelist_spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
-}
-
-/* Interpreters that never attached never touch the guard: the hook runs in all of them, and one with
- * its own GIL would otherwise switch the guard's statics while an attached interpreter uses them.
- * (Nothing is lost: such an interpreter's dicts are never region objects, and an attached one finds
- * its freelist as it left it, since only its own code changes it.)  That the calling thread's
- * interpreter is not attached is cached per thread until the next attach. */
-static unsigned attach_generation;   /* bumped by every attach; read from any thread */
-static _Thread_local struct { PyInterpreterState *interp; unsigned generation; } known_unattached;
-
-static bool guards_keys(PyInterpreterState *interp) {
-    unsigned generation = __atomic_load_n(&attach_generation, __ATOMIC_ACQUIRE);
-    if (known_unattached.interp == interp && known_unattached.generation == generation) return false;
-    if (entry_of(interp)) return true;
-    known_unattached.interp = interp;
-    known_unattached.generation = generation;
-    return false;
+    *spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
 }
 
 void rpy_keys_freelist_refill(void) {
-    PyInterpreterState *now = rpy_current_interp();
-    if (now != __atomic_load_n(&rpy_keys_guarded_interp, __ATOMIC_RELAXED) && !guards_keys(now)) return;
-    keys_guard_switch();
+    keys_view_bind();
     keys_freelist_refill_self();
 }
 
 void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
     rpy_keys_freelist_refill();
-    PyInterpreterState *d = guarded;
+    PyInterpreterState *d = view_guarded();
     if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
     for (int i = 0; i < KEYS_COUNT(d); i++) {
         if (!is_wrong(KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
@@ -982,7 +992,7 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
         spare_free(KEYS_ITEMS(d)[i]);
         KEYS_ITEMS(d)[i] = spare;
     }
-    rpy_keys_freelist_spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
+    *rpy_keys_view.spare_on_top = KEYS_ITEMS(d)[RPY_KEYS_FREELIST_FULL - 1];
 }
 
 /* ---- Interpreters: lookup, attaching, detaching ---- */
@@ -1011,21 +1021,29 @@ int rpy_interp_index(void) {
     return e ? (int)(e - interps) : -1;
 }
 
+/* An entry being filled in: no interpreter has this address. */
+#define CLAIMED ((PyInterpreterState *)1)
+
 int rpy_interp_attach(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
     interp_entry_t *e = entry_of(interp);
-    if (!e) {
-        for (int i = 0; i < RPY_MAX_INTERPRETERS && !e; i++)
-            if (!interps[i].interp) e = &interps[i];
-        if (!e) return -1;
-        keys_guard_switch();   /* saves the spare of the interpreter guarded so far */
-        *e = (interp_entry_t){.id = interp->id};
+    for (int i = 0; i < RPY_MAX_INTERPRETERS && !e; i++) {
+        /* Interpreters with GILs of their own may attach at the same moment: an entry is claimed
+         * with a compare-and-swap, filled in, then published. */
+        PyInterpreterState *expected = NULL;
+        if (!__atomic_compare_exchange_n(&interps[i].interp, &expected, CLAIMED, false, __ATOMIC_ACQ_REL,
+                                         __ATOMIC_RELAXED))
+            continue;
+        e = &interps[i];
+        e->id = interp->id;
+        memset(&e->stash, 0, sizeof e->stash);
+        e->spare_on_top = NULL;
         __atomic_store_n(&e->interp, interp, __ATOMIC_RELEASE);
-        __atomic_add_fetch(&attach_generation, 1, __ATOMIC_RELEASE);
-        set_guarded_interp(NULL);   /* nothing to save: the guard was off for this one */
+        __atomic_add_fetch(&rpy_attach_generation, 1, __ATOMIC_RELEASE);
     }
+    if (!e) return -1;
     rpy_float_freelist_off();
-    rpy_keys_freelist_refill();   /* switches to this interpreter and fills its freelist */
+    rpy_keys_freelist_refill();   /* points this thread's view at this interpreter and fills its freelist */
     return (int)(e - interps);
 }
 
@@ -1034,8 +1052,6 @@ void rpy_interp_detach(void) {
     interp_entry_t *e = entry_of(interp);
     if (!e) return;
     rpy_freelists_unstash();   /* its own finalization frees what it kept */
-    keys_guard_switch();
     __atomic_store_n(&e->interp, NULL, __ATOMIC_RELEASE);
-    set_guarded_interp(NULL);
-    keys_guard_switch();   /* e is gone: the guard is off for this interpreter */
+    __atomic_add_fetch(&rpy_attach_generation, 1, __ATOMIC_RELEASE);   /* every view is bound again */
 }

@@ -6,11 +6,10 @@
  * only the functions below.  docs/python.md lists what each of them relies on in 3.11, 3.12 and 3.13.
  *
  * THREADS: every function here must be called with the GIL held, and acts on the calling thread's
- * interpreter.  Every interpreter that uses regions shares one GIL (3.11 has no other kind; on 3.12
- * and 3.13 only the "legacy" kind can import the package).  The exceptions are what the allocator
- * hook and the wrapped deallocators reach, which also run in parallel in interpreters with their own
- * GIL: rpy_keys_freelist_refill() (a no-op there) and the reads of rpy_blocks_open and the region
- * memory bounds (atomic).
+ * interpreter.  Interpreters with GILs of their own (3.12+) call them in parallel, so what one
+ * interpreter's call changes is that interpreter's (its collector, its freelists, its keys freelist
+ * and the calling thread's view of it), and what is process-wide is atomic: the interpreter table
+ * (claimed by compare-and-swap), rpy_attach_generation, rpy_blocks_open and the region memory bounds.
  */
 #ifndef REGION_PY_INTERNALS_H
 #define REGION_PY_INTERNALS_H
@@ -84,6 +83,16 @@ PyObject *rpy_object_at(void *block, PyTypeObject *type);
  * False, Ellipsis, NotImplemented, the small ints, interned strings, the empty tuple, bytes and str,
  * the one-character latin-1 strings and bytes, and statically allocated types. */
 bool rpy_is_shared(PyObject *op);
+
+/* Whether op is immortal (3.12+: its count is never changed, so any interpreter may refer to it
+ * whatever GIL it holds); always false on 3.11, which has no immortal objects. */
+bool rpy_is_immortal(PyObject *op);
+
+/* 3.13, in the main interpreter: makes op immortal if it is a mortal interned str (what 3.13 makes of
+ * the str constants of code, which 3.12 interns immortal) and says whether it now is.  Sound only
+ * for strs of the main interpreter, whose interned strings live until the process ends (its
+ * finalization comes after every other interpreter's).  False everywhere else. */
+bool rpy_immortalize_interned(PyObject *op);
 
 /* The object's existing __dict__, or NULL; never creates one (reading obj.__dict__ from Python would
  * materialize an instance's inline attribute storage as a new dict). */
@@ -163,13 +172,24 @@ extern size_t rpy_region_memory_span;
 /* The dict-keys freelist guard (each attached interpreter): keeps that freelist full of spare tables
  * from `alloc`, the allocator of the calling thread's current context, so that the table the next
  * dict pops is where that dict is.  rpy_keys_freelist_refill() is cheap to skip: the hook calls it
- * only when the interpreter, the count or the top entry differ from what the guard left (all three
- * exported for that test).  It switches the guard to the calling thread's interpreter first. */
+ * only when rpy_keys_freelist_intact() says the calling thread's view of its interpreter's freelist
+ * (internals.c, "The dict-keys freelist guard") is out of date or the freelist changed. */
 #define RPY_KEYS_FREELIST_FULL 80
-extern PyInterpreterState *rpy_keys_guarded_interp;
-extern int *rpy_keys_freelist_count;
-extern void **rpy_keys_freelist_top;
-extern void *rpy_keys_freelist_spare_on_top;
+typedef struct rpy_keys_view {
+    PyInterpreterState *interp;   /* the interpreter the view is of */
+    unsigned generation;          /* rpy_attach_generation when it was taken */
+    int *count;                   /* its freelist's count, top entry, and the spare put there last */
+    void **top;
+    void **spare_on_top;
+} rpy_keys_view_t;
+extern __thread rpy_keys_view_t rpy_keys_view __attribute__((tls_model("initial-exec")));
+extern unsigned rpy_attach_generation;   /* bumped by every attach and detach */
+
+static inline bool rpy_keys_freelist_intact(PyInterpreterState *interp) {
+    const rpy_keys_view_t *v = &rpy_keys_view;
+    return interp == v->interp && v->generation == __atomic_load_n(&rpy_attach_generation, __ATOMIC_RELAXED) &&
+           *v->count == RPY_KEYS_FREELIST_FULL && *v->top == *v->spare_on_top;
+}
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table));
 void rpy_keys_freelist_refill(void);
 

@@ -1,0 +1,340 @@
+"""Regions in interpreters with a GIL of their own (CPython 3.12+): such an interpreter imports the
+package with its own Region type and exceptions, adopts a region by id as a Region object of its
+own, and takes turns with the main interpreter on the same objects - in parallel, under two GILs.
+Only immortal objects outside the region may go with it from one GIL to another: a reference to a
+mortal one (a float constant, a class) keeps the region under its GIL (IsolationError naming the
+path).  docs/python.md, "Interpreters with their own GIL"."""
+import os
+import sys
+import threading
+
+import pytest
+
+import region
+
+interpreters = pytest.importorskip("subinterp")
+
+pytestmark = pytest.mark.skipif(sys.version_info < (3, 12),
+                                reason="interpreters with their own GIL exist from CPython 3.12")
+
+
+@pytest.fixture
+def sub():
+    s = interpreters.Sub(isolated=True)
+    yield s
+    s.destroy()
+
+
+CHECKSUM = """
+def checksum(root):
+    return sum(d["k"] + d["v"][0] + d["v"][1] + len(d["s"]) for d in root["items"]) + root["counter"]
+"""
+exec(CHECKSUM)
+
+
+def build(r, n=100):
+    with r:
+        r.root = {"items": [{"k": i, "v": [i, i + 1], "s": f"s{i}"} for i in range(n)], "counter": 0}
+
+
+def test_the_package_has_its_own_types_and_exceptions_there(sub):
+    sub.run("""
+mine = region.region("made there")
+with mine:
+    mine.root = [str(i) for i in range(10)]
+try:
+    region.adopt(10**12)
+except region.RegionError as e:
+    error = type(e).__name__
+""" + sub.send("(id(region.Region), id(region.RegionError), id(region.OwnershipError), error, "
+               "region.region_of(mine.root) is mine, mine.check())"))
+    region_type, region_error, ownership_error, error, placed, check = eval(sub.result())
+    assert region_type != id(region.Region)
+    assert region_error != id(region.RegionError) and ownership_error != id(region.OwnershipError)
+    assert error == "RegionError" and placed and check is None
+
+
+def test_hand_a_graph_to_an_interpreter_with_its_own_gil_and_take_it_back(r, sub):
+    build(r)
+    before = checksum(r.root)
+    ids = [id(d) for d in r.root["items"]]
+    r.release()
+    sub.run(CHECKSUM + """
+mine = region.adopt(rid)
+assert mine.acquire(timeout=5)
+seen = (checksum(mine.root), [id(d) for d in mine.root["items"]], mine.owned)
+with mine:
+    mine.root["items"].append({"k": int("1000"), "v": [1, 2], "s": "made" + str(1)})
+    mine.root["counter"] += 7
+mine.release()
+""" + sub.send("seen"), rid=r.id)
+    sum_there, ids_there, owned_there = eval(sub.result())
+    assert sum_there == before and ids_there == ids and owned_there   # the same objects, no copy
+    assert r.acquire(timeout=5)
+    assert checksum(r.root) == before + 1000 + 3 + 5 + 7
+    assert region.region_of(r.root["items"][-1]) is r
+    assert r.check() is None
+
+
+def test_each_gil_has_its_own_region_object_for_a_region(r, sub):
+    r.release()
+    sub.run("a = region.adopt(rid)\n" + sub.send("(id(a), a is region.adopt(rid), a.id, a.name, a.owned)"),
+            rid=r.id)
+    other, same_there, rid, name, owned = eval(sub.result())
+    assert other != id(r) and same_there
+    assert (rid, name, owned) == (r.id, r.name, False)
+    assert region.adopt(r.id) is r
+
+
+def test_ping_pong_of_10000_transfers_across_two_gils(r, sub):
+    """The main interpreter and an interpreter with its own GIL (run by a second thread, in parallel)
+    take turns: each waits for its turn on a pipe, acquires, checks the whole graph, changes it inside
+    a block (what it makes there is region memory), releases and signals."""
+    build(r, 50)
+    expected = checksum(r.root)
+    rounds = 10_000
+    sub_in, to_sub = os.pipe()
+    main_in, to_main = os.pipe()
+    errors = []
+    player = CHECKSUM + """
+mine = region.adopt(rid)
+errors = []
+for step in range(1, rounds, 2):
+    os.read(sub_in, 1)
+    if not mine.acquire(timeout=10):
+        errors.append(f"step {step}: acquire timed out")
+        break
+    root = mine.root
+    if root["counter"] != step or checksum(root) != expected + step:
+        errors.append(f"step {step}: counter {root['counter']}, checksum {checksum(root)}")
+    with mine:
+        root["counter"] = step + 1
+    del root
+    mine.release()
+    os.write(to_main, b"x")
+""" + sub.send("errors")
+
+    def run_sub():
+        try:
+            sub.run(player, rid=r.id, rounds=rounds, expected=expected, sub_in=sub_in, to_main=to_main)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(repr(e))
+            os.write(to_main, b"!")
+
+    thread = threading.Thread(target=run_sub)
+    thread.start()
+    try:
+        for step in range(0, rounds, 2):
+            assert r.acquire(timeout=10) if step else True
+            root = r.root
+            assert root["counter"] == step and checksum(root) == expected + step, f"step {step}"
+            with r:
+                root["counter"] = step + 1
+            del root
+            r.release()
+            os.write(to_sub, b"x")
+            if os.read(main_in, 1) == b"!":
+                break
+    finally:
+        thread.join()
+        for fd in (to_sub, sub_in, main_in, to_main):
+            os.close(fd)
+    assert errors == []
+    assert eval(sub.result()) == []
+    assert r.acquire(timeout=5)
+    assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds
+
+
+def test_a_mortal_object_outside_keeps_the_region_under_its_gil(r, sub):
+    with r:
+        r.root = {"price": 1.5, "name": "made" + str(1)}   # 1.5: a constant of this code, mortal
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+try:
+    mine.acquire()
+except region.IsolationError as e:
+    refused = str(e)
+""" + sub.send("(refused, mine.owned)"), rid=r.id)
+    refused, owned = eval(sub.result())
+    assert not owned
+    assert "cannot be acquired in interpreter" in refused and "runs under another GIL" in refused
+    assert "root['price'] refers to a float outside every region that is not immortal" in refused
+    assert "root['name']" not in refused                     # made in the block: region memory
+    assert r.acquire(timeout=0)                              # it stayed free for its own GIL
+    with r:
+        r.root["price"] = float("1.5")                       # now a region object
+    r.release()
+    sub.run("assert mine.acquire(timeout=5)\nprice = repr(mine.root['price'])\nmine.release()\n" + sub.send("price"))
+    assert eval(sub.result()) == "1.5"
+
+
+def test_what_the_other_gil_refers_to_must_be_made_in_the_region(r, sub):
+    build(r, 10)
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+mine.root["late"] = 12345.5     # outside a block: a constant of the subinterpreter's code
+mine.release()                  # fine for its own GIL
+""", rid=r.id)
+    with pytest.raises(region.IsolationError, match=r"root\['late'\] refers to a float outside every region that is "
+                                                    r"not immortal"):
+        r.acquire()
+    assert not r.owned
+    sub.run("""
+assert mine.acquire(timeout=5)
+with mine:                      # the value and the key made again, in the region
+    value = mine.root.pop("late")
+    mine.root["".join(["la", "te"])] = value * 1.0
+del value
+mine.release()
+""")
+    assert r.acquire(timeout=5) and r.root["late"] == 12345.5
+    assert region.region_of(r.root["late"]) is r
+
+
+def test_a_class_of_an_interpreter_with_its_own_gil_stays_there(r, sub):
+    r.release()
+    sub.run("""
+class Point:
+    def __init__(self, x): self.x = x
+mine = region.adopt(rid)
+mine.acquire()
+with mine:
+    mine.root = [Point(i) for i in range(3)]
+mine.release()
+""", rid=r.id)
+    with pytest.raises(region.IsolationError, match=r"root\[0\]\.__class__ refers to class __main__\.Point"):
+        r.acquire()
+
+
+ACCESS = {
+    "with": "mine.__enter__()",
+    "root": "mine.root",
+    "root =": "mine.root = None",
+    "collect": "mine.collect()",
+    "close": "mine.close()",
+    "check": "mine.check()",
+    "stats": "mine.stats()",
+    "release": "mine.release()",
+    "handle": "mine.handle(None)",
+}
+
+
+@pytest.mark.parametrize("what", ACCESS)
+def test_every_access_from_another_gil_raises(r, sub, what):
+    build(r)
+    sub.run(f"""
+mine = region.adopt(rid)
+try:
+    {ACCESS[what]}
+except region.OwnershipError as e:
+    result = "OwnershipError: " + str(e)
+else:
+    result = "no error"
+""" + sub.send("result"), rid=r.id)
+    result = eval(sub.result())
+    assert result.startswith("OwnershipError"), result
+    assert "owned by a thread of interpreter 0, not by the calling interpreter" in result
+    assert r.root["counter"] == 0 and r.owned
+
+
+def test_a_handle_resolved_under_another_gil_raises(r, sub):
+    build(r)
+    h = r.handle(r.root["items"][3])
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+h = mine.handle(mine.root["items"][4])
+mine.release()
+""", rid=r.id)
+    with pytest.raises(region.OwnershipError):
+        h()
+    sub.run("mine.acquire()\n" + sub.send("(h()['k'], h.alive)"))
+    assert eval(sub.result()) == (4, True)
+
+
+def test_main_cannot_touch_a_region_the_other_gil_owns(r, sub):
+    build(r)
+    r.release()
+    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
+    for access in (lambda: r.root, lambda: r.__enter__(), lambda: r.collect(), lambda: r.close(),
+                   lambda: r.release(), lambda: r.check()):
+        with pytest.raises(region.OwnershipError, match=r"owned by a thread of interpreter \d+, not by "
+                                                        r"the calling interpreter 0"):
+            access()
+    assert r.acquire(timeout=0.05) is False
+    assert "owned by another thread" in repr(r)
+    sub.run("mine.release()")
+    assert r.acquire(timeout=5)
+
+
+def test_an_interpreter_with_its_own_gil_that_ends_owning_a_region_leaves_it_unowned(r, sub):
+    build(r)
+    before = checksum(r.root)
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+with mine:
+    mine.root["".join(["from", "_sub"])] = [i * 1000 for i in range(300, 303)]   # a key made here
+mine.__enter__()                   # a block entered by hand and never exited
+""", rid=r.id)
+    sub.destroy()
+    assert r.acquire(timeout=0)
+    assert r.root["from_sub"] == [300000, 301000, 302000]
+    assert checksum(r.root) == before
+    assert r.check() is None
+    assert r.stats()["blocks_open"] == 0
+    r.close()
+
+
+def test_a_region_left_with_a_mortal_reference_by_an_ended_interpreter_stays_refused(r, sub):
+    r.release()
+    sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+with mine:
+    mine.root = {"n": [1, 2]}
+mine.root["sub_constant"] = 2.25      # a float of the subinterpreter's, outside the region
+""", rid=r.id)
+    sub.destroy()                         # its end records what crosses, while it can still look
+    with pytest.raises(region.IsolationError, match=r"root\['sub_constant'\] refers to a float"):
+        r.acquire()
+
+
+def test_regions_in_parallel_under_three_gils():
+    """Two interpreters with their own GIL and the main interpreter build, check and close regions at
+    the same time: the allocator hook, the keys guard and the binding's shared state under load."""
+    subs = [interpreters.Sub(isolated=True) for _ in range(2)]
+    errors = []
+    work = """
+for n in range(rounds):
+    mine = region.region(f"parallel-{n}")
+    with mine:
+        mine.root = [{"k": i, "s": str(i), "t": (i, [i, float(i)])} for i in range(1000)]
+    assert region.region_of(mine.root[999]["t"][1]) is mine
+    assert mine.check() is None
+    assert sum(d["k"] for d in mine.root) == 999 * 1000 // 2
+    mine.close()
+"""
+
+    def run(s):
+        try:
+            s.run(work, rounds=150)
+        except BaseException as e:  # noqa: BLE001 - reported by the test
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in subs]
+    for t in threads:
+        t.start()
+    try:
+        exec(work, {"region": region, "rounds": 150})
+    finally:
+        for t in threads:
+            t.join()
+        for s in subs:
+            s.destroy()
+    assert errors == []
