@@ -317,8 +317,7 @@ def main():
     lines = goals_table("transfer (threads and subinterpreters, CPython 3.11)", rows)
     lines += ["", f"Machine: {describe_machine(results['machine'])}; {rounds} rounds, each measurement in a fresh "
               "process, methods taking turns. CPython 3.11: interpreters share one GIL, so these are costs of a "
-              "hand-over; the 3.12+ parallel-throughput goal is not measured (the binding does not support "
-              "interpreters with their own GIL yet)."]
+              "hand-over; the 3.12+ parallel throughput is bench/parallel_bench.py's."]
     if len(libraries) < 2:
         lines.append(f"Not installed, so not measured: {', '.join(set(['bocpy', 'pep734']) - set(libraries))}.")
     publish("\n".join(lines), results, args.json, args.md)

@@ -25,7 +25,7 @@ mkdir -p results
 py=".venv/bin/python"
 export PYTHONPATH=build/python
 
-steps=10; n=0
+steps=11; n=0
 step() { n=$((n + 1)); printf '\n=== [%d/%d] %s\n' "$n" "$steps" "$*"; }
 start=$(date +%s)
 
@@ -41,6 +41,20 @@ $py bench/python_bench.py $quick --json results/python-bench.json --md results/p
 
 step "Python: handing a graph to another thread or subinterpreter by ownership vs pickle/marshal/bocpy/PEP 734 queues; hand-off latency (bench/transfer_bench.py)"
 $py bench/transfer_bench.py $quick --json results/transfer-bench.json --md results/transfer-bench.md
+
+step "Python 3.13: two interpreters with their own GIL on regions handed back and forth, vs one (bench/parallel_bench.py)"
+if [ -x .venv-313/bin/python ]; then
+  configure_313() {
+    if [ -d build-py313 ]; then $meson setup --reconfigure build-py313 "$@" >/dev/null || $meson setup --wipe build-py313 "$@" >/dev/null
+    else $meson setup build-py313 "$@" >/dev/null; fi
+  }
+  configure_313 -Dpython="$(.venv-313/bin/python -c 'import sys; print(sys._base_executable)')" -Dtests=false -Dbenchmarks=false
+  $meson compile -C build-py313 >/dev/null
+  PYTHONPATH=build-py313/python .venv-313/bin/python bench/parallel_bench.py $quick \
+    --json results/parallel-bench.json --md results/parallel-bench.md
+else
+  echo "skipped: no CPython 3.13 on this machine (scripts/setup.sh looks for pyenv's, or PYTHON313)"
+fi
 
 step "C: the region-per-phase pattern against other allocators (bench/alloc_bench.py)"
 $py bench/alloc_bench.py $quick --json results/alloc-bench.json --md results/alloc-bench.md

@@ -2,23 +2,23 @@
  *
  * Layers: placement.c (the allocator hook and the per-thread stack of open blocks) and membership.c
  * (which GC list an object is on) sit on internals.c (CPython internals) and region-host.h (libregion).
+ * record.c (a region's record, shared by every interpreter, and its Region objects, one per GIL),
  * module.c (the Region type and the module), handle.c (Handle) and audit.c (r.check) sit on those.
  *
  * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
- * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its Region).  Which thread made
+ * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its record).  Which thread made
  * it, and where, does not matter; placement (placement.c) is what puts the objects a block creates
  * into the region's memory.  The GC-tracked members are kept on the region's own GC list, never in
  * the interpreter's generations (membership.c).
  *
- * THREADS AND INTERPRETERS: all of the binding runs with the GIL held.  Every interpreter that can
- * import the package shares one GIL (3.11 has no other kind; 3.12 and 3.13 refuse the single-phase
- * module in an interpreter with its own), so the statics here have exactly one user at a time,
- * whichever interpreter it runs.  Own-GIL interpreters only run the allocator hook and the wrapped
- * deallocators, and touch no state of the binding there but atomics (internals.h, THREADS).
- * The module is initialized once, in the main interpreter; a subinterpreter's import gets a copy of
- * its dict (CPython's rule for single-phase modules), so every interpreter shares the Region type, the
- * exceptions and every Region object: a region id names the same Region everywhere.  What is per
- * interpreter (GC generations, freelists) is kept per attached interpreter (rpy_interp_attach).
+ * THREADS AND INTERPRETERS: all of the binding runs with a GIL held, but not always the same one:
+ * interpreters with their own GIL (3.12+) run it in parallel with the main interpreter's.  So
+ * what is per GIL stays per GIL - the types and exceptions (binding_states), the Region objects
+ * (record.c), the per-interpreter state (rpy_interp_attach: freelists, GC holding lists, open-block
+ * counts) - and what every GIL shares is locked or atomic: the region records' counts and Region
+ * objects, the registry, the orphans under binding_lock; the owner fields, the block count and the
+ * region memory bounds atomically.  A region's own state (its heap, GC list, root, statistics) is
+ * used by its owner only, and the ownership lock orders one owner after the next.
  */
 #ifndef REGION_PY_BINDING_H
 #define REGION_PY_BINDING_H

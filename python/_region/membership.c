@@ -17,9 +17,9 @@
  * When a Region goes away its members are merged into the oldest generation of the interpreter
  * running then: they become ordinary objects, collected by that interpreter from then on.
  *
- * INTERPRETERS: the registry is the process's (a region id means the same region everywhere, and
- * 3.11's one GIL serializes every user); the holding lists and the generations are per interpreter,
- * and sync routes the calling interpreter's.
+ * INTERPRETERS: the registry is the process's (a region id means the same region everywhere; it is
+ * written under binding_lock and read atomically, by every GIL); the holding lists and the
+ * generations are per interpreter, and sync routes the calling interpreter's.
  */
 #include "binding.h"
 

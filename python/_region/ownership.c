@@ -15,12 +15,14 @@
  * sleeps on the lock with the GIL released, as threading.Lock does.  close() unlocks too, so that
  * waiters wake up and find the region closed.
  *
- * INTERPRETERS: the owner is a thread in an interpreter.  Every interpreter shares the Region object
- * (binding.h), so adopt(id) finds it anywhere, and the same lock hands the region from a thread of
- * one interpreter to a thread of another.  What may cross is decided under "Crossing interpreters".
+ * INTERPRETERS: the owner is a thread in an interpreter.  adopt(id) finds the region's record
+ * anywhere and returns the calling GIL's Region object for it (binding.h), and the same lock hands the
+ * region from a thread of one interpreter to a thread of another, under the same GIL or another.
+ * What may cross is decided under "Crossing interpreters".
  *
- * THREADS: every function here runs with the GIL held, except the wait inside ownership_wait().
- * owner_token and owner_interp are read and written only with the GIL held.
+ * THREADS: every function here runs with a GIL held, except the wait inside ownership_wait().
+ * owner_token and owner_interp are written by the owner and read by anyone (atomics); the fields the
+ * release proof leaves for the next owner are ordered by the lock.
  */
 #include "binding.h"
 
