@@ -26,6 +26,20 @@ from benchreport import (cell, describe_machine, goal_records, goals_table, mach
 REGIONS = 8
 ITEMS = 2_000
 
+# The machine's own ceiling: the same jobs on a list the worker keeps to itself, no region, no hand-over.
+PLAIN_WORKER = """
+data = [{"k": j, "n": 0} for j in range(items)]
+for done in range(jobs):
+    total = 0
+    for d in data:
+        x = d["k"]
+        for j in range(work):
+            x = (x * 31 + j) % 1000003
+        total += x
+    for d in data:
+        d["n"] = d["n"] + total % 7
+"""
+
 WORKER = """
 import os, region
 done = 0
@@ -50,8 +64,28 @@ while done < jobs:
 """
 
 
+def run_plain(workers, jobs, work):
+    import subinterp
+    subs = [subinterp.create_isolated() for _ in range(workers)]
+    threads = [threading.Thread(target=subinterp.run_string, args=(s, textwrap.dedent(PLAIN_WORKER)),
+                                kwargs={"shared": {"items": ITEMS, "jobs": jobs // workers, "work": work}})
+               for s in subs]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    seconds = time.perf_counter() - start
+    for s in subs:
+        subinterp.destroy(s)
+    return {"seconds": seconds}
+
+
 def run(mode, jobs, work):
-    """One measurement: `jobs` jobs in all, by one worker interpreter or by two in parallel."""
+    """One measurement: `jobs` jobs in all, by one worker interpreter or by two in parallel (plain-*:
+    the same jobs without regions)."""
+    if mode.startswith("plain-"):
+        return run_plain(1 if mode == "plain-one" else 2, jobs, work)
     import region
     import subinterp
     workers = 1 if mode == "one" else 2
@@ -116,16 +150,21 @@ def main():
     rounds = 3 if args.quick else 5
     jobs, work = (80, 20) if args.quick else (400, 20)
     print(f"{jobs} jobs on {REGIONS} regions of {ITEMS:,} dicts, one worker vs two", end=" ", flush=True)
-    m = measure_in_workers(os.path.abspath(__file__), "jobs", ["one", "two"], f"{jobs}:{work}", rounds)
+    m = measure_in_workers(os.path.abspath(__file__), "jobs", ["one", "two", "plain-one", "plain-two"],
+                           f"{jobs}:{work}", rounds)
     print()
     speedup = ratio_range(m["one"], m["two"])
+    ceiling = ratio_range(m["plain-one"], m["plain-two"])
     results = {"machine": machine(), "python": sys.version.split()[0], "quick": args.quick, "rounds": rounds,
                "jobs": jobs, "regions": REGIONS, "items": ITEMS, "work": work, "times": m,
-               "two_over_one_throughput": speedup[0]}
+               "two_over_one_throughput": speedup[0], "plain_two_over_one_throughput": ceiling[0]}
     rows = [(f"{jobs} jobs on regions handed between interpreters with their own GIL: one worker "
              f"{cell(m['one'])}, two in parallel {cell(m['two'])}",
              f"{speedup[0]:.2f}× the throughput ({speedup[1]:.2f}..{speedup[2]:.2f})", "≥ 1.8× on 2 cores",
-             speedup[0] >= 1.8)]
+             speedup[0] >= 1.8),
+            (f"the same jobs without regions (each worker on a list of its own, nothing handed over): one "
+             f"{cell(m['plain-one'])}, two {cell(m['plain-two'])}: what this machine gives two GILs",
+             f"{ceiling[0]:.2f}× ({ceiling[1]:.2f}..{ceiling[2]:.2f})", "-", None)]
     results["goals"] = goal_records(rows)
     lines = goals_table(f"parallel hand-over (CPython {results['python']})", rows)
     lines += ["", f"Machine: {describe_machine(results['machine'])}; {os.cpu_count()} CPUs; {rounds} rounds, "

@@ -91,9 +91,12 @@ typedef struct RegionObject {
 typedef struct binding_state {
     PyTypeObject *region_type, *handle_type, *ownership_type;
     PyObject *region_error, *isolation_error, *ownership_error, *handle_error;
+    bool counted;              /* in binding_own_gils */
 } binding_state_t;
 
 extern binding_state_t binding_states[RPY_MAX_GILS];
+/* How many interpreters with their own GIL have the package's state now (atomic). */
+extern int binding_own_gils;
 
 /* The GIL the calling interpreter runs under: 0 for the main interpreter's (all of 3.11's
  * interpreters, and the "legacy" ones of 3.12+), 1 + rpy_interp_index() for an interpreter with its
@@ -118,6 +121,9 @@ void binding_unlock(void);
 /* A new record for r (refs 0, owned by the calling thread), or NULL with MemoryError. */
 rpy_region_t *record_new(region_t *r, const char *name);
 void record_ref(rpy_region_t *rec);
+/* Frees a record nobody refers to and no registry lists (a failed creation, or after the last
+ * record_unref). */
+void record_discard(rpy_region_t *rec);
 /* Drops a reference; the last one dissolves the region (record_dissolve) and frees the record. */
 void record_unref(rpy_region_t *rec);
 
@@ -172,6 +178,10 @@ void placement_detach(void);
  * the pointer only). */
 rpy_region_t *membership_region_of(PyObject *op);
 rpy_region_t *membership_region_of_block(const void *p);
+/* The same, as a new reference (record_unref it), for a caller that reads the record of a region it
+ * may not own: another GIL may drop that region's last reference meanwhile. */
+rpy_region_t *membership_hold(PyObject *op);
+rpy_region_t *membership_hold_block(const void *p);
 
 int membership_register(rpy_region_t *self);
 /* Takes self out of the registry (binding_lock held): nobody finds it by id or memory any more. */
@@ -231,6 +241,9 @@ void ownership_abandon(rpy_region_t *self);
  * (which that interpreter may be using, or which died with it).  Such a region is left behind when it
  * goes away (region_dissolve). */
 bool ownership_stranded(rpy_region_t *self);
+/* Whether the calling thread may read self's bookkeeping (its handle table) without owning it: nobody
+ * owns it, or its owner runs under the same GIL (which serializes the two). */
+bool ownership_readable(rpy_region_t *self);
 /* The id of the calling thread's interpreter. */
 static inline int64_t binding_current_interp(void) {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
@@ -278,6 +291,13 @@ PyObject *audit_incoming(rpy_region_t *self);
 /* Every object in self's object heap, found by walking its blocks (an array in raw memory for the
  * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked. */
 int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count);
+
+/* ---- crossing.c ---- */
+
+/* Copies into self (owned by the caller, no block open) every mortal immutable value outside it
+ * (float, int, complex, str, bytes) that one of its lists, tuples or dicts refers to, dict keys
+ * included, replacing the references: how many were copied, or -1 with an exception. */
+Py_ssize_t crossing_copy_values(rpy_region_t *self);
 
 /* ---- teardown.c ---- */
 

@@ -22,8 +22,10 @@ PyObject *handle_new(rpy_region_t *self, PyObject *obj) {
     rpy_region_t *owner = membership_region_of(obj);
     if (owner != self) {
         PyObject *desc = region_describe(self);
-        if (owner) {
-            PyObject *other = region_describe(owner);
+        rpy_region_t *held = owner ? membership_hold(obj) : NULL;   /* another GIL's region, maybe */
+        if (held) {
+            PyObject *other = region_describe(held);
+            record_unref(held);
             PyErr_Format(RegionError, "cannot make a handle in %U to <%.100s object at %p>: it belongs "
                          "to %U (make the handle there)", desc, Py_TYPE(obj)->tp_name, (void *)obj, other);
             Py_XDECREF(other);
@@ -74,9 +76,14 @@ static void Handle_dealloc(HandleObject *self) {
     Py_DECREF(type);
 }
 
+/* The handle's region, open, as a new reference (record_unref it), or NULL. */
 static rpy_region_t *handle_region(HandleObject *self) {
-    rpy_region_t *r = membership_region_of_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
-    return r && r->id == self->h.region ? r : NULL;
+    rpy_region_t *r = membership_hold_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
+    if (r && r->id != self->h.region) {
+        record_unref(r);
+        r = NULL;
+    }
+    return r;
 }
 
 static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwargs) {
@@ -90,9 +97,11 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
                      self->type_name, self->region_name, (unsigned long long)self->h.region);
         return NULL;
     }
-    if (region_check_owner(region, "resolving a handle") < 0) return NULL;   /* OwnershipError */
+    int owned = region_check_owner(region, "resolving a handle");   /* OwnershipError */
     void *block;
-    region_status status = rhost_handle_resolve(self->h, &block);
+    region_status status = owned == 0 ? rhost_handle_resolve(self->h, &block) : REGION_OK;
+    record_unref(region);
+    if (owned < 0) return NULL;
     if (status != REGION_OK) {
         const char *why = status == REGION_EFREED ? "the object was freed" : region_strerror(status);
         PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): %s", self->type_name,
@@ -107,7 +116,9 @@ static PyObject *Handle_repr(HandleObject *self) {
     const char *state = !region ? "region gone" : "";
     if (region) {
         void *block;
-        state = rhost_handle_resolve(self->h, &block) == REGION_OK ? "alive" : "dead";
+        state = !ownership_readable(region) ? "region owned under another GIL"
+                : rhost_handle_resolve(self->h, &block) == REGION_OK ? "alive" : "dead";
+        record_unref(region);
     }
     return PyUnicode_FromFormat("<region.Handle to %U in region %R (id %llu), %s>", self->type_name,
                                 self->region_name, (unsigned long long)self->h.region, state);
@@ -130,8 +141,19 @@ static PyObject *Handle_richcompare(HandleObject *self, PyObject *other, int op)
 static PyObject *Handle_get_alive(HandleObject *self, void *c) {
     (void)c;
     rpy_region_t *region = handle_region(self);
+    if (!region) Py_RETURN_FALSE;
+    bool readable = ownership_readable(region);
     void *block;
-    return PyBool_FromLong(region && rhost_handle_resolve(self->h, &block) == REGION_OK);
+    bool alive = readable && rhost_handle_resolve(self->h, &block) == REGION_OK;
+    PyObject *desc = readable ? NULL : region_describe(region);
+    record_unref(region);
+    if (!readable) {   /* its owner may be changing the handle table right now */
+        if (desc) PyErr_Format(OwnershipError, "alive: %U is owned by a thread under another GIL, "
+                               "whose changes to it cannot be read from here: acquire it first", desc);
+        Py_XDECREF(desc);
+        return NULL;
+    }
+    return PyBool_FromLong(alive);
 }
 
 static PyObject *Handle_get_region_id(HandleObject *self, void *c) {
@@ -141,7 +163,8 @@ static PyObject *Handle_get_region_id(HandleObject *self, void *c) {
 
 static PyGetSetDef Handle_getset[] = {
     {"alive", (getter)Handle_get_alive, NULL,
-     "Whether the object is still alive and its region still open (ownership is not checked).", NULL},
+     "Whether the object is still alive and its region still open (ownership is not checked, except that "
+     "a region owned under another GIL raises OwnershipError).", NULL},
     {"region_id", (getter)Handle_get_region_id, NULL, "Id of the target's region.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -36,6 +36,18 @@ rpy_region_t *membership_region_of_block(const void *p) {
 
 rpy_region_t *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
 
+rpy_region_t *membership_hold_block(const void *p) {
+    long slot = rarena_slot_of(p);
+    if (slot < 0) return NULL;
+    binding_lock();
+    rpy_region_t *rec = registry[slot];
+    if (rec) rec->refs++;
+    binding_unlock();
+    return rec;
+}
+
+rpy_region_t *membership_hold(PyObject *op) { return membership_hold_block(op); }
+
 int membership_register(rpy_region_t *self) {
     self->members = PyMem_RawMalloc(sizeof(rpy_gclist_t));
     if (!self->members) {

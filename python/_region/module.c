@@ -141,9 +141,7 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     rpy_region_t *rec = record_new(r, cname ? cname : default_name);
     if (!rec) goto fail;
     if (membership_register(rec) < 0) {
-        ownership_free(rec);
-        PyMem_RawFree(rec->name);
-        PyMem_RawFree(rec);
+        record_discard(rec);
         goto fail;
     }
     (void)type;   /* always this GIL's Region type: binding_proxy makes it */
@@ -238,10 +236,11 @@ static int Region_set_root(RegionObject *o, PyObject *value, void *closure) {
     (void)closure;
     if (region_check_owner(self, "root") < 0) return -1;
     if (value && value != Py_None && !rpy_is_shared(value) && membership_region_of(value) != self) {
-        rpy_region_t *other = membership_region_of(value);
+        rpy_region_t *other = membership_hold(value);
         PyObject *desc = region_describe(self);
         if (other) {
             PyObject *other_desc = region_describe(other);
+            record_unref(other);
             PyErr_Format(IsolationError, "%U.root = <%.100s object at %p>: the object belongs to %U; "
                          "a root must be an object of its own region (refer across regions with a handle)",
                          desc, Py_TYPE(value)->tp_name, (void *)value, other_desc);
@@ -260,10 +259,8 @@ static int Region_set_root(RegionObject *o, PyObject *value, void *closure) {
     return 0;
 }
 
-static PyObject *Region_get_id(RegionObject *o, void *c) {
-    rpy_region_t *self = o->rec; (void)c; return PyLong_FromUnsignedLongLong(self->id); }
-static PyObject *Region_get_name(RegionObject *o, void *c) {
-    (void)c; return Py_NewRef(o->name); }
+static PyObject *Region_get_id(RegionObject *o, void *c) { (void)c; return PyLong_FromUnsignedLongLong(o->rec->id); }
+static PyObject *Region_get_name(RegionObject *o, void *c) { (void)c; return Py_NewRef(o->name); }
 
 static PyObject *Region_get_node(RegionObject *o, void *c) {
     rpy_region_t *self = o->rec;
@@ -540,9 +537,7 @@ static PyObject *Region_handle(RegionObject *o, PyObject *obj) {
 }
 
 static PyObject *Region_contains(RegionObject *o, PyObject *obj) {
-    rpy_region_t *self = o->rec;
-    (void)self;
-    return PyBool_FromLong(membership_region_of(obj) == self);
+    return PyBool_FromLong(membership_region_of(obj) == o->rec);
 }
 
 static PyMethodDef Region_methods[] = {
@@ -610,8 +605,11 @@ bool binding_owns_type(PyTypeObject *type) {
 
 static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
     (void)module;
-    rpy_region_t *owner = membership_region_of(obj);
-    return owner ? binding_proxy(owner) : Py_NewRef(Py_None);
+    rpy_region_t *owner = membership_hold(obj);   /* another GIL may be dropping it */
+    if (!owner) return Py_NewRef(Py_None);
+    PyObject *proxy = binding_proxy(owner);
+    record_unref(owner);
+    return proxy;
 }
 
 static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
@@ -728,6 +726,8 @@ static void forget_binding_state(void) {
     int gil = binding_gil();
     if (gil == 0) return;
     binding_state_t *state = &binding_states[gil];
+    if (state->counted) __atomic_sub_fetch(&binding_own_gils, 1, __ATOMIC_RELAXED);
+    state->counted = false;
     Py_CLEAR(state->region_type);
     Py_CLEAR(state->handle_type);
     Py_CLEAR(state->ownership_type);
@@ -881,9 +881,13 @@ static int module_exec(PyObject *module) {
                      (long long)binding_current_interp(), RPY_MAX_INTERPRETERS);
         return -1;
     }
-    if (!binding_state()->region_type && make_binding_state(module) < 0) {
-        forget_binding_state();
-        return -1;
+    if (!binding_state()->region_type) {
+        if (make_binding_state(module) < 0) {
+            forget_binding_state();
+            return -1;
+        }
+        binding_state()->counted = true;
+        __atomic_add_fetch(&binding_own_gils, 1, __ATOMIC_RELAXED);
     }
     return add_binding_state(module);
 }

@@ -163,19 +163,17 @@ static int ownership_wait(rpy_region_t *self, double seconds) {
  * updated under two GILs at once (and the object freed by an allocator not its own), so only
  * IMMORTAL outside objects may go with it (None, small ints, interned and code-constant strings,
  * static types: rpy_is_immortal).  The release proof notes whether the region refers to any mortal
- * outside object; when it does, and interpreters of more than one GIL use regions, release() runs the
- * audit with that rule in the releasing interpreter - the only one that may read those objects - and
- * keeps its report (text: no Python object can cross).  An acquire() under another GIL is then
+ * outside object; when it does, and interpreters of more than one GIL use regions, release() copies
+ * the mortal immutable values its lists, tuples and dicts refer to into the region (crossing.c) and,
+ * if anything mortal is left, runs the audit with that rule in the releasing interpreter - the only
+ * one that may read those objects - and keeps its report (text: no Python object can cross).  An acquire() under another GIL is then
  * refused with that report; under the releasing interpreter's GIL it goes on as before.  Objects the
  * new owner creates in the region may refer to its own mortal objects again: every release decides
  * anew. */
 
 /* Whether interpreters of more than one GIL may use regions now (any attached with its own GIL). */
 static bool several_gils(void) {
-    if (rpy_interp_has_own_gil()) return true;
-    for (int gil = 1; gil < RPY_MAX_GILS; gil++)
-        if (__atomic_load_n(&binding_states[gil].region_type, __ATOMIC_RELAXED)) return true;
-    return false;
+    return rpy_interp_has_own_gil() || __atomic_load_n(&binding_own_gils, __ATOMIC_RELAXED) > 0;
 }
 
 /* Records what another GIL's acquire() must know of self, which the calling thread is giving up: who
@@ -188,6 +186,13 @@ static int note_gil_crossing(rpy_region_t *self, bool refers_to_mortal) {
     self->released_own_gil = rpy_interp_has_own_gil();
     self->refers_to_mortal = refers_to_mortal;
     if (!refers_to_mortal || !several_gils()) return 0;
+    Py_ssize_t copied = crossing_copy_values(self);   /* constants of the code, in equal copies */
+    if (copied < 0) return -1;
+    if (copied > 0) {
+        bool refers_to_classes;
+        if (teardown_proven_isolated(self, &refers_to_classes, &self->refers_to_mortal) < 0) return -1;
+        if (!self->refers_to_mortal) return 0;
+    }
     PyObject *none = audit_gil_crossing(self, "cannot go to an interpreter with another GIL");
     if (none) {   /* only garbage referred to them */
         Py_DECREF(none);
@@ -219,11 +224,17 @@ static bool crosses_gil(rpy_region_t *self) {
            (self->released_own_gil || rpy_interp_has_own_gil());
 }
 
+/* Whether interpreter `owner` runs under another GIL than the calling thread's interpreter. */
+static bool other_gil(int64_t owner) {
+    return owner != binding_current_interp() && (rpy_interp_has_own_gil() || rpy_interp_id_has_own_gil(owner));
+}
+
+bool ownership_readable(rpy_region_t *self) {
+    return !ownership_token(self) || !other_gil(ownership_interp(self));
+}
+
 bool ownership_stranded(rpy_region_t *self) {
-    if (ownership_token(self)) {
-        int64_t owner = ownership_interp(self), here = binding_current_interp();
-        return owner != here && (rpy_interp_has_own_gil() || rpy_interp_id_has_own_gil(owner));
-    }
+    if (ownership_token(self)) return other_gil(ownership_interp(self));
     return self->refers_to_mortal && crosses_gil(self);
 }
 

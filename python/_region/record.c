@@ -18,6 +18,7 @@
 #include <string.h>
 
 binding_state_t binding_states[RPY_MAX_GILS];
+int binding_own_gils;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -45,11 +46,17 @@ rpy_region_t *record_new(region_t *r, const char *name) {
     rec->name = copy;
     rec->released_by = -1;
     if (ownership_init(rec) < 0) {   /* the creating thread owns the region */
-        PyMem_RawFree(copy);
-        PyMem_RawFree(rec);
+        record_discard(rec);
         return NULL;
     }
     return rec;
+}
+
+void record_discard(rpy_region_t *rec) {
+    ownership_free(rec);
+    PyMem_RawFree(rec->gil_crossing_report);
+    PyMem_RawFree(rec->name);
+    PyMem_RawFree(rec);
 }
 
 void record_ref(rpy_region_t *rec) {
@@ -64,12 +71,8 @@ void record_unref(rpy_region_t *rec) {
     if (last) membership_unlist_locked(rec);   /* under the same lock: membership_find cannot revive it */
     binding_unlock();
     if (!last) return;
-    region_dissolve(rec, "gone");
-    ownership_free(rec);
-    PyMem_RawFree(rec->gil_crossing_report);
-    Py_CLEAR(rec->root);   /* ordinary objects now: dissolving gave them to this interpreter */
-    PyMem_RawFree(rec->name);
-    PyMem_RawFree(rec);
+    region_dissolve(rec, "gone");   /* clears the root too, unless the region is left behind */
+    record_discard(rec);
 }
 
 PyObject *binding_proxy(rpy_region_t *rec) {

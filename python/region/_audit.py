@@ -54,7 +54,8 @@ class Escape:
         if self.kind == "mortal":
             return (f"{self.path} refers to a {self.type} outside every region that is not immortal, "
                     f"so its reference count cannot be shared with another GIL: make it inside "
-                    f"`with r:` (a number or str computed there, not a constant of the code)")
+                    f"`with r:` (release copies only the numbers, strs and bytes that lists, tuples "
+                    f"and dicts refer to)")
         if isinstance(self.obj, type):
             return (f"{self.path} refers to class {self.obj.__module__}.{self.obj.__qualname__}, which "
                     f"belongs to the interpreter whose module defined it")

@@ -145,9 +145,26 @@ for step in range(1, rounds, 2):
     assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds
 
 
-def test_a_mortal_object_outside_keeps_the_region_under_its_gil(r, sub):
+def test_constants_of_the_code_go_along_as_equal_copies(r, sub):
     with r:
-        r.root = {"price": 1.5, "name": "made" + str(1)}   # 1.5: a constant of this code, mortal
+        r.root = {"price": 1.5, "label": "not interned!", "big": 10**20, "raw": b"bytes", "row": [2.5, "a b"]}
+    r.release()   # copies the mortal constants into the region: another GIL may take it now
+    sub.run("""
+mine = region.adopt(rid)
+assert mine.acquire(timeout=5)
+root = mine.root
+seen = repr((root["price"], root["label"], root["big"], root["raw"], root["row"],
+             all(region.region_of(v) is mine for v in (root["price"], root["label"], root["big"], root["raw"],
+                                                        root["row"][0], root["row"][1]))))
+del root
+mine.release()
+""" + sub.send("seen"), rid=r.id)
+    assert eval(eval(sub.result())) == (1.5, "not interned!", 10**20, b"bytes", [2.5, "a b"], True)
+
+
+def test_what_cannot_be_copied_keeps_the_region_under_its_gil(r, sub):
+    with r:
+        r.root = {"tags": frozenset(["x-y", "z w"])}   # a frozenset's members are not copied
     r.release()
     sub.run("""
 mine = region.adopt(rid)
@@ -159,39 +176,34 @@ except region.IsolationError as e:
     refused, owned = eval(sub.result())
     assert not owned
     assert "cannot be acquired in interpreter" in refused and "runs under another GIL" in refused
-    assert "root['price'] refers to a float outside every region that is not immortal" in refused
-    assert "root['name']" not in refused                     # made in the block: region memory
+    assert "refers to a str outside every region that is not immortal" in refused
     assert r.acquire(timeout=0)                              # it stayed free for its own GIL
     with r:
-        r.root["price"] = float("1.5")                       # now a region object
+        r.root["tags"] = frozenset("".join(["x", "-y"]) for _ in range(1))   # members made in the block
     r.release()
-    sub.run("assert mine.acquire(timeout=5)\nprice = repr(mine.root['price'])\nmine.release()\n" + sub.send("price"))
-    assert eval(sub.result()) == "1.5"
+    sub.run("assert mine.acquire(timeout=5)\ntags = repr(sorted(mine.root['tags']))\nmine.release()\n"
+            + sub.send("tags"))
+    assert eval(sub.result()) == "['x-y']"
 
 
-def test_what_the_other_gil_refers_to_must_be_made_in_the_region(r, sub):
+def test_what_the_other_gil_stores_comes_back_as_copies(r, sub):
     build(r, 10)
     r.release()
     sub.run("""
 mine = region.adopt(rid)
 mine.acquire()
 mine.root["late"] = 12345.5     # outside a block: a constant of the subinterpreter's code
-mine.release()                  # fine for its own GIL
+mine.root["items"][0]["note"] = "sub's literal"
+mine.release()                  # copied into the region, keys too (3.13 interns them mortal)
 """, rid=r.id)
-    with pytest.raises(region.IsolationError, match=r"root\['late'\] refers to a float outside every region that is "
-                                                    r"not immortal"):
-        r.acquire()
-    assert not r.owned
-    sub.run("""
-assert mine.acquire(timeout=5)
-with mine:                      # the value and the key made again, in the region
-    value = mine.root.pop("late")
-    mine.root["".join(["la", "te"])] = value * 1.0
-del value
-mine.release()
-""")
-    assert r.acquire(timeout=5) and r.root["late"] == 12345.5
+    assert r.acquire(timeout=5)
+    assert r.root["late"] == 12345.5 and r.root["items"][0]["note"] == "sub's literal"
+    assert list(r.root) == ["items", "counter", "late"]                  # the keys kept their order
+    key = next(k for k in r.root if k == "late")
     assert region.region_of(r.root["late"]) is r
+    assert region.region_of(key) is r or region.is_shared(key)
+    del key
+    assert r.check() is None
 
 
 def test_a_class_of_an_interpreter_with_its_own_gil_stays_there(r, sub):
@@ -298,10 +310,10 @@ mine = region.adopt(rid)
 mine.acquire()
 with mine:
     mine.root = {"n": [1, 2]}
-mine.root["sub_constant"] = 2.25      # a float of the subinterpreter's, outside the region
+mine.root["n"].append(frozenset(["sub-made"]))   # the subinterpreter's, outside the region, not copied
 """, rid=r.id)
     sub.destroy()                         # its end records what crosses, while it can still look
-    with pytest.raises(region.IsolationError, match=r"root\['sub_constant'\] refers to a float"):
+    with pytest.raises(region.IsolationError, match=r"root\['n'\]\[2\] refers to a frozenset"):
         r.acquire()
 
 
@@ -338,3 +350,36 @@ for n in range(rounds):
         for s in subs:
             s.destroy()
     assert errors == []
+
+
+def test_alive_of_a_handle_to_a_region_owned_under_another_gil_raises(r, sub):
+    build(r)
+    h = r.handle(r.root["items"][3])
+    assert h.alive
+    r.release()
+    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
+    with pytest.raises(region.OwnershipError, match="owned by a thread under another GIL"):
+        h.alive
+    assert "region owned under another GIL" in repr(h)
+    sub.run("mine.release()")
+    assert h.alive                          # nobody owns it: its handle table stands still
+
+
+def test_a_region_released_before_any_other_gil_used_regions_is_refused_without_a_report(r):
+    with r:
+        r.root = {"price": 1.5}
+    r.release()                             # no interpreter with its own GIL yet: no audit, no report
+    s = interpreters.Sub(isolated=True)
+    try:
+        s.run("""
+mine = region.adopt(rid)
+try:
+    mine.acquire()
+except region.IsolationError as e:
+    refused = str(e)
+""" + s.send("refused"), rid=r.id)
+        refused = eval(s.result())
+    finally:
+        s.destroy()
+    assert "its report is missing" in refused and "release it again to record one" in refused
+    assert r.acquire(timeout=0)

@@ -590,6 +590,20 @@ bool rpy_bulk_teardown_possible(void) {
 #endif
 }
 
+bool rpy_dict_replace_key(PyObject *dict, Py_ssize_t pos, PyObject *key) {
+    PyDictObject *mp = (PyDictObject *)dict;
+    if (mp->ma_values || pos < 1 || pos > mp->ma_keys->dk_nentries) return false;   /* split table */
+    PyDictKeysObject *keys = mp->ma_keys;
+    PyObject **slot = DK_IS_UNICODE(keys) ? &DK_UNICODE_ENTRIES(keys)[pos - 1].me_key
+                                          : &DK_ENTRIES(keys)[pos - 1].me_key;
+    if (!*slot) return false;
+    Py_SETREF(*slot, Py_NewRef(key));
+    keys->dk_version = 0;
+    return true;
+}
+
+PyObject *rpy_long_copy(PyObject *op) { return _PyLong_Copy((PyLongObject *)op); }
+
 bool rpy_dict_traverse_skips_keys(PyObject *dict) {
     /* dict_traverse visits keys only for DICT_KEYS_GENERAL tables (dictobject.c:3532-3561). */
     PyDictObject *mp = (PyDictObject *)dict;

@@ -145,6 +145,14 @@ bool rpy_references_dropped(Py_ssize_t n);
 Py_ssize_t rpy_hidden_references(PyObject *op);
 bool rpy_bulk_teardown_possible(void);
 
+/* Replaces the key that PyDict_Next left before *pos (pos as it returned it) with `key`, an equal
+ * object of the same hash, keeping the order: false (nothing done) for a split table, whose keys its
+ * class shares.  The table's version is reset, as for any change of its keys. */
+bool rpy_dict_replace_key(PyObject *dict, Py_ssize_t pos, PyObject *key);
+
+/* A new int equal to op (an exact int). */
+PyObject *rpy_long_copy(PyObject *op);
+
 /* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
 bool rpy_dict_traverse_skips_keys(PyObject *dict);
 
