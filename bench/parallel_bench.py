@@ -64,18 +64,23 @@ while done < jobs:
 """
 
 
+def timed(threads):
+    """Seconds from starting the threads to the end of the last."""
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def run_plain(workers, jobs, work):
     import subinterp
     subs = [subinterp.create_isolated() for _ in range(workers)]
     threads = [threading.Thread(target=subinterp.run_string, args=(s, textwrap.dedent(PLAIN_WORKER)),
                                 kwargs={"shared": {"items": ITEMS, "jobs": jobs // workers, "work": work}})
                for s in subs]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = timed(threads)
     for s in subs:
         subinterp.destroy(s)
     return {"seconds": seconds}
@@ -113,13 +118,7 @@ def run(mode, jobs, work):
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=drive, args=(w,)) for w in range(workers)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    seconds = time.perf_counter() - start
+    seconds = timed([threading.Thread(target=drive, args=(w,)) for w in range(workers)])
     if errors:
         raise RuntimeError(errors)
     for s in subs:

@@ -2,9 +2,11 @@
 (_interpreters).  Every interpreter made by create() shares the main interpreter's GIL (3.11 has no
 other kind; on 3.12 and 3.13 it is the "legacy" kind); create_isolated() makes one with its own GIL
 (3.12+: test_own_gil.py)."""
+import inspect
 import os
 import sys
 import textwrap
+import threading
 
 try:
     import _xxsubinterpreters as _low
@@ -82,3 +84,110 @@ class Sub:
             self.id = None
             os.close(self.results)
             os.close(self.out)
+
+
+# ---- What the subinterpreter tests share (test_subinterpreters.py, test_own_gil.py) ----
+
+def checksum(root):
+    return sum(d["k"] + d["v"][0] + d["v"][1] + len(d["s"]) for d in root["items"]) + root["counter"]
+
+
+CHECKSUM = "\n" + inspect.getsource(checksum)   # the same function, for code run in a subinterpreter
+
+
+def build(r, n=100):
+    with r:
+        r.root = {"items": [{"k": i, "v": [i, i + 1], "s": f"s{i}"} for i in range(n)], "counter": 0}
+
+
+# Every access a non-owner makes, as code run in the subinterpreter on its Region `mine`.
+ACCESS = {
+    "with": "mine.__enter__()",
+    "root": "mine.root",
+    "root =": "mine.root = None",
+    "collect": "mine.collect()",
+    "close": "mine.close()",
+    "check": "mine.check()",
+    "stats": "mine.stats()",
+    "release": "mine.release()",
+    "handle": "mine.handle(None)",
+}
+
+def access_refused(r, sub, what):
+    """Runs ACCESS[what] in sub on r, which the main interpreter owns: it must raise OwnershipError
+    naming the owner, and leave r as it was."""
+    build(r)
+    sub.run(f"""
+mine = region.adopt(rid)
+try:
+    {ACCESS[what]}
+except region.OwnershipError as e:
+    result = "OwnershipError: " + str(e)
+else:
+    result = "no error"
+""" + sub.send("result"), rid=r.id)
+    result = eval(sub.result())
+    assert result.startswith("OwnershipError"), result
+    assert "owned by a thread of interpreter 0, not by the calling interpreter" in result
+    assert r.root["counter"] == 0 and r.owned
+
+
+PLAYER = CHECKSUM + """
+mine = region.adopt(rid)
+errors = []
+for step in range(1, rounds, 2):
+    os.read(sub_in, 1)
+    if not mine.acquire(timeout=10):
+        errors.append(f"step {step}: acquire timed out")
+        break
+    root = mine.root
+    if root["counter"] != step or checksum(root) != expected + step:
+        errors.append(f"step {step}: counter {root['counter']}, checksum {checksum(root)}")
+    with mine:
+        root["counter"] = step + 1
+    del root
+    mine.release()
+    os.write(to_main, b"x")
+"""
+
+
+def ping_pong(r, sub, rounds):
+    """The main interpreter and `sub` (run by a second thread) take turns: each waits for its turn on
+    a pipe, acquires, checks the whole graph, changes it inside a block (what it makes there is
+    region memory, which any GIL may take), releases and signals."""
+    build(r, 50)
+    expected = checksum(r.root)
+    sub_in, to_sub = os.pipe()
+    main_in, to_main = os.pipe()
+    errors = []
+
+    def run_sub():
+        try:
+            sub.run(PLAYER + sub.send("errors"), rid=r.id, rounds=rounds, expected=expected, sub_in=sub_in,
+                    to_main=to_main)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+            os.write(to_main, b"!")
+
+    thread = threading.Thread(target=run_sub)
+    thread.start()
+    try:
+        for step in range(0, rounds, 2):
+            assert r.acquire(timeout=10) if step else True
+            root = r.root
+            assert root["counter"] == step and checksum(root) == expected + step, f"step {step}"
+            with r:
+                root["counter"] = step + 1
+            del root
+            r.release()
+            os.write(to_sub, b"x")
+            if os.read(main_in, 1) == b"!":
+                break
+    finally:
+        thread.join()
+        for fd in (to_sub, sub_in, main_in, to_main):
+            os.close(fd)
+    assert errors == []
+    assert eval(sub.result()) == []
+    assert r.acquire(timeout=5)
+    assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds

@@ -4,7 +4,6 @@ own, and takes turns with the main interpreter on the same objects - in parallel
 Only immortal objects outside the region may go with it from one GIL to another: a reference to a
 mortal one (a float constant, a class) keeps the region under its GIL (IsolationError naming the
 path).  docs/python.md, "Interpreters with their own GIL"."""
-import os
 import sys
 import threading
 
@@ -25,16 +24,7 @@ def sub():
     s.destroy()
 
 
-CHECKSUM = """
-def checksum(root):
-    return sum(d["k"] + d["v"][0] + d["v"][1] + len(d["s"]) for d in root["items"]) + root["counter"]
-"""
-exec(CHECKSUM)
-
-
-def build(r, n=100):
-    with r:
-        r.root = {"items": [{"k": i, "v": [i, i + 1], "s": f"s{i}"} for i in range(n)], "counter": 0}
+CHECKSUM, checksum, build, ACCESS = interpreters.CHECKSUM, interpreters.checksum, interpreters.build, interpreters.ACCESS
 
 
 def test_the_package_has_its_own_types_and_exceptions_there(sub):
@@ -88,61 +78,8 @@ def test_each_gil_has_its_own_region_object_for_a_region(r, sub):
 
 def test_ping_pong_of_10000_transfers_across_two_gils(r, sub):
     """The main interpreter and an interpreter with its own GIL (run by a second thread, in parallel)
-    take turns: each waits for its turn on a pipe, acquires, checks the whole graph, changes it inside
-    a block (what it makes there is region memory), releases and signals."""
-    build(r, 50)
-    expected = checksum(r.root)
-    rounds = 10_000
-    sub_in, to_sub = os.pipe()
-    main_in, to_main = os.pipe()
-    errors = []
-    player = CHECKSUM + """
-mine = region.adopt(rid)
-errors = []
-for step in range(1, rounds, 2):
-    os.read(sub_in, 1)
-    if not mine.acquire(timeout=10):
-        errors.append(f"step {step}: acquire timed out")
-        break
-    root = mine.root
-    if root["counter"] != step or checksum(root) != expected + step:
-        errors.append(f"step {step}: counter {root['counter']}, checksum {checksum(root)}")
-    with mine:
-        root["counter"] = step + 1
-    del root
-    mine.release()
-    os.write(to_main, b"x")
-""" + sub.send("errors")
-
-    def run_sub():
-        try:
-            sub.run(player, rid=r.id, rounds=rounds, expected=expected, sub_in=sub_in, to_main=to_main)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            errors.append(repr(e))
-            os.write(to_main, b"!")
-
-    thread = threading.Thread(target=run_sub)
-    thread.start()
-    try:
-        for step in range(0, rounds, 2):
-            assert r.acquire(timeout=10) if step else True
-            root = r.root
-            assert root["counter"] == step and checksum(root) == expected + step, f"step {step}"
-            with r:
-                root["counter"] = step + 1
-            del root
-            r.release()
-            os.write(to_sub, b"x")
-            if os.read(main_in, 1) == b"!":
-                break
-    finally:
-        thread.join()
-        for fd in (to_sub, sub_in, main_in, to_main):
-            os.close(fd)
-    assert errors == []
-    assert eval(sub.result()) == []
-    assert r.acquire(timeout=5)
-    assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds
+    take turns on the region 10,000 times, checking the whole graph at every step."""
+    interpreters.ping_pong(r, sub, rounds=10_000)
 
 
 def test_constants_of_the_code_go_along_as_equal_copies(r, sub):
@@ -221,35 +158,9 @@ mine.release()
         r.acquire()
 
 
-ACCESS = {
-    "with": "mine.__enter__()",
-    "root": "mine.root",
-    "root =": "mine.root = None",
-    "collect": "mine.collect()",
-    "close": "mine.close()",
-    "check": "mine.check()",
-    "stats": "mine.stats()",
-    "release": "mine.release()",
-    "handle": "mine.handle(None)",
-}
-
-
 @pytest.mark.parametrize("what", ACCESS)
 def test_every_access_from_another_gil_raises(r, sub, what):
-    build(r)
-    sub.run(f"""
-mine = region.adopt(rid)
-try:
-    {ACCESS[what]}
-except region.OwnershipError as e:
-    result = "OwnershipError: " + str(e)
-else:
-    result = "no error"
-""" + sub.send("result"), rid=r.id)
-    result = eval(sub.result())
-    assert result.startswith("OwnershipError"), result
-    assert "owned by a thread of interpreter 0, not by the calling interpreter" in result
-    assert r.root["counter"] == 0 and r.owned
+    interpreters.access_refused(r, sub, what)
 
 
 def test_a_handle_resolved_under_another_gil_raises(r, sub):

@@ -3,7 +3,6 @@ _xxsubinterpreters, 3.13's _interpreters; tests/python/subinterp.py): a region b
 released, adopted by id and acquired in another, read and changed there, and handed back - the
 very same objects, no copy, no pickle.  Also: what may cross (classes may not), the end of an
 interpreter that owns a region, and every non-owner access raising in either direction."""
-import os
 import sys
 import textwrap
 import threading
@@ -24,16 +23,7 @@ def sub():
     s.destroy()
 
 
-def build(r, n=100):
-    with r:
-        r.root = {"items": [{"k": i, "v": [i, i + 1], "s": f"s{i}"} for i in range(n)], "counter": 0}
-
-
-CHECKSUM = """
-def checksum(root):
-    return sum(d["k"] + d["v"][0] + d["v"][1] + len(d["s"]) for d in root["items"]) + root["counter"]
-"""
-exec(CHECKSUM)
+CHECKSUM, checksum, build, ACCESS = interpreters.CHECKSUM, interpreters.checksum, interpreters.build, interpreters.ACCESS
 
 
 def test_hand_a_graph_to_a_subinterpreter_and_take_it_back(r, sub):
@@ -72,92 +62,14 @@ def test_adopt_returns_the_same_region_object_in_every_interpreter(r, sub):
 
 
 def test_ping_pong_of_10000_transfers_between_two_interpreters(r, sub):
-    """The main interpreter and a subinterpreter (run by a second thread) take turns: each waits for
-    its turn on a pipe, acquires, checks the whole graph, changes it, releases and signals."""
-    build(r, 50)
-    expected = checksum(r.root)
-    rounds = 10_000
-    sub_in, to_sub = os.pipe()
-    main_in, to_main = os.pipe()
-    errors = []
-    player = CHECKSUM + """
-import os
-import sys
-mine = region.adopt(rid)
-errors = []
-for step in range(1, rounds, 2):
-    os.read(sub_in, 1)
-    if not mine.acquire(timeout=10):
-        errors.append(f"step {step}: acquire timed out")
-        break
-    root = mine.root
-    if root["counter"] != step or checksum(root) != expected + step:
-        errors.append(f"step {step}: counter {root['counter']}, checksum {checksum(root)}")
-    root["counter"] = step + 1
-    del root
-    mine.release()
-    os.write(to_main, b"x")
-""" + sub.send("errors")
-
-    def run_sub():
-        try:
-            sub.run(player, rid=r.id, rounds=rounds, expected=expected, sub_in=sub_in, to_main=to_main)
-        except BaseException as e:  # noqa: BLE001 - reported by the test
-            errors.append(repr(e))
-            os.write(to_main, b"!")
-
-    thread = threading.Thread(target=run_sub)
-    thread.start()
-    try:
-        for step in range(0, rounds, 2):
-            assert r.acquire(timeout=10) if step else True
-            root = r.root
-            assert root["counter"] == step and checksum(root) == expected + step, f"step {step}"
-            root["counter"] = step + 1
-            del root
-            r.release()
-            os.write(to_sub, b"x")
-            if os.read(main_in, 1) == b"!":
-                break
-    finally:
-        thread.join()
-        for fd in (to_sub, sub_in, main_in, to_main):
-            os.close(fd)
-    assert errors == []
-    assert eval(sub.result()) == []
-    assert r.acquire(timeout=5)
-    assert r.root["counter"] == rounds and checksum(r.root) == expected + rounds
+    """The main interpreter and a subinterpreter (run by a second thread) take turns on the region
+    10,000 times, checking the whole graph at every step."""
+    interpreters.ping_pong(r, sub, rounds=10_000)
 
 
-SUB_ACCESS = {
-    "with": "mine.__enter__()",
-    "root": "mine.root",
-    "root =": "mine.root = None",
-    "collect": "mine.collect()",
-    "close": "mine.close()",
-    "check": "mine.check()",
-    "stats": "mine.stats()",
-    "release": "mine.release()",
-    "handle": "mine.handle(None)",
-}
-
-
-@pytest.mark.parametrize("what", SUB_ACCESS)
+@pytest.mark.parametrize("what", ACCESS)
 def test_every_access_from_another_interpreter_raises(r, sub, what):
-    build(r)
-    sub.run(f"""
-mine = region.adopt(rid)
-try:
-    {SUB_ACCESS[what]}
-except region.OwnershipError as e:
-    result = "OwnershipError: " + str(e)
-else:
-    result = "no error"
-""" + sub.send("result"), rid=r.id)
-    result = eval(sub.result())
-    assert result.startswith("OwnershipError"), result
-    assert "owned by a thread of interpreter 0, not by the calling interpreter" in result
-    assert r.root["counter"] == 0 and r.owned
+    interpreters.access_refused(r, sub, what)
 
 
 def test_main_cannot_touch_a_region_the_subinterpreter_owns(r, sub):
