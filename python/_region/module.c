@@ -768,18 +768,26 @@ static const char import_order_message[] =
 /* Whether the main interpreter initialized the module (and with it installed the hook). */
 static bool main_module_ready;
 
-static PyObject *mod_attach(PyObject *module, PyObject *unused) {
-    (void)module, (void)unused;
-    bool is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
-    if (placement_attach() < 0) return NULL;
-    if (is_main) Py_RETURN_NONE;
+/* Leaves the capsule whose destruction is interpreter_ended() in the calling subinterpreter's dict
+ * (once): 0, or -1 with an exception. */
+static int watch_interpreter_end(void) {
     PyObject *dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
-    if (dict && PyDict_GetItemString(dict, "region.interpreter")) Py_RETURN_NONE;   /* attached before */
-    PyObject *capsule = dict ? PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended) : NULL;
+    if (!dict) {
+        PyErr_SetString(PyExc_ImportError, "region: no interpreter dict to register the end of the interpreter in");
+        return -1;
+    }
+    if (PyDict_GetItemString(dict, "region.interpreter")) return 0;   /* attached before */
+    PyObject *capsule = PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended);
     int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
     Py_XDECREF(capsule);
-    if (rc < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(RegionError, "no interpreter dict to register the end of the interpreter in");
+    return rc;
+}
+
+static PyObject *mod_attach(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    if (placement_attach() < 0) return NULL;
+    if (PyInterpreterState_Get() == PyInterpreterState_Main()) Py_RETURN_NONE;
+    if (watch_interpreter_end() < 0) {
         forget_binding_state();
         placement_detach();
         return NULL;
@@ -879,6 +887,12 @@ static int module_exec(PyObject *module) {
     if (rpy_interp_attach() < 0) {   /* from here on binding_gil() is this interpreter's */
         PyErr_Format(PyExc_ImportError, "cannot use regions in interpreter %lld: %d interpreters already do",
                      (long long)binding_current_interp(), RPY_MAX_INTERPRETERS);
+        return -1;
+    }
+    /* Its end must clear its state even if the package's __init__ never gets to _attach(): the
+     * entry, and with it this GIL's state slot, goes to the next interpreter. */
+    if (watch_interpreter_end() < 0) {
+        rpy_interp_detach();
         return -1;
     }
     if (!binding_state()->region_type) {

@@ -166,10 +166,10 @@ static int ownership_wait(rpy_region_t *self, double seconds) {
  * outside object; when it does, and interpreters of more than one GIL use regions, release() copies
  * the mortal immutable values its lists, tuples and dicts refer to into the region (crossing.c) and,
  * if anything mortal is left, runs the audit with that rule in the releasing interpreter - the only
- * one that may read those objects - and keeps its report (text: no Python object can cross).  An acquire() under another GIL is then
- * refused with that report; under the releasing interpreter's GIL it goes on as before.  Objects the
- * new owner creates in the region may refer to its own mortal objects again: every release decides
- * anew. */
+ * one that may read those objects - and keeps its report (text: no Python object can cross).  An
+ * acquire() under another GIL is then refused with that report; under the releasing interpreter's GIL
+ * it goes on as before.  Objects the new owner stores in the region may refer to its own mortal
+ * objects again: every release decides anew. */
 
 /* Whether interpreters of more than one GIL may use regions now (any attached with its own GIL). */
 static bool several_gils(void) {
