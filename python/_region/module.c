@@ -1,8 +1,9 @@
 /* module.c - the region._region extension: the Region type, region_of, the exceptions, and the
  * hooks into the interpreter's life (gc callbacks, shutdown).
  *
- * LIFETIME OF THE MEMORY: a Region owns a libregion region (a slot with its heaps).  When the Region
- * goes away its objects become ordinary objects (membership.c) but still live in the slot's memory,
+ * LIFETIME OF THE MEMORY: a region's record (record.c) owns a libregion region (a slot with its
+ * heaps).  When the region goes away (closed, or its last Region object in any interpreter gone) its
+ * objects become ordinary objects (membership.c) but still live in the slot's memory,
  * so the libregion region must outlive them: it becomes an ORPHAN, destroyed by sweep_orphans() once
  * its heaps hold no live block.  A region is never destroyed with a live block in it (the allocator
  * hook frees region blocks by pointer; a destroyed slot's blocks would be freed twice).
