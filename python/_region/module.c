@@ -652,7 +652,7 @@ static void give_up_if_owned_here(rpy_region_t *self, void *unused) {
  * is (its memory is the process's until the exit). */
 static void dissolve_at_shutdown(rpy_region_t *self, void *unused) {
     (void)unused;
-    if (ownership_token(self) && rpy_interp_id_has_own_gil(ownership_interp(self))) return;
+    if (ownership_token(self) && rpy_interp_kind(ownership_interp(self)) == RPY_INTERP_OWN_GIL) return;
     region_dissolve(self, "dissolved at interpreter shutdown");
 }
 

@@ -226,7 +226,7 @@ static bool crosses_gil(rpy_region_t *self) {
 
 /* Whether interpreter `owner` runs under another GIL than the calling thread's interpreter. */
 static bool other_gil(int64_t owner) {
-    return owner != binding_current_interp() && (rpy_interp_has_own_gil() || rpy_interp_id_has_own_gil(owner));
+    return owner != binding_current_interp() && (rpy_interp_has_own_gil() || rpy_interp_kind(owner) == RPY_INTERP_OWN_GIL);
 }
 
 bool ownership_readable(rpy_region_t *self) {
@@ -236,12 +236,6 @@ bool ownership_readable(rpy_region_t *self) {
 bool ownership_stranded(rpy_region_t *self) {
     if (ownership_token(self)) return other_gil(ownership_interp(self));
     return self->refers_to_mortal && crosses_gil(self);
-}
-
-static bool interpreter_alive(int64_t id) {
-    for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
-        if (PyInterpreterState_GetID(i) == id) return true;
-    return false;
 }
 
 void ownership_abandon(rpy_region_t *self) {
@@ -268,7 +262,8 @@ static bool crossing_refused(rpy_region_t *self) {
         Py_XDECREF(desc);
         return true;
     }
-    if (self->classes_of < 0 || self->classes_of == here || !interpreter_alive(self->classes_of)) return false;
+    if (self->classes_of < 0 || self->classes_of == here || rpy_interp_kind(self->classes_of) == RPY_INTERP_GONE)
+        return false;
     char why[160];
     snprintf(why, sizeof why, "cannot be acquired in interpreter %lld: its objects refer to classes "
              "of interpreter %lld", (long long)here, (long long)self->classes_of);

@@ -132,6 +132,21 @@ else:
     assert r.root["counter"] == 0 and r.owned
 
 
+def main_refused_while_sub_owns(r, sub):
+    """Has sub acquire r (built and released by the main interpreter), then checks that every access
+    of the main interpreter raises OwnershipError naming the owning interpreter.  sub keeps r."""
+    import pytest
+    import region
+    build(r)
+    r.release()
+    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
+    for access in (lambda: r.root, lambda: r.__enter__(), lambda: r.collect(), lambda: r.close(),
+                   lambda: r.release(), lambda: r.check()):
+        with pytest.raises(region.OwnershipError, match=r"owned by a thread of interpreter \d+, not by "
+                                                        r"the calling interpreter 0"):
+            access()
+
+
 PLAYER = CHECKSUM + """
 mine = region.adopt(rid)
 errors = []

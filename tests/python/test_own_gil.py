@@ -26,6 +26,15 @@ def sub():
 
 CHECKSUM, checksum, build, ACCESS = interpreters.CHECKSUM, interpreters.checksum, interpreters.build, interpreters.ACCESS
 
+# Run in a subinterpreter: adopt the region `rid` and try to acquire it; `refused` is the message.
+TRY_ACQUIRE = """
+mine = region.adopt(rid)
+try:
+    mine.acquire()
+except region.IsolationError as e:
+    refused = str(e)
+"""
+
 
 def test_the_package_has_its_own_types_and_exceptions_there(sub):
     sub.run("""
@@ -103,13 +112,7 @@ def test_what_cannot_be_copied_keeps_the_region_under_its_gil(r, sub):
     with r:
         r.root = {"tags": frozenset(["x-y", "z w"])}   # a frozenset's members are not copied
     r.release()
-    sub.run("""
-mine = region.adopt(rid)
-try:
-    mine.acquire()
-except region.IsolationError as e:
-    refused = str(e)
-""" + sub.send("(refused, mine.owned)"), rid=r.id)
+    sub.run(TRY_ACQUIRE + sub.send("(refused, mine.owned)"), rid=r.id)
     refused, owned = eval(sub.result())
     assert not owned
     assert "cannot be acquired in interpreter" in refused and "runs under another GIL" in refused
@@ -180,14 +183,7 @@ mine.release()
 
 
 def test_main_cannot_touch_a_region_the_other_gil_owns(r, sub):
-    build(r)
-    r.release()
-    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
-    for access in (lambda: r.root, lambda: r.__enter__(), lambda: r.collect(), lambda: r.close(),
-                   lambda: r.release(), lambda: r.check()):
-        with pytest.raises(region.OwnershipError, match=r"owned by a thread of interpreter \d+, not by "
-                                                        r"the calling interpreter 0"):
-            access()
+    interpreters.main_refused_while_sub_owns(r, sub)
     assert r.acquire(timeout=0.05) is False
     assert "owned by another thread" in repr(r)
     sub.run("mine.release()")
@@ -282,13 +278,7 @@ def test_a_region_released_before_any_other_gil_used_regions_is_refused_without_
     r.release()                             # no interpreter with its own GIL yet: no audit, no report
     s = interpreters.Sub(isolated=True)
     try:
-        s.run("""
-mine = region.adopt(rid)
-try:
-    mine.acquire()
-except region.IsolationError as e:
-    refused = str(e)
-""" + s.send("refused"), rid=r.id)
+        s.run(TRY_ACQUIRE + s.send("refused"), rid=r.id)
         refused = eval(s.result())
     finally:
         s.destroy()

@@ -73,14 +73,7 @@ def test_every_access_from_another_interpreter_raises(r, sub, what):
 
 
 def test_main_cannot_touch_a_region_the_subinterpreter_owns(r, sub):
-    build(r)
-    r.release()
-    sub.run("mine = region.adopt(rid)\nassert mine.acquire(timeout=5)\n", rid=r.id)
-    for access in (lambda: r.root, lambda: r.__enter__(), lambda: r.collect(), lambda: r.close(),
-                   lambda: r.release(), lambda: r.check()):
-        with pytest.raises(region.OwnershipError, match=r"owned by a thread of interpreter \d+, not by "
-                                                        r"the calling interpreter 0"):
-            access()
+    interpreters.main_refused_while_sub_owns(r, sub)
     assert r.acquire(timeout=0) is False
     sub.run("mine.release()")
     assert r.acquire(timeout=5)

@@ -1024,10 +1024,10 @@ static bool has_own_gil(PyInterpreterState *interp) {
 
 bool rpy_interp_has_own_gil(void) { return has_own_gil(_PyInterpreterState_GET()); }
 
-bool rpy_interp_id_has_own_gil(int64_t id) {
+rpy_interp_kind_t rpy_interp_kind(int64_t id) {
     for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
-        if (PyInterpreterState_GetID(i) == id) return has_own_gil(i);
-    return false;
+        if (PyInterpreterState_GetID(i) == id) return has_own_gil(i) ? RPY_INTERP_OWN_GIL : RPY_INTERP_MAIN_GIL;
+    return RPY_INTERP_GONE;
 }
 
 int rpy_interp_index(void) {

@@ -237,10 +237,14 @@ static inline PyInterpreterState *rpy_current_interp(void) {
  * rpy_interp_index() is the calling interpreter's index, -1 when it is not attached. */
 #define RPY_MAX_INTERPRETERS 64
 
-/* Whether the calling thread's interpreter, or the live interpreter with this id, runs under a GIL
- * other than the main interpreter's (3.12+; false on 3.11, and for an id no interpreter has). */
+/* Whether the calling thread's interpreter runs under a GIL other than the main interpreter's (3.12+;
+ * false on 3.11). */
 bool rpy_interp_has_own_gil(void);
-bool rpy_interp_id_has_own_gil(int64_t id);
+
+/* The interpreter with this id: gone (no live interpreter has it), under the main interpreter's GIL,
+ * or under a GIL of its own. */
+typedef enum { RPY_INTERP_GONE, RPY_INTERP_MAIN_GIL, RPY_INTERP_OWN_GIL } rpy_interp_kind_t;
+rpy_interp_kind_t rpy_interp_kind(int64_t id);
 int rpy_interp_attach(void);
 void rpy_interp_detach(void);
 int rpy_interp_index(void);
