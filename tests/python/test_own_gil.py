@@ -10,6 +10,7 @@ import threading
 import pytest
 
 import region
+from conftest import run_python
 
 interpreters = pytest.importorskip("subinterp")
 
@@ -284,3 +285,26 @@ def test_a_region_released_before_any_other_gil_used_regions_is_refused_without_
         s.destroy()
     assert "its report is missing" in refused and "release it again to record one" in refused
     assert r.acquire(timeout=0)
+
+
+def test_too_many_interpreters_with_their_own_gil_are_refused_clearly():
+    result = run_python("""
+        import region, subinterp as interpreters
+        subs = []
+        for i in range(70):
+            sub = interpreters.create_isolated()
+            subs.append(sub)
+            try:
+                interpreters.run_string(sub, "import region")
+            except interpreters.RunFailed as e:
+                print(i, e)
+                break
+        for sub in subs:
+            interpreters.destroy(sub)
+        r = region.region("after")      # the main interpreter is unharmed
+        with r:
+            r.root = [1.5]
+        print("done", r.check())
+    """)
+    assert "63 <class 'ImportError'>: cannot use regions in interpreter" in result.stdout, result.stdout + result.stderr
+    assert "64 interpreters already do" in result.stdout and "done None" in result.stdout
