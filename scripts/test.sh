@@ -53,8 +53,14 @@ for minor in 12 13; do
   fi
 done
 
-step "pip install . into a fresh virtual environment"
-tests/python/pip_install.sh
+# `pip install .` on every version the package supports: pyproject.toml's requires-python and the
+# build must agree with the README's promise.
+for venv in .venv .venv-312 .venv-313; do
+  [ -x $venv/bin/python ] || continue
+  base_python=$($venv/bin/python -c 'import sys; print(sys._base_executable)')
+  step "pip install . into a fresh virtual environment, $($base_python -V)"
+  PYTHON=$base_python tests/python/pip_install.sh
+done
 
 step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
