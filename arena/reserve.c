@@ -50,6 +50,10 @@ static void configure_mimalloc(void) {
      * purges explicitly.  Not -1 ("never"): mimalloc then does not even remember which pages could
      * be purged, and a forced collect later finds nothing to give back. */
     mi_option_set(mi_option_purge_delay, RARENA_PURGE_DELAY_MS);
+    /* Pages are committed whole when mimalloc takes them: region/collect.c reads the 32 bytes before
+     * any address of an object page (robject_of), which is safe only then.  0 is the default; it is
+     * set here so that a mimalloc with another default cannot change it under us. */
+    mi_option_set(mi_option_page_commit_on_demand, 0);
     /* Exhausting a slot is an expected, reported condition (REGION_EFULL), not a message. */
     mi_option_set(mi_option_show_errors, 0);
     mi_option_set(mi_option_max_warnings, 0);
@@ -137,7 +141,11 @@ void rarena_slot_give(unsigned index) {
 void rarena_trim(void) {
     /* A forced collect purges every scheduled range at once - but only while the delay is positive
      * (mimalloc's mi_arenas_try_purge returns early for delay <= 0), hence 1 and not 0.  The delay is
-     * a global option of the private copy; the lock keeps two trims from interleaving. */
+     * a global option of the private copy; the lock keeps two trims from interleaving.
+     * mi_collect works through the calling thread's own mimalloc state, and does nothing at all in a
+     * thread that never allocated with our copy (its default theap is not initialized, theap.c's
+     * mi_theap_collect_ex): mi_thread_init() first, so that any thread can trim. */
+    mi_thread_init();
     pthread_mutex_lock(&slot_lock);
     mi_option_set(mi_option_purge_delay, 1);
     mi_collect(true);

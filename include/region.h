@@ -18,6 +18,16 @@
  *     from any thread at any time while the region exists.
  *   - Using a region_t* after region_destroy() returned REGION_OK is a use-after-free, as with free().
  *     Handles and ids are the safe way to refer to regions that may be gone.
+ *   - Giving a region up (region_release, region_hand_off) publishes every write its owner made: the
+ *     next owner sees them, however it became the owner.
+ *
+ * BLOCK POINTERS
+ *   region_free, region_realloc, region_usable_size and region_handle_new take a pointer that must be
+ *   the start of a live block of the region.  A pointer of another region, of malloc, of the stack or
+ *   NULL-like garbage is always detected (REGION_ENOTREGION).  An interior pointer of one of the
+ *   region's blocks, or a block already freed, is detected only by builds with block checks
+ *   (region_block_checks(): debug builds); elsewhere it is undefined behaviour, as with free().
+ *   Region objects (region_object_*) are always checked exactly.
  *
  * ERRORS
  *   Fallible calls return a region_status.  Calls that return a pointer return NULL on failure and
@@ -132,7 +142,8 @@ region_status region_create(const region_options_t *opts, region_t **out);
 region_status region_destroy(region_t *r);
 
 /* Gives the committed-but-free pages of every region slot back to the operating system now
- * (MADV_DONTNEED).  Any thread. */
+ * (MADV_DONTNEED): the pages of destroyed regions, and the pages that blocks freed by their owner
+ * emptied.  Any thread, whether or not it ever used a region. */
 region_status region_trim(void);
 
 /* The region's id: unique for the life of the process (never reused), a plain integer that can be
@@ -142,8 +153,9 @@ uint64_t region_id(const region_t *r);
 /* The region's name.  Any thread; valid while the region exists. */
 const char *region_name(const region_t *r);
 
-/* The live region with this id, or NULL (REGION_EDEAD recorded) if it was destroyed or never
- * existed.  Any thread.  The result is valid only while the region exists: to use it, acquire it. */
+/* The live region with this id, or NULL (REGION_EDEAD recorded; the message says whether it was
+ * destroyed or never existed).  Any thread.  The result is valid only while the region exists: to use
+ * it, acquire it. */
 region_t *region_from_id(uint64_t id);
 
 /* The region whose address range contains p, or NULL.  O(1), never dereferences p, safe for any
@@ -154,8 +166,15 @@ region_t *region_of(const void *p);
  * Allocation (owner only)
  * ---------------------------------------------------------------------------------------------- */
 
-/* Allocates size bytes (size 0 gives a unique minimal block) aligned to 16 bytes.  NULL on failure:
- * REGION_ENOTOWNER, REGION_EFULL (reservation exhausted), REGION_EINVAL (r is NULL). */
+/* The largest block one allocation may ask for: 2 GiB - 8 MiB, whatever region_config.slot_size is
+ * (mimalloc 3.4 places one block in at most about 2 GiB of an arena).  Larger data takes several
+ * blocks. */
+#define REGION_MAX_BLOCK_SIZE (((size_t)2 << 30) - ((size_t)8 << 20))
+
+/* Allocates size bytes (size 0 gives a unique minimal block), aligned to 16 bytes, or to 8 for a size
+ * of 8 bytes or less (like malloc: the alignment of any type that fits).  NULL on failure:
+ * REGION_ENOTOWNER, REGION_EFULL (reservation exhausted), REGION_EINVAL (r is NULL, or size over
+ * REGION_MAX_BLOCK_SIZE). */
 void *region_alloc(region_t *r, size_t size);
 
 /* As region_alloc, zero-filled. */
@@ -165,15 +184,16 @@ void *region_zalloc(region_t *r, size_t size);
 void *region_calloc(region_t *r, size_t count, size_t size);
 
 /* Resizes a block of r, keeping it in r (never moves it out of the region).  p NULL allocates.
- * NULL on failure with p untouched: REGION_ENOTREGION if p is not a block of r, plus the
- * region_alloc errors.  Handles to p follow the block if it moves. */
+ * NULL on failure with p untouched: REGION_ENOTREGION if p is not a live block of r (BLOCK POINTERS
+ * above), plus the region_alloc errors.  Handles to p follow the block if it moves. */
 void *region_realloc(region_t *r, void *p, size_t size);
 
 /* Frees a block of r.  NULL is a no-op.  Handles to p become REGION_EFREED.
- * Errors: REGION_ENOTOWNER, REGION_ENOTREGION (p is not in r). */
+ * Errors: REGION_ENOTOWNER, REGION_ENOTREGION (p is not a live block of r: BLOCK POINTERS above). */
 region_status region_free(region_t *r, void *p);
 
-/* The usable size of a block of r (at least the requested size); 0 if p is not in r. */
+/* The usable size of a block of r (at least the requested size); 0 if p is not a live block of r
+ * (BLOCK POINTERS above), or if the caller does not own r (REGION_ENOTOWNER recorded). */
 size_t region_usable_size(region_t *r, const void *p);
 
 /* ------------------------------------------------------------------------------------------------
@@ -194,12 +214,15 @@ region_status region_try_acquire(region_t *r);
 /* As region_acquire, giving up after timeout_ns nanoseconds with REGION_ETIMEDOUT. */
 region_status region_acquire_timed(region_t *r, uint64_t timeout_ns);
 
-/* Gives up ownership; wakes one waiter.  REGION_ENOTOWNER if the caller is not the owner. */
+/* Gives up ownership; wakes one waiter.  REGION_ENOTOWNER if the caller is not the owner,
+ * REGION_ESTATE from inside the region's own collection (a trace callback or finalizer). */
 region_status region_release(region_t *r);
 
 /* Makes the thread with token `to` (from region_thread_token()) the owner, directly: no third thread
- * can take the region in between.  The receiver confirms with region_acquire(), which then returns
- * REGION_OK at once.  REGION_ENOTOWNER if the caller is not the owner, REGION_EINVAL for token 0. */
+ * can take the region in between.  The receiver may use the region at once (it passes every owner
+ * check and sees the caller's writes); it confirms with region_acquire(), which then returns
+ * REGION_OK at once.  REGION_ENOTOWNER if the caller is not the owner, REGION_EINVAL for token 0,
+ * REGION_ESTATE from inside the region's own collection. */
 region_status region_hand_off(region_t *r, uint64_t to);
 
 /* 1 if the calling thread owns r, else 0.  Any thread. */
@@ -225,13 +248,15 @@ typedef struct region_handle {
 
 #define REGION_HANDLE_NULL ((region_handle_t){0, 0, 0})
 
-/* Makes (or finds) the handle of block p of r.  Owner only.
- * Errors: REGION_ENOTOWNER, REGION_ENOTREGION (p is not a block of r), REGION_ENOMEM. */
+/* Makes (or finds) the handle of block or object p of r.  Owner only.
+ * Errors: REGION_ENOTOWNER, REGION_ENOTREGION (p is not a live block or object of r: BLOCK POINTERS
+ * above), REGION_ENOMEM. */
 region_status region_handle_new(region_t *r, void *p, region_handle_t *out);
 
 /* Resolves a handle to its block.  Any thread may call; only the owner of the handle's region gets
- * the pointer.  Errors, in the order they are checked: REGION_EBADHANDLE (null or never made),
- * REGION_EDEAD (region destroyed), REGION_ENOTOWNER, REGION_EFREED (block freed). */
+ * the pointer.  Errors, in the order they are checked: REGION_EBADHANDLE (null, or never made: no
+ * region ever had its id, or its region never handed out its slot and generation), REGION_EDEAD
+ * (region destroyed), REGION_ENOTOWNER, REGION_EFREED (block freed). */
 region_status region_handle_resolve(region_handle_t h, void **out);
 
 /* ------------------------------------------------------------------------------------------------
@@ -250,35 +275,46 @@ typedef void (*region_visit_fn)(void *ref, void *ctx);
 typedef struct region_type {
     const char *name;  /* used in error messages */
     /* Reports every pointer the object holds by calling visit(ref, ctx).  NULL for leaf objects.
-     * Must not allocate, free or change any object. */
+     * Must not change the region: while trace callbacks run, region_object_new, region_object_free,
+     * the root calls, region_collect, region_check, region_destroy, region_release and
+     * region_hand_off of the region return REGION_ESTATE. */
     void (*trace)(const void *obj, region_visit_fn visit, void *ctx);
     /* Called once on a garbage object before any garbage of the same collection is freed, so it may
-     * still read other garbage objects.  NULL if none.  It may allocate new objects in the region;
-     * it must not free objects or call region_collect/region_destroy (REGION_ESTATE). */
+     * still read other garbage objects.  NULL if none.  It may allocate new objects (and raw blocks)
+     * in the region and make them roots; region_object_free, region_collect, region_check,
+     * region_destroy, region_release, region_hand_off, and making a garbage object a root return
+     * REGION_ESTATE. */
     void (*finalize)(void *obj);
 } region_type_t;
 
-/* Allocates a zeroed object of `size` bytes of type `type` (which must outlive the object).
- * NULL on failure with the region_alloc errors, or REGION_EINVAL for a NULL type. */
+/* Allocates a zeroed object of `size` bytes of type `type` (which must outlive the object), aligned
+ * to 16 bytes.  NULL on failure with the region_alloc errors, REGION_EINVAL for a NULL type, or
+ * REGION_ESTATE from a trace callback. */
 void *region_object_new(region_t *r, const region_type_t *type, size_t size);
 
-/* Frees one object now, without its finalizer.  Owner only.  REGION_ENOTREGION if obj is not an
- * object of r. */
+/* Frees one object now, without its finalizer.  Owner only.  REGION_ENOTREGION if obj is not a live
+ * object of r (checked exactly: an interior or freed pointer is refused), REGION_ESTATE during the
+ * region's own collection. */
 region_status region_object_free(region_t *r, void *obj);
 
-/* The type of an object of some region, or NULL if obj is not one.  Safe for any pointer value; from
- * a thread that does not own obj's region, only while the owner cannot be freeing obj. */
+/* The type of a live object of some region, or NULL if obj is not one (an interior pointer, a freed
+ * object or a raw block included).  Safe for any pointer value: it reads memory only once it is proven
+ * to be mapped.  From a thread that does not own obj's region, only while the owner cannot be
+ * freeing obj. */
 const region_type_t *region_object_type(const void *obj);
 
 /* Sets (obj) or clears (NULL) the region's root object, its entry point.  Owner only.
- * REGION_ENOTREGION if obj is not an object of r. */
+ * REGION_ENOTREGION if obj is not an object of r; REGION_ESTATE from a trace callback, or for a garbage
+ * object from a finalizer. */
 region_status region_set_root(region_t *r, void *obj);
 
 /* The root object, or NULL.  Owner only (NULL with REGION_ENOTOWNER recorded otherwise). */
 void *region_root(region_t *r);
 
 /* Extra roots (objects referenced from outside the region, e.g. from the stack), counted: add twice,
- * remove twice.  Owner only.  remove: REGION_EINVAL if obj is not a root. */
+ * remove twice.  Owner only.  add: REGION_ENOTREGION as for set_root, REGION_ESTATE from a trace
+ * callback or for a garbage object from a finalizer; remove: REGION_EINVAL if obj is not a root,
+ * REGION_ESTATE from a trace callback. */
 region_status region_add_root(region_t *r, void *obj);
 region_status region_remove_root(region_t *r, void *obj);
 
@@ -293,12 +329,13 @@ typedef struct region_collect_stats {
     uint64_t pause_ns;   /* time the collection took */
 } region_collect_stats_t;
 
-/* Collects r.  Owner only.  out may be NULL.  REGION_ESTATE when called from a finalizer. */
+/* Collects r.  Owner only.  out may be NULL.  REGION_ESTATE when called from r's trace callbacks or
+ * finalizers. */
 region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t *out);
 
 /* Checks r's rule "references between regions are handles": REGION_ECROSSREF, with the object, its
  * type and both regions named in region_last_error(), if a reachable object holds a pointer into
- * another live region.  Frees nothing.  Owner only. */
+ * another live region.  Frees nothing.  Owner only; REGION_ESTATE during r's own collection. */
 region_status region_check(region_t *r);
 
 /* ------------------------------------------------------------------------------------------------
@@ -340,6 +377,12 @@ region_status region_census(region_t *r, region_census_t *out);
 
 /* Number of configured NUMA nodes on this machine (1 without NUMA support).  Any thread. */
 int region_numa_nodes(void);
+
+/* 1 if this build of libregion checks block pointers exactly (see BLOCK POINTERS above: an interior
+ * pointer or a freed block gives REGION_ENOTREGION), else 0.  On in debug builds (meson
+ * -Dbuildtype=debug), or with meson -Dblock_checks=enabled; each raw block then costs a hash-set entry.
+ * Any thread. */
+int region_block_checks(void);
 
 #ifdef __cplusplus
 }

@@ -6,7 +6,14 @@
  * mi_realloc, which would move a growing block into the thread's default heap.
  *
  * "p is a block of r" is checked as: p lies in r's slot and mimalloc's page map says r's heap owns
- * it.  Both checks are safe for any pointer value.
+ * it.  Both checks are safe for any pointer value.  Whether p is the START of a LIVE block mimalloc
+ * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (blockset.c), and
+ * release builds take the caller's word, as free() does.
+ *
+ * SIZES: one block is at most REGION_MAX_BLOCK_SIZE (include/region.h).  mimalloc 3.4 cannot place a
+ * single block in more than about 2 GiB of an arena, whatever the arena's size (measured: 2,143,158,592
+ * bytes succeed in slots of 3 to 64 GiB, 2,144,207,104 fail), so a larger request is an invalid
+ * argument, not a full region.  The check shares the fast path's one unlikely branch.
  *
  * THREADS: owner only (checked); the heap itself is usable from whichever thread owns the region.
  */
@@ -19,6 +26,10 @@ static void *alloc_failed(region_t *r, size_t size, const char *what) {
         rerror(REGION_EINVAL, "%s: region is NULL", what);
     } else if (!rowner_is_self(r)) {
         rowner_check(r, what);
+    } else if (size > REGION_MAX_BLOCK_SIZE) {
+        rerror_region(r, REGION_EINVAL, "%s of %zu bytes: one block is at most %zu bytes "
+                      "(REGION_MAX_BLOCK_SIZE, mimalloc's limit, whatever the slot size); allocate "
+                      "larger data in pieces", what, size, (size_t)REGION_MAX_BLOCK_SIZE);
     } else {
         rerror_region(r, REGION_EFULL, "%s of %zu bytes: the region's %zu MiB address range is "
                       "exhausted (raise region_config.slot_size)", what, size,
@@ -27,16 +38,36 @@ static void *alloc_failed(region_t *r, size_t size, const char *what) {
     return NULL;
 }
 
+/* The first unlikely branch of every allocation: a bad region, a non-owner or an oversized block. */
+static inline bool alloc_refused(const region_t *r, size_t size) {
+    return !r || size > REGION_MAX_BLOCK_SIZE || !rowner_is_self(r);
+}
+
+/* p was just allocated in r: enters it in the live set (REGION_BLOCK_CHECKS), or gives it back and
+ * fails with REGION_ENOMEM when the set cannot grow. */
+static inline void *block_added(region_t *r, void *p, const char *what) {
+#if REGION_BLOCK_CHECKS
+    if (!rblockset_add(&r->live_blocks, p)) {
+        mi_free(p);
+        rerror_region(r, REGION_ENOMEM, "%s: out of memory for the set of live blocks (block checks)", what);
+        return NULL;
+    }
+#else
+    (void)r, (void)what;
+#endif
+    return p;
+}
+
 void *region_alloc(region_t *r, size_t size) {
-    if (unlikely(!r || !rowner_is_self(r))) return alloc_failed(r, size, "alloc");
+    if (unlikely(alloc_refused(r, size))) return alloc_failed(r, size, "alloc");
     void *p = mi_heap_malloc(r->heap, size);
-    return likely(p != NULL) ? p : alloc_failed(r, size, "alloc");
+    return likely(p != NULL) ? block_added(r, p, "alloc") : alloc_failed(r, size, "alloc");
 }
 
 void *region_zalloc(region_t *r, size_t size) {
-    if (unlikely(!r || !rowner_is_self(r))) return alloc_failed(r, size, "zalloc");
+    if (unlikely(alloc_refused(r, size))) return alloc_failed(r, size, "zalloc");
     void *p = mi_heap_zalloc(r->heap, size);
-    return likely(p != NULL) ? p : alloc_failed(r, size, "zalloc");
+    return likely(p != NULL) ? block_added(r, p, "zalloc") : alloc_failed(r, size, "zalloc");
 }
 
 void *region_calloc(region_t *r, size_t count, size_t size) {
@@ -46,25 +77,57 @@ void *region_calloc(region_t *r, size_t count, size_t size) {
         else rerror(REGION_EINVAL, "calloc: region is NULL");
         return NULL;
     }
-    if (unlikely(!r || !rowner_is_self(r))) return alloc_failed(r, total, "calloc");
+    if (unlikely(alloc_refused(r, total))) return alloc_failed(r, total, "calloc");
     void *p = mi_heap_zalloc(r->heap, total);
-    return likely(p != NULL) ? p : alloc_failed(r, total, "calloc");
+    return likely(p != NULL) ? block_added(r, p, "calloc") : alloc_failed(r, total, "calloc");
 }
 
-static bool block_of(const region_t *r, const void *p) {
+bool rblock_is_live(const region_t *r, const void *p) {
+#if REGION_BLOCK_CHECKS
+    return rblockset_contains(&r->live_blocks, p);
+#else
     return rheap_owns(r, r->heap, p);
+#endif
+}
+
+/* Records REGION_ENOTREGION for a p that is not a live block of r, saying what it is instead. */
+static region_status not_a_block(region_t *r, const void *p, const char *what) {
+    if (rheap_owns(r, r->heap, p))   /* only with REGION_BLOCK_CHECKS can we get here with this */
+        return rerror_region(r, REGION_ENOTREGION, "%s: %p is in this region's memory but is not the "
+                             "start of a live block (an interior pointer, or a block freed already)",
+                             what, p);
+    region_t *other = rregion_of(p);
+    if (other && other != r)
+        return rerror_region(r, REGION_ENOTREGION, "%s: %p belongs to region '%s', not this one",
+                             what, p, other->name);
+    return rerror_region(r, REGION_ENOTREGION, "%s: %p is not a block of this region", what, p);
 }
 
 void *region_realloc(region_t *r, void *p, size_t size) {
     if (!p) return region_alloc(r, size);
-    if (unlikely(!r || !rowner_is_self(r))) return alloc_failed(r, size, "realloc");
-    if (!block_of(r, p)) {
-        rerror_region(r, REGION_ENOTREGION, "realloc: %p is not a block of this region", p);
+    if (unlikely(alloc_refused(r, size))) return alloc_failed(r, size, "realloc");
+    if (!rblock_is_live(r, p)) {
+        not_a_block(r, p, "realloc");
         return NULL;
     }
+#if REGION_BLOCK_CHECKS
+    /* Room first: once mimalloc moved the block, entering its new address must not fail. */
+    if (!rblockset_reserve(&r->live_blocks)) {
+        rerror_region(r, REGION_ENOMEM, "realloc: out of memory for the set of live blocks (block checks)");
+        return NULL;
+    }
+#endif
     void *moved = mi_heap_realloc(r->heap, p, size);
     if (!moved) return alloc_failed(r, size, "realloc");
-    if (moved != p && r->handles.used) rhandle_retarget(r, p, moved);
+    if (moved != p) {
+#if REGION_BLOCK_CHECKS
+        rblockset_remove(&r->live_blocks, p);
+        bool added = rblockset_add(&r->live_blocks, moved);
+        rassert(added);   /* reserved above */
+        (void)added;
+#endif
+        if (r->handles.used) rhandle_retarget(r, p, moved);
+    }
     return moved;
 }
 
@@ -72,19 +135,18 @@ region_status region_free(region_t *r, void *p) {
     if (!p) return r ? REGION_OK : rerror(REGION_EINVAL, "free: region is NULL");
     region_status status = rowner_check(r, "free");
     if (status != REGION_OK) return status;
-    if (!block_of(r, p)) {
-        region_t *other = rregion_of(p);
-        if (other)
-            return rerror_region(r, REGION_ENOTREGION, "free: %p belongs to region '%s', not this one",
-                                 p, other->name);
-        return rerror_region(r, REGION_ENOTREGION, "free: %p is not a block of this region", p);
-    }
+    if (!rblock_is_live(r, p)) return not_a_block(r, p, "free");
+#if REGION_BLOCK_CHECKS
+    rblockset_remove(&r->live_blocks, p);
+#endif
     if (r->handles.used) rhandle_retarget(r, p, NULL);
     mi_free(p);
     return REGION_OK;
 }
 
 size_t region_usable_size(region_t *r, const void *p) {
-    if (!r || !p || !block_of(r, p)) return 0;
+    if (!p || rowner_check(r, "usable_size") != REGION_OK || !rblock_is_live(r, p)) return 0;
     return mi_usable_size(p);
 }
+
+int region_block_checks(void) { return REGION_BLOCK_CHECKS; }

@@ -15,12 +15,18 @@
  *   delete_garbage    handles of garbage become REGION_EFREED and the blocks are freed
  *
  * INVARIANTS
- *   - A header is on the object list iff its magic is ROBJECT_MAGIC.
+ *   - A header's stamp is the region's object_stamp iff it is on the object list, or on the garbage
+ *     list while the region is FINALIZING.  Both lists have their sentinel in the region struct.
  *   - Marks are epochs: an object is marked in this collection iff epoch == r->mark_epoch, so no
  *     pass clears marks.  Objects created during a collection (by finalizers) get the current epoch
  *     and are therefore never garbage of the collection that created them.
- *   - While r->collecting, no object is freed except by delete_garbage (object_free and destroy
- *     return REGION_ESTATE), so the garbage list never holds a dangling header.
+ *   - While the region is not IDLE, the user's callbacks run (trace while MARKING, finalize while
+ *     FINALIZING) and the collector holds headers on its mark stack or garbage list, so: no object is
+ *     freed except by delete_garbage (object_free and destroy return REGION_ESTATE), no collection or
+ *     check starts, ownership stays (release and hand-off return REGION_ESTATE).  While MARKING,
+ *     nothing may change the set of objects or roots either (object_new, set_root, add_root return
+ *     REGION_ESTATE); while FINALIZING a garbage object may not become a root (it is about to be
+ *     freed: REGION_ESTATE).
  *
  * THREADS: owner only, like everything that touches the region's contents.
  */
@@ -32,8 +38,21 @@
 
 /* ---- Object list ---- */
 
+static const char *const phase_names[] = {
+    [RCOLLECT_IDLE] = "idle",
+    [RCOLLECT_MARKING] = "marking (a trace callback is running)",
+    [RCOLLECT_FINALIZING] = "finalizing (a finalizer is running)",
+};
+
+region_status rcollect_check_idle(const region_t *r, const char *what) {
+    if (likely(r->phase == RCOLLECT_IDLE)) return REGION_OK;
+    return rerror_region(r, REGION_ESTATE, "%s: not allowed during the region's own collection, which is %s",
+                         what, phase_names[r->phase]);
+}
+
 void robjects_init(region_t *r) {
     r->objects.next = r->objects.prev = &r->objects;
+    r->garbage.next = r->garbage.prev = &r->garbage;
     r->object_count = 0;
     r->extra_roots = NULL;
     r->extra_root_count = r->extra_root_capacity = 0;
@@ -58,12 +77,30 @@ static void list_push(robject_t *head, robject_t *h) {
     head->next = h;
 }
 
+/* Whether a 16-byte-aligned address q lies in r's object heap, with the 32 bytes before it (a
+ * header) readable: either in q's own 64 KiB (a page never straddles less), or in a page of the same
+ * heap.  Pages are committed whole, so both are mapped memory. */
+static bool header_readable(const region_t *r, const void *q) {
+    if (((uintptr_t)q & 15) || !rheap_owns(r, r->object_heap, q)) return false;
+    const char *h = (const char *)q - sizeof(robject_t);
+    return ((uintptr_t)h >> 16) == ((uintptr_t)q >> 16) || rheap_owns(r, r->object_heap, h);
+}
+
+/* Whether a list link read from a header may be followed: a sentinel of r, or a header that
+ * header_readable accepts the body of. */
+static bool link_followable(const region_t *r, const robject_t *link) {
+    return link == &r->objects || link == &r->garbage || header_readable(r, link + 1);
+}
+
 robject_t *robject_of(const region_t *r, const void *obj) {
-    /* Only once obj is known to lie in a page of r's object heap is obj - sizeof(header) committed
-     * memory, safe to read whatever obj is. */
-    if (!obj || !rheap_owns(r, r->object_heap, obj)) return NULL;
+    /* Every read is of memory proven mapped first, so any pointer value is safe.  User bytes posing as
+     * a header fail the link test, since live headers link only to live headers (or the sentinels);
+     * a dead header left by an earlier region of the slot has another stamp. */
+    if (!obj || !header_readable(r, obj)) return NULL;
     robject_t *h = robject_header(obj);
-    if (h->magic != ROBJECT_MAGIC || h->next->prev != h || h->prev->next != h) return NULL;
+    if (h->stamp != r->object_stamp || !link_followable(r, h->next) || !link_followable(r, h->prev))
+        return NULL;
+    if (h->next->prev != h || h->prev->next != h) return NULL;
     return h;
 }
 
@@ -82,6 +119,10 @@ void *region_object_new(region_t *r, const region_type_t *type, size_t size) {
         rerror_region(r, REGION_EINVAL, "object_new: type is NULL");
         return NULL;
     }
+    if (r->phase == RCOLLECT_MARKING) {   /* finalizers may allocate; trace callbacks may not */
+        rcollect_check_idle(r, "object_new");
+        return NULL;
+    }
     size_t total;
     if (__builtin_add_overflow(size, sizeof(robject_t), &total)) {
         rerror_region(r, REGION_EINVAL, "object_new: size %zu overflows", size);
@@ -94,7 +135,7 @@ void *region_object_new(region_t *r, const region_type_t *type, size_t size) {
         return NULL;
     }
     h->type = type;
-    h->magic = ROBJECT_MAGIC;
+    h->stamp = r->object_stamp;
     h->epoch = r->mark_epoch;
     list_push(&r->objects, h);
     r->object_count++;
@@ -105,16 +146,15 @@ static void object_delete(region_t *r, robject_t *h) {
     void *body = robject_body(h);
     if (r->handles.used) rhandle_retarget(r, body, NULL);
     if (r->root == body) r->root = NULL;
-    h->magic = 0;
+    h->stamp = 0;
     r->object_count--;
     mi_free(h);
 }
 
 region_status region_object_free(region_t *r, void *obj) {
     region_status status = rowner_check(r, "object_free");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "object_free");
     if (status != REGION_OK) return status;
-    if (r->collecting)
-        return rerror_region(r, REGION_ESTATE, "object_free: not allowed during the region's collection");
     robject_t *h = robject_of(r, obj);
     if (!h) return rerror_region(r, REGION_ENOTREGION, "object_free: %p is not an object of this region", obj);
     list_unlink(h);
@@ -124,11 +164,24 @@ region_status region_object_free(region_t *r, void *obj) {
 
 /* ---- Roots ---- */
 
+/* REGION_OK if obj (not NULL) may become a root of r now: an object of r, no trace callback running,
+ * and not garbage of the running collection (see INVARIANTS). */
+static region_status root_allowed(region_t *r, void *obj, const char *what) {
+    if (r->phase == RCOLLECT_MARKING) return rcollect_check_idle(r, what);
+    robject_t *h = robject_of(r, obj);
+    if (!h) return rerror_region(r, REGION_ENOTREGION, "%s: %p is not an object of this region", what, obj);
+    if (r->phase == RCOLLECT_FINALIZING && h->epoch != r->mark_epoch)
+        return rerror_region(r, REGION_ESTATE, "%s: %p (type '%s') is garbage of the running collection "
+                             "and is freed when its finalizers are done", what, obj,
+                             h->type->name ? h->type->name : "?");
+    return REGION_OK;
+}
+
 region_status region_set_root(region_t *r, void *obj) {
     region_status status = rowner_check(r, "set_root");
+    if (status == REGION_OK && obj) status = root_allowed(r, obj, "set_root");
+    if (status == REGION_OK && !obj && r->phase == RCOLLECT_MARKING) status = rcollect_check_idle(r, "set_root");
     if (status != REGION_OK) return status;
-    if (obj && !robject_of(r, obj))
-        return rerror_region(r, REGION_ENOTREGION, "set_root: %p is not an object of this region", obj);
     r->root = obj;
     return REGION_OK;
 }
@@ -139,9 +192,8 @@ void *region_root(region_t *r) {
 
 region_status region_add_root(region_t *r, void *obj) {
     region_status status = rowner_check(r, "add_root");
+    if (status == REGION_OK) status = root_allowed(r, obj, "add_root");
     if (status != REGION_OK) return status;
-    if (!robject_of(r, obj))
-        return rerror_region(r, REGION_ENOTREGION, "add_root: %p is not an object of this region", obj);
     if (r->extra_root_count == r->extra_root_capacity) {
         size_t capacity = r->extra_root_capacity ? r->extra_root_capacity * 2 : 8;
         void **roots = realloc(r->extra_roots, capacity * sizeof *roots);
@@ -155,6 +207,7 @@ region_status region_add_root(region_t *r, void *obj) {
 
 region_status region_remove_root(region_t *r, void *obj) {
     region_status status = rowner_check(r, "remove_root");
+    if (status == REGION_OK && r->phase == RCOLLECT_MARKING) status = rcollect_check_idle(r, "remove_root");
     if (status != REGION_OK) return status;
     for (size_t i = r->extra_root_count; i-- > 0;) {
         if (r->extra_roots[i] != obj) continue;
@@ -233,13 +286,17 @@ static void propagate(mark_state_t *m) {
     }
 }
 
-/* Marks everything reachable; REGION_OK, or the status of what stopped it (nothing freed yet). */
+/* Marks everything reachable; REGION_OK, or the status of what stopped it (nothing freed yet).  The
+ * region is MARKING meanwhile: trace callbacks run. */
 static region_status mark(region_t *r, bool check, size_t *visited) {
+    rassert(r->phase == RCOLLECT_IDLE);
     mark_state_t m = {.r = r, .check = check};
+    r->phase = RCOLLECT_MARKING;
     r->mark_epoch++;
     if (r->mark_epoch == 0) r->mark_epoch = 1;   /* 0 is never a live epoch */
     mark_roots(&m);
     propagate(&m);
+    r->phase = RCOLLECT_IDLE;
     free(m.stack);
     *visited = m.visited;
     if (m.out_of_memory) return rerror_region(r, REGION_ENOMEM, "collect: out of memory for the mark stack");
@@ -248,21 +305,23 @@ static region_status mark(region_t *r, bool check, size_t *visited) {
 
 /* ---- Sweeping ---- */
 
-static size_t move_unreachable(region_t *r, robject_t *garbage) {
+static size_t move_unreachable(region_t *r) {
     size_t n = 0;
     for (robject_t *h = r->objects.next, *next; h != &r->objects; h = next) {
         next = h->next;
         if (h->epoch == r->mark_epoch) continue;
         list_unlink(h);
-        list_push(garbage, h);
+        list_push(&r->garbage, h);
         n++;
     }
     return n;
 }
 
-static size_t finalize_garbage(robject_t *garbage) {
+static size_t finalize_garbage(region_t *r) {
     size_t n = 0;
+    robject_t *garbage = &r->garbage;
     for (robject_t *h = garbage->next; h != garbage; h = h->next) {
+        rassert(h->stamp == r->object_stamp && h->epoch != r->mark_epoch);   /* still intact garbage */
         if (!h->type->finalize) continue;
         h->type->finalize(robject_body(h));
         n++;
@@ -270,11 +329,13 @@ static size_t finalize_garbage(robject_t *garbage) {
     return n;
 }
 
-static void delete_garbage(region_t *r, robject_t *garbage) {
+static void delete_garbage(region_t *r) {
+    robject_t *garbage = &r->garbage;
     for (robject_t *h = garbage->next, *next; h != garbage; h = next) {
         next = h->next;
         object_delete(r, h);
     }
+    garbage->next = garbage->prev = garbage;
 }
 
 static uint64_t now_ns(void) {
@@ -285,22 +346,20 @@ static uint64_t now_ns(void) {
 
 region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t *out) {
     region_status status = rowner_check(r, "collect");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "collect");
     if (status != REGION_OK) return status;
     if (flags & ~REGION_COLLECT_CHECK)
         return rerror_region(r, REGION_EINVAL, "collect: unknown flags 0x%x", flags);
-    if (r->collecting)
-        return rerror_region(r, REGION_ESTATE, "collect: already collecting (called from a finalizer)");
     uint64_t start = now_ns();
     region_collect_stats_t stats = {0};
     status = mark(r, flags & REGION_COLLECT_CHECK, &stats.visited);
     if (status != REGION_OK) return status;
 
-    robject_t garbage = {.next = &garbage, .prev = &garbage};
-    r->collecting = true;
-    stats.freed = move_unreachable(r, &garbage);
-    stats.finalized = finalize_garbage(&garbage);
-    delete_garbage(r, &garbage);
-    r->collecting = false;
+    r->phase = RCOLLECT_FINALIZING;
+    stats.freed = move_unreachable(r);
+    stats.finalized = finalize_garbage(r);
+    delete_garbage(r);
+    r->phase = RCOLLECT_IDLE;
 
     r->collections++;
     r->collected += stats.freed;
@@ -311,9 +370,8 @@ region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t
 
 region_status region_check(region_t *r) {
     region_status status = rowner_check(r, "check");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "check");
     if (status != REGION_OK) return status;
-    if (r->collecting)
-        return rerror_region(r, REGION_ESTATE, "check: not allowed during the region's collection");
     size_t visited;
     return mark(r, true, &visited);
 }

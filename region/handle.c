@@ -110,9 +110,9 @@ region_status region_handle_new(region_t *r, void *p, region_handle_t *out) {
     region_status status = rowner_check(r, "handle");
     if (status != REGION_OK) return status;
     if (!out) return rerror_region(r, REGION_EINVAL, "handle: out is NULL");
-    bool block = p && (rheap_owns(r, r->heap, p) || robject_of(r, p));
-    if (!block)
-        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a block of this region", p);
+    if (!p || !(rblock_is_live(r, p) || robject_of(r, p)))
+        return rerror_region(r, REGION_ENOTREGION, "handle: %p is not a live block or object of this "
+                             "region", p);
     return handle_insert(r, p, out);
 }
 
@@ -154,12 +154,13 @@ void rhandle_table_free(rhandle_table_t *t) {
     *t = (rhandle_table_t){0};
 }
 
-/* REGION_OK if h could be a handle at all (the slot exists, generation 0 is never handed out). */
+/* REGION_OK if h could be a handle at all: its region id was made (region.c), and generation 0 is
+ * never handed out. */
 static region_status handle_validate(region_handle_t h) {
-    unsigned slot = (unsigned)(h.region & REGION_ID_SLOT_MASK);
-    if (h.region == 0 || slot >= REGION_MAX_SLOTS || h.generation == 0)
-        return rerror(REGION_EBADHANDLE, "resolve: {region %llu, slot %u, generation %u} is not a handle",
-                      (unsigned long long)h.region, h.slot, h.generation);
+    if (h.generation == 0 || !rregion_id_was_made(h.region))
+        return rerror(REGION_EBADHANDLE, "resolve: {region %llu, slot %u, generation %u} is not a handle "
+                      "(no such region id was ever made, or generation 0)", (unsigned long long)h.region,
+                      h.slot, h.generation);
     return REGION_OK;
 }
 
@@ -187,11 +188,13 @@ region_status rhost_handle_resolve(region_handle_t h, void **out) {
         return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
                       (unsigned long long)h.region);
     rhandle_table_t *t = &r->handles;
-    if (h.slot >= t->capacity || h.generation > t->entries[h.slot].generation)
+    /* An entry's generation is bumped when its block is freed, so a handle of the entry's current
+     * generation while it has no target, or of a later one, was never handed out. */
+    rhandle_entry_t *e = h.slot < t->capacity ? &t->entries[h.slot] : NULL;
+    if (!e || h.generation > e->generation || (h.generation == e->generation && !e->target))
         return rerror_region(r, REGION_EBADHANDLE, "resolve: slot %u generation %u was never handed out",
                              h.slot, h.generation);
-    rhandle_entry_t *e = &t->entries[h.slot];
-    if (e->generation != h.generation || !e->target)
+    if (e->generation != h.generation)
         return rerror_region(r, REGION_EFREED, "resolve: the handle's block (slot %u) was freed", h.slot);
     if (!out) return rerror_region(r, REGION_EINVAL, "resolve: out is NULL");
     *out = e->target;

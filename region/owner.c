@@ -2,7 +2,9 @@
  *
  * A region has at most one owner, identified by a thread token: a per-thread number drawn once from a
  * process-wide counter, so unlike pthread_t it is never reused by a later thread.  The owner field is
- * written only under owner_lock and read anywhere atomically; waiters sleep on owner_cond.
+ * written only under owner_lock and read anywhere atomically; waiters sleep on owner_cond.  Giving the
+ * region up (release, hand-off) is a release store and the owner check an acquire load, so whoever
+ * owns the region next sees everything its previous owner wrote, lock or no lock.
  *
  * INVARIANTS
  *   - owner != 0 exactly while some thread owns the region (or has been handed it: `handed`).
@@ -100,11 +102,15 @@ region_status region_acquire_timed(region_t *r, uint64_t timeout_ns) {
 
 /* ---- Release and hand-off ---- */
 
+/* Neither may happen during the region's own collection (from a trace callback or a finalizer): the
+ * collector still owns the objects it is freeing. */
+
 region_status region_release(region_t *r) {
     region_status status = rowner_check(r, "release");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "release");
     if (status != REGION_OK) return status;
     pthread_mutex_lock(&r->owner_lock);
-    __atomic_store_n(&r->owner, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELEASE);
     r->handed = false;
     if (r->waiters) pthread_cond_signal(&r->owner_cond);
     pthread_mutex_unlock(&r->owner_lock);
@@ -113,11 +119,14 @@ region_status region_release(region_t *r) {
 
 region_status region_hand_off(region_t *r, uint64_t to) {
     region_status status = rowner_check(r, "hand-off");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "hand-off");
     if (status != REGION_OK) return status;
     if (to == 0) return rerror_region(r, REGION_EINVAL, "hand-off: thread token 0 names no thread");
     if (to == rowner_self()) return REGION_OK;
     pthread_mutex_lock(&r->owner_lock);
-    __atomic_store_n(&r->owner, to, __ATOMIC_RELAXED);
+    /* Release: the receiver may start using the region as soon as its owner check (an acquire load,
+     * rowner_is_self) sees this store, before it confirms with region_acquire. */
+    __atomic_store_n(&r->owner, to, __ATOMIC_RELEASE);
     r->handed = true;
     if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
     pthread_mutex_unlock(&r->owner_lock);

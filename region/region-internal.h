@@ -8,8 +8,11 @@
  * stale pointer or a handle without faulting, and decide from `id` whether it is still the region it
  * meant.  This is what makes handle resolution and region_from_id() safe from any thread.
  *
- * IDS: id = (serial << REGION_ID_SLOT_BITS) | slot, serial counting up from 1 for the process.  An id
- * is never reused; id & mask gives the slot in O(1).  id == 0 means "no region in this slot".
+ * IDS: id = (generation << REGION_ID_SLOT_BITS) | slot, where generation counts the regions the slot
+ * has held (1 for its first).  An id is never reused; id & mask gives the slot in O(1); id == 0 means
+ * "no region in this slot".  Because each slot counts its own generations, any value can be judged
+ * exactly: an id whose generation the slot has not reached yet was never made (REGION_EBADHANDLE),
+ * an older one was destroyed (REGION_EDEAD).
  *
  * OWNERSHIP: `owner` is the owning thread's token (0 = none).  Only the owner changes `heap`, the
  * object list, the roots and the handle table, so those need no lock: acquire/release go through
@@ -34,17 +37,41 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* Invariant checks, in every build but a release build (NDEBUG), like mimalloc's mi_assert_internal.
+ * Each states what the code right after it relies on. */
+#ifdef NDEBUG
+#define rassert(cond) ((void)0)
+#else
+#include <assert.h>
+#define rassert(cond) assert(cond)
+#endif
+
+/* REGION_BLOCK_CHECKS (meson option block_checks; on in debug builds): every raw block is entered in
+ * a set of the region's live blocks, so region_free, region_realloc, region_usable_size and
+ * region_handle_new can tell a block start from an interior pointer and a live block from a freed
+ * one.  Release builds cannot afford a lookup per free: there such a pointer is undefined behaviour,
+ * as with free() (include/region.h says so). */
+#ifndef REGION_BLOCK_CHECKS
+#define REGION_BLOCK_CHECKS 0
+#endif
+
 /* ---- Objects (collect.c) ---- */
 
 /* Placed before every region object.  32 bytes keeps the object 16-byte aligned. */
 typedef struct robject {
     struct robject *next, *prev;     /* the region's object list (circular, with a sentinel) */
     const region_type_t *type;
-    uint32_t magic;                  /* ROBJECT_MAGIC while live, 0 once freed */
+    uint32_t stamp;                  /* the region's object_stamp while live, 0 once freed */
     uint32_t epoch;                  /* == region's mark_epoch when marked in the current collection */
 } robject_t;
 
+/* A region's object_stamp: distinct for each region a slot holds (its generation, IDS below), so the
+ * headers a destroyed region left in memory that a later region of the slot reuses never pass for
+ * objects of the later one (destroy frees in bulk without clearing them).  Odd, so never 0. */
 #define ROBJECT_MAGIC 0x6a624f52u    /* "RObj" */
+static inline uint32_t robject_stamp_of(uint64_t generation) {
+    return ROBJECT_MAGIC ^ ((uint32_t)generation << 1 | 1u);
+}
 
 static inline void *robject_body(robject_t *h) { return h + 1; }
 static inline robject_t *robject_header(const void *obj) { return (robject_t *)obj - 1; }
@@ -65,10 +92,30 @@ typedef struct rhandle_table {
     uint32_t index_filled;     /* live + deleted index cells */
 } rhandle_table_t;
 
+/* ---- Live raw blocks (blockset.c), with REGION_BLOCK_CHECKS only ---- */
+
+#define RBLOCKSET_DELETED ((void *)1)   /* never a block: blocks are 16-byte aligned */
+
+typedef struct rblockset {
+    void **cells;          /* open addressing: NULL empty, RBLOCKSET_DELETED a tombstone */
+    size_t capacity;       /* power of two, or 0 before the first block */
+    size_t filled;         /* live + deleted cells */
+    size_t live;           /* blocks in the set */
+} rblockset_t;
+
 /* ---- The region ---- */
+
+/* Where a collection of the region is (collect.c).  Trace callbacks run while MARKING, finalizers
+ * while FINALIZING; what each phase forbids is listed in collect.c, INVARIANTS. */
+typedef enum rcollect_phase {
+    RCOLLECT_IDLE = 0,
+    RCOLLECT_MARKING,      /* region_collect or region_check is marking */
+    RCOLLECT_FINALIZING    /* region_collect is finalizing and freeing its garbage */
+} rcollect_phase_t;
 
 struct region {
     uint64_t id;                     /* atomic; 0 while the slot is free */
+    uint64_t generation;             /* atomic; regions this slot has held (IDS above) */
     unsigned slot;
     char name[REGION_NAME_MAX];
     int node;
@@ -85,15 +132,20 @@ struct region {
 
     /* objects and collection (collect.c) */
     robject_t objects;               /* sentinel of the object list */
+    robject_t garbage;               /* sentinel of the garbage list while FINALIZING, else empty */
+    uint32_t object_stamp;           /* robject_stamp_of(generation) */
     size_t object_count;
     void *root;
     void **extra_roots;              /* counted: a root added twice appears twice */
     size_t extra_root_count, extra_root_capacity;
     uint32_t mark_epoch;
-    bool collecting;                 /* inside region_collect (finalizers may be running) */
+    rcollect_phase_t phase;
     uint64_t collections, collected;
 
     rhandle_table_t handles;
+#if REGION_BLOCK_CHECKS
+    rblockset_t live_blocks;         /* raw blocks (r->heap) allocated and not yet freed */
+#endif
 };
 
 /* regions[slot]; see "REGION STRUCTS ARE NEVER FREED" above. */
@@ -122,8 +174,12 @@ static inline uint64_t rowner_self(void) {
     return likely(token != 0) ? token : rowner_assign();
 }
 
+/* An acquire load: it pairs with the release store of region_hand_off() and region_release(), so a
+ * thread that sees itself as the owner also sees every write the previous owner made before it let go
+ * (a handed-off receiver may use the region before it confirms with region_acquire).  On x86 and
+ * ARMv8 it costs what a relaxed load does. */
 static inline bool rowner_is_self(const region_t *r) {
-    return __atomic_load_n(&r->owner, __ATOMIC_RELAXED) == rowner_self();
+    return __atomic_load_n(&r->owner, __ATOMIC_ACQUIRE) == rowner_self();
 }
 
 /* REGION_OK if the caller owns r, else records REGION_ENOTOWNER (or REGION_EINVAL for NULL) with a
@@ -135,7 +191,13 @@ void rowner_init(region_t *r, uint64_t owner);
 /* Wakes every waiter of a region being destroyed; they return REGION_EDEAD. */
 void rowner_wake_all(region_t *r);
 
+/* REGION_OK if r's collection is IDLE, else records REGION_ESTATE naming `what` and the phase. */
+region_status rcollect_check_idle(const region_t *r, const char *what);
+
 /* ---- region.c ---- */
+
+/* Whether id was ever a region's id: its slot exists and has reached id's generation (IDS above). */
+bool rregion_id_was_made(uint64_t id);
 
 /* The live region whose slot contains p (region_of without the public wrapper). */
 region_t *rregion_of(const void *p);
@@ -152,9 +214,25 @@ static inline bool rheap_owns(const region_t *r, const mi_heap_t *heap, const vo
 void rhandle_retarget(region_t *r, void *target, void *moved_to);
 void rhandle_table_free(rhandle_table_t *t);
 
+/* ---- blockset.c (REGION_BLOCK_CHECKS) ---- */
+
+#if REGION_BLOCK_CHECKS
+bool rblockset_reserve(rblockset_t *s);               /* room for one more add; false: out of memory */
+bool rblockset_add(rblockset_t *s, void *p);          /* false: out of memory (nothing added) */
+bool rblockset_remove(rblockset_t *s, const void *p); /* false: p was not in the set */
+bool rblockset_contains(const rblockset_t *s, const void *p);
+void rblockset_clear(rblockset_t *s);                 /* frees the cells */
+#endif
+
+/* Whether p is the start of a live raw block of r: with REGION_BLOCK_CHECKS exactly, else only that
+ * p lies in a page of r's block heap (alloc.c). */
+bool rblock_is_live(const region_t *r, const void *p);
+
 /* ---- collect.c ---- */
 
-/* The header of obj if obj is a live object of r, else NULL.  Safe for any pointer value. */
+/* The header of obj if obj is a live object of r (or garbage of its running collection), else NULL.
+ * Safe and exact for any pointer value: it reads memory only after proving it lies in r's object
+ * heap, and a header counts only if the list it claims to be on links back to it. */
 robject_t *robject_of(const region_t *r, const void *obj);
 
 void robjects_init(region_t *r);

@@ -5,8 +5,9 @@
  * in bulk: mimalloc frees whole pages, O(pages)), clears the id so every handle and waiter sees the
  * region is gone, and gives the slot back with its pages still committed for the next region.
  *
- * THREADS: config_lock guards the configuration and the id serial.  A region's own fields are
- * changed only by its owner (region-internal.h), except id/owner, which are changed under owner_lock.
+ * THREADS: config_lock guards the configuration.  A region's own fields are changed only by its owner
+ * (region-internal.h), except id, generation and owner, which are changed under owner_lock and read
+ * atomically by anyone.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +19,6 @@ struct region regions[REGION_MAX_SLOTS];
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static region_config_t config = {.slot_size = (size_t)4 << 30, .max_regions = REGION_MAX_SLOTS};
-static uint64_t next_serial = 1;
 
 /* ---- Configuration ---- */
 
@@ -83,7 +83,8 @@ static void init_struct(region_t *r, unsigned slot, const region_options_t *o, u
     if (o->name) snprintf(r->name, sizeof r->name, "%s", o->name);
     else snprintf(r->name, sizeof r->name, "region-%llu", (unsigned long long)id);
     r->collections = r->collected = 0;
-    r->collecting = false;
+    r->phase = RCOLLECT_IDLE;
+    r->object_stamp = robject_stamp_of(id >> REGION_ID_SLOT_BITS);
     r->root = NULL;
     memset(&r->handles, 0, sizeof r->handles);
     robjects_init(r);
@@ -132,11 +133,11 @@ region_status region_create(const region_options_t *opts, region_t **out) {
         rarena_slot_give(slot);
         return rerror(REGION_ENOMEM, "create: mimalloc could not make a heap");
     }
-    pthread_mutex_lock(&config_lock);
-    uint64_t id = (next_serial++ << REGION_ID_SLOT_BITS) | slot;
-    pthread_mutex_unlock(&config_lock);
-
     pthread_mutex_lock(&r->owner_lock);
+    /* The slot is ours (rarena_slot_take), so nobody else bumps its generation. */
+    uint64_t generation = r->generation + 1;
+    uint64_t id = (generation << REGION_ID_SLOT_BITS) | slot;
+    __atomic_store_n(&r->generation, generation, __ATOMIC_RELEASE);
     init_struct(r, slot, o, id);
     r->heap = heap;
     r->object_heap = object_heap;
@@ -151,9 +152,8 @@ region_status region_create(const region_options_t *opts, region_t **out) {
 
 region_status region_destroy(region_t *r) {
     region_status status = rowner_check(r, "destroy");
+    if (status == REGION_OK) status = rcollect_check_idle(r, "destroy");
     if (status != REGION_OK) return status;
-    if (r->collecting)
-        return rerror_region(r, REGION_ESTATE, "destroy: called during the region's own collection");
     /* Clear the id first: from here on handles report REGION_EDEAD and waiters give up. */
     pthread_mutex_lock(&r->owner_lock);
     __atomic_store_n(&r->id, 0, __ATOMIC_RELEASE);
@@ -166,6 +166,9 @@ region_status region_destroy(region_t *r) {
     r->heap = r->object_heap = NULL;
     robjects_release(r);
     rhandle_table_free(&r->handles);
+#if REGION_BLOCK_CHECKS
+    rblockset_clear(&r->live_blocks);
+#endif
     rarena_slot_give(r->slot);
     return REGION_OK;
 }
@@ -181,12 +184,19 @@ uint64_t region_id(const region_t *r) { return r ? __atomic_load_n(&r->id, __ATO
 
 const char *region_name(const region_t *r) { return r ? r->name : ""; }
 
+bool rregion_id_was_made(uint64_t id) {
+    unsigned slot = (unsigned)(id & REGION_ID_SLOT_MASK);
+    uint64_t generation = id >> REGION_ID_SLOT_BITS;
+    return slot < REGION_MAX_SLOTS && generation != 0 &&
+           generation <= __atomic_load_n(&regions[slot].generation, __ATOMIC_ACQUIRE);
+}
+
 region_t *region_from_id(uint64_t id) {
     unsigned slot = (unsigned)(id & REGION_ID_SLOT_MASK);
-    if (id != 0 && slot < REGION_MAX_SLOTS && __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == id)
+    if (rregion_id_was_made(id) && __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == id)
         return &regions[slot];
-    rerror(REGION_EDEAD, "region id %llu: no such region (destroyed, or never created)",
-           (unsigned long long)id);
+    rerror(REGION_EDEAD, "region id %llu: no such region (%s)", (unsigned long long)id,
+           rregion_id_was_made(id) ? "destroyed" : "never created");
     return NULL;
 }
 

@@ -1,5 +1,6 @@
 /* Ownership: every non-owner operation refused, acquire/try/timed/release/hand-off, waiters, ping-pong,
  * cross-thread frees, and a thread that exits after allocating in a live region. */
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +158,50 @@ static void hand_off_goes_to_the_named_thread(void **state) {
     pthread_barrier_destroy(&x.checked);
 }
 
+/* ---- A receiver that uses a handed-off region before confirming ---- */
+
+typedef struct early_receiver {
+    region_t *r;
+    uint64_t token;          /* atomic: published by the receiver */
+    region_handle_t h;       /* written by the giver before the hand-off */
+    char *block;
+} early_receiver_t;
+
+static void *use_before_confirming(void *arg) {
+    early_receiver_t *x = arg;
+    __atomic_store_n(&x->token, region_thread_token(), __ATOMIC_RELEASE);
+    while (!region_owned(x->r)) sched_yield();   /* no lock: only the owner check orders the reads */
+    void *out;
+    assert_ok(region_handle_resolve(x->h, &out));   /* reads the table the giver grew */
+    assert_ptr_equal(out, x->block);
+    assert_string_equal(x->block, "written before the hand-off");
+    assert_ok(region_acquire(x->r));                /* the confirmation, afterwards */
+    assert_ok(region_destroy(x->r));
+    return NULL;
+}
+
+/* ThreadSanitizer reports a race here unless the hand-off publishes the giver's writes to a receiver
+ * that sees itself as the owner (include/region.h, THREAD RULES). */
+static void hand_off_publishes_writes_to_a_receiver_that_has_not_confirmed(void **state) {
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        early_receiver_t x = {.r = new_region("early")};
+        pthread_t t;
+        pthread_create(&t, NULL, use_before_confirming, &x);
+        x.block = region_alloc(x.r, 64);
+        for (int i = 0; i < 100; i++) {   /* grows the handle table: fresh memory the receiver reads */
+            region_handle_t other;
+            assert_ok(region_handle_new(x.r, region_alloc(x.r, 8), &other));
+        }
+        strcpy(x.block, "written before the hand-off");
+        assert_ok(region_handle_new(x.r, x.block, &x.h));
+        uint64_t to;
+        while (!(to = __atomic_load_n(&x.token, __ATOMIC_ACQUIRE))) sched_yield();
+        assert_ok(region_hand_off(x.r, to));
+        pthread_join(t, NULL);
+    }
+}
+
 /* ---- Ping-pong with a checksum ---- */
 
 #define PING_PONG_ROUNDS 10000
@@ -269,6 +314,7 @@ int main(void) {
         cmocka_unit_test(destroy_wakes_waiters_with_edead),
         cmocka_unit_test(timed_acquire_succeeds_when_free),
         cmocka_unit_test(hand_off_goes_to_the_named_thread),
+        cmocka_unit_test(hand_off_publishes_writes_to_a_receiver_that_has_not_confirmed),
         cmocka_unit_test(ping_pong_between_two_threads),
         cmocka_unit_test(thread_exit_keeps_region_blocks),
     };
