@@ -292,9 +292,9 @@ typedef struct region_type {
  * REGION_ESTATE from a trace callback. */
 void *region_object_new(region_t *r, const region_type_t *type, size_t size);
 
-/* Frees one object now, without its finalizer.  Owner only.  REGION_ENOTREGION if obj is not a live
- * object of r (checked exactly: an interior or freed pointer is refused), REGION_ESTATE during the
- * region's own collection. */
+/* Frees one object now, without its finalizer; it stops being the root or an extra root.  Owner
+ * only.  REGION_ENOTREGION if obj is not a live object of r (checked exactly: an interior or freed
+ * pointer is refused), REGION_ESTATE during the region's own collection. */
 region_status region_object_free(region_t *r, void *obj);
 
 /* The type of a live object of some region, or NULL if obj is not one (an interior pointer, a freed

@@ -157,6 +157,12 @@ region_status region_object_free(region_t *r, void *obj) {
     if (status != REGION_OK) return status;
     robject_t *h = robject_of(r, obj);
     if (!h) return rerror_region(r, REGION_ENOTREGION, "object_free: %p is not an object of this region", obj);
+    /* It stops being a root, or a later object at its address would be one.  (A collection never
+     * frees a root: roots are marked.) */
+    size_t kept = 0;
+    for (size_t i = 0; i < r->extra_root_count; i++)
+        if (r->extra_roots[i] != obj) r->extra_roots[kept++] = r->extra_roots[i];
+    r->extra_root_count = kept;
     list_unlink(h);
     object_delete(r, h);
     return REGION_OK;
