@@ -6,7 +6,12 @@
  * clears the block's handle entry (and bumps its generation), so a Handle dies exactly when its
  * object's memory is freed: an object kept only by a garbage cycle stays reachable through handles
  * until the cycle is collected, as with weakref.  No freelist keeps a region object's memory (the
- * guards in internals.c), so "the block is live" means "the object is alive".
+ * guards in internals.c), so "the block is live" means "the object exists" - but not that it is
+ * alive: between its last reference going and its memory being freed, an object is being torn down
+ * (its tp_dealloc runs, which may run other objects' __del__, or the trashcan parks it for later) with
+ * a reference count of 0.  Such an object is dead to a handle: handing it out again would give Python
+ * code an object whose memory is freed as soon as the deallocator returns.  (Inside its own __del__
+ * an object has a count of 1 again, and a handle may resurrect it, as `self` can.)
  */
 #include "binding.h"
 
@@ -76,6 +81,12 @@ static void Handle_dealloc(HandleObject *self) {
     Py_DECREF(type);
 }
 
+/* The object h names, or NULL: its block was freed, or it is being torn down (a count of 0). */
+static PyObject *live_target(HandleObject *self, void *block) {
+    PyObject *obj = (PyObject *)((char *)block + self->offset);
+    return Py_REFCNT(obj) > 0 ? obj : NULL;
+}
+
 /* The handle's region, open, as a new reference (record_unref it), or NULL. */
 static rpy_region_t *handle_region(HandleObject *self) {
     rpy_region_t *r = membership_hold_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
@@ -102,13 +113,15 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
     region_status status = owned == 0 ? rhost_handle_resolve(self->h, &block) : REGION_OK;
     record_unref(region);
     if (owned < 0) return NULL;
-    if (status != REGION_OK) {
-        const char *why = status == REGION_EFREED ? "the object was freed" : region_strerror(status);
+    PyObject *target = status == REGION_OK ? live_target(self, block) : NULL;
+    if (!target) {
+        const char *why = status == REGION_OK ? "the object is being freed (its reference count is 0)"
+                          : status == REGION_EFREED ? "the object was freed" : region_strerror(status);
         PyErr_Format(HandleError, "handle to a %U in region %R (id %llu): %s", self->type_name,
                      self->region_name, (unsigned long long)self->h.region, why);
         return NULL;
     }
-    return Py_NewRef((PyObject *)((char *)block + self->offset));
+    return Py_NewRef(target);
 }
 
 static PyObject *Handle_repr(HandleObject *self) {
@@ -117,7 +130,8 @@ static PyObject *Handle_repr(HandleObject *self) {
     if (region) {
         void *block;
         state = !ownership_readable(region) ? "region owned under another GIL"
-                : rhost_handle_resolve(self->h, &block) == REGION_OK ? "alive" : "dead";
+                : rhost_handle_resolve(self->h, &block) == REGION_OK && live_target(self, block) ? "alive"
+                : "dead";
         record_unref(region);
     }
     return PyUnicode_FromFormat("<region.Handle to %U in region %R (id %llu), %s>", self->type_name,
@@ -144,7 +158,7 @@ static PyObject *Handle_get_alive(HandleObject *self, void *c) {
     if (!region) Py_RETURN_FALSE;
     bool readable = ownership_readable(region);
     void *block;
-    bool alive = readable && rhost_handle_resolve(self->h, &block) == REGION_OK;
+    bool alive = readable && rhost_handle_resolve(self->h, &block) == REGION_OK && live_target(self, block);
     PyObject *desc = readable ? NULL : region_describe(region);
     record_unref(region);
     if (!readable) {   /* its owner may be changing the handle table right now */

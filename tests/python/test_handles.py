@@ -1,5 +1,6 @@
 """Handles: weak, for any region object, checked on every use."""
 import gc
+import sys
 import weakref
 
 import pytest
@@ -99,3 +100,70 @@ def test_handle_takes_no_arguments(r):
     h = r.handle(r.root)
     with pytest.raises(TypeError):
         h(1)
+
+
+# ---- Objects being torn down are dead to handles (issue 14, 1) ----
+
+def test_a_handle_never_resolves_an_object_being_deallocated(r):
+    """A __del__ that runs while its owner's attributes are cleared must not get the owner back: its
+    reference count is 0 and its memory is freed when the deallocator returns (this segfaulted)."""
+    got, errors, alive = [], [], []
+
+    class Holder:
+        pass
+
+    class Finalized:
+        def __del__(self):
+            alive.append(h.alive)
+            try:
+                got.append(h())
+            except region.HandleError as e:
+                errors.append(str(e))
+
+    with r:
+        a = Holder()
+        a.fin = Finalized()
+        h = r.handle(a)
+        r.root = [a]
+        del a
+    r.root = None                      # Holder's dealloc clears its __dict__: Finalized.__del__ runs
+    junk = [Holder() for _ in range(10000)]   # would reuse the freed Holder's memory
+    assert got == [] and alive == [False]
+    assert len(errors) == 1 and "is being freed" in errors[0] and "Holder" in errors[0]
+    assert not h.alive and "dead" in repr(h)
+    with pytest.raises(region.HandleError, match="was freed"):
+        h()
+    del junk
+
+
+def test_a_handle_never_resolves_an_object_the_trashcan_parked(r):
+    """Deep nests are freed through CPython's trashcan, which parks objects with a count of 0 and
+    frees them later; a finalizer running meanwhile must not get them back (this crashed)."""
+    seen = []
+
+    class Finalized:
+        def __del__(self):
+            for h in handles:
+                try:
+                    seen.append(h())
+                except region.HandleError:
+                    pass
+
+    depth = 200
+    with r:
+        inner = [Finalized()]
+        nest = [inner]
+        for _ in range(depth):
+            nest = [nest, [0]]
+        r.root = [nest]
+    handles, level = [], r.root[0]
+    while isinstance(level, list) and level:
+        handles.append(r.handle(level))
+        level = level[0]
+    del nest, inner, level
+    r.root = None                      # a 200-deep dealloc: the trashcan defers past depth 50
+    assert all(sys.getrefcount(o) > 1 for o in seen)
+    for o in seen:                     # whatever was handed out is a live object
+        assert isinstance(o, list) and len(o) in (1, 2)
+    seen.clear()
+    assert not any(h.alive for h in handles)
