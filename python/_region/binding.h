@@ -43,6 +43,7 @@ typedef struct rpy_region {
     PyObject *root;            /* strong; NULL when unset; an object of the region or shared */
     rpy_gclist_t *members;     /* raw memory: a list head must never move */
     Py_ssize_t blocks_open;    /* `with` blocks open on this region (all in the owner thread) */
+    bool collecting;           /* collect_region is running on it (finalizers may be running) */
     /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
      * `ownership` is held exactly while some thread owns the region; owner_token is that thread's
      * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it, and
@@ -216,7 +217,7 @@ rpy_region_t *membership_find(uint64_t id);
 int region_check_owner(rpy_region_t *self, const char *what);
 
 /* One collection of self's list (the caller owns self): the objects freed, or -1 without an
- * exception when a collection is already running. */
+ * exception when self's own collection is already running (called from one of its finalizers). */
 Py_ssize_t collect_region(rpy_region_t *self);
 
 /* "region 'name' (id N)" for messages. */

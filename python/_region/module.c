@@ -392,14 +392,19 @@ static uint64_t monotonic_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when a
- * collection is already running: like gc.collect(), a collection requested from a finalizer
- * does nothing. */
+/* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when the
+ * region's own collection is already running: like gc.collect(), a collection requested from one of
+ * its finalizers does nothing.  Collections of other regions, and the interpreter's in any thread,
+ * may be running (collector.c, OTHER COLLECTIONS). */
 Py_ssize_t collect_region(rpy_region_t *self) {
+    if (self->collecting) return -1;
     membership_sync();
     uint64_t start = monotonic_ns();
     Py_ssize_t collected, uncollectable;
-    if (rpy_collect(self->members, &collected, &uncollectable) < 0) return -1;
+    self->collecting = true;
+    rpy_collect(self->members, rarena_slot_base(self->r->slot), rarena_reservation.slot_size, &collected,
+                &uncollectable);
+    self->collecting = false;
     uint64_t pause = monotonic_ns() - start;
     /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no
      * collection running), so self->r is checked again. */
@@ -478,9 +483,10 @@ static PyObject *Region_close(RegionObject *o, PyObject *unused) {
         Py_XDECREF(desc);
         return NULL;
     }
-    if (rpy_gc_collecting()) {
+    if (self->collecting) {
         PyObject *desc = region_describe(self);
-        PyErr_Format(RegionError, "cannot close %U while a collection is running (from a finalizer?)", desc);
+        PyErr_Format(RegionError, "cannot close %U from one of its own finalizers: its collection is "
+                     "running", desc);
         Py_XDECREF(desc);
         return NULL;
     }

@@ -315,9 +315,10 @@ static int release(rpy_region_t *self) {
         desc = region_describe(self);
         PyErr_Format(RegionError, "cannot release %U: %zd `with` block(s) are open on it", desc,
                      self->blocks_open);
-    } else if (rpy_gc_collecting()) {
+    } else if (self->collecting) {
         desc = region_describe(self);
-        PyErr_Format(RegionError, "cannot release %U while a collection is running (from a finalizer?)", desc);
+        PyErr_Format(RegionError, "cannot release %U from one of its own finalizers: its collection is "
+                     "running", desc);
     }
     if (desc) {
         Py_DECREF(desc);

@@ -16,15 +16,24 @@
  *   handle_resurrected        what finalizers made reachable again survives.
  *   delete_garbage            tp_clear breaks the cycles; refcounting frees the rest.
  *
- * The interpreter's collector is kept out for the whole collection by gc.collecting = 1 (a
- * gc.collect() from a finalizer then returns 0, gcmodule.c:1533-1537; automatic collections are
- * skipped, gcmodule.c:2253-2273): it would otherwise decref members (visit_decref) or move them into
- * its own lists.  A region collection started from a finalizer is refused for the same reason.
+ * OTHER COLLECTIONS.  A region collection runs whatever else is collecting: the interpreter's own
+ * collection in another thread (paused while a finalizer there let the GIL go) or in this one (a
+ * finalizer of it calling r.collect()), or another region's.  Two rules keep them apart:
+ *   - Members carry the COLLECTING flag only while no Python code can run (deduce_unreachable and the
+ *     first pass of handle_weakrefs); the flags are cleared before weakref callbacks, finalizers and
+ *     tp_clear run.  The interpreter's collector and other regions' touch only COLLECTING objects
+ *     (visit_decref, visit_reachable, visit_move), so a collection that starts inside one of ours
+ *     (from a finalizer, or in another thread meanwhile) never touches our members.
+ *   - Our visits touch only objects in this region's memory (in_scope: the slot, an address test),
+ *     so the COLLECTING objects of a collection paused elsewhere are never ours to count or move.
+ * So gc.collecting is neither set nor checked here; only a second collection of the SAME region (from
+ * one of its finalizers) is refused (module.c, collect_region).
  *
  * The functions between the markers are copied from CPython v3.11.2 Modules/gcmodule.c,
  * Copyright (c) 2001-2023 Python Software Foundation, PSF License Agreement v2
- * (python/_region/cpython/LICENSE.PSF); only the debug validation calls were removed.  The same
- * code runs on 3.12 and 3.13: the macros below cover what their versions of it changed.
+ * (python/_region/cpython/LICENSE.PSF); the debug validation calls were removed, and the lines
+ * marked "region:" changed as the rules above say.  The same code runs on 3.12 and 3.13: the macros
+ * below cover what their versions of it changed.
  */
 #define Py_BUILD_CORE_MODULE 1
 #include "internals.h"
@@ -58,6 +67,23 @@
 #  define GC_SET_FINALIZED(gc) _PyGCHead_SET_FINALIZED(gc)
 #  define WRITE_UNRAISABLE(what, type) _PyErr_WriteUnraisableMsg((what), (type))
 #endif
+
+/* The memory of the region being collected: set before each stretch of the collection that visits
+ * references (no Python code runs inside one, so a collection nested in a finalizer cannot change it
+ * under a visit). */
+static uintptr_t scope_base;
+static size_t scope_span;
+
+static inline bool in_scope(const void *op) { return (uintptr_t)op - scope_base < scope_span; }
+
+/* COLLECTING, and ours: what the copied visits below act on. */
+static inline int gc_is_collecting_here(PyObject *op, PyGC_Head *gc) { return gc_is_collecting(gc) && in_scope(op); }
+
+/* Where a weakref that survived its callback goes: back to the region if it is a member, else to the
+ * interpreter's youngest generation (it was an outside object the callback pass borrowed). */
+static PyGC_Head *survivor_list(PyObject *op, PyGC_Head *region_list) {
+    return in_scope(op) ? region_list : (PyGC_Head *)rpy_generation0();
+}
 
 /* ---- from CPython v3.11.2 Modules/gcmodule.c ---- */
 
@@ -100,7 +126,7 @@ visit_decref(PyObject *op, void *parent)
          * generation being collected, which can be recognized
          * because only they have positive gc_refs.
          */
-        if (gc_is_collecting(gc)) {
+        if (gc_is_collecting_here(op, gc)) {   /* region: ours only */
             gc_decref(gc);
         }
     }
@@ -135,7 +161,7 @@ visit_reachable(PyObject *op, PyGC_Head *reachable)
     // This also skips objects "to the left" of the current position in
     // move_unreachable's scan of the 'young' list - they've already been
     // traversed, and no longer have the PREV_MASK_COLLECTING flag.
-    if (! gc_is_collecting(gc)) {
+    if (! gc_is_collecting_here(op, gc)) {   /* region: ours only */
         return 0;
     }
     // It would be a logic error elsewhere if the collecting flag were set on
@@ -304,7 +330,7 @@ visit_move(PyObject *op, PyGC_Head *tolist)
 {
     if (_PyObject_IS_GC(op)) {
         PyGC_Head *gc = AS_GC(op);
-        if (gc_is_collecting(gc)) {
+        if (gc_is_collecting_here(op, gc)) {   /* region: ours only */
             gc_list_move(gc, tolist);
             gc_clear_collecting(gc);
         }
@@ -440,6 +466,10 @@ handle_weakrefs(PyGC_Head *unreachable, PyGC_Head *old)
         }
     }
 
+    /* region: the callbacks below run Python code, which may start another collection: from here
+     * on, no member carries COLLECTING (the rules at the top of this file). */
+    gc_list_clear_collecting(unreachable);
+
     /* Invoke the callbacks we decided to honor.  It's safe to invoke them
      * because they can't reference unreachable objects.
      */
@@ -475,7 +505,7 @@ handle_weakrefs(PyGC_Head *unreachable, PyGC_Head *old)
         Py_DECREF(op);
         if (wrcb_to_call._gc_next == (uintptr_t)gc) {
             /* object is still alive -- move it */
-            gc_list_move(gc, old);
+            gc_list_move(gc, survivor_list(op, old));   /* region: outside ones go back outside */
         }
         else {
             ++num_freed;
@@ -587,8 +617,10 @@ handle_resurrected_objects(PyGC_Head *unreachable, PyGC_Head* still_unreachable,
 
 /* ---- end of the code from gcmodule.c ---- */
 
-/* gcmodule.c's delete_garbage without the DEBUG_SAVEALL branch: `old` is the region's list. */
+/* gcmodule.c's delete_garbage without the DEBUG_SAVEALL branch: `old` is the region's list.  The
+ * flags deduce_unreachable left go first: tp_clear runs Python code. */
 static void delete_garbage(PyThreadState *tstate, PyGC_Head *collectable, PyGC_Head *old) {
+    gc_list_clear_collecting(collectable);
     while (!gc_list_is_empty(collectable)) {
         PyGC_Head *gc = GC_NEXT(collectable);
         PyObject *op = FROM_GC(gc);
@@ -620,24 +652,24 @@ static void handle_legacy_finalizers(PyThreadState *tstate, struct _gc_runtime_s
     gc_list_merge(finalizers, old);
 }
 
-int rpy_collect(rpy_gclist_t *list, Py_ssize_t *collected, Py_ssize_t *uncollectable) {
+void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *collected,
+                 Py_ssize_t *uncollectable) {
     PyThreadState *tstate = _PyThreadState_GET();
     struct _gc_runtime_state *gcstate = &tstate->interp->gc;
-    *collected = *uncollectable = 0;
-    if (gcstate->collecting) return -1;
-    gcstate->collecting = 1;
-
     PyGC_Head *young = (PyGC_Head *)list, unreachable, finalizers, final_unreachable;
     /* The caller holds no exception: a finalizer's would be reported, not returned. */
     PyObject *saved_type, *saved_value, *saved_tb;
     PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
 
+    /* No Python code runs from here to the weakref callbacks. */
+    scope_base = (uintptr_t)base, scope_span = span;
     deduce_unreachable(young, &unreachable);
     gc_list_init(&finalizers);
     move_legacy_finalizers(&unreachable, &finalizers);   /* unreachable is a normal list again */
     move_legacy_finalizer_reachable(&finalizers);
-    handle_weakrefs(&unreachable, young);
+    handle_weakrefs(&unreachable, young);                 /* callbacks run (flags cleared first) */
     finalize_garbage(tstate, &unreachable);
+    scope_base = (uintptr_t)base, scope_span = span;     /* a finalizer may have collected elsewhere */
     handle_resurrected_objects(&unreachable, &final_unreachable, young);
     *collected = gc_list_size(&final_unreachable);
     delete_garbage(tstate, &final_unreachable, young);
@@ -646,6 +678,4 @@ int rpy_collect(rpy_gclist_t *list, Py_ssize_t *collected, Py_ssize_t *uncollect
 
     if (_PyErr_Occurred(tstate)) WRITE_UNRAISABLE("in region garbage collection", NULL);
     PyErr_Restore(saved_type, saved_value, saved_tb);
-    gcstate->collecting = 0;
-    return 0;
 }

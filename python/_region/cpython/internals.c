@@ -171,7 +171,7 @@ void rpy_tracking_redirect(rpy_gclist_t *list) {
     gc->generation0 = list ? as_head(list) : GEN_HEAD(gc, 0);
 }
 
-bool rpy_gc_collecting(void) { return gcstate()->collecting != 0; }
+rpy_gclist_t *rpy_generation0(void) { return (rpy_gclist_t *)GEN_HEAD(gcstate(), 0); }
 
 bool rpy_gc_pause(void) {
     struct _gc_runtime_state *gc = gcstate();

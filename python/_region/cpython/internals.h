@@ -54,13 +54,15 @@ void rpy_tracking_redirect(rpy_gclist_t *list);
 
 /* Collects the cycles of `list` alone, the way the interpreter collects a generation (collector.c):
  * *collected is the number of unreachable objects freed, *uncollectable those kept for a legacy
- * finalizer (appended to gc.garbage).  Runs finalizers and weakref callbacks (arbitrary code).
- * Returns -1 without doing anything when a collection (the interpreter's or a region's) is already
- * running, else 0. */
-int rpy_collect(rpy_gclist_t *list, Py_ssize_t *collected, Py_ssize_t *uncollectable);
+ * finalizer (appended to gc.garbage).  The list's members are the objects in [base, base + span).
+ * Runs finalizers and weakref callbacks (arbitrary code).  Safe while other collections run (the
+ * interpreter's in any thread, other lists'), never while one of the same list does: the caller
+ * refuses that. */
+void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *collected,
+                 Py_ssize_t *uncollectable);
 
-/* Whether the interpreter's collector is running. */
-bool rpy_gc_collecting(void);
+/* The interpreter's youngest generation. */
+rpy_gclist_t *rpy_generation0(void);
 
 /* Switches automatic collection off (returns whether it was on) and back.  In 3.11 any container
  * allocation may run a collection, and with it finalizers (arbitrary code), synchronously: code that
