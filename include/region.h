@@ -358,7 +358,9 @@ typedef struct region_stats {
     region_binding binding;
 } region_stats_t;
 
-/* Fills *out.  O(pages).  Owner only. */
+/* Fills *out, exactly.  O(pages) while only the creating thread has owned r; once another thread has,
+ * O(blocks) (frees by a thread other than the allocating one are folded in by visiting the blocks).
+ * Owner only. */
 region_status region_stats(region_t *r, region_stats_t *out);
 
 #define REGION_MAX_NODES 64

@@ -31,6 +31,15 @@ uint64_t region_thread_token(void) { return rowner_self(); }
 void rowner_init(region_t *r, uint64_t owner) {
     __atomic_store_n(&r->owner, owner, __ATOMIC_RELAXED);
     r->handed = false;
+    r->creator = owner;
+    r->owned_by_others = false;
+}
+
+/* With owner_lock held: `token` becomes the owner. */
+static void owner_set_locked(region_t *r, uint64_t token, bool handed, int memory_order) {
+    if (token != r->creator) r->owned_by_others = true;
+    r->handed = handed;
+    __atomic_store_n(&r->owner, token, memory_order);
 }
 
 region_status rowner_check(const region_t *r, const char *what) {
@@ -72,8 +81,7 @@ static region_status acquire_locked(region_t *r, uint64_t id, const struct times
     if (status != REGION_OK) return status;
     if (r->id != id) return rerror(REGION_EDEAD, "acquire: region id %llu was destroyed while waiting",
                                    (unsigned long long)id);
-    r->handed = false;
-    __atomic_store_n(&r->owner, self, __ATOMIC_RELAXED);
+    owner_set_locked(r, self, false, __ATOMIC_RELAXED);   /* the lock orders it for this thread */
     return REGION_OK;
 }
 
@@ -126,8 +134,7 @@ region_status region_hand_off(region_t *r, uint64_t to) {
     pthread_mutex_lock(&r->owner_lock);
     /* Release: the receiver may start using the region as soon as its owner check (an acquire load,
      * rowner_is_self) sees this store, before it confirms with region_acquire. */
-    __atomic_store_n(&r->owner, to, __ATOMIC_RELEASE);
-    r->handed = true;
+    owner_set_locked(r, to, true, __ATOMIC_RELEASE);
     if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
     pthread_mutex_unlock(&r->owner_lock);
     return REGION_OK;

@@ -62,14 +62,18 @@ static inline bool rhost_is_object_block(const region_t *r, const void *p) {
 region_status rhost_handle_new(region_t *r, void *block, region_handle_t *out);
 region_status rhost_handle_resolve(region_handle_t h, void **out);
 
-/* Live blocks in both heaps of r (folds in pending cross-thread frees first). */
+/* Live blocks in both heaps of r, as region_stats counts them (region.c, "Statistics"): exact, and
+ * O(blocks) once a thread other than the creator has owned r.  Frees made by threads that did not
+ * own r (the Python binding lets any thread free) may still be counted until their page is
+ * collected: a count is never too low. */
 size_t rhost_live_blocks(region_t *r);
 
 /* Calls fn(block, usable size, arg) for every live block of r's object heap; stops when fn returns
  * false.  fn must not allocate in or free to r. */
 void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size, void *arg), void *arg);
 
-/* Live blocks and bytes in use in r's object heap (object) or buffer heap. */
+/* Live blocks and bytes in use in r's object heap (object) or buffer heap, counted as
+ * rhost_live_blocks counts. */
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes);
 
 #endif /* REGION_HOST_H */

@@ -126,6 +126,9 @@ struct region {
     /* ownership (owner.c) */
     uint64_t owner;                  /* atomic; thread token, 0 = none */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */
+    uint64_t creator;                /* the thread that created the region */
+    bool owned_by_others;            /* another thread has owned it: statistics must fold frees
+                                        mimalloc defers (region.c, "Statistics") */
     unsigned waiters;
     pthread_mutex_t owner_lock;
     pthread_cond_t owner_cond;

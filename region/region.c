@@ -210,33 +210,50 @@ region_t *region_of(const void *p) { return rregion_of(p); }
 
 int region_numa_nodes(void) { return rarena_numa_nodes(); }
 
-/* ---- Statistics ---- */
+/* ---- Statistics ----
+ *
+ * mimalloc 3.4 keeps a page's count of used blocks in the thread-local heap ("theap") of the thread
+ * that allocated from it, and a free from any other thread only queues the block on the page: the
+ * count drops when that page is next collected.  mi_heap_collect collects the calling thread's theap
+ * alone, so once another thread has owned the region (owned_by_others), pages of earlier owners may
+ * hold queued frees.  Then the sum visits the blocks, which collects every page first (theap.c,
+ * _mi_theap_area_visit_blocks): exact, at O(blocks) instead of O(pages).  No other thread touches the
+ * pages meanwhile: only the owner uses the region. */
 
 typedef struct stats_sum {
     size_t in_use, committed, blocks, pages;
+    bool counting_blocks;   /* blocks and in_use come from the block visits, not the area counts */
 } stats_sum_t;
 
 static bool sum_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
                      void *arg) {
-    (void)heap, (void)block, (void)size;
+    (void)heap, (void)size;
     stats_sum_t *sum = arg;
-    sum->in_use += area->used * area->full_block_size;
+    if (block) {   /* only when counting blocks */
+        sum->in_use += area->full_block_size;
+        sum->blocks++;
+        return true;
+    }
     sum->committed += area->committed;
-    sum->blocks += area->used;
     sum->pages++;
+    if (!sum->counting_blocks) {
+        sum->in_use += area->used * area->full_block_size;
+        sum->blocks += area->used;
+    }
     return true;
 }
 
-/* Adds heap's pages to *sum. */
-static void sum_heap(mi_heap_t *heap, stats_sum_t *sum) {
-    mi_heap_collect(heap, false);   /* fold cross-thread frees in, so counts are exact */
-    mi_heap_visit_blocks(heap, false, sum_area, sum);
+/* Adds the pages of heap, one of r's, to *sum. */
+static void sum_heap(region_t *r, mi_heap_t *heap, stats_sum_t *sum) {
+    mi_heap_collect(heap, false);   /* fold the calling thread's own pending frees in */
+    sum->counting_blocks = r->owned_by_others;
+    mi_heap_visit_blocks(heap, sum->counting_blocks, sum_area, sum);
 }
 
 static stats_sum_t sum_heaps(region_t *r) {
     stats_sum_t sum = {0};
-    sum_heap(r->heap, &sum);
-    sum_heap(r->object_heap, &sum);
+    sum_heap(r, r->heap, &sum);
+    sum_heap(r, r->object_heap, &sum);
     return sum;
 }
 
@@ -262,7 +279,7 @@ void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size,
 
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes) {
     stats_sum_t sum = {0};
-    sum_heap(object ? r->object_heap : r->heap, &sum);
+    sum_heap(r, object ? r->object_heap : r->heap, &sum);
     *blocks = sum.blocks;
     *bytes = sum.in_use;
 }

@@ -202,6 +202,37 @@ static void hand_off_publishes_writes_to_a_receiver_that_has_not_confirmed(void 
     }
 }
 
+/* ---- Statistics after a hand-over ---- */
+
+typedef struct frees_elsewhere {
+    region_t *r;
+    void *blocks[200];
+    void *objects[100];
+} frees_elsewhere_t;
+
+static void *free_half_and_count(void *arg) {
+    frees_elsewhere_t *x = arg;
+    assert_ok(region_acquire(x->r));
+    for (int i = 0; i < 200; i += 2) assert_ok(region_free(x->r, x->blocks[i]));
+    for (int i = 0; i < 100; i += 2) assert_ok(region_object_free(x->r, x->objects[i]));
+    region_stats_t s;
+    assert_ok(region_stats(x->r, &s));   /* mimalloc queued those frees on the creator's pages */
+    assert_int_equal(s.objects, 50);
+    assert_int_equal(s.blocks, 150);
+    assert_ok(region_destroy(x->r));
+    return NULL;
+}
+
+static void stats_count_frees_made_by_the_next_owner(void **state) {
+    (void)state;
+    frees_elsewhere_t x = {.r = new_region("stats-after-hand-over")};
+    static const region_type_t leaf = {"leaf", NULL, NULL};
+    for (int i = 0; i < 200; i++) x.blocks[i] = region_alloc(x.r, 40);
+    for (int i = 0; i < 100; i++) x.objects[i] = region_object_new(x.r, &leaf, 24);
+    assert_ok(region_release(x.r));
+    run_on_thread(free_half_and_count, &x);
+}
+
 /* ---- Ping-pong with a checksum ---- */
 
 #define PING_PONG_ROUNDS 10000
@@ -315,6 +346,7 @@ int main(void) {
         cmocka_unit_test(timed_acquire_succeeds_when_free),
         cmocka_unit_test(hand_off_goes_to_the_named_thread),
         cmocka_unit_test(hand_off_publishes_writes_to_a_receiver_that_has_not_confirmed),
+        cmocka_unit_test(stats_count_frees_made_by_the_next_owner),
         cmocka_unit_test(ping_pong_between_two_threads),
         cmocka_unit_test(thread_exit_keeps_region_blocks),
     };
