@@ -11,6 +11,7 @@ debian_packages=(
   python3-dev python3-dbg python3-venv
   libmimalloc-dev   # only for experiments/run.sh, which compares Debian's 2.0.9 with 3.4
   libjemalloc-dev libapr1-dev libtalloc-dev   # the allocators bench/alloc_bench.py compares with
+  clang-14 libclang-rt-14-dev                 # libFuzzer, for tests/fuzz (scripts/test.sh)
 )
 # The 2-node qemu guest of tests/numa2/run.sh, without recommends (which would add ~170 packages).
 guest_packages=(qemu-system-x86 busybox-static cpio)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
-# UndefinedBehaviorSanitizer, the threaded tests under ThreadSanitizer, the pkg-config check that a
+# UndefinedBehaviorSanitizer, a short run of the API fuzzer, the threaded tests under ThreadSanitizer, the pkg-config check that a
 # C user can build against an installed libregion, the Python tests under five interpreters
 # (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks, CPython
 # 3.12 and 3.13),
@@ -66,6 +66,11 @@ step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   $meson test -C build-asan --print-errorlogs
+
+step "the API fuzzer, ${FUZZ_SECONDS:=45} s under ASan+UBSan (build-fuzz/, clang-14's libFuzzer)"
+CC=clang-14 configure build-fuzz -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+  -Dpython_binding=disabled -Dbenchmarks=false -Dfuzz=enabled
+FUZZ_SECONDS=$FUZZ_SECONDS $meson test -C build-fuzz --suite fuzz --print-errorlogs
 
 step "threaded C tests under ThreadSanitizer (build-tsan/)"
 configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled

@@ -476,8 +476,8 @@ def test_an_outside_weakref_whose_callback_ran_stays_outside(r):
     w = weakref.ref(a, lambda ref: seen.append(ref is w))
     del a
     tracked = r.stats()["tracked"]
-    assert r.collect() == 1
-    assert seen == [True]
-    assert r.stats()["tracked"] == tracked - 1
+    freed = r.collect()                # the Node, and its __dict__ if it has a dict object
+    assert freed in (1, 2) and seen == [True]
+    assert r.stats()["tracked"] == tracked - freed
     assert not any(o is w for o in r.objects())
     assert gc.is_tracked(w) and any(o is w for o in gc.get_objects())
