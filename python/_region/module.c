@@ -117,7 +117,12 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     const char *cname = NULL;
-    if (name != Py_None && !(cname = PyUnicode_AsUTF8(name))) return NULL;
+    Py_ssize_t name_length = 0;
+    if (name != Py_None && !(cname = PyUnicode_AsUTF8AndSize(name, &name_length))) return NULL;
+    if (cname && strlen(cname) != (size_t)name_length) {   /* libregion keeps C strings */
+        PyErr_Format(PyExc_ValueError, "region name must not contain a NUL character: %R", name);
+        return NULL;
+    }
     options.name = cname;
 
     sweep_orphans();

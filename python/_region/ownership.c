@@ -432,7 +432,7 @@ int ownership_type_init(PyObject *module) {
 
 PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
     (void)module;
-    if (!PyLong_Check(arg)) {
+    if (!PyLong_Check(arg) || PyBool_Check(arg)) {   /* True is an int, but never meant as id 1 */
         PyErr_Format(PyExc_TypeError, "adopt() takes a region id (an int, r.id), not %.100s", Py_TYPE(arg)->tp_name);
         return NULL;
     }

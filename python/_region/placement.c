@@ -104,11 +104,25 @@ static inline void keys_guard(PyInterpreterState *interp) {
     if (unlikely(!rpy_keys_freelist_intact(interp))) rpy_keys_freelist_refill();
 }
 
-/* The region receiving the calling thread's allocations now: the current one, if the thread runs the
- * interpreter that opened the block. */
+/* The innermost block of the calling thread that `interp` opened (a subinterpreter's run_string may
+ * leave blocks of its own above the caller's), or NULL. */
+static rpy_region_t *innermost_block_of(PyInterpreterState *interp) {
+    for (int i = stack.depth - 1; i >= 0; i--)
+        if (stack.interps[i] == interp) return stack.entries[i];
+    return NULL;
+}
+
+static region_t *receiving_below_the_top(PyInterpreterState *interp) {
+    rpy_region_t *block = innermost_block_of(interp);
+    return block ? block->r : NULL;
+}
+
+/* The region receiving the calling thread's allocations now: that of its innermost block the running
+ * interpreter opened.  Usually the top one; another interpreter's block on top is the rare case. */
 static inline region_t *receiving(PyInterpreterState *interp) {
     region_t *r = current;
-    return r && interp == current_interp ? r : NULL;
+    if (likely(!r || interp == current_interp)) return r;
+    return receiving_below_the_top(interp);
 }
 
 /* What malloc and calloc do first: keep the keys freelist guarded, and find the region the new block
@@ -265,10 +279,10 @@ void placement_detach(void) {
 
 /* ---- Blocks ---- */
 
-rpy_region_t *placement_current(void) { return stack.depth ? stack.entries[stack.depth - 1] : NULL; }
+rpy_region_t *placement_current(void) { return stack.depth ? innermost_block_of(rpy_current_interp()) : NULL; }
 
 static void set_current(void) {
-    rpy_region_t *top = placement_current();
+    rpy_region_t *top = stack.depth ? stack.entries[stack.depth - 1] : NULL;
     current = top ? top->r : NULL;
     current_interp = top ? stack.interps[stack.depth - 1] : NULL;
 }
@@ -278,9 +292,9 @@ static void set_current(void) {
  * Ordinary spares below the top may stay in a region context (at worst a placement miss when several
  * pops happen without an allocation between them), which keeps a block entry at one replacement. */
 static bool spare_is_wrong(void *table, bool on_top) {
-    region_t *owner = rhost_slot_region(table);
-    if (owner) return owner != current;
-    return on_top && current != NULL;
+    region_t *here = receiving(rpy_current_interp()), *owner = rhost_slot_region(table);
+    if (owner) return owner != here;
+    return on_top && here != NULL;
 }
 
 int placement_enter(rpy_region_t *self) {

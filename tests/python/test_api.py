@@ -88,3 +88,15 @@ def test_region_objects_survive_a_dropped_region():
     assert data == {"k": [1, 2, 3]}
     data["k"].append(4)
     assert region.region_of(data) is None
+
+
+def test_a_name_with_a_nul_character_is_refused():
+    with pytest.raises(ValueError, match="must not contain a NUL character"):
+        region.region("a\0b")
+    assert region.region("a b").name == "a b"
+
+
+@pytest.mark.parametrize("not_an_id", [True, False, 1.0, "1", None])
+def test_adopt_takes_ints_only(not_an_id):
+    with pytest.raises(TypeError, match="adopt\\(\\) takes a region id"):
+        region.adopt(not_an_id)

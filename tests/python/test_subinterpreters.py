@@ -372,3 +372,22 @@ def test_regions_work_while_an_interpreter_with_its_own_gil_runs_in_parallel():
         thread.join()
         interpreters.destroy(sub)
     assert not errors, errors
+
+
+def test_a_block_a_subinterpreter_left_open_is_not_the_main_interpreters(r, sub):
+    """A subinterpreter's run_string opens a block of its own region and returns without closing it:
+    region.current() in main does not report it, and main's own block still places main's objects
+    (issue 14, 6)."""
+    with r:
+        sub.run("theirs = region.region('theirs')\ntheirs.__enter__()\n"
+                + sub.send("region.current() is theirs"))
+        assert eval(sub.result()) is True
+        assert region.current() is r             # main's innermost block, not the subinterpreter's
+        made = [[i] for i in range(10)]
+        assert region.region_of(made) is r and all(region.region_of(x) is r for x in made)
+        r.root = made
+    assert region.current() is None
+    made = [1, 2]
+    assert region.region_of(made) is None
+    sub.run("theirs.__exit__(None, None, None)\n" + sub.send("region.current()"))
+    assert sub.result() == "None"
