@@ -42,7 +42,8 @@ typedef struct rpy_region {
     char *name;                /* UTF-8, raw memory: a str would belong to one interpreter */
     PyObject *root;            /* strong; NULL when unset; an object of the region or shared */
     rpy_gclist_t *members;     /* raw memory: a list head must never move */
-    Py_ssize_t blocks_open;    /* `with` blocks open on this region (all in the owner thread) */
+    Py_ssize_t blocks_open;    /* `with` blocks open on this region (all entered by the owner thread) */
+    void *blocks_stack;        /* placement.c: the stack of the thread they were entered in, or NULL */
     bool collecting;           /* collect_region is running on it (finalizers may be running) */
     /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
      * `ownership` is held exactly while some thread owns the region; owner_token is that thread's

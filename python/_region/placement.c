@@ -24,6 +24,14 @@
  * generator resumed later may exit its block while its caller's blocks are open above it).  A block
  * belongs to the interpreter that opened it: when the thread runs another interpreter (a
  * subinterpreter's run_string runs in the calling thread), that one's allocations are not placed.
+ *
+ * A BLOCK ENDS WHERE ITS `with` ENDS, in whichever thread that is: a generator suspended inside a block
+ * and finished by another thread exits the block from there, and the entry leaves the stack of the
+ * thread that entered it (found through the record, rpy_region_t.blocks_stack).  A thread that ends
+ * while a block of it is still open (such a generator, not yet finished) leaves the block DETACHED: it
+ * places nothing any more, and its exit, from any thread, finds it on the detached list.  The stacks
+ * change under binding_lock: another thread's stack is changed only by a thread holding the same GIL
+ * (the block's interpreter runs), but that thread may be running another interpreter meanwhile.
  */
 #include "binding.h"
 
@@ -42,11 +50,19 @@ static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
  * default).  Eight bytes of the static TLS surplus glibc keeps for such modules. */
 static __thread region_t *current __attribute__((tls_model("initial-exec")));
 static __thread PyInterpreterState *current_interp __attribute__((tls_model("initial-exec")));
-static __thread struct {
+typedef struct block_stack {
     rpy_region_t *entries[MAX_DEPTH];   /* each holds a reference (record_ref) */
     PyInterpreterState *interps[MAX_DEPTH];
     int depth;
-} stack;
+    /* The owning thread's current/current_interp, for a thread that ends one of its blocks. */
+    region_t **current;
+    PyInterpreterState **current_interp;
+} block_stack_t;
+static __thread block_stack_t stack;
+
+/* Blocks whose thread ended before they exited (each holds its reference; no current pointers);
+ * under binding_lock. */
+static block_stack_t detached;
 
 /* Blocks open per attached interpreter (rpy_interp_index), all threads. */
 static int interp_blocks[RPY_MAX_INTERPRETERS];
@@ -104,23 +120,23 @@ static inline void keys_guard(PyInterpreterState *interp) {
     if (unlikely(!rpy_keys_freelist_intact(interp))) rpy_keys_freelist_refill();
 }
 
-/* The innermost block of the calling thread that `interp` opened (a subinterpreter's run_string may
- * leave blocks of its own above the caller's), or NULL. */
-static rpy_region_t *innermost_block_of(PyInterpreterState *interp) {
-    for (int i = stack.depth - 1; i >= 0; i--)
-        if (stack.interps[i] == interp) return stack.entries[i];
+/* The innermost block in s that `interp` opened (a subinterpreter's run_string may leave blocks of
+ * its own above the caller's), or NULL. */
+static rpy_region_t *innermost_block_of(const block_stack_t *s, PyInterpreterState *interp) {
+    for (int i = s->depth - 1; i >= 0; i--)
+        if (s->interps[i] == interp) return s->entries[i];
     return NULL;
 }
 
 static region_t *receiving_below_the_top(PyInterpreterState *interp) {
-    rpy_region_t *block = innermost_block_of(interp);
+    rpy_region_t *block = innermost_block_of(&stack, interp);
     return block ? block->r : NULL;
 }
 
 /* The region receiving the calling thread's allocations now: that of its innermost block the running
  * interpreter opened.  Usually the top one; another interpreter's block on top is the rare case. */
 static inline region_t *receiving(PyInterpreterState *interp) {
-    region_t *r = current;
+    region_t *r = __atomic_load_n(&current, __ATOMIC_RELAXED);   /* another thread may end our block */
     if (likely(!r || interp == current_interp)) return r;
     return receiving_below_the_top(interp);
 }
@@ -262,13 +278,20 @@ PyObject *placement_with_foreign_allocator(PyObject *fn) {
 }
 
 void placement_end_blocks(void) {
-    /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited)
-     * end with it: their entries would name an interpreter that no longer exists. */
+    /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited),
+     * or detached (their thread state was cleared first), end with it: their entries would name an
+     * interpreter that no longer exists. */
     PyInterpreterState *interp = rpy_current_interp();
-    for (int i = stack.depth - 1; i >= 0; i--) {
-        if (stack.interps[i] != interp) continue;
-        rpy_region_t *self = stack.entries[i];
-        if (placement_exit(self) < 0) PyErr_Clear();
+    for (;;) {
+        binding_lock();
+        rpy_region_t *self = innermost_block_of(&stack, interp);
+        if (!self) self = innermost_block_of(&detached, interp);
+        binding_unlock();
+        if (!self) break;
+        if (placement_exit(self) < 0) {   /* cannot happen: the entry was just seen */
+            PyErr_Clear();
+            break;
+        }
     }
 }
 
@@ -279,12 +302,88 @@ void placement_detach(void) {
 
 /* ---- Blocks ---- */
 
-rpy_region_t *placement_current(void) { return stack.depth ? innermost_block_of(rpy_current_interp()) : NULL; }
+rpy_region_t *placement_current(void) { return stack.depth ? innermost_block_of(&stack, rpy_current_interp()) : NULL; }
 
-static void set_current(void) {
-    rpy_region_t *top = stack.depth ? stack.entries[stack.depth - 1] : NULL;
-    current = top ? top->r : NULL;
-    current_interp = top ? stack.interps[stack.depth - 1] : NULL;
+/* Points s's thread at its top block (binding_lock held, or s is the calling thread's own stack). */
+static void set_current_of(block_stack_t *s) {
+    rpy_region_t *top = s->depth ? s->entries[s->depth - 1] : NULL;
+    __atomic_store_n(s->current, top ? top->r : NULL, __ATOMIC_RELAXED);
+    __atomic_store_n(s->current_interp, top ? s->interps[s->depth - 1] : NULL, __ATOMIC_RELAXED);
+}
+
+static void remove_entry(block_stack_t *s, int i) {
+    for (; i < s->depth - 1; i++) {
+        s->entries[i] = s->entries[i + 1];
+        s->interps[i] = s->interps[i + 1];
+    }
+    s->depth--;
+}
+
+/* The entry of self's block opened by interp in s (the innermost), or -1. */
+static int find_entry(const block_stack_t *s, rpy_region_t *self, PyInterpreterState *interp) {
+    int i = s->depth - 1;
+    while (i >= 0 && (s->entries[i] != self || s->interps[i] != interp)) i--;
+    return i;
+}
+
+/* Takes the entry of self's block opened by interp out of wherever it is (binding_lock held): the
+ * calling thread's stack, the stack of the thread that entered it, or the detached list.  false if
+ * there is none. */
+static bool take_block_entry(rpy_region_t *self, PyInterpreterState *interp) {
+    block_stack_t *s = &stack;
+    int i = find_entry(s, self, interp);
+    if (i < 0 && self->blocks_stack && self->blocks_stack != &stack) {
+        s = self->blocks_stack;
+        i = find_entry(s, self, interp);
+    }
+    if (i >= 0) {
+        remove_entry(s, i);
+        set_current_of(s);
+        return true;
+    }
+    i = find_entry(&detached, self, interp);
+    if (i < 0) return false;
+    remove_entry(&detached, i);
+    return true;
+}
+
+/* The calling thread's Python thread state of `interp` is being cleared (the thread ends, or the
+ * interpreter does): its blocks of that interpreter that are still open become detached. */
+static void thread_state_cleared(PyObject *capsule) {
+    block_stack_t *s = PyCapsule_GetPointer(capsule, "region.blocks");
+    PyInterpreterState *interp = PyCapsule_GetContext(capsule);
+    if (s != &stack) return;   /* cleared from another thread (an interpreter's end): left as it is */
+    binding_lock();
+    for (int i = s->depth - 1; i >= 0; i--) {
+        if (s->interps[i] != interp) continue;
+        rpy_region_t *self = s->entries[i];
+        if (detached.depth < MAX_DEPTH) {
+            detached.entries[detached.depth] = self;
+            detached.interps[detached.depth++] = interp;
+        }   /* else its reference and count are leaked: the region stays open, never unsafe */
+        remove_entry(s, i);
+        if (self->blocks_stack == s) self->blocks_stack = NULL;
+    }
+    set_current_of(s);
+    binding_unlock();
+}
+
+/* The first block this thread enters in an interpreter puts a capsule in its thread-state dict, whose
+ * destructor runs when the thread state is cleared (with the GIL, in the thread, as it ends).  Made
+ * before the block is pushed: it must not be region memory. */
+static int watch_thread_end(void) {
+    PyObject *dict = PyThreadState_GetDict();
+    if (!dict) return 0;   /* no thread state dict: nothing to watch with (never in practice) */
+    PyObject *key = PyUnicode_InternFromString("region.blocks");
+    int has = key ? PyDict_Contains(dict, key) : -1;
+    int rc = has;
+    if (has == 0) {
+        PyObject *capsule = PyCapsule_New(&stack, "region.blocks", thread_state_cleared);
+        rc = capsule && PyCapsule_SetContext(capsule, rpy_current_interp()) == 0 ? PyDict_SetItem(dict, key, capsule) : -1;
+        Py_XDECREF(capsule);
+    }
+    Py_XDECREF(key);
+    return rc < 0 ? -1 : 0;
 }
 
 /* After a context change: a spare keys table that is region memory must not stay where another
@@ -321,40 +420,41 @@ int placement_enter(rpy_region_t *self) {
         Py_XDECREF(what);
         return -1;
     }
+    if (!innermost_block_of(&stack, rpy_current_interp()) && watch_thread_end() < 0) return -1;
     record_ref(self);
+    binding_lock();
+    stack.current = &current;
+    stack.current_interp = &current_interp;
     stack.interps[stack.depth] = rpy_current_interp();
     stack.entries[stack.depth++] = self;
+    self->blocks_stack = &stack;   /* every block of a region is in its owner's stack */
+    set_current_of(&stack);
+    binding_unlock();
     self->blocks_open++;
     __atomic_add_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);   /* read by other interpreters' deallocators */
     if (interp_blocks[index]++ == 0) {
         rpy_freelists_stash();   /* from here on, no freelist hands ordinary memory to a new object */
         membership_blocks_opened(index);
     }
-    set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
     return 0;
 }
 
 int placement_exit(rpy_region_t *self) {
     PyInterpreterState *interp = rpy_current_interp();
-    int i = stack.depth - 1;
-    while (i >= 0 && (stack.entries[i] != self || stack.interps[i] != interp)) i--;
-    if (i < 0) {
+    binding_lock();
+    bool found = take_block_entry(self, interp);
+    if (found && --self->blocks_open == 0) self->blocks_stack = NULL;
+    binding_unlock();
+    if (!found) {
         PyObject *what = region_describe(self);
-        PyErr_Format(RegionError, "cannot exit %U: no block of it is open in this thread and interpreter "
-                     "(a block exits in the thread and interpreter that entered it)", what);
+        PyErr_Format(RegionError, "cannot exit %U: no block of it is open in this interpreter (a block "
+                     "exits in the interpreter that entered it)", what);
         Py_XDECREF(what);
         return -1;
     }
     int index = rpy_interp_index();   /* the block's interpreter is running: it exits where it was entered */
-    for (; i < stack.depth - 1; i++) {
-        stack.entries[i] = stack.entries[i + 1];
-        stack.interps[i] = stack.interps[i + 1];
-    }
-    stack.depth--;
-    self->blocks_open--;
     __atomic_sub_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);
-    set_current();
     rpy_keys_freelist_replace(spare_is_wrong);
     if (index >= 0 && --interp_blocks[index] == 0) {
         membership_blocks_closed();

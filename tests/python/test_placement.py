@@ -165,7 +165,7 @@ def test_block_depth_limit_is_a_clear_error(r):
 
 
 def test_exit_without_enter_is_an_error(r):
-    with pytest.raises(region.RegionError, match="no block of it is open in this thread"):
+    with pytest.raises(region.RegionError, match="no block of it is open in this interpreter"):
         r.__exit__(None, None, None)
 
 
@@ -184,3 +184,50 @@ def test_freelists_put_aside_during_blocks_come_back_intact(r):
         outside = make_builtins(5)
         assert all(region.region_of(o) is None for o in outside)
     gc.collect()
+
+
+# ---- A block ends where its `with` ends (issue 14, 6) ----
+
+def _suspended_in_a_block(r):
+    def gen():
+        with r:
+            yield [0]
+            yield [1]
+    g = gen()
+    assert next(g) == [0]
+    return g
+
+
+def test_a_generator_finished_on_another_thread_ends_its_block(r):
+    """The block opened in this thread, exited in another: it no longer places this thread's objects
+    (it did, silently, for good)."""
+    g = _suspended_in_a_block(r)
+    assert region.current() is r
+    done = []
+    t = threading.Thread(target=lambda: done.append(list(g)))
+    t.start()
+    t.join()
+    assert done == [[[1]]]
+    assert region.current() is None
+    assert region.region_of([1, 2]) is None
+    assert r.stats()["blocks_open"] == 0
+
+
+def test_a_block_whose_thread_ended_detaches_and_exits_later(r):
+    """A thread starts the generator (the block opens there) and ends; the block places nothing more,
+    and finishing the generator here exits it without an error."""
+    r.release()
+    holder = []
+
+    def start():
+        r.acquire()
+        holder.append(_suspended_in_a_block(r))
+
+    t = threading.Thread(target=start)
+    t.start()
+    t.join()
+    g = holder.pop()
+    assert region.current() is None and region.region_of([1]) is None
+    with pytest.raises(region.OwnershipError):   # the ended thread still owns r (it never released)
+        r.stats()
+    assert list(g) == [[1]]                      # the detached block exits here, no RegionError
