@@ -254,9 +254,10 @@ typedef struct region_handle {
 region_status region_handle_new(region_t *r, void *p, region_handle_t *out);
 
 /* Resolves a handle to its block.  Any thread may call; only the owner of the handle's region gets
- * the pointer.  Errors, in the order they are checked: REGION_EBADHANDLE (null, or never made: no
- * region ever had its id, or its region never handed out its slot and generation), REGION_EDEAD
- * (region destroyed), REGION_ENOTOWNER, REGION_EFREED (block freed). */
+ * the pointer.  Errors, in the order they are checked: REGION_EBADHANDLE (null, generation 0, or a
+ * region id no region ever had), REGION_EDEAD (region destroyed), REGION_ENOTOWNER, REGION_EBADHANDLE
+ * (a slot and generation the region never handed out: only its owner can tell), REGION_EFREED (block
+ * freed). */
 region_status region_handle_resolve(region_handle_t h, void **out);
 
 /* ------------------------------------------------------------------------------------------------

@@ -670,8 +670,14 @@ static void do_resolve(void *arg) {
     op_t *op = arg;
     void *out = (void *)1;
     if (op->variant == 1 || !nhandles) {   /* forged */
-        region_handle_t h = forge(nhandles ? &handles[below(nhandles)] : NULL, below(6));
-        expect_status(region_handle_resolve(h, &out), REGION_EBADHANDLE);
+        const mhandle_t *like = nhandles ? &handles[below(nhandles)] : NULL;
+        unsigned how = below(6);
+        region_handle_t h = forge(like, how);
+        /* A slot past the table is judged from the table, which only the owner may read. */
+        bool judged_by_table = h.region == (like ? like->h.region : 0) && how == 3;
+        region_status want = judged_by_table && !owns(&regions[like->region], self_actor) ? REGION_ENOTOWNER
+                                                                                         : REGION_EBADHANDLE;
+        expect_status(region_handle_resolve(h, &out), want);
         expect(out == NULL, "forged handle resolved");
         return;
     }
