@@ -163,7 +163,10 @@ bool placement_collection_due(region_t *r);
  * move the trigger to max(threshold, survivors). */
 void placement_collected(region_t *r, size_t survivors);
 void placement_collection_ran(void);     /* module_auto_collect ran: the next crossing schedules again */
-int module_auto_collect(void *unused);
+
+/* The regions of the blocks open in the calling thread that its running interpreter opened, innermost
+ * first, each once: how many were stored in out (at most max). */
+int placement_open_regions(rpy_region_t **out, int max);
 
 /* The calling interpreter starts using regions (freelist guards, block accounting): RegionError when
  * too many interpreters do.  placement_install() attaches the first one. */
@@ -196,6 +199,10 @@ void membership_unregister(rpy_region_t *self);
  * and before anything reads a region's list. */
 void membership_sync(void);
 
+/* Moves the objects of open regions in the interpreter's oldest generation back to their regions'
+ * lists (after a full collection that had them merged in: collection.c). */
+void membership_reclaim_from_oldest(void);
+
 /* New objects are tracked on the calling interpreter's holding list while any of its blocks is open
  * (interp_index: rpy_interp_index()); closing routes what it holds. */
 void membership_blocks_opened(int interp_index);
@@ -217,9 +224,24 @@ rpy_region_t *membership_find(uint64_t id);
  * (naming `what`, the region and who owns it) when another thread or nobody does. */
 int region_check_owner(rpy_region_t *self, const char *what);
 
+/* ---- collection.c ---- */
+
 /* One collection of self's list (the caller owns self): the objects freed, or -1 without an
  * exception when self's own collection is already running (called from one of its finalizers). */
 Py_ssize_t collect_region(rpy_region_t *self);
+
+/* A full collection with self merged in (collection.c): the interpreter's gc.collect() result, 0 when
+ * self's own collection is already running, or -1 with an exception. */
+Py_ssize_t collect_region_full(rpy_region_t *self);
+
+/* The "start" and "stop" gc callbacks of a full collection (generation 2): merge the regions taking
+ * part into the oldest generation, and take their survivors back. */
+#define RPY_MAX_MERGED 65   /* the most blocks a thread may have open, and one asked for */
+void collection_full_starts(void);
+void collection_full_ends(void);
+
+/* The pending call of automatic collection (placement.c schedules it). */
+int module_auto_collect(void *unused);
 
 /* "region 'name' (id N)" for messages. */
 PyObject *region_describe(rpy_region_t *self);

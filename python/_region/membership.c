@@ -98,8 +98,10 @@ static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
 void membership_sync(void) {
     int index = rpy_interp_index();
     if (index >= 0 && holding_ready[index]) rpy_gclist_route(&holding[index], route_by_memory, NULL);
-    rpy_generation0_route(route_by_memory, NULL);
+    rpy_generation_route(0, route_by_memory, NULL);
 }
+
+void membership_reclaim_from_oldest(void) { rpy_generation_route(-1, route_by_memory, NULL); }
 
 void membership_blocks_opened(int interp_index) {
     if (!holding_ready[interp_index]) {

@@ -391,62 +391,15 @@ static PyObject *Region_repr(RegionObject *o) {
 
 /* ---- Region: collection and teardown ---- */
 
-static uint64_t monotonic_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when the
- * region's own collection is already running: like gc.collect(), a collection requested from one of
- * its finalizers does nothing.  Collections of other regions, and the interpreter's in any thread,
- * may be running (collector.c, OTHER COLLECTIONS). */
-Py_ssize_t collect_region(rpy_region_t *self) {
-    if (self->collecting) return -1;
-    membership_sync();
-    uint64_t start = monotonic_ns();
-    Py_ssize_t collected, uncollectable;
-    self->collecting = true;
-    rpy_collect(self->members, rarena_slot_base(self->r->slot), rarena_reservation.slot_size, &collected,
-                &uncollectable);
-    self->collecting = false;
-    uint64_t pause = monotonic_ns() - start;
-    /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no
-     * collection running), so self->r is checked again. */
-    if (self->r) {
-        /* Survivors counted like allocations: blocks of the object heap (O(pages)). */
-        size_t blocks = 0, bytes = 0;
-        rhost_heap_usage(self->r, true, &blocks, &bytes);
-        placement_collected(self->r, blocks);
-    }
-    self->collections++;
-    self->collected += (uint64_t)collected;
-    self->uncollectable += (uint64_t)uncollectable;
-    self->last_pause_ns = pause;
-    self->total_pause_ns += pause;
-    return collected;
-}
-
-static PyObject *Region_collect(RegionObject *o, PyObject *unused) {
+static PyObject *Region_collect(RegionObject *o, PyObject *args, PyObject *kwargs) {
     rpy_region_t *self = o->rec;
-    (void)unused;
+    static char *keywords[] = {"full", NULL};
+    int full = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$p:collect", keywords, &full)) return NULL;
     if (region_check_owner(self, "collect") < 0) return NULL;
-    Py_ssize_t collected = collect_region(self);
+    Py_ssize_t collected = full ? collect_region_full(self) : collect_region(self);
+    if (collected < 0 && PyErr_Occurred()) return NULL;
     return PyLong_FromSsize_t(collected < 0 ? 0 : collected);
-}
-
-/* Only the owner may collect; a region owned by another thread is collected when its owner closes a
- * block (Region_exit). */
-static void collect_if_due(rpy_region_t *self, void *unused) {
-    (void)unused;
-    if (ownership_is_caller(self) && placement_collection_due(self->r)) collect_region(self);
-}
-
-int module_auto_collect(void *unused) {
-    (void)unused;
-    placement_collection_ran();
-    membership_foreach(collect_if_due, NULL);
-    return 0;
 }
 
 static PyObject *Region_get_threshold(RegionObject *o, void *c) {
@@ -498,6 +451,13 @@ static PyObject *Region_close(RegionObject *o, PyObject *unused) {
     /* Nothing outside may refer into the region: those objects would be freed under their holders.
      * The bulk teardown checks that first, and frees everything at once where it can prove that safe. */
     int teardown = teardown_bulk(self);
+    if (teardown == TEARDOWN_ESCAPES) {
+        /* What refers in is often garbage: a cycle through ordinary objects, which only a full
+         * collection with the region taking part reclaims (collection.c).  Then the proof again. */
+        if (collect_region_full(self) < 0) return NULL;
+        if (!self->r) Py_RETURN_NONE;   /* a finalizer closed it */
+        teardown = teardown_bulk(self);
+    }
     if (teardown == TEARDOWN_ERROR) return NULL;
     if (teardown == TEARDOWN_DONE) {
         ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it closed */
@@ -556,8 +516,10 @@ static PyMethodDef Region_methods[] = {
     {"__enter__", (PyCFunction)Region_enter, METH_NOARGS,
      "Open a block: objects this thread creates until the block exits are allocated in the region."},
     {"__exit__", (PyCFunction)Region_exit, METH_VARARGS, "Close the block opened by __enter__."},
-    {"collect", (PyCFunction)Region_collect, METH_NOARGS,
-     "Collect the region's garbage cycles alone; returns the number of objects freed."},
+    {"collect", (PyCFunction)(void (*)(void))Region_collect, METH_VARARGS | METH_KEYWORDS,
+     "collect(*, full=False): collect the region's garbage cycles alone, at a cost proportional to the "
+     "region, and return the number of objects freed.  full=True also finds cycles that pass through "
+     "ordinary objects: a full gc.collect() with the region taking part (its result is returned)."},
     {"close", (PyCFunction)Region_close, METH_NOARGS,
      "Free every object of the region; IsolationError if anything outside still refers into it."},
     {"check", (PyCFunction)Region_check, METH_NOARGS,
@@ -642,12 +604,15 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     PyObject *phase, *info;
     if (!PyArg_ParseTuple(args, "UO", &phase, &info)) return NULL;
     if (rpy_interp_index() < 0) Py_RETURN_NONE;   /* after this interpreter's end began */
+    PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
+    bool full = generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2;
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
         membership_sync();
+        if (full) collection_full_starts();
         return Py_NewRef(Py_None);
     }
-    PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
-    if (generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2) {
+    if (full) {
+        collection_full_ends();
         rpy_float_freelist_off();   /* clear_freelists switched it back on */
         sweep_orphans();
     }

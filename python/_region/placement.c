@@ -47,7 +47,11 @@ static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
 /* The region receiving this thread's allocations: the top of its stack (NULL when empty).  Read on
  * every allocation of the process: initial-exec, so the read is one thread-pointer-relative load
  * rather than a __tls_get_addr call (the extension is dlopen'd, which makes global-dynamic the
- * default).  Eight bytes of the static TLS surplus glibc keeps for such modules. */
+ * default).  One initial-exec variable puts the module's whole TLS segment in the static TLS surplus
+ * glibc keeps for dlopen'd modules, which is small and shared with the interpreter's own: 1,688 bytes
+ * (the block stack inline, libregion's error message, mimalloc's thread pointers) imported under
+ * CPython 3.11 and failed under 3.13 ("cannot allocate memory in static TLS block").  So thread-locals
+ * stay few and small: the block stack is allocated, and only its pointer is thread-local. */
 static __thread region_t *current __attribute__((tls_model("initial-exec")));
 static __thread PyInterpreterState *current_interp __attribute__((tls_model("initial-exec")));
 typedef struct block_stack {
@@ -58,7 +62,11 @@ typedef struct block_stack {
     region_t **current;
     PyInterpreterState **current_interp;
 } block_stack_t;
-static __thread block_stack_t stack;
+/* The calling thread's stack, allocated at its first block (NULL before), freed when it ends. */
+static __thread block_stack_t *stack __attribute__((tls_model("initial-exec")));
+static const block_stack_t no_blocks;
+
+static inline const block_stack_t *stack_or_empty(void) { return stack ? stack : &no_blocks; }
 
 /* Blocks whose thread ended before they exited (each holds its reference; no current pointers);
  * under binding_lock. */
@@ -129,7 +137,7 @@ static rpy_region_t *innermost_block_of(const block_stack_t *s, PyInterpreterSta
 }
 
 static region_t *receiving_below_the_top(PyInterpreterState *interp) {
-    rpy_region_t *block = innermost_block_of(&stack, interp);
+    rpy_region_t *block = innermost_block_of(stack_or_empty(), interp);
     return block ? block->r : NULL;
 }
 
@@ -284,7 +292,7 @@ void placement_end_blocks(void) {
     PyInterpreterState *interp = rpy_current_interp();
     for (;;) {
         binding_lock();
-        rpy_region_t *self = innermost_block_of(&stack, interp);
+        rpy_region_t *self = innermost_block_of(stack_or_empty(), interp);
         if (!self) self = innermost_block_of(&detached, interp);
         binding_unlock();
         if (!self) break;
@@ -302,7 +310,20 @@ void placement_detach(void) {
 
 /* ---- Blocks ---- */
 
-rpy_region_t *placement_current(void) { return stack.depth ? innermost_block_of(&stack, rpy_current_interp()) : NULL; }
+int placement_open_regions(rpy_region_t **out, int max) {
+    PyInterpreterState *interp = rpy_current_interp();
+    int n = 0;
+    const block_stack_t *s = stack_or_empty();
+    for (int i = s->depth - 1; i >= 0 && n < max; i--) {
+        if (s->interps[i] != interp) continue;
+        bool seen = false;
+        for (int k = 0; k < n; k++) seen |= out[k] == s->entries[i];
+        if (!seen) out[n++] = s->entries[i];
+    }
+    return n;
+}
+
+rpy_region_t *placement_current(void) { return innermost_block_of(stack_or_empty(), rpy_current_interp()); }
 
 /* Points s's thread at its top block (binding_lock held, or s is the calling thread's own stack). */
 static void set_current_of(block_stack_t *s) {
@@ -330,9 +351,9 @@ static int find_entry(const block_stack_t *s, rpy_region_t *self, PyInterpreterS
  * calling thread's stack, the stack of the thread that entered it, or the detached list.  false if
  * there is none. */
 static bool take_block_entry(rpy_region_t *self, PyInterpreterState *interp) {
-    block_stack_t *s = &stack;
-    int i = find_entry(s, self, interp);
-    if (i < 0 && self->blocks_stack && self->blocks_stack != &stack) {
+    block_stack_t *s = stack;
+    int i = s ? find_entry(s, self, interp) : -1;
+    if (i < 0 && self->blocks_stack && self->blocks_stack != stack) {
         s = self->blocks_stack;
         i = find_entry(s, self, interp);
     }
@@ -347,25 +368,59 @@ static bool take_block_entry(rpy_region_t *self, PyInterpreterState *interp) {
     return true;
 }
 
+/* Moves the entries of interp (NULL: all) out of s to the detached list (binding_lock held). */
+static void detach_blocks(block_stack_t *s, PyInterpreterState *interp) {
+    for (int i = s->depth - 1; i >= 0; i--) {
+        if (interp && s->interps[i] != interp) continue;
+        rpy_region_t *self = s->entries[i];
+        if (detached.depth < MAX_DEPTH) {
+            detached.entries[detached.depth] = self;
+            detached.interps[detached.depth++] = s->interps[i];
+        }   /* else its reference and count are leaked: the region stays open, never unsafe */
+        if (self->blocks_stack == s) self->blocks_stack = NULL;
+        remove_entry(s, i);
+    }
+}
+
 /* The calling thread's Python thread state of `interp` is being cleared (the thread ends, or the
  * interpreter does): its blocks of that interpreter that are still open become detached. */
 static void thread_state_cleared(PyObject *capsule) {
     block_stack_t *s = PyCapsule_GetPointer(capsule, "region.blocks");
     PyInterpreterState *interp = PyCapsule_GetContext(capsule);
-    if (s != &stack) return;   /* cleared from another thread (an interpreter's end): left as it is */
+    if (s != stack) return;   /* cleared from another thread (an interpreter's end): left as it is */
     binding_lock();
-    for (int i = s->depth - 1; i >= 0; i--) {
-        if (s->interps[i] != interp) continue;
-        rpy_region_t *self = s->entries[i];
-        if (detached.depth < MAX_DEPTH) {
-            detached.entries[detached.depth] = self;
-            detached.interps[detached.depth++] = interp;
-        }   /* else its reference and count are leaked: the region stays open, never unsafe */
-        remove_entry(s, i);
-        if (self->blocks_stack == s) self->blocks_stack = NULL;
-    }
+    detach_blocks(s, interp);
     set_current_of(s);
     binding_unlock();
+}
+
+/* The thread's stack goes with the thread: whatever is still in it (a thread state never cleared)
+ * is detached first.  No GIL here: everything touched is under binding_lock, and raw memory. */
+static void stack_freed(void *s) {
+    binding_lock();
+    detach_blocks(s, NULL);
+    binding_unlock();
+    free(s);
+}
+
+static pthread_key_t stack_key;
+static pthread_once_t stack_key_once = PTHREAD_ONCE_INIT;
+static bool stack_key_made;
+
+static void make_stack_key(void) { stack_key_made = pthread_key_create(&stack_key, stack_freed) == 0; }
+
+/* The calling thread's stack, made at its first block; NULL when out of memory. */
+static block_stack_t *own_stack(void) {
+    if (likely(stack != NULL)) return stack;
+    pthread_once(&stack_key_once, make_stack_key);
+    block_stack_t *s = calloc(1, sizeof *s);
+    if (!s || !stack_key_made || pthread_setspecific(stack_key, s) != 0) {
+        free(s);
+        return NULL;
+    }
+    s->current = &current;
+    s->current_interp = &current_interp;
+    return stack = s;
 }
 
 /* The first block this thread enters in an interpreter puts a capsule in its thread-state dict, whose
@@ -378,7 +433,7 @@ static int watch_thread_end(void) {
     int has = key ? PyDict_Contains(dict, key) : -1;
     int rc = has;
     if (has == 0) {
-        PyObject *capsule = PyCapsule_New(&stack, "region.blocks", thread_state_cleared);
+        PyObject *capsule = PyCapsule_New(stack, "region.blocks", thread_state_cleared);
         rc = capsule && PyCapsule_SetContext(capsule, rpy_current_interp()) == 0 ? PyDict_SetItem(dict, key, capsule) : -1;
         Py_XDECREF(capsule);
     }
@@ -405,7 +460,12 @@ int placement_enter(rpy_region_t *self) {
         Py_XDECREF(what);
         return -1;
     }
-    if (stack.depth == MAX_DEPTH) {
+    block_stack_t *s = own_stack();
+    if (!s) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (s->depth == MAX_DEPTH) {
         PyObject *what = region_describe(self);
         PyErr_Format(RegionError, "cannot enter %U: %d blocks are already open in this thread",
                      what, MAX_DEPTH);
@@ -420,15 +480,13 @@ int placement_enter(rpy_region_t *self) {
         Py_XDECREF(what);
         return -1;
     }
-    if (!innermost_block_of(&stack, rpy_current_interp()) && watch_thread_end() < 0) return -1;
+    if (!innermost_block_of(s, rpy_current_interp()) && watch_thread_end() < 0) return -1;
     record_ref(self);
     binding_lock();
-    stack.current = &current;
-    stack.current_interp = &current_interp;
-    stack.interps[stack.depth] = rpy_current_interp();
-    stack.entries[stack.depth++] = self;
-    self->blocks_stack = &stack;   /* every block of a region is in its owner's stack */
-    set_current_of(&stack);
+    s->interps[s->depth] = rpy_current_interp();
+    s->entries[s->depth++] = self;
+    self->blocks_stack = s;   /* every block of a region is in its owner's stack */
+    set_current_of(s);
     binding_unlock();
     self->blocks_open++;
     __atomic_add_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);   /* read by other interpreters' deallocators */

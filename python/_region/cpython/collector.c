@@ -617,6 +617,33 @@ handle_resurrected_objects(PyGC_Head *unreachable, PyGC_Head* still_unreachable,
 
 /* ---- end of the code from gcmodule.c ---- */
 
+/* What gcmodule.c's untrack_tuples and untrack_dicts do after a full collection (_PyTuple_MaybeUntrack,
+ * _PyDict_MaybeUntrack), through public calls (3.13 exports neither): a tuple or dict that holds
+ * nothing that may be tracked can never be part of a cycle, and leaves the list, so that gc.is_tracked
+ * answers for region objects as for ordinary ones.  Dicts are re-tracked by CPython when they get a
+ * container, and sync routes them back (membership.c). */
+static bool may_be_tracked(PyObject *op) {
+    return PyObject_IS_GC(op) && (!PyTuple_CheckExact(op) || PyObject_GC_IsTracked(op));
+}
+
+static void untrack_atomic_containers(PyGC_Head *head) {
+    for (PyGC_Head *gc = GC_NEXT(head), *next; gc != head; gc = next) {
+        PyObject *op = FROM_GC(gc), *key, *value;
+        next = GC_NEXT(gc);
+        if (PyTuple_CheckExact(op)) {
+            Py_ssize_t n = PyTuple_GET_SIZE(op), i = 0;
+            while (i < n && PyTuple_GET_ITEM(op, i) && !may_be_tracked(PyTuple_GET_ITEM(op, i))) i++;
+            if (i == n) PyObject_GC_UnTrack(op);
+        } else if (PyDict_CheckExact(op)) {
+            Py_ssize_t pos = 0;
+            bool holds_container = false;
+            while (!holds_container && PyDict_Next(op, &pos, &key, &value))
+                holds_container = may_be_tracked(key) || may_be_tracked(value);
+            if (!holds_container) PyObject_GC_UnTrack(op);
+        }
+    }
+}
+
 /* gcmodule.c's delete_garbage without the DEBUG_SAVEALL branch: `old` is the region's list.  The
  * flags deduce_unreachable left go first: tp_clear runs Python code. */
 static void delete_garbage(PyThreadState *tstate, PyGC_Head *collectable, PyGC_Head *old) {
@@ -664,6 +691,7 @@ void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *
     /* No Python code runs from here to the weakref callbacks. */
     scope_base = (uintptr_t)base, scope_span = span;
     deduce_unreachable(young, &unreachable);
+    untrack_atomic_containers(young);                    /* the survivors, as a full collection does */
     gc_list_init(&finalizers);
     move_legacy_finalizers(&unreachable, &finalizers);   /* unreachable is a normal list again */
     move_legacy_finalizer_reachable(&finalizers);

@@ -150,8 +150,8 @@ void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, v
     }
 }
 
-void rpy_generation0_route(rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg) {
-    PyGC_Head *young = GEN_HEAD(gcstate(), 0);
+void rpy_generation_route(int generation, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg) {
+    PyGC_Head *young = GEN_HEAD(gcstate(), generation < 0 ? NUM_GENERATIONS - 1 : generation);
     for (PyGC_Head *g = _PyGCHead_NEXT(young), *next; g != young; g = next) {
         next = _PyGCHead_NEXT(g);
         rpy_gclist_t *to = route(FROM_GC(g), arg);

@@ -42,9 +42,9 @@ int rpy_gclist_foreach(rpy_gclist_t *list, int (*fn)(PyObject *op, void *arg), v
  * generation when it returns NULL. */
 void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
 
-/* Moves the members of the interpreter's youngest generation for which route(op, arg) returns a list
- * to that list; the others stay. */
-void rpy_generation0_route(rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
+/* Moves the members of one of the interpreter's generations (0 the youngest, -1 the oldest) for which
+ * route(op, arg) returns a list to that list; the others stay. */
+void rpy_generation_route(int generation, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
 
 /* Appends every member of `from` to the interpreter's oldest generation. */
 void rpy_gclist_merge_into_oldest(rpy_gclist_t *from);
