@@ -414,7 +414,7 @@ static int64_t garbage_count(graph_t *g) {
 
 /* The graph holds borrowed pointers: no collection (and so no finalizer) may run while it exists. */
 static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_escape, bool mortal_escape,
-                       const char *why) {
+                       const char *why, bool closing) {
     graph_t g;
     bool gc_was_enabled = rpy_gc_pause();
     PyObject *raw = NULL;
@@ -447,11 +447,13 @@ static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_esca
     /* Formatting the report (paths, who holds what) is Python: region/_audit.py. */
     PyObject *audit = PyImport_ImportModule("region._audit");
     PyObject *proxy = audit ? binding_proxy(self) : NULL;
-    PyObject *error = proxy ? PyObject_CallMethod(audit, "report", "OOnLLz", proxy, raw, total,
-                                                  (long long)objects, (long long)garbage, why) : NULL;
+    PyObject *error = proxy ? PyObject_CallMethod(audit, "report", "OOnLLzO", proxy, raw, total,
+                                                  (long long)objects, (long long)garbage, why,
+                                                  closing ? Py_True : Py_False) : NULL;
     Py_XDECREF(proxy);
     Py_XDECREF(audit);
     Py_DECREF(raw);
+    if (error == Py_None) return error;   /* closing, and only the interpreter's own state holds on */
     if (error) {
         PyErr_SetObject((PyObject *)Py_TYPE(error), error);
         Py_DECREF(error);
@@ -459,13 +461,13 @@ static PyObject *audit(rpy_region_t *self, bool incoming_only, bool classes_esca
     return NULL;
 }
 
-PyObject *audit_check(rpy_region_t *self) { return audit(self, false, false, false, NULL); }
+PyObject *audit_check(rpy_region_t *self) { return audit(self, false, false, false, NULL, false); }
 
-PyObject *audit_incoming(rpy_region_t *self) { return audit(self, true, false, false, NULL); }
+PyObject *audit_incoming(rpy_region_t *self) { return audit(self, true, false, false, NULL, true); }
 
-PyObject *audit_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, false, why); }
+PyObject *audit_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, false, why, false); }
 
-PyObject *audit_gil_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, true, why); }
+PyObject *audit_gil_crossing(rpy_region_t *self, const char *why) { return audit(self, false, true, true, why, false); }
 
 PyObject *audit_objects(rpy_region_t *self) {
     graph_t g;

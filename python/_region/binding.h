@@ -309,7 +309,9 @@ PyObject *audit_gil_crossing(rpy_region_t *self, const char *why);
 /* Whether type is one the binding made (Region, Handle, Ownership): shared by every interpreter. */
 bool binding_owns_type(PyTypeObject *type);
 
-/* The same, reporting only objects referenced from outside (what r.close() cannot free). */
+/* The same, reporting only objects referenced from outside (what r.close() cannot free), and None
+ * (not an error) when everything that holds on is the interpreter's own state (region/_audit.py,
+ * holders_of): r.close() gives those objects back to the ordinary heap. */
 PyObject *audit_incoming(rpy_region_t *self);
 
 /* Every object in self's object heap, found by walking its blocks (an array in raw memory for the

@@ -464,10 +464,12 @@ static PyObject *Region_close(RegionObject *o, PyObject *unused) {
         Py_RETURN_NONE;
     }
     if (teardown == TEARDOWN_ESCAPES) {
-        PyObject *isolated = audit_incoming(self);   /* raises IsolationError with the details */
+        /* Raises IsolationError naming what holds on, unless that is only the interpreter's own state
+         * (lazily made caches, standard-library globals, the thread state): those objects outlive the
+         * region as ordinary objects (region_dissolve below).  Or the audit finds nothing: it counts
+         * an instance's __dict__ made outside a block as part of its instance, the proof does not. */
+        PyObject *isolated = audit_incoming(self);
         if (!isolated) return NULL;
-        /* The audit counts an instance's __dict__ made outside a block as part of its instance, the
-         * proof does not: then only that dict referred in, and it dies with its instance. */
         Py_DECREF(isolated);
     }
     /* Dropping the root frees everything acyclic by reference counting; the collections free the
@@ -781,6 +783,13 @@ static PyObject *mod_attribute_name(PyObject *module, PyObject *args) {
     return Py_NewRef(name ? name : Py_None);
 }
 
+/* The calling thread's thread-state dict (the interpreter's own state: _audit.holders_of). */
+static PyObject *mod_thread_state_dict(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    PyObject *dict = PyThreadState_GetDict();
+    return Py_NewRef(dict ? dict : Py_None);
+}
+
 static PyObject *mod_instance_dict(PyObject *module, PyObject *obj) {
     (void)module;
     PyObject *dict = rpy_instance_dict(obj);
@@ -834,6 +843,7 @@ static PyMethodDef module_methods[] = {
      "True, False, Ellipsis, NotImplemented, small ints, interned or one-character strings, the empty "
      "tuple, bytes and str, one-byte bytes, static types."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
+    {"_thread_state_dict", mod_thread_state_dict, METH_NOARGS, NULL},
     {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
     {"_attach", mod_attach, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -28,17 +28,21 @@ class Escape:
     path:   how obj is reached from the region's root, e.g. "root['users'][3].friends".
     holders: for incoming escapes, descriptions of what holds obj from outside (where found).
     count:  for incoming escapes, how many references come from outside.
+    interpreter_state: for incoming escapes, whether every holder found is the interpreter's own
+            state (see holders_of) - then r.close() gives obj back to the ordinary heap instead of
+            refusing.
     """
 
-    __slots__ = ("kind", "obj", "type", "path", "holders", "count")
+    __slots__ = ("kind", "obj", "type", "path", "holders", "count", "interpreter_state")
 
-    def __init__(self, kind, obj, path, holders=(), count=0):
+    def __init__(self, kind, obj, path, holders=(), count=0, interpreter_state=False):
         self.kind = kind
         self.obj = obj
         self.type = type(obj).__name__
         self.path = path
         self.holders = tuple(holders)
         self.count = count
+        self.interpreter_state = interpreter_state
 
     def describe(self):
         if self.kind == "incoming":
@@ -129,11 +133,20 @@ def _module_of(namespace):
     return None
 
 
+def _in_stdlib(module):
+    return module.partition(".")[0] in sys.stdlib_module_names
+
+
 def holders_of(obj, ignore):
-    """Descriptions of what holds obj: globals, locals of running frames, tracked containers."""
+    """What holds obj: (description, whether it is the interpreter's own state) for each holder found
+    among locals of running frames, module globals and tracked containers.  The interpreter's own
+    state is what CPython and its standard library make lazily and keep for the process: globals of
+    standard-library modules and the thread state's dict (asyncio's running loop, reprlib's guard,
+    threading.local)."""
     found = []
     for name, function, filename, line in _region._local_holders(obj, __file__)[:MAX_HOLDERS]:
-        found.append(f"local variable {name!r} of {function}() ({filename}:{line})")
+        found.append((f"local variable {name!r} of {function}() ({filename}:{line})", False))
+    thread_state = _region._thread_state_dict()
     for ref in gc.get_referrers(obj):
         if len(found) >= MAX_HOLDERS:
             break
@@ -144,14 +157,20 @@ def holders_of(obj, ignore):
             if module is not None:
                 for name, value in ref.items():
                     if value is obj:
-                        found.append(f"global {name!r} of module {module!r}")
+                        found.append((f"global {name!r} of module {module!r}", _in_stdlib(module)))
                 continue
-        found.append(f"a {type(ref).__name__} outside the region (as <...>{_edge(ref, obj)})")
+            if ref is thread_state:
+                found.append((f"the thread state's dict (as <...>{_edge(ref, obj)})", True))
+                continue
+        found.append((f"a {type(ref).__name__} outside the region (as <...>{_edge(ref, obj)})", False))
     return found
 
 
-def report(region, raw, total, objects, garbage, why=None):
+def report(region, raw, total, objects, garbage, why=None, closing=False):
     """The IsolationError for the escapes the audit found (raw: (kind, chain, target, count)).
+
+    closing: the audit of r.close(), which gives objects held only by the interpreter's own state back
+    to the ordinary heap (Escape.interpreter_state): None when that is all there is.
 
     Returned, not raised: the caller raises it, so its traceback holds no frame of this module (a
     frame here would keep every offender alive through a reference cycle)."""
@@ -163,10 +182,19 @@ def report(region, raw, total, objects, garbage, why=None):
     for kind, chain, target, count in raw:
         if kind == "incoming":
             obj = chain[-1]
-            escapes.append(Escape(kind, obj, path_of(region, chain), holders_of(obj, ignore), count))
+            holders = holders_of(obj, ignore)
+            escapes.append(Escape(kind, obj, path_of(region, chain), [h for h, _ in holders], count,
+                                  all(state for _, state in holders)))
         else:
             path = path_of(region, chain + [target])
             escapes.append(Escape(kind, target, path))
+    given_back = 0
+    if closing:
+        kept = [e for e in escapes if not e.interpreter_state]
+        given_back = len(escapes) - len(kept)
+        if not kept and total == len(escapes):
+            return None
+        escapes, total = kept, total - given_back
     noun = "escape" if total == 1 else "escapes"
     verdict = why or "is not isolated"
     lines = [f"region {region.name!r} (id {region.id}) {verdict}: {total} {noun} "
@@ -174,6 +202,9 @@ def report(region, raw, total, objects, garbage, why=None):
     lines += [f"  - {e.describe()}" for e in escapes]
     if total > len(escapes):
         lines.append(f"  ... and {total - len(escapes)} more")
+    if given_back:
+        lines.append(f"  ({given_back} more are held only by the interpreter's own state, which close() "
+                     f"would give back to the ordinary heap)")
     error = IsolationError("\n".join(lines))
     error.offenders = escapes
     error.region = region

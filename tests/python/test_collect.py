@@ -8,7 +8,7 @@ import weakref
 import pytest
 
 import region
-from conftest import needs_debug_build, refcount_growth
+from conftest import needs_debug_build, refcount_growth, run_python
 
 RESURRECTED = []
 EVENTS = []
@@ -576,3 +576,63 @@ def test_region_collections_untrack_tuples_and_dicts_as_cpython_does(r):
         inside = made()
     r.collect()
     assert [gc.is_tracked(x) for x in inside] == [gc.is_tracked(x) for x in outside] == [False, False, True]
+
+
+# ---- What CPython itself keeps does not pin a region (issue 14, 5) ----
+
+def test_print_in_a_block_does_not_pin_the_region():
+    """The first keyword call of print() makes a keyword-names tuple a C static keeps (3.11): close()
+    gives it back to the ordinary heap instead of refusing."""
+    result = run_python("""
+        import region
+        r = region.region("printing")
+        with r:
+            print("x", end="\\n", sep=" ", flush=False)
+            r.root = [1, 2, 3]
+        try:
+            r.check()
+        except region.IsolationError as e:     # check() is strict: it names what close() gives back
+            print("strict", len(e.offenders), all(o.interpreter_state for o in e.offenders))
+        else:
+            print("strict", 0, True)          # 3.12+ make keyword tuples at compile time
+        r.close()
+        print("closed", r.closed)
+    """)
+    out = result.stdout.split()
+    assert result.returncode == 0 and out[0] == "x" and out[3:] == ["True", "closed", "True"], result.stdout + result.stderr
+    assert out[2] == ("1" if sys.version_info < (3, 12) else "0"), result.stdout
+
+
+def test_asyncio_run_in_a_block_does_not_pin_the_region():
+    result = run_python("""
+        import asyncio, region
+        async def main():
+            await asyncio.sleep(0)
+            return [i for i in range(10)]
+        r = region.region("async")
+        with r:
+            r.root = asyncio.run(main())
+        assert r.root == list(range(10))
+        r.close()
+        again = region.region("async again")
+        with again:
+            again.root = asyncio.run(main())
+        again.close()
+        print("closed", r.closed, again.closed)
+    """)
+    assert result.returncode == 0 and result.stdout.split() == ["closed", "True", "True"], result.stderr
+
+
+def test_close_still_refuses_what_user_code_holds_and_counts_the_rest(r):
+    with r:
+        r.root = {"a": 1}
+        kept = [1, 2]
+        print("pins a keyword tuple once per process", end="\n", flush=False)
+    with pytest.raises(region.IsolationError) as raised:
+        r.close()
+    message = str(raised.value)
+    assert "local variable 'kept'" in message
+    assert len(raised.value.offenders) == 1
+    del kept, raised                           # the error's offenders hold the list too
+    r.close()
+    assert r.closed
