@@ -134,18 +134,15 @@ def _module_of(namespace):
 
 
 def _in_stdlib(module):
-    return module.partition(".")[0] in sys.stdlib_module_names
+    return isinstance(module, str) and module.partition(".")[0] in sys.stdlib_module_names
 
 
 def holders_of(obj, ignore):
-    """What holds obj: (description, whether it is the interpreter's own state) for each holder found
-    among locals of running frames, module globals and tracked containers.  The interpreter's own
-    state is what CPython and its standard library make lazily and keep for the process: globals of
-    standard-library modules and the thread state's dict (asyncio's running loop, reprlib's guard,
-    threading.local)."""
+    """What holds obj: descriptions of the holders found among locals of running frames, module
+    globals and tracked containers."""
     found = []
     for name, function, filename, line in _region._local_holders(obj, __file__)[:MAX_HOLDERS]:
-        found.append((f"local variable {name!r} of {function}() ({filename}:{line})", False))
+        found.append(f"local variable {name!r} of {function}() ({filename}:{line})")
     thread_state = _region._thread_state_dict()
     for ref in gc.get_referrers(obj):
         if len(found) >= MAX_HOLDERS:
@@ -157,13 +154,82 @@ def holders_of(obj, ignore):
             if module is not None:
                 for name, value in ref.items():
                     if value is obj:
-                        found.append((f"global {name!r} of module {module!r}", _in_stdlib(module)))
+                        found.append(f"global {name!r} of module {module!r}")
                 continue
             if ref is thread_state:
-                found.append((f"the thread state's dict (as <...>{_edge(ref, obj)})", True))
+                found.append(f"the thread state's dict (as <...>{_edge(ref, obj)})")
                 continue
-        found.append((f"a {type(ref).__name__} outside the region (as <...>{_edge(ref, obj)})", False))
+        found.append(f"a {type(ref).__name__} outside the region (as <...>{_edge(ref, obj)})")
     return found
+
+
+# ---- The interpreter's own state (what r.close() gives back) ----
+
+STATE_DEPTH = 4   # holders of holders followed up to this far before deciding "user code holds it"
+
+
+def _state_verdict(holder, thread_state, module_dicts):
+    """True: holder is the interpreter's own state; False: user code's; None: look at its holders."""
+    kind = type(holder).__name__
+    if kind in ("frame", "cell", "function", "coroutine", "generator", "async_generator"):
+        return False                  # running or runnable code holds it
+    if holder is thread_state or kind == "_abc_data":
+        return True                   # the thread state; the caches of abc.ABCMeta
+    if isinstance(holder, dict) and id(holder) in module_dicts:
+        return _in_stdlib(module_dicts[id(holder)])
+    if isinstance(holder, type):
+        return _in_stdlib(holder.__module__)
+    if type(holder).__module__ != "builtins":
+        return _in_stdlib(type(holder).__module__) or None   # an instance: a stdlib class's, or look up
+    return None                       # a container: whoever holds it decides
+
+
+def interpreter_state(objs, region, ignore):
+    """Which of objs (outside-referenced region objects) are held only by the interpreter's own
+    state: what CPython and its standard library make lazily and keep for the process - C statics (no
+    holder found: 3.11's keyword tuples of print(), interned strings, contextvars), the thread state's
+    dict (asyncio's running loop, reprlib's guard, threading.local), abc's caches, and anything held,
+    through at most STATE_DEPTH containers, only by standard-library modules and classes (logging's
+    registry of loggers, asyncio's event loop policy).  Locals of running frames, modules and classes
+    of user code, and holders still undecided at the depth limit count as user code's.  A set of ids."""
+    thread_state = _region._thread_state_dict()
+    module_dicts = {id(getattr(m, "__dict__", None)): name for name, m in list(sys.modules.items())}
+    verdict = {}                                    # id(node) -> True / False (None: pending)
+    holders = {}                                    # id(node) -> ids of its holders outside the region
+    frontier = {id(o): o for o in objs}
+    for depth in range(STATE_DEPTH + 1):
+        if not frontier:
+            break
+        for o in frontier.values():
+            holders[id(o)] = set()
+            if _region._local_holders(o, __file__):
+                verdict[id(o)] = False
+        nodes, frontier = frontier, {}
+        for ref in gc.get_referrers(*nodes.values()):
+            if id(ref) in ignore or id(ref) in nodes or region.owns(ref) or ref is nodes:
+                continue
+            for child in gc.get_referents(ref):
+                if id(child) in nodes:
+                    holders[id(child)].add(id(ref))
+            if id(ref) in verdict or id(ref) in frontier:
+                continue
+            v = _state_verdict(ref, thread_state, module_dicts)
+            if v is None and depth == STATE_DEPTH:
+                v = False                           # undecided at the limit: count it as user code's
+            if v is None:
+                frontier[id(ref)] = ref
+            else:
+                verdict[id(ref)] = v
+        del nodes
+    # A node is state when none of its holders is user code's, recursively (no holder: a C static).
+    def is_state(key, seen):
+        if verdict.get(key) is not None:
+            return verdict[key]
+        if key in seen:
+            return True                             # a cycle among containers: its other holders decide
+        seen.add(key)
+        return all(is_state(h, seen) for h in holders.get(key, ()))
+    return {id(o) for o in objs if is_state(id(o), set())}
 
 
 def report(region, raw, total, objects, garbage, why=None, closing=False):
@@ -179,12 +245,15 @@ def report(region, raw, total, objects, garbage, why=None, closing=False):
         ignore.add(id(item))
         ignore.add(id(item[1]))
     escapes = []
+    incoming = [chain[-1] for kind, chain, _, _ in raw if kind == "incoming"]
+    ignore.add(id(incoming))
+    state = interpreter_state(incoming, region, ignore) if incoming else set()
+    del incoming
     for kind, chain, target, count in raw:
         if kind == "incoming":
             obj = chain[-1]
-            holders = holders_of(obj, ignore)
-            escapes.append(Escape(kind, obj, path_of(region, chain), [h for h, _ in holders], count,
-                                  all(state for _, state in holders)))
+            escapes.append(Escape(kind, obj, path_of(region, chain), holders_of(obj, ignore), count,
+                                  id(obj) in state))
         else:
             path = path_of(region, chain + [target])
             escapes.append(Escape(kind, target, path))

@@ -20,3 +20,12 @@ assert r.check() is None
 assert not any(region.region_of(o) is r for o in gc.get_objects())
 print(f"pip install: ok ({region.__file__})")
 PY
+# The pytest11 entry point: --region exists wherever the package is installed.
+"$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check pytest
+cat > "$scratch/test_in_region.py" <<'PY'
+import region
+
+def test_runs_in_a_region():
+    assert region.current() is not None
+PY
+"$scratch/venv/bin/python" -m pytest -q -p no:cacheprovider --region "$scratch/test_in_region.py"
