@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
-# UndefinedBehaviorSanitizer, a short run of the API fuzzer, the threaded tests under ThreadSanitizer, the pkg-config check that a
+# UndefinedBehaviorSanitizer, a short run of the API fuzzer, the threaded tests under ThreadSanitizer,
+# five packages' own test suites run outside and inside regions (region.pytest_plugin), the pkg-config check that a
 # C user can build against an installed libregion, the Python tests under five interpreters
 # (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks, CPython
 # 3.12 and 3.13),
@@ -61,6 +62,9 @@ for venv in .venv .venv-312 .venv-313; do
   step "pip install . into a fresh virtual environment, $($base_python -V)"
   PYTHON=$base_python tests/python/pip_install.sh
 done
+
+step "third-party test suites, outside and inside regions (tests/thirdparty/run.py)"
+.venv/bin/python tests/thirdparty/run.py --build build
 
 step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled

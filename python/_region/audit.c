@@ -378,7 +378,9 @@ static PyObject *chain_of(graph_t *g, int64_t i) {
 
 static const char *kind_names[] = {"incoming", "outgoing", "cross", "mortal"};
 
-/* (kind, chain, target, count) for each reported escape, incoming ones first. */
+/* (kind, chain, target, count) for each reported escape, incoming ones first.  incoming_only (the
+ * audit of r.close()): every incoming escape, however many, since close() decides on each one
+ * (region/_audit.py, report) and lists at most MAX_REPORTED of those it refuses for. */
 static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total, bool incoming_only) {
     PyObject *raw = PyList_New(0);
     *total = 0;
@@ -386,7 +388,7 @@ static PyObject *escapes_to_list(graph_t *g, Py_ssize_t *total, bool incoming_on
         node_t *n = &g->nodes[i];
         uint64_t expected = n->internal + (n->obj == g->region->root);
         if ((uint64_t)Py_REFCNT(n->obj) <= expected || rpy_is_running_frame_object(n->obj)) continue;
-        if ((*total)++ >= MAX_REPORTED) continue;
+        if ((*total)++ >= MAX_REPORTED && !incoming_only) continue;
         Py_ssize_t outside = Py_REFCNT(n->obj) - (Py_ssize_t)expected;   /* before the chain adds one */
         PyObject *chain = chain_of(g, i);
         PyObject *item = chain ? Py_BuildValue("(sNOn)", kind_names[ESCAPE_INCOMING], chain, Py_None,

@@ -148,6 +148,11 @@ int placement_exit(rpy_region_t *self);
 /* The region receiving the calling thread's allocations, or NULL (borrowed). */
 rpy_region_t *placement_current(void);
 
+/* region.outside(): the calling thread's allocations go to the ordinary heap until the matching
+ * resume, blocks open or not (placement.c, OUTSIDE).  -1 with an exception. */
+int placement_suspend(void);
+int placement_resume(void);
+
 /* Test support: calls fn() with an equivalent allocator in place of the hook. */
 PyObject *placement_with_foreign_allocator(PyObject *fn);
 
@@ -324,6 +329,11 @@ int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***obje
  * (float, int, complex, str, bytes) that one of its lists, tuples or dicts refers to, dict keys
  * included, replacing the references: how many were copied, or -1 with an exception. */
 Py_ssize_t crossing_copy_values(rpy_region_t *self);
+
+/* A copy in the ordinary heap of an immutable value of a region (float, int, complex, str, bytes, or
+ * tuples of them, deeply), for close() to give a value back to an outside holder; objects outside
+ * every region come back as they are; NULL with TypeError for anything else. */
+PyObject *crossing_copy_out(PyObject *op);
 
 /* ---- teardown.c ---- */
 

@@ -86,6 +86,36 @@ static Py_ssize_t copy_in(PyObject *op) {
     return copied;
 }
 
+/* The deep copy of a region's immutable value made outside every region (placement suspended): a
+ * float, int, complex, str or bytes, or a tuple of such (an empty or shared one is returned as is).
+ * NULL with TypeError for anything else. */
+static PyObject *copy_out_value(PyObject *op, int depth) {
+    if (rpy_is_shared(op) || !membership_region_of(op)) return Py_NewRef(op);
+    if (PyTuple_CheckExact(op) && depth < 32) {
+        Py_ssize_t n = PyTuple_GET_SIZE(op);
+        PyObject *copy = PyTuple_New(n);
+        for (Py_ssize_t i = 0; copy && i < n; i++) {
+            PyObject *item = copy_out_value(PyTuple_GET_ITEM(op, i), depth + 1);
+            if (!item) Py_CLEAR(copy);
+            else PyTuple_SET_ITEM(copy, i, item);
+        }
+        return copy;
+    }
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyFloat_Type || t == &PyLong_Type || t == &PyUnicode_Type || t == &PyBytes_Type ||
+        t == &PyComplex_Type)
+        return copy_of(op);
+    PyErr_Format(PyExc_TypeError, "copy_out: a %.100s is not an immutable value", t->tp_name);
+    return NULL;
+}
+
+PyObject *crossing_copy_out(PyObject *op) {
+    if (placement_suspend() < 0) return NULL;
+    PyObject *copy = copy_out_value(op, 0);
+    if (placement_resume() < 0) Py_CLEAR(copy);
+    return copy;
+}
+
 Py_ssize_t crossing_copy_values(rpy_region_t *self) {
     PyObject **objects;
     size_t count;

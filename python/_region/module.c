@@ -451,24 +451,25 @@ static PyObject *Region_close(RegionObject *o, PyObject *unused) {
     /* Nothing outside may refer into the region: those objects would be freed under their holders.
      * The bulk teardown checks that first, and frees everything at once where it can prove that safe. */
     int teardown = teardown_bulk(self);
-    if (teardown == TEARDOWN_ESCAPES) {
-        /* What refers in is often garbage: a cycle through ordinary objects, which only a full
-         * collection with the region taking part reclaims (collection.c).  Then the proof again. */
-        if (collect_region_full(self) < 0) return NULL;
-        if (!self->r) Py_RETURN_NONE;   /* a finalizer closed it */
-        teardown = teardown_bulk(self);
-    }
     if (teardown == TEARDOWN_ERROR) return NULL;
     if (teardown == TEARDOWN_DONE) {
         ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it closed */
         Py_RETURN_NONE;
     }
     if (teardown == TEARDOWN_ESCAPES) {
-        /* Raises IsolationError naming what holds on, unless that is only the interpreter's own state
-         * (lazily made caches, standard-library globals, the thread state): those objects outlive the
-         * region as ordinary objects (region_dissolve below).  Or the audit finds nothing: it counts
-         * an instance's __dict__ made outside a block as part of its instance, the proof does not. */
+        /* The audit raises IsolationError naming what holds on, unless that is only the interpreter's
+         * own state (lazily made caches, standard-library globals, the thread state): those objects
+         * outlive the region as ordinary objects (region_dissolve below).  Or it finds nothing: it
+         * counts an instance's __dict__ made outside a block as part of its instance, the proof does
+         * not.  Before giving up, what holds on may be garbage: a cycle through ordinary objects,
+         * which only a full collection with the region taking part reclaims (collection.c). */
         PyObject *isolated = audit_incoming(self);
+        if (!isolated && PyErr_ExceptionMatches(IsolationError)) {
+            PyErr_Clear();
+            if (collect_region_full(self) < 0) return NULL;
+            if (!self->r) Py_RETURN_NONE;   /* a finalizer closed it */
+            isolated = audit_incoming(self);
+        }
         if (!isolated) return NULL;
         Py_DECREF(isolated);
     }
@@ -783,6 +784,21 @@ static PyObject *mod_attribute_name(PyObject *module, PyObject *args) {
     return Py_NewRef(name ? name : Py_None);
 }
 
+static PyObject *crossing_copy_out_method(PyObject *module, PyObject *obj) {
+    (void)module;
+    return crossing_copy_out(obj);
+}
+
+static PyObject *mod_suspend(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    return placement_suspend() < 0 ? NULL : Py_NewRef(Py_None);
+}
+
+static PyObject *mod_resume(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    return placement_resume() < 0 ? NULL : Py_NewRef(Py_None);
+}
+
 /* The calling thread's thread-state dict (the interpreter's own state: _audit.holders_of). */
 static PyObject *mod_thread_state_dict(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
@@ -844,6 +860,9 @@ static PyMethodDef module_methods[] = {
      "tuple, bytes and str, one-byte bytes, static types."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
     {"_thread_state_dict", mod_thread_state_dict, METH_NOARGS, NULL},
+    {"_suspend", mod_suspend, METH_NOARGS, NULL},
+    {"_copy_out", crossing_copy_out_method, METH_O, NULL},
+    {"_resume", mod_resume, METH_NOARGS, NULL},
     {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
     {"_attach", mod_attach, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},

@@ -32,6 +32,11 @@
  * places nothing any more, and its exit, from any thread, finds it on the detached list.  The stacks
  * change under binding_lock: another thread's stack is changed only by a thread holding the same GIL
  * (the block's interpreter runs), but that thread may be running another interpreter meanwhile.
+ *
+ * OUTSIDE: region.outside() pushes a NULL entry, a suspension: until it is popped, the thread's
+ * allocations in its interpreter go to the ordinary heap although blocks are open below it.  The
+ * package runs every import in one (region/__init__.py): a module is process-lifetime state, which
+ * must not pin the region of the block that happened to import it first.
  */
 #include "binding.h"
 
@@ -55,7 +60,7 @@ static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
 static __thread region_t *current __attribute__((tls_model("initial-exec")));
 static __thread PyInterpreterState *current_interp __attribute__((tls_model("initial-exec")));
 typedef struct block_stack {
-    rpy_region_t *entries[MAX_DEPTH];   /* each holds a reference (record_ref) */
+    rpy_region_t *entries[MAX_DEPTH];   /* each holds a reference (record_ref); NULL: a suspension */
     PyInterpreterState *interps[MAX_DEPTH];
     int depth;
     /* The owning thread's current/current_interp, for a thread that ends one of its blocks. */
@@ -128,16 +133,23 @@ static inline void keys_guard(PyInterpreterState *interp) {
     if (unlikely(!rpy_keys_freelist_intact(interp))) rpy_keys_freelist_refill();
 }
 
-/* The innermost block in s that `interp` opened (a subinterpreter's run_string may leave blocks of
- * its own above the caller's), or NULL. */
-static rpy_region_t *innermost_block_of(const block_stack_t *s, PyInterpreterState *interp) {
+/* The innermost entry in s that `interp` pushed (a subinterpreter's run_string may leave blocks of
+ * its own above the caller's): its block, or NULL for none or a suspension. */
+static rpy_region_t *innermost_entry_of(const block_stack_t *s, PyInterpreterState *interp) {
     for (int i = s->depth - 1; i >= 0; i--)
         if (s->interps[i] == interp) return s->entries[i];
     return NULL;
 }
 
+/* The innermost block in s that `interp` opened, suspensions skipped, or NULL. */
+static rpy_region_t *innermost_block_of(const block_stack_t *s, PyInterpreterState *interp) {
+    for (int i = s->depth - 1; i >= 0; i--)
+        if (s->interps[i] == interp && s->entries[i]) return s->entries[i];
+    return NULL;
+}
+
 static region_t *receiving_below_the_top(PyInterpreterState *interp) {
-    rpy_region_t *block = innermost_block_of(stack_or_empty(), interp);
+    rpy_region_t *block = innermost_entry_of(stack_or_empty(), interp);
     return block ? block->r : NULL;
 }
 
@@ -285,28 +297,6 @@ PyObject *placement_with_foreign_allocator(PyObject *fn) {
     return result;
 }
 
-void placement_end_blocks(void) {
-    /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited),
-     * or detached (their thread state was cleared first), end with it: their entries would name an
-     * interpreter that no longer exists. */
-    PyInterpreterState *interp = rpy_current_interp();
-    for (;;) {
-        binding_lock();
-        rpy_region_t *self = innermost_block_of(stack_or_empty(), interp);
-        if (!self) self = innermost_block_of(&detached, interp);
-        binding_unlock();
-        if (!self) break;
-        if (placement_exit(self) < 0) {   /* cannot happen: the entry was just seen */
-            PyErr_Clear();
-            break;
-        }
-    }
-}
-
-void placement_detach(void) {
-    placement_end_blocks();
-    rpy_interp_detach();
-}
 
 /* ---- Blocks ---- */
 
@@ -315,7 +305,7 @@ int placement_open_regions(rpy_region_t **out, int max) {
     int n = 0;
     const block_stack_t *s = stack_or_empty();
     for (int i = s->depth - 1; i >= 0 && n < max; i--) {
-        if (s->interps[i] != interp) continue;
+        if (s->interps[i] != interp || !s->entries[i]) continue;
         bool seen = false;
         for (int k = 0; k < n; k++) seen |= out[k] == s->entries[i];
         if (!seen) out[n++] = s->entries[i];
@@ -323,7 +313,7 @@ int placement_open_regions(rpy_region_t **out, int max) {
     return n;
 }
 
-rpy_region_t *placement_current(void) { return innermost_block_of(stack_or_empty(), rpy_current_interp()); }
+rpy_region_t *placement_current(void) { return innermost_entry_of(stack_or_empty(), rpy_current_interp()); }
 
 /* Points s's thread at its top block (binding_lock held, or s is the calling thread's own stack). */
 static void set_current_of(block_stack_t *s) {
@@ -373,6 +363,10 @@ static void detach_blocks(block_stack_t *s, PyInterpreterState *interp) {
     for (int i = s->depth - 1; i >= 0; i--) {
         if (interp && s->interps[i] != interp) continue;
         rpy_region_t *self = s->entries[i];
+        if (!self) {   /* a suspension: nothing to keep */
+            remove_entry(s, i);
+            continue;
+        }
         if (detached.depth < MAX_DEPTH) {
             detached.entries[detached.depth] = self;
             detached.interps[detached.depth++] = s->interps[i];
@@ -451,6 +445,45 @@ static bool spare_is_wrong(void *table, bool on_top) {
     return on_top && here != NULL;
 }
 
+int placement_suspend(void) {
+    block_stack_t *s = own_stack();
+    if (!s) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (s->depth == MAX_DEPTH) {
+        PyErr_Format(RegionError, "cannot suspend placement: %d blocks are already open in this thread",
+                     MAX_DEPTH);
+        return -1;
+    }
+    binding_lock();
+    s->interps[s->depth] = rpy_current_interp();
+    s->entries[s->depth++] = NULL;
+    set_current_of(s);
+    binding_unlock();
+    rpy_keys_freelist_replace(spare_is_wrong);
+    return 0;
+}
+
+int placement_resume(void) {
+    PyInterpreterState *interp = rpy_current_interp();
+    block_stack_t *s = stack;
+    binding_lock();
+    int i = s ? find_entry(s, NULL, interp) : -1;
+    if (i >= 0) {
+        remove_entry(s, i);
+        set_current_of(s);
+    }
+    binding_unlock();
+    if (i < 0) {
+        PyErr_SetString(RegionError, "cannot resume placement: region.outside() is not in effect in this "
+                        "thread and interpreter");
+        return -1;
+    }
+    rpy_keys_freelist_replace(spare_is_wrong);
+    return 0;
+}
+
 int placement_enter(rpy_region_t *self) {
     if (!hook_installed()) {
         PyObject *what = region_describe(self);
@@ -522,4 +555,33 @@ int placement_exit(rpy_region_t *self) {
     }
     record_unref(self);
     return 0;
+}
+
+/* ---- An interpreter's end ---- */
+
+void placement_end_blocks(void) {
+    /* Blocks of this interpreter still open in the calling thread (entered by hand and never exited),
+     * or detached (their thread state was cleared first), end with it: their entries would name an
+     * interpreter that no longer exists. */
+    PyInterpreterState *interp = rpy_current_interp();
+    for (;;) {
+        binding_lock();
+        rpy_region_t *self = innermost_block_of(stack_or_empty(), interp);
+        if (!self) self = innermost_block_of(&detached, interp);
+        binding_unlock();
+        if (!self) break;
+        if (placement_exit(self) < 0) {   /* cannot happen: the entry was just seen */
+            PyErr_Clear();
+            break;
+        }
+    }
+    binding_lock();   /* and its suspensions (region.outside() never exited) */
+    for (int i; stack && (i = find_entry(stack, NULL, interp)) >= 0;) remove_entry(stack, i);
+    if (stack) set_current_of(stack);
+    binding_unlock();
+}
+
+void placement_detach(void) {
+    placement_end_blocks();
+    rpy_interp_detach();
 }

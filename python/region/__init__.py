@@ -44,11 +44,29 @@ __all__ = [
     "adopt",
     "current",
     "is_shared",
+    "outside",
     "region",
     "region_of",
 ]
 
 __version__ = "0.1.0"
+
+
+class outside:
+    """``with region.outside():`` inside a block, this thread allocates in the ordinary heap again
+    until the ``with`` ends - for state that must outlive the region (a cache, a registration).
+    Imports always run this way: a module lives for the process, and must not pin the region of the
+    block that happened to import it first."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        _region._suspend()
+        return self
+
+    def __exit__(self, *exc_info):
+        _region._resume()
+        return False
 
 
 def region(name=None, *, node=None, binding="preferred"):
@@ -69,5 +87,40 @@ _region._attach()
 # their region's list, so the collector never walks them.  Must stay registered: removing it from
 # gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.
 _gc.callbacks.append(_region._gc_callback)
+
+
+# Imports run outside every region (outside, above).  The import system looks these functions of
+# importlib._bootstrap up by name each time: _find_and_load loads a module that is not in sys.modules
+# yet (the IMPORT_NAME opcode through PyImport_ImportModuleLevelObject, importlib.import_module),
+# _find_spec and _exec are what importlib.reload() runs.
+def _install_import_hooks():
+    import importlib._bootstrap as bootstrap
+
+    current, suspend, resume = _region.current, _region._suspend, _region._resume
+
+    def outside_regions(function):
+        if getattr(function, "__region_hook__", False):
+            return function
+
+        def hooked(name, *args):
+            if current() is None:
+                return function(name, *args)
+            suspend()
+            try:
+                # The caller may have made the name in the region ("encodings." + name): the module
+                # would keep it as its __name__.
+                return function(_region._copy_out(name) if isinstance(name, str) else name, *args)
+            finally:
+                resume()
+
+        hooked.__region_hook__ = True
+        hooked.__wrapped__ = function
+        return hooked
+
+    for name in ("_find_and_load", "_find_spec", "_exec"):
+        setattr(bootstrap, name, outside_regions(getattr(bootstrap, name)))
+
+
+_install_import_hooks()
 # At exit, regions give their objects back to the interpreter before finalization.
 _atexit.register(_region._shutdown)

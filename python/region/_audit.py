@@ -14,6 +14,7 @@ from ._region import IsolationError
 
 MAX_EDGES = 16            # longer paths keep the first and the last edges
 MAX_HOLDERS = 3
+MAX_REPORTED = 50         # escapes a report describes (audit.c's limit too)
 
 
 class Escape:
@@ -134,7 +135,10 @@ def _module_of(namespace):
 
 
 def _in_stdlib(module):
-    return isinstance(module, str) and module.partition(".")[0] in sys.stdlib_module_names
+    if not isinstance(module, str):
+        return False
+    top = module.partition(".")[0]
+    return top in sys.stdlib_module_names or top in STATE_PACKAGES
 
 
 def holders_of(obj, ignore):
@@ -163,6 +167,73 @@ def holders_of(obj, ignore):
     return found
 
 
+# ---- Dicts CPython made lazily for outside objects (what r.close() copies out) ----
+
+LAZY_ATTRIBUTES = ("__dict__", "__annotations__")
+
+
+IMMUTABLE_VALUES = (str, bytes, int, float, complex, tuple)
+
+
+def _value_of_the_region(obj, region, depth=0):
+    """An immutable value close() can copy out: str, bytes, int, float, complex, or a tuple of them."""
+    if type(obj) not in IMMUTABLE_VALUES:
+        return False
+    return type(obj) is not tuple or depth < 32 and all(
+        not region.owns(x) or _value_of_the_region(x, region, depth + 1) for x in obj)
+
+
+def repatriate(objs, counts, region, ignore):
+    """What close() can give back by copying: among objs, held by exactly one outside holder,
+      - the dicts CPython made for an outside object the first time something asked for them (a
+        function's __dict__ or __annotations__ - functools.wraps reads both -, an instance's __dict__)
+        that hold nothing of the region: the owner gets a copy in the ordinary heap;
+      - immutable values (region._copy_out's types) that a dict outside holds as a value (a module's
+        __version__ computed on first access, say): the dict gets an equal copy.
+    Only where the audit counted one reference from outside (counts: the audit's, per obj) and that
+    is the holder found: nobody else outside can see the identity change, as for the copies release()
+    makes (crossing.c).  The ids of those replaced (they then die with the region)."""
+    candidates = {id(o): o for o, count in zip(objs, counts) if count == 1 and (
+                  (type(o) is dict and not any(region.owns(x) for item in o.items() for x in item))
+                  or _value_of_the_region(o, region))}
+    if not candidates:
+        return set()
+    owners = {}
+    for ref in gc.get_referrers(*candidates.values()):
+        if id(ref) in ignore or ref is candidates or region.owns(ref):
+            continue
+        for child in gc.get_referents(ref):
+            if id(child) in candidates:
+                owners.setdefault(id(child), []).append(ref)
+    done = set()
+    from . import outside   # the copies must not land in a region whose block is open here
+    for key, refs in owners.items():
+        if len(refs) == 1 and _give_back(refs[0], candidates[key], outside):
+            done.add(key)
+    return done
+
+
+def _give_back(owner, obj, outside):
+    if isinstance(owner, dict):
+        if type(obj) is dict:
+            return False                            # a dict's dict: no lazy attribute
+        keys = [k for k, v in owner.items() if v is obj]
+        for k in keys:
+            owner[k] = _region._copy_out(obj)
+        return bool(keys)
+    if type(obj) is not dict:
+        return False
+    for name in LAZY_ATTRIBUTES:
+        try:
+            if object.__getattribute__(owner, name) is obj:
+                with outside():
+                    setattr(owner, name, dict(obj))
+                return True
+        except (AttributeError, TypeError):
+            continue
+    return False
+
+
 # ---- The interpreter's own state (what r.close() gives back) ----
 
 STATE_DEPTH = 4   # holders of holders followed up to this far before deciding "user code holds it"
@@ -184,6 +255,19 @@ def _state_verdict(holder, thread_state, module_dicts):
     return None                       # a container: whoever holds it decides
 
 
+# Caches the standard library keeps in other objects' namespaces: the warnings module's memo in every
+# module that warned, copyreg's slot names on every class copied or pickled.
+STATE_KEYS = frozenset({"__warningregistry__", "__slotnames__"})
+
+# Packages whose objects count as the interpreter's own state besides the standard library
+# (region.pytest_plugin adds pytest's: it keeps reports of subtests made during a test).
+STATE_PACKAGES = set()
+
+
+def _only_state_keys(namespace, obj):
+    return all(key in STATE_KEYS for key, value in namespace.items() if value is obj)
+
+
 def interpreter_state(objs, region, ignore):
     """Which of objs (outside-referenced region objects) are held only by the interpreter's own
     state: what CPython and its standard library make lazily and keep for the process - C statics (no
@@ -192,11 +276,13 @@ def interpreter_state(objs, region, ignore):
     through at most STATE_DEPTH containers, only by standard-library modules and classes (logging's
     registry of loggers, asyncio's event loop policy).  Locals of running frames, modules and classes
     of user code, and holders still undecided at the depth limit count as user code's.  A set of ids."""
+    # Interned strings are the interpreter's (its interned table holds them): no walk needed.
+    interned = {id(o) for o in objs if type(o) is str and _region.is_shared(o)}
     thread_state = _region._thread_state_dict()
     module_dicts = {id(getattr(m, "__dict__", None)): name for name, m in list(sys.modules.items())}
-    verdict = {}                                    # id(node) -> True / False (None: pending)
+    verdict = dict.fromkeys(interned, True)         # id(node) -> True / False (None: pending)
     holders = {}                                    # id(node) -> ids of its holders outside the region
-    frontier = {id(o): o for o in objs}
+    frontier = {id(o): o for o in objs if id(o) not in interned}
     for depth in range(STATE_DEPTH + 1):
         if not frontier:
             break
@@ -208,9 +294,13 @@ def interpreter_state(objs, region, ignore):
         for ref in gc.get_referrers(*nodes.values()):
             if id(ref) in ignore or id(ref) in nodes or region.owns(ref) or ref is nodes:
                 continue
+            namespace = isinstance(ref, dict)
             for child in gc.get_referents(ref):
-                if id(child) in nodes:
-                    holders[id(child)].add(id(ref))
+                if id(child) not in nodes:
+                    continue
+                if namespace and _only_state_keys(ref, child):
+                    continue                        # a standard-library cache kept in a namespace
+                holders[id(child)].add(id(ref))
             if id(ref) in verdict or id(ref) in frontier:
                 continue
             v = _state_verdict(ref, thread_state, module_dicts)
@@ -244,12 +334,22 @@ def report(region, raw, total, objects, garbage, why=None, closing=False):
     for item in raw:
         ignore.add(id(item))
         ignore.add(id(item[1]))
-    escapes = []
     incoming = [chain[-1] for kind, chain, _, _ in raw if kind == "incoming"]
     ignore.add(id(incoming))
     state = interpreter_state(incoming, region, ignore) if incoming else set()
+    if closing:
+        counts = [count for kind, _, _, count in raw if kind == "incoming"]
+        state |= repatriate(incoming, counts, region, ignore)
     del incoming
-    for kind, chain, target, count in raw:
+    given_back = 0
+    if closing:   # only what close() refuses for is described (finding holders costs a heap walk each)
+        given_back = sum(1 for kind, chain, _, _ in raw if kind == "incoming" and id(chain[-1]) in state)
+        if given_back == total:
+            return None
+        raw = [item for item in raw if item[0] != "incoming" or id(item[1][-1]) not in state]
+        total -= given_back
+    escapes = []
+    for kind, chain, target, count in raw[:MAX_REPORTED]:
         if kind == "incoming":
             obj = chain[-1]
             escapes.append(Escape(kind, obj, path_of(region, chain), holders_of(obj, ignore), count,
@@ -257,13 +357,6 @@ def report(region, raw, total, objects, garbage, why=None, closing=False):
         else:
             path = path_of(region, chain + [target])
             escapes.append(Escape(kind, target, path))
-    given_back = 0
-    if closing:
-        kept = [e for e in escapes if not e.interpreter_state]
-        given_back = len(escapes) - len(kept)
-        if not kept and total == len(escapes):
-            return None
-        escapes, total = kept, total - given_back
     noun = "escape" if total == 1 else "escapes"
     verdict = why or "is not isolated"
     lines = [f"region {region.name!r} (id {region.id}) {verdict}: {total} {noun} "

@@ -13,6 +13,10 @@ at teardown with the region's escape report: each object, its type, and what hol
 A test that failed is not blamed for its region: its traceback keeps its frames, and their locals, in
 pytest's report.  Its region is dropped instead (its objects become ordinary objects).
 
+What the test frameworks themselves keep from a test - pytest's reports of subtests, hypothesis's
+resolved strategies and caches (FRAMEWORK_PACKAGES) - counts, like the interpreter's own lazily made
+state, as given back by close() rather than as an escape of the test.
+
 ``--region-strict`` also checks that nothing the test made still refers to mutable objects outside the
 region (``r.check()``, which close() does not require); useful for code meant to hand regions to other
 threads.
@@ -21,6 +25,11 @@ threads.
 import pytest
 
 import region as _region_module
+
+# Packages whose objects count as the interpreter's own state while the plugin runs: what they make
+# during a test and keep afterwards is the test machinery's, not the code under test's.
+FRAMEWORK_PACKAGES = ("_pytest", "pytest", "pluggy", "hypothesis", "_hypothesis_pytestplugin",
+                      "_hypothesis_globals")
 
 _ACTIVE = "_region_plugin_active"
 _REGION = pytest.StashKey()        # the test's region, from its call phase to its teardown
@@ -41,6 +50,9 @@ def pytest_configure(config):
     explicitly_loaded = "region.pytest_plugin" in (getattr(config.option, "plugins", None) or [])
     active = config.getoption("region") or config.getoption("region_strict") or explicitly_loaded
     setattr(config, _ACTIVE, active)
+    if active:   # the test frameworks' own caches (subtests' reports, hypothesis's strategies):
+        from . import _audit   # kept across tests, and not the code under test
+        _audit.STATE_PACKAGES.update(FRAMEWORK_PACKAGES)
     config.addinivalue_line("markers", "no_region: run this test outside any region (region.pytest_plugin)")
 
 
