@@ -231,3 +231,40 @@ def test_a_block_whose_thread_ended_detaches_and_exits_later(r):
     with pytest.raises(region.OwnershipError):   # the ended thread still owns r (it never released)
         r.stats()
     assert list(g) == [[1]]                      # the detached block exits here, no RegionError
+
+
+# ---- region.outside() and imports (issue 14, 5) ----
+
+def test_outside_allocates_in_the_ordinary_heap_inside_a_block(r):
+    with r:
+        inside = [1, 2]
+        with region.outside():
+            assert region.current() is None and not r.active
+            kept = {"cache": [3, 4]}
+        again = [5]
+        r.root = [inside, again]
+    assert region.region_of(inside) is r and region.region_of(again) is r
+    assert region.region_of(kept) is None and region.region_of(kept["cache"]) is None
+    with region.outside():                       # without a block: nothing to suspend, no harm
+        assert region.region_of([0]) is None
+    with pytest.raises(region.RegionError, match="region.outside\\(\\) is not in effect"):
+        region._region._resume()
+
+
+def test_a_module_imported_first_inside_a_block_lives_outside(r, tmp_path, monkeypatch):
+    """A module is process-lifetime state: imported (or reloaded) in a block it must not pin the
+    region (before: every object of the module was a region object held by sys.modules)."""
+    (tmp_path / "made_in_block.py").write_text("TABLE = {str(i): [i] for i in range(100)}\n"
+                                               "def lookup(key):\n    return TABLE[key]\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    with r:
+        module = importlib.import_module("made_in_block")
+        value = module.lookup("7")
+        importlib.reload(module)
+        r.root = [value]
+    assert region.region_of(module) is None and region.region_of(module.TABLE) is None
+    assert region.region_of(module.lookup) is None and region.region_of(module.__name__) is None
+    assert region.region_of(value) is None        # an object of the module, not a copy
+    r.close()
+    assert module.lookup("7") == [7]
