@@ -128,7 +128,22 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     sweep_orphans();
     region_t *r;
     region_status status = region_create(&options, &r);
+    if (status == REGION_ELIMIT && orphan_count) {
+        /* Closed regions whose objects live on (given back, or resurrected) keep their slots until
+         * those objects die; a full collection may free some. */
+        (void)PyGC_Collect();
+        sweep_orphans();
+        status = region_create(&options, &r);
+    }
     if (status != REGION_OK) {
+        if (status == REGION_ELIMIT && orphan_count) {
+            PyErr_Format(RegionError, "cannot create a region: all %u region slots are in use, %u of them by "
+                         "closed regions whose objects are still alive (given back to the ordinary heap by "
+                         "close(), e.g. strings the interpreter interned or cached, or resurrected by a "
+                         "finalizer); a slot is reused once its last object dies (%s)",
+                         rarena_reservation.slot_count, orphan_count, region_strerror(status));
+            return NULL;
+        }
         raise_region_status(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError,
                             "cannot create a region", status);
         return NULL;

@@ -64,7 +64,14 @@ def _active(item):
 def pytest_runtest_call(item):
     if not _active(item):
         return (yield)
-    r = _region_module.region(f"test:{item.name}"[:60])
+    try:
+        r = _region_module.region(f"test:{item.name}"[:60])
+    except _region_module.RegionError as error:   # every slot taken (regions whose objects live on)
+        if not getattr(item.config, "_region_plugin_warned", False):
+            item.config._region_plugin_warned = True
+            item.warn(pytest.PytestWarning(f"region.pytest_plugin: {error}; this test and the next ones "
+                                           f"that cannot get a region run outside regions"))
+        return (yield)
     item.stash[_REGION] = r
     r.__enter__()
     try:
