@@ -42,11 +42,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements-dev.txt
 
-# pytest for the two Debian interpreters the Python tests also run under.
+# pytest and hypothesis for the two Debian interpreters the Python tests also run under.
 for pair in ".venv-sys:/usr/bin/python3.11" ".venv-dbg:/usr/bin/python3.11-dbg"; do
   venv=${pair%%:*} interpreter=${pair#*:}
   [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest 2>/dev/null
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest hypothesis 2>/dev/null
 done
 # CPython 3.12 and 3.13 (pyenv's builds on these machines, or PYTHON312 / PYTHON313): the Python tests
 # also run under them, each from its own .venv-312 / .venv-313.
@@ -57,6 +57,6 @@ for pair in "312:${PYTHON312:-$(pyenv_python 3.12.1)}" "313:${PYTHON313:-$(pyenv
   venv=.venv-${pair%%:*} interpreter=${pair#*:}
   [ -n "$interpreter" ] && [ -x "$interpreter" ] || continue
   [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest 2>/dev/null
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest hypothesis 2>/dev/null
 done
 echo "setup: done ($(.venv/bin/meson --version) meson, mimalloc from cmeel-mimalloc $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cmeel-mimalloc"))'))"

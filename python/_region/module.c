@@ -625,6 +625,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
     bool full = generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2;
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
+        rpy_note_collector();   /* before anything here allocates */
         membership_sync();
         if (full) collection_full_starts();
         return Py_NewRef(Py_None);
@@ -845,9 +846,7 @@ static PyObject *mod_local_holders(PyObject *module, PyObject *args) {
     PyObject *obj, *skip;
     if (!PyArg_ParseTuple(args, "OU", &obj, &skip)) return NULL;
     local_holders_t h = {PyList_New(0)};
-    /* co_filename strings are compared by identity: look up the interned one. */
     Py_INCREF(skip);
-    PyUnicode_InternInPlace(&skip);
     bool gc_was_enabled = rpy_gc_pause();   /* the frames' values are borrowed while we append */
     if (h.list) rpy_foreach_local_holding(obj, skip, add_local_holder, &h);
     rpy_gc_resume(gc_was_enabled);

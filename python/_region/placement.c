@@ -33,6 +33,12 @@
  * change under binding_lock: another thread's stack is changed only by a thread holding the same GIL
  * (the block's interpreter runs), but that thread may be running another interpreter meanwhile.
  *
+ * DURING THE INTERPRETER'S COLLECTIONS nothing is placed in the thread that runs them: gc callbacks
+ * and the finalizers of ordinary garbage run wherever a collection happens to start (an allocation
+ * inside a block), and what they make is theirs (hypothesis's gc callback keeps timestamps in module
+ * globals), not the block's.  The package's gc callback is the first (region/__init__.py) and notes
+ * the collecting thread (rpy_note_collector).
+ *
  * OUTSIDE: region.outside() pushes a NULL entry, a suspension: until it is popped, the thread's
  * allocations in its interpreter go to the ordinary heap although blocks are open below it.  The
  * package runs every import in one (region/__init__.py): a module is process-lifetime state, which
@@ -167,6 +173,7 @@ static inline region_t *placing(const hook_ctx_t *h) {
     PyInterpreterState *interp = rpy_current_interp();
     keys_guard(interp);
     region_t *r = receiving(interp);
+    if (r && unlikely(rpy_collecting_here(interp))) r = NULL;   /* the collector's doings: outside */
     if (r && h->object) count_allocation(r);
     return r;
 }

@@ -86,7 +86,9 @@ _region._attach()
 # Before every collection, region objects that became GC-tracked outside their block are moved to
 # their region's list, so the collector never walks them.  Must stay registered: removing it from
 # gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.
-_gc.callbacks.append(_region._gc_callback)
+# First in the list: from its "start", the collecting thread places nothing (placement.c), so the
+# callbacks after it and the collector's finalizers never leave objects in a block's region.
+_gc.callbacks.insert(0, _region._gc_callback)
 
 
 # Imports run outside every region (outside, above).  The import system looks these functions of

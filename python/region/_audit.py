@@ -127,6 +127,13 @@ def path_of(region, chain):
     return _start(region, chain[0]) + "".join(joined)
 
 
+def _referrers(targets):
+    """gc.get_referrers(*targets) without the call's own argument tuple among them (the tuple passed
+    as it is, so that it can be told apart)."""
+    targets = tuple(targets)
+    return [ref for ref in gc.get_referrers(*targets) if ref is not targets]
+
+
 def _module_of(namespace):
     for name, module in list(sys.modules.items()):
         if getattr(module, "__dict__", None) is namespace:
@@ -148,7 +155,7 @@ def holders_of(obj, ignore):
     for name, function, filename, line in _region._local_holders(obj, __file__)[:MAX_HOLDERS]:
         found.append(f"local variable {name!r} of {function}() ({filename}:{line})")
     thread_state = _region._thread_state_dict()
-    for ref in gc.get_referrers(obj):
+    for ref in _referrers((obj,)):
         if len(found) >= MAX_HOLDERS:
             break
         if id(ref) in ignore or type(ref).__name__ in ("frame", "cell"):
@@ -199,7 +206,7 @@ def repatriate(objs, counts, region, ignore):
     if not candidates:
         return set()
     owners = {}
-    for ref in gc.get_referrers(*candidates.values()):
+    for ref in _referrers(candidates.values()):
         if id(ref) in ignore or ref is candidates or region.owns(ref):
             continue
         for child in gc.get_referents(ref):
@@ -291,7 +298,7 @@ def interpreter_state(objs, region, ignore):
             if _region._local_holders(o, __file__):
                 verdict[id(o)] = False
         nodes, frontier = frontier, {}
-        for ref in gc.get_referrers(*nodes.values()):
+        for ref in _referrers(nodes.values()):
             if id(ref) in ignore or id(ref) in nodes or region.owns(ref) or ref is nodes:
                 continue
             namespace = isinstance(ref, dict)

@@ -173,6 +173,8 @@ void rpy_tracking_redirect(rpy_gclist_t *list) {
 
 rpy_gclist_t *rpy_generation0(void) { return (rpy_gclist_t *)GEN_HEAD(gcstate(), 0); }
 
+
+
 bool rpy_gc_pause(void) {
     struct _gc_runtime_state *gc = gcstate();
     bool was_enabled = gc->enabled != 0;
@@ -357,7 +359,10 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
         for (_PyInterpreterFrame *f = THREAD_TOP_FRAME(t); f; f = f->previous) {
             if (_PyFrame_IsIncomplete(f)) continue;
             PyCodeObject *code = FRAME_CODE(f);
-            if (!code || (skip_filename && code->co_filename == skip_filename)) continue;
+            /* By value: 3.13 does not intern co_filename, so identity with an interned copy fails. */
+            if (!code || (skip_filename && (code->co_filename == skip_filename ||
+                                            PyUnicode_Compare(code->co_filename, skip_filename) == 0)))
+                continue;
             for (int i = 0; i < code->co_nlocalsplus; i++) {
                 PyObject *value = f->localsplus[i];
                 if (value && value != obj && PyCell_Check(value) && (_PyLocals_GetKind(code->co_localspluskinds, i) & (CO_FAST_CELL | CO_FAST_FREE)))
@@ -845,6 +850,7 @@ typedef struct interp_entry {
     int64_t id;
     freelist_stash_t stash;
     void *spare_on_top;          /* what the keys guard put on top of its keys freelist last */
+    uint64_t collections;        /* of the interpreter's collector, counted by rpy_note_collector */
 } interp_entry_t;
 
 static interp_entry_t interps[RPY_MAX_INTERPRETERS];
@@ -1028,6 +1034,27 @@ rpy_interp_kind_t rpy_interp_kind(int64_t id) {
     for (PyInterpreterState *i = PyInterpreterState_Head(); i; i = PyInterpreterState_Next(i))
         if (PyInterpreterState_GetID(i) == id) return has_own_gil(i) ? RPY_INTERP_OWN_GIL : RPY_INTERP_MAIN_GIL;
     return RPY_INTERP_GONE;
+}
+
+/* The collection this thread runs, if it noted one (rpy_note_collector): its interpreter, that
+ * interpreter's count of collections then.  Stale once another collection starts. */
+static __thread struct {
+    PyInterpreterState *interp;
+    const uint64_t *counter;
+    uint64_t serial;
+} collector;
+
+void rpy_note_collector(void) {
+    PyInterpreterState *interp = _PyInterpreterState_GET();
+    interp_entry_t *e = entry_of(interp);
+    if (!e) return;
+    collector.interp = interp;
+    collector.counter = &e->collections;
+    collector.serial = ++e->collections;
+}
+
+bool rpy_collecting_here(PyInterpreterState *interp) {
+    return collector.interp == interp && interp->gc.collecting && *collector.counter == collector.serial;
 }
 
 int rpy_interp_index(void) {

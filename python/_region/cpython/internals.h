@@ -232,6 +232,15 @@ static inline PyInterpreterState *rpy_current_interp(void) {
 }
 #endif
 
+/* The interpreter's collector starts in the calling thread (the first gc callback notes it). */
+void rpy_note_collector(void);
+
+/* Whether the calling thread runs interp's collector now (noted, and gc.collecting still set by that
+ * collection): then the allocator hook places nothing (placement.c), whatever block is open - the
+ * collector's callbacks and the finalizers of ordinary garbage run wherever a collection starts and
+ * make process-wide state.  Another thread's collection does not count. */
+bool rpy_collecting_here(PyInterpreterState *interp);
+
 /* Interpreters that use regions attach first: each gets its own freelist stash, keys freelist guard
  * and float freelist switch.  rpy_interp_attach() returns the calling interpreter's index (0 ..
  * RPY_MAX_INTERPRETERS - 1; the same one again if attached), or -1 when every entry is taken.
