@@ -100,3 +100,19 @@ def test_a_name_with_a_nul_character_is_refused():
 def test_adopt_takes_ints_only(not_an_id):
     with pytest.raises(TypeError, match="adopt\\(\\) takes a region id"):
         region.adopt(not_an_id)
+
+
+def test_the_151st_live_region_is_a_clear_error():
+    import gc
+    live = []
+    with pytest.raises(region.RegionError, match="region slots are in use") as raised:
+        for i in range(200):
+            live.append(region.region(f"many-{i}"))
+    assert 100 <= len(live) <= 150, len(live)
+    assert "150" in str(raised.value)
+    del live, raised
+    gc.collect()
+    again = region.region("after the limit")   # the slots came back
+    with again:
+        again.root = [1]
+    again.close()
