@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test: the C tests in a normal build, the same tests under AddressSanitizer +
 # UndefinedBehaviorSanitizer, a short run of the API fuzzer, the threaded tests under ThreadSanitizer,
-# five packages' own test suites run outside and inside regions (region.pytest_plugin), the pkg-config check that a
-# C user can build against an installed libregion, the Python tests under five interpreters
-# (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount checks, CPython
-# 3.12 and 3.13),
-# `pip install .` into a fresh virtual environment, and NUMA placement on two nodes in a qemu guest.  Sets up a fresh machine first.
+# the pkg-config check that a C user can build against an installed libregion, the Python tests under
+# five interpreters (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount
+# checks, CPython 3.12 and 3.13), `pip install .` into a fresh virtual environment under 3.11, 3.12 and
+# 3.13, five packages' own test suites outside and inside regions (region.pytest_plugin), and NUMA
+# placement on two nodes in a qemu guest.  Sets up a fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
