@@ -112,6 +112,22 @@ class RegionMachine(RuleBasedStateMachine):
     def _open(self):
         return [m for m in self.models if not m.closed]
 
+    def _proving(self, m, actor, fn):
+        """Runs one of the calls that prove isolation first (check, release, close) as actor:
+        OwnershipError for a non-owner, IsolationError naming the object the test keeps from
+        outside while it keeps one (False); else the call runs (True, and its result)."""
+        if m.owner != actor:
+            self._expect_owner(m, actor, fn)
+            return False, None
+        if m.leak is not None:
+            with pytest.raises(region.IsolationError) as raised:
+                self._call(actor, fn)
+            assert any(o.obj is m.leak for o in raised.value.offenders)
+            del raised
+            assert self._call(actor, lambda: m.r.owned) and not m.r.closed   # nothing changed
+            return False, None
+        return True, self._call(actor, fn)
+
     # ---- rules ----
 
     @precondition(lambda self: len(self._open()) < MAX_REGIONS)
@@ -191,28 +207,14 @@ class RegionMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, MAX_REGIONS * 4), actor=st.sampled_from(["main", "helper"]))
     def check(self, i, actor):
         m = self._open()[i % len(self._open())]
-        if m.owner != actor:
-            self._expect_owner(m, actor, m.r.check)
-        elif m.leak is not None:
-            with pytest.raises(region.IsolationError) as raised:
-                self._call(actor, m.r.check)
-            assert any(o.obj is m.leak for o in raised.value.offenders)
-            del raised
-        else:
-            assert self._call(actor, m.r.check) is None
+        ran, result = self._proving(m, actor, m.r.check)
+        assert not ran or result is None
 
     @precondition(lambda self: self._open())
     @rule(i=st.integers(0, MAX_REGIONS * 4), actor=st.sampled_from(["main", "helper"]))
     def release(self, i, actor):
         m = self._open()[i % len(self._open())]
-        if m.owner != actor:
-            self._expect_owner(m, actor, m.r.release)
-        elif m.leak is not None:
-            with pytest.raises(region.IsolationError):
-                self._call(actor, m.r.release)
-            assert self._call(actor, lambda: m.r.owned)
-        else:
-            self._call(actor, m.r.release)
+        if self._proving(m, actor, m.r.release)[0]:
             m.owner = None
 
     @precondition(lambda self: any(m.owner is None and not m.closed for m in self.models))
@@ -239,14 +241,7 @@ class RegionMachine(RuleBasedStateMachine):
     @rule(i=st.integers(0, MAX_REGIONS * 4), actor=st.sampled_from(["main", "helper"]))
     def close(self, i, actor):
         m = self._open()[i % len(self._open())]
-        if m.owner != actor:
-            self._expect_owner(m, actor, m.r.close)
-        elif m.leak is not None:
-            with pytest.raises(region.IsolationError):
-                self._call(actor, m.r.close)
-            assert not m.r.closed
-        else:
-            self._call(actor, m.r.close)
+        if self._proving(m, actor, m.r.close)[0]:
             m.closed = True
             assert m.r.closed
             with pytest.raises(region.RegionError):
