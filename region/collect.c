@@ -89,7 +89,10 @@ static bool header_readable(const region_t *r, const void *q) {
 /* Whether a list link read from a header may be followed: a sentinel of r, or a header that
  * header_readable accepts the body of. */
 static bool link_followable(const region_t *r, const robject_t *link) {
-    return link == &r->objects || link == &r->garbage || header_readable(r, link + 1);
+    /* The body's address by integer arithmetic: link may be any value, which pointer arithmetic on it
+     * would not allow. */
+    return link == &r->objects || link == &r->garbage ||
+           header_readable(r, (const void *)((uintptr_t)link + sizeof(robject_t)));
 }
 
 robject_t *robject_of(const region_t *r, const void *obj) {
