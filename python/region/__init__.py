@@ -104,14 +104,14 @@ def _install_import_hooks():
         if getattr(function, "__region_hook__", False):
             return function
 
-        def hooked(name, *args):
+        def hooked(name, *args, **kwargs):
             if current() is None:
-                return function(name, *args)
+                return function(name, *args, **kwargs)
             suspend()
             try:
                 # The caller may have made the name in the region ("encodings." + name): the module
                 # would keep it as its __name__.
-                return function(_region._copy_out(name) if isinstance(name, str) else name, *args)
+                return function(_region._copy_out(name) if isinstance(name, str) else name, *args, **kwargs)
             finally:
                 resume()
 
