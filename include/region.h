@@ -49,6 +49,10 @@ extern "C" {
 #define REGION_VERSION_MINOR 1
 #define REGION_VERSION_PATCH 0
 
+/* The version of the library linked, "MAJOR.MINOR.PATCH": the REGION_VERSION_* it was built with,
+ * which a program compiled against another header can compare with its own.  Any thread. */
+const char *region_version(void);
+
 /* ------------------------------------------------------------------------------------------------
  * Status codes
  * ---------------------------------------------------------------------------------------------- */

@@ -20,7 +20,15 @@ struct region regions[REGION_MAX_SLOTS];
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
 static region_config_t config = {.slot_size = (size_t)4 << 30, .max_regions = REGION_MAX_SLOTS};
 
-/* ---- Configuration ---- */
+/* ---- Version and configuration ---- */
+/* meson.build passes its project version; the header must say the same (one place: meson.build). */
+_Static_assert(REGION_VERSION_MAJOR == REGION_PROJECT_VERSION_MAJOR &&
+                   REGION_VERSION_MINOR == REGION_PROJECT_VERSION_MINOR &&
+                   REGION_VERSION_PATCH == REGION_PROJECT_VERSION_PATCH,
+               "include/region.h's REGION_VERSION_* differ from meson.build's project version");
+
+const char *region_version(void) { return REGION_PROJECT_VERSION; }
+
 
 region_status region_configure(const region_config_t *c) {
     if (!c) return rerror(REGION_EINVAL, "configure: config is NULL");

@@ -714,7 +714,8 @@ static int add_binding_state(PyObject *module) {
            PyModule_AddObjectRef(module, "RegionError", state->region_error) < 0 ||
            PyModule_AddObjectRef(module, "IsolationError", state->isolation_error) < 0 ||
            PyModule_AddObjectRef(module, "OwnershipError", state->ownership_error) < 0 ||
-           PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ? -1 : 0;
+           PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ||
+           PyModule_AddStringConstant(module, "__version__", region_version()) < 0 ? -1 : 0;
 }
 
 /* An interpreter with its own GIL ends: its types and exceptions go with it. */

@@ -49,7 +49,7 @@ __all__ = [
     "region_of",
 ]
 
-__version__ = "0.1.0"
+__version__ = _region.__version__   # meson.build's project version, the one place it is written
 
 
 class outside:

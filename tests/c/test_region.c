@@ -1,4 +1,5 @@
 /* Regions: create, destroy, identity, allocation, statistics, errors. */
+#include <stdio.h>
 #include <stdlib.h>
 
 #include "test-util.h"
@@ -190,6 +191,14 @@ static void every_status_has_a_name(void **state) {
     assert_string_equal(region_strerror((region_status)999), "unknown region_status");
 }
 
+static void version_is_the_headers(void **state) {
+    (void)state;
+    char expected[32];
+    snprintf(expected, sizeof expected, "%d.%d.%d", REGION_VERSION_MAJOR, REGION_VERSION_MINOR,
+             REGION_VERSION_PATCH);
+    assert_string_equal(region_version(), expected);
+}
+
 static void configure_after_first_region_is_refused(void **state) {
     (void)state;
     region_t *r = new_region("cfg");
@@ -217,6 +226,7 @@ int main(void) {
         cmocka_unit_test(stats_count_blocks),
         cmocka_unit_test(destroy_frees_everything_in_bulk),
         cmocka_unit_test(every_status_has_a_name),
+        cmocka_unit_test(version_is_the_headers),
         cmocka_unit_test(configure_after_first_region_is_refused),
     };
     return cmocka_run_group_tests_name("region", tests, NULL, NULL);

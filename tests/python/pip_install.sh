@@ -18,7 +18,9 @@ with r:
 assert all(region.region_of(u) is r for u in r.root["users"])
 assert r.check() is None
 assert not any(region.region_of(o) is r for o in gc.get_objects())
-print(f"pip install: ok ({region.__file__})")
+import importlib.metadata
+assert importlib.metadata.version("region") == region.__version__, "the wheel and the package disagree"
+print(f"pip install: ok ({region.__file__}, version {region.__version__})")
 PY
 # The pytest11 entry point: --region exists wherever the package is installed.
 "$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check pytest
