@@ -24,6 +24,7 @@ import region
 MAX_REGIONS = 4
 EXAMPLES = int(os.environ.get("REGION_STATEFUL_EXAMPLES", "40"))
 STEPS = int(os.environ.get("REGION_STATEFUL_STEPS", "40"))
+RAN = {"sequences": 0, "steps": 0}   # what the run did: printed with -s at the end (the long run's figures)
 
 
 class Helper:
@@ -77,6 +78,7 @@ class RegionMachine(RuleBasedStateMachine):
     def start(self):
         self.helper = Helper()
         self.models = []
+        RAN["sequences"] += 1
 
     def teardown(self):
         for m in self.models:
@@ -249,6 +251,7 @@ class RegionMachine(RuleBasedStateMachine):
 
     @invariant()
     def owners_are_what_the_model_says(self):
+        RAN["steps"] += 1
         for m in getattr(self, "models", []):
             if not m.closed:
                 assert m.r.owned == (m.owner == "main")
@@ -259,3 +262,7 @@ RegionMachine.TestCase.settings = settings(max_examples=EXAMPLES, stateful_step_
                                            deadline=None,
                                            suppress_health_check=list(HealthCheck))
 test_the_api_against_its_model = RegionMachine.TestCase
+
+
+def teardown_module():
+    print(f"\nstateful: {RAN['sequences']} sequences, {RAN['steps']} checks of the model after a step")
