@@ -5,7 +5,7 @@ Each step is one call the model predicts exactly: what it returns, or which exce
 Short in the test suite; the long run (10^6 steps) is
 
     REGION_STATEFUL_EXAMPLES=20000 REGION_STATEFUL_STEPS=50 \\
-        PYTHONPATH=build/python:tests/python .venv/bin/python -m pytest tests/python/test_stateful.py
+        PYTHONPATH=build/python:tests/python .venv/bin/python -m pytest -q -s tests/python/test_stateful.py
 
 (docs/python.md, "Misuse", gives the figures of the last long run).
 """
