@@ -15,7 +15,7 @@ import queue
 import threading
 
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -258,8 +258,11 @@ class RegionMachine(RuleBasedStateMachine):
                 assert self.helper.run(lambda: m.r.owned) == (m.owner == "helper")
 
 
+# No explain phase: it reruns a failure under sys.settrace, and a trace function runs inside the
+# blocks it traces and keeps what it makes there (docs/python.md, Limitations), which would change
+# what the rerun's regions hold.
 RegionMachine.TestCase.settings = settings(max_examples=EXAMPLES, stateful_step_count=STEPS,
-                                           deadline=None,
+                                           deadline=None, phases=[p for p in Phase if p != Phase.explain],
                                            suppress_health_check=list(HealthCheck))
 test_the_api_against_its_model = RegionMachine.TestCase
 
