@@ -174,3 +174,30 @@ def test_refcounts_stay_flat_under_a_debug_interpreter():
 
     growth = refcount_growth(region_work)
     assert growth < 20, f"total refcount grew by {growth} over 20 runs"
+
+
+def test_a_trace_function_allocates_inside_the_blocks_it_traces(r):
+    """A limitation (docs/python.md): sys.settrace functions run inside the blocks they trace, so
+    what they keep from there is an escape like any other."""
+    seen = []
+
+    def tracer(frame, event, arg):
+        if event == "line" and frame.f_code.co_name == "traced":
+            seen.append((frame.f_code.co_name, frame.f_lineno))
+        return tracer
+
+    def traced():
+        with r:
+            r.root = [1]
+            return len(r.root)
+
+    sys.settrace(tracer)
+    try:
+        traced()
+    finally:
+        sys.settrace(None)
+    assert any(region.region_of(t) is r for t in seen)
+    with pytest.raises(region.IsolationError, match="held by a list outside the region"):
+        r.close()
+    seen.clear()
+    r.close()
