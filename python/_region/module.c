@@ -224,9 +224,14 @@ static void Region_dealloc(RegionObject *self) {
 
 /* ---- Region: blocks ---- */
 
+static PyObject *mod_gc_callback(PyObject *module, PyObject *args);
+
 static PyObject *Region_enter(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
+    /* The package's gc callback must be the first while a block is open (placement.c, DURING THE
+     * INTERPRETER'S COLLECTIONS): libraries imported later insert theirs at the front too. */
+    rpy_gc_callback_first((PyCFunction)mod_gc_callback);
     if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
     return Py_NewRef(o);
 }
@@ -624,6 +629,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     if (rpy_interp_index() < 0) Py_RETURN_NONE;   /* after this interpreter's end began */
     PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
     bool full = generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2;
+    rpy_gc_callback_first((PyCFunction)mod_gc_callback);   /* for the next collection */
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
         rpy_note_collector();   /* before anything here allocates */
         membership_sync();

@@ -36,8 +36,9 @@
  * DURING THE INTERPRETER'S COLLECTIONS nothing is placed in the thread that runs them: gc callbacks
  * and the finalizers of ordinary garbage run wherever a collection happens to start (an allocation
  * inside a block), and what they make is theirs (hypothesis's gc callback keeps timestamps in module
- * globals), not the block's.  The package's gc callback is the first (region/__init__.py) and notes
- * the collecting thread (rpy_note_collector).
+ * globals), not the block's.  The package's gc callback notes the collecting thread
+ * (rpy_note_collector); it is put back at the front of gc.callbacks at every block entry and every
+ * collection (rpy_gc_callback_first), since other libraries insert theirs at the front too.
  *
  * OUTSIDE: region.outside() pushes a NULL entry, a suspension: until it is popped, the thread's
  * allocations in its interpreter go to the ordinary heap although blocks are open below it.  The

@@ -637,3 +637,25 @@ def test_close_still_refuses_what_user_code_holds_and_counts_the_rest(r):
     del kept, raised                           # the error's offenders hold the list too
     r.close()
     assert r.closed
+
+
+def test_a_gc_callback_inserted_first_later_still_places_nothing_in_a_block(r):
+    """hypothesis inserts a gc callback at the front of gc.callbacks after region is imported; what
+    it allocates during a collection started inside a block must stay outside the region."""
+    kept = []
+
+    def callback(phase, info):
+        kept.append([phase])                   # a list: never a shared singleton
+
+    elsewhere = threading.Thread(target=gc.collect)   # the last collection noted is another thread's
+    elsewhere.start()
+    elsewhere.join()
+    gc.callbacks.insert(0, callback)
+    try:
+        with r:
+            gc.collect()
+            r.root = [1]
+    finally:
+        gc.callbacks.remove(callback)
+    assert kept and all(region.region_of(k) is None for k in kept)
+    assert r.check() is None

@@ -1044,6 +1044,21 @@ static __thread struct {
     uint64_t serial;
 } collector;
 
+void rpy_gc_callback_first(PyCFunction callback) {
+    PyObject *list = gcstate()->callbacks;
+    if (!list || !PyList_Check(list)) return;
+    PyObject **items = ((PyListObject *)list)->ob_item;
+    for (Py_ssize_t i = 1; i < PyList_GET_SIZE(list); i++) {
+        if (!PyCFunction_Check(items[i]) || PyCFunction_GET_FUNCTION(items[i]) != callback) continue;
+        /* Rotated in place: nothing is allocated (a block may be open), and a collection iterating the
+         * list from this entry goes on with the entry after it, as before. */
+        PyObject *ours = items[i];
+        memmove(items + 1, items, (size_t)i * sizeof *items);
+        items[0] = ours;
+        return;
+    }
+}
+
 void rpy_note_collector(void) {
     PyInterpreterState *interp = _PyInterpreterState_GET();
     interp_entry_t *e = entry_of(interp);

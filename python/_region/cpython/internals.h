@@ -235,6 +235,11 @@ static inline PyInterpreterState *rpy_current_interp(void) {
 /* The interpreter's collector starts in the calling thread (the first gc callback notes it). */
 void rpy_note_collector(void);
 
+/* Moves the gc callback whose C function is `callback` to the front of the calling interpreter's
+ * gc.callbacks, where it notes the collector before any other callback runs (others, hypothesis's
+ * among them, insert themselves at the front too). */
+void rpy_gc_callback_first(PyCFunction callback);
+
 /* Whether the calling thread runs interp's collector now (noted, and gc.collecting still set by that
  * collection): then the allocator hook places nothing (placement.c), whatever block is open - the
  * collector's callbacks and the finalizers of ordinary garbage run wherever a collection starts and
