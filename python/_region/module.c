@@ -225,13 +225,18 @@ static void Region_dealloc(RegionObject *self) {
 /* ---- Region: blocks ---- */
 
 static PyObject *mod_gc_callback(PyObject *module, PyObject *args);
+static PyObject *mod_gc_callback_last(PyObject *module, PyObject *args);
+
+/* The package's gc callbacks must stay first and last while a block is open (placement.c, DURING THE
+ * INTERPRETER'S COLLECTIONS): libraries imported later add theirs at either end too. */
+static void gc_callbacks_bracket(void) {
+    rpy_gc_callbacks_bracket((PyCFunction)mod_gc_callback, (PyCFunction)mod_gc_callback_last);
+}
 
 static PyObject *Region_enter(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    /* The package's gc callback must be the first while a block is open (placement.c, DURING THE
-     * INTERPRETER'S COLLECTIONS): libraries imported later insert theirs at the front too. */
-    rpy_gc_callback_first((PyCFunction)mod_gc_callback);
+    gc_callbacks_bracket();
     if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
     return Py_NewRef(o);
 }
@@ -629,9 +634,9 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     if (rpy_interp_index() < 0) Py_RETURN_NONE;   /* after this interpreter's end began */
     PyObject *generation = PyDict_Check(info) ? PyDict_GetItemString(info, "generation") : NULL;
     bool full = generation && PyLong_Check(generation) && PyLong_AsLong(generation) == 2;
-    rpy_gc_callback_first((PyCFunction)mod_gc_callback);   /* for the next collection */
+    gc_callbacks_bracket();   /* for the next collection */
     if (PyUnicode_CompareWithASCIIString(phase, "start") == 0) {
-        rpy_note_collector();   /* before anything here allocates */
+        rpy_note_collector(PyThreadState_Get());   /* before anything here allocates */
         membership_sync();
         if (full) collection_full_starts();
         return Py_NewRef(Py_None);
@@ -641,6 +646,16 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
         rpy_float_freelist_off();   /* clear_freelists switched it back on */
         sweep_orphans();
     }
+    Py_RETURN_NONE;
+}
+
+/* The last of gc.callbacks: the collection ends, and with it the note of its thread. */
+static PyObject *mod_gc_callback_last(PyObject *module, PyObject *args) {
+    (void)module, (void)args;
+    PyObject *phase;
+    if (PyTuple_GET_SIZE(args) == 2 && PyUnicode_Check(phase = PyTuple_GET_ITEM(args, 0))
+        && PyUnicode_CompareWithASCIIString(phase, "stop") == 0)
+        rpy_note_collector(NULL);
     Py_RETURN_NONE;
 }
 
@@ -880,6 +895,7 @@ static PyMethodDef module_methods[] = {
      "True, False, Ellipsis, NotImplemented, small ints, interned or one-character strings, the empty "
      "tuple, bytes and str, one-byte bytes, static types."},
     {"_gc_callback", mod_gc_callback, METH_VARARGS, NULL},
+    {"_gc_callback_last", mod_gc_callback_last, METH_VARARGS, NULL},
     {"_thread_state_dict", mod_thread_state_dict, METH_NOARGS, NULL},
     {"_suspend", mod_suspend, METH_NOARGS, NULL},
     {"_copy_out", crossing_copy_out_method, METH_O, NULL},

@@ -36,9 +36,12 @@
  * DURING THE INTERPRETER'S COLLECTIONS nothing is placed in the thread that runs them: gc callbacks
  * and the finalizers of ordinary garbage run wherever a collection happens to start (an allocation
  * inside a block), and what they make is theirs (hypothesis's gc callback keeps timestamps in module
- * globals), not the block's.  The package's gc callback notes the collecting thread
- * (rpy_note_collector); it is put back at the front of gc.callbacks at every block entry and every
- * collection (rpy_gc_callback_first), since other libraries insert theirs at the front too.
+ * globals), not the block's; nor are the callbacks' arguments, built before the first callback runs.
+ * From gc.collecting set until the package's first gc callback notes the collecting thread
+ * (rpy_note_collector), no thread places anything (only the collector runs then); from that note
+ * until its last callback clears it at "stop", the noted thread places nothing.  Both are put back at
+ * the ends of gc.callbacks at every block entry and every collection (rpy_gc_callbacks_bracket), since
+ * other libraries add theirs at either end too.
  *
  * OUTSIDE: region.outside() pushes a NULL entry, a suspension: until it is popped, the thread's
  * allocations in its interpreter go to the ordinary heap although blocks are open below it.  The

@@ -86,9 +86,11 @@ _region._attach()
 # Before every collection, region objects that became GC-tracked outside their block are moved to
 # their region's list, so the collector never walks them.  Must stay registered: removing it from
 # gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.
-# First in the list: from its "start", the collecting thread places nothing (placement.c), so the
-# callbacks after it and the collector's finalizers never leave objects in a block's region.
+# First and last in the list: from gc.collecting set to the last callback's "stop", the collecting
+# thread places nothing (placement.c), so the callbacks' arguments, the callbacks themselves and the
+# collector's finalizers never leave objects in a block's region.
 _gc.callbacks.insert(0, _region._gc_callback)
+_gc.callbacks.append(_region._gc_callback_last)
 
 
 # Imports run outside every region (outside, above).  The import system looks these functions of

@@ -639,23 +639,29 @@ def test_close_still_refuses_what_user_code_holds_and_counts_the_rest(r):
     assert r.closed
 
 
-def test_a_gc_callback_inserted_first_later_still_places_nothing_in_a_block(r):
-    """hypothesis inserts a gc callback at the front of gc.callbacks after region is imported; what
-    it allocates during a collection started inside a block must stay outside the region."""
+@pytest.mark.parametrize("end", ["first", "last"])
+def test_a_gc_callback_added_later_still_places_nothing_in_a_block(r, end):
+    """hypothesis inserts a gc callback at the front of gc.callbacks after region is imported (others
+    append theirs); what it allocates during a collection started inside a block, and the arguments
+    the interpreter builds for it, must stay outside the region."""
     kept = []
 
     def callback(phase, info):
-        kept.append([phase])                   # a list: never a shared singleton
+        kept.extend(([phase], phase, info))   # a list: never a shared singleton
 
     elsewhere = threading.Thread(target=gc.collect)   # the last collection noted is another thread's
     elsewhere.start()
     elsewhere.join()
-    gc.callbacks.insert(0, callback)
+    if end == "first":
+        gc.callbacks.insert(0, callback)
+    else:
+        gc.callbacks.append(callback)
     try:
         with r:
             gc.collect()
             r.root = [1]
     finally:
         gc.callbacks.remove(callback)
-    assert kept and all(region.region_of(k) is None for k in kept)
+    assert len(kept) == 6
+    assert [k for k in kept if region.region_of(k) is not None] == []
     assert r.check() is None

@@ -850,7 +850,7 @@ typedef struct interp_entry {
     int64_t id;
     freelist_stash_t stash;
     void *spare_on_top;          /* what the keys guard put on top of its keys freelist last */
-    uint64_t collections;        /* of the interpreter's collector, counted by rpy_note_collector */
+    PyThreadState *collector;    /* runs the interpreter's collection now (rpy_note_collector); compared only */
 } interp_entry_t;
 
 static interp_entry_t interps[RPY_MAX_INTERPRETERS];
@@ -1036,40 +1036,43 @@ rpy_interp_kind_t rpy_interp_kind(int64_t id) {
     return RPY_INTERP_GONE;
 }
 
-/* The collection this thread runs, if it noted one (rpy_note_collector): its interpreter, that
- * interpreter's count of collections then.  Stale once another collection starts. */
-static __thread struct {
-    PyInterpreterState *interp;
-    const uint64_t *counter;
-    uint64_t serial;
-} collector;
+static Py_ssize_t gc_callback_index(PyObject **items, Py_ssize_t n, PyCFunction callback) {
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (PyCFunction_Check(items[i]) && PyCFunction_GET_FUNCTION(items[i]) == callback) return i;
+    return -1;
+}
 
-void rpy_gc_callback_first(PyCFunction callback) {
+/* Rotated in place: nothing is allocated (a block may be open).  A collection iterating the list
+ * meanwhile may call one entry twice or skip one; the package's callbacks tolerate both (a second
+ * "start" notes the same thread, a missed "stop" leaves gc.collecting to end the note's effect). */
+void rpy_gc_callbacks_bracket(PyCFunction first, PyCFunction last) {
     PyObject *list = gcstate()->callbacks;
     if (!list || !PyList_Check(list)) return;
     PyObject **items = ((PyListObject *)list)->ob_item;
-    for (Py_ssize_t i = 1; i < PyList_GET_SIZE(list); i++) {
-        if (!PyCFunction_Check(items[i]) || PyCFunction_GET_FUNCTION(items[i]) != callback) continue;
-        /* Rotated in place: nothing is allocated (a block may be open), and a collection iterating the
-         * list from this entry goes on with the entry after it, as before. */
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    Py_ssize_t i = gc_callback_index(items, n, first);
+    if (i > 0) {
         PyObject *ours = items[i];
         memmove(items + 1, items, (size_t)i * sizeof *items);
         items[0] = ours;
-        return;
+    }
+    i = gc_callback_index(items, n, last);
+    if (i >= 0 && i < n - 1) {
+        PyObject *ours = items[i];
+        memmove(items + i, items + i + 1, (size_t)(n - 1 - i) * sizeof *items);
+        items[n - 1] = ours;
     }
 }
 
-void rpy_note_collector(void) {
-    PyInterpreterState *interp = _PyInterpreterState_GET();
-    interp_entry_t *e = entry_of(interp);
-    if (!e) return;
-    collector.interp = interp;
-    collector.counter = &e->collections;
-    collector.serial = ++e->collections;
+void rpy_note_collector(PyThreadState *collector) {
+    interp_entry_t *e = entry_of(_PyInterpreterState_GET());
+    if (e) e->collector = collector;
 }
 
 bool rpy_collecting_here(PyInterpreterState *interp) {
-    return collector.interp == interp && interp->gc.collecting && *collector.counter == collector.serial;
+    if (!interp->gc.collecting) return false;
+    interp_entry_t *e = entry_of(interp);
+    return !e || !e->collector || e->collector == rpy_current_tstate();
 }
 
 int rpy_interp_index(void) {

@@ -216,34 +216,32 @@ void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
  * pycore_pystate.h:125-141). */
 #if PY_VERSION_HEX < 0x030C0000
 extern const volatile uintptr_t *rpy_tstate_current;
-static inline PyInterpreterState *rpy_current_interp(void) {
-    PyThreadState *tstate = (PyThreadState *)*rpy_tstate_current;
-    return tstate ? tstate->interp : NULL;
-}
+static inline PyThreadState *rpy_current_tstate(void) { return (PyThreadState *)*rpy_tstate_current; }
 #elif PY_VERSION_HEX < 0x030D0000
-static inline PyInterpreterState *rpy_current_interp(void) {   /* 3.12: also a thread-local */
-    PyThreadState *tstate = _PyThreadState_UncheckedGet();
-    return tstate ? tstate->interp : NULL;
-}
+static inline PyThreadState *rpy_current_tstate(void) { return _PyThreadState_UncheckedGet(); }
 #else
+static inline PyThreadState *rpy_current_tstate(void) { return PyThreadState_GetUnchecked(); }
+#endif
 static inline PyInterpreterState *rpy_current_interp(void) {
-    PyThreadState *tstate = PyThreadState_GetUnchecked();
+    PyThreadState *tstate = rpy_current_tstate();
     return tstate ? tstate->interp : NULL;
 }
-#endif
 
-/* The interpreter's collector starts in the calling thread (the first gc callback notes it). */
-void rpy_note_collector(void);
+/* The calling interpreter's collection runs in `collector` (the package's first gc callback, at
+ * "start"), or none is known to run anywhere (NULL: its last one, at "stop"). */
+void rpy_note_collector(PyThreadState *collector);
 
-/* Moves the gc callback whose C function is `callback` to the front of the calling interpreter's
- * gc.callbacks, where it notes the collector before any other callback runs (others, hypothesis's
- * among them, insert themselves at the front too). */
-void rpy_gc_callback_first(PyCFunction callback);
+/* Moves the gc callbacks whose C functions are `first` and `last` to the front and the back of the
+ * calling interpreter's gc.callbacks: other libraries (hypothesis among them) insert theirs at the
+ * front or append them, and what they run must fall between the package's two notes. */
+void rpy_gc_callbacks_bracket(PyCFunction first, PyCFunction last);
 
-/* Whether the calling thread runs interp's collector now (noted, and gc.collecting still set by that
- * collection): then the allocator hook places nothing (placement.c), whatever block is open - the
- * collector's callbacks and the finalizers of ordinary garbage run wherever a collection starts and
- * make process-wide state.  Another thread's collection does not count. */
+/* Whether the calling thread may be running interp's collection now: gc.collecting is set, and the
+ * collector is this thread or not known yet (the interpreter builds the callbacks' arguments before
+ * the first callback runs; a collection without callbacks, at finalization, notes nothing).  Then
+ * the allocator hook places nothing (placement.c), whatever block is open - the collector's callbacks
+ * and the finalizers of ordinary garbage run wherever a collection starts and make process-wide
+ * state.  A collection another thread was noted to run does not count. */
 bool rpy_collecting_here(PyInterpreterState *interp);
 
 /* Interpreters that use regions attach first: each gets its own freelist stash, keys freelist guard
