@@ -4,12 +4,11 @@ two threads taking and giving ownership, collect, check, release, close, adopt.
 Each step is one call the model predicts exactly: what it returns, or which exception it raises.
 Short in the test suite; the long run (10^6 steps) is
 
-    REGION_STATEFUL_EXAMPLES=20000 REGION_STATEFUL_STEPS=50 \\
+    REGION_STATEFUL_EXAMPLES=40000 REGION_STATEFUL_STEPS=50 \\
         PYTHONPATH=build/python:tests/python .venv/bin/python -m pytest -q -s tests/python/test_stateful.py
 
-(docs/python.md, "Misuse", gives the figures of the last long run).
+(docs/python.md, "Testing", gives the figures of the last long run).
 """
-import gc
 import os
 import queue
 import threading
@@ -92,7 +91,6 @@ class RegionMachine(RuleBasedStateMachine):
             m.r.close()
         self.helper.stop()
         self.models.clear()
-        gc.collect()
 
     # ---- helpers ----
 
