@@ -3,7 +3,8 @@
  * Layers: placement.c (the allocator hook and the per-thread stack of open blocks) and membership.c
  * (which GC list an object is on) sit on internals.c (CPython internals) and region-host.h (libregion).
  * record.c (a region's record, shared by every interpreter, and its Region objects, one per GIL),
- * module.c (the Region type and the module), handle.c (Handle) and audit.c (r.check) sit on those.
+ * module.c (the Region type and the module), handle.c (Handle) and audit.c (r.check) sit on those;
+ * capi.c (the C API for extension modules, python/region/include/pyregion.h) on all of them.
  *
  * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
  * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its record).  Which thread made
@@ -229,6 +230,16 @@ rpy_region_t *membership_find(uint64_t id);
  * (naming `what`, the region and who owns it) when another thread or nobody does. */
 int region_check_owner(rpy_region_t *self, const char *what);
 
+/* region.region_of(obj) and region.current(): a new reference to a Region or None (NULL with an
+ * exception). */
+PyObject *module_region_of(PyObject *obj);
+PyObject *module_current(void);
+
+/* ---- capi.c ---- */
+
+/* Adds the capsule region._C_API (python/region/include/pyregion.h) to the module. */
+int capi_add(PyObject *module);
+
 /* ---- collection.c ---- */
 
 /* One collection of self's list (the caller owns self): the objects freed, or -1 without an
@@ -287,6 +298,10 @@ static inline int64_t ownership_interp(rpy_region_t *self) { return __atomic_loa
 static inline bool ownership_is_caller(rpy_region_t *self) {
     return self->r && ownership_token(self) == region_thread_token() && ownership_interp(self) == binding_current_interp();
 }
+/* r.acquire() and r.release() for C callers (capi.c): seconds -1 waits forever; 1 acquired, 0 timed
+ * out, -1 with an exception. */
+int ownership_take(rpy_region_t *self, double seconds);
+int ownership_let_go(rpy_region_t *self);
 PyObject *ownership_acquire(RegionObject *self, PyObject *args, PyObject *kwargs);
 PyObject *ownership_release(RegionObject *self, PyObject *unused);
 PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs);

@@ -49,12 +49,13 @@ static void raise_region_status(PyObject *type, const char *what, region_status 
         _s;                                                    \
     })
 
-/* Destroys the orphans whose memory is all free. */
+/* Destroys the orphans whose memory holds nothing but C API buffers (capi.c, region-host.h's HOST
+ * BUFFERS): no object is left to use those, and they go with their region, as pyregion.h promises. */
 static void sweep_orphans(void) {
     binding_lock();
     for (unsigned i = 0; i < orphan_count;) {
         region_t *r = orphans[i];
-        if (rhost_live_blocks(r) == 0) {
+        if (rhost_live_blocks(r) == rhost_buffer_blocks(r)) {
             region_acquire(r);
             region_destroy(r);
             orphans[i] = orphans[--orphan_count];
@@ -605,8 +606,7 @@ bool binding_owns_type(PyTypeObject *type) {
     return type == Region_Type || type == Handle_Type || type == Ownership_Type;
 }
 
-static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
-    (void)module;
+PyObject *module_region_of(PyObject *obj) {
     rpy_region_t *owner = membership_hold(obj);   /* another GIL may be dropping it */
     if (!owner) return Py_NewRef(Py_None);
     PyObject *proxy = binding_proxy(owner);
@@ -619,10 +619,19 @@ static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
     return PyBool_FromLong(rpy_is_shared(obj));
 }
 
-static PyObject *mod_current(PyObject *module, PyObject *unused) {
-    (void)module, (void)unused;
+PyObject *module_current(void) {
     rpy_region_t *top = placement_current();
     return top ? binding_proxy(top) : Py_NewRef(Py_None);
+}
+
+static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
+    (void)module;
+    return module_region_of(obj);
+}
+
+static PyObject *mod_current(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    return module_current();
 }
 
 /* gc.callbacks entry: membership is brought up to date before every collection (so the collector
@@ -736,7 +745,8 @@ static int add_binding_state(PyObject *module) {
            PyModule_AddObjectRef(module, "IsolationError", state->isolation_error) < 0 ||
            PyModule_AddObjectRef(module, "OwnershipError", state->ownership_error) < 0 ||
            PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ||
-           PyModule_AddStringConstant(module, "__version__", region_version()) < 0 ? -1 : 0;
+           PyModule_AddStringConstant(module, "__version__", region_version()) < 0 ||
+           capi_add(module) < 0 ? -1 : 0;
 }
 
 /* An interpreter with its own GIL ends: its types and exceptions go with it. */

@@ -274,8 +274,7 @@ static bool crossing_refused(rpy_region_t *self) {
     return false;
 }
 
-/* 1 acquired, 0 timed out, -1 error. */
-static int acquire(rpy_region_t *self, double seconds) {
+int ownership_take(rpy_region_t *self, double seconds) {
     if (ownership_is_caller(self)) {
         PyObject *desc = region_describe(self);
         PyErr_Format(RegionError, "acquire: the calling thread already owns %U (ownership is not "
@@ -302,13 +301,13 @@ PyObject *ownership_acquire(RegionObject *o, PyObject *args, PyObject *kwargs) {
     rpy_region_t *self = o->rec;
     double seconds;
     if (parse_timeout(args, kwargs, "|O:acquire", &seconds) < 0) return NULL;
-    int got = acquire(self, seconds);
+    int got = ownership_take(self, seconds);
     return got < 0 ? NULL : PyBool_FromLong(got);
 }
 
 /* ---- release ---- */
 
-static int release(rpy_region_t *self) {
+int ownership_let_go(rpy_region_t *self) {
     if (region_check_owner(self, "release") < 0) return -1;
     PyObject *desc = NULL;
     if (self->blocks_open) {
@@ -350,7 +349,7 @@ static int release(rpy_region_t *self) {
 PyObject *ownership_release(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    return release(self) < 0 ? NULL : Py_NewRef(Py_None);
+    return ownership_let_go(self) < 0 ? NULL : Py_NewRef(Py_None);
 }
 
 PyObject *ownership_owned(RegionObject *o) {
@@ -377,7 +376,7 @@ PyObject *ownership_context(RegionObject *self, PyObject *args, PyObject *kwargs
 
 static PyObject *Ownership_enter(OwnershipObject *self, PyObject *unused) {
     (void)unused;
-    int got = acquire(self->region->rec, self->seconds);
+    int got = ownership_take(self->region->rec, self->seconds);
     if (got < 0) return NULL;
     if (got == 0) {
         PyObject *desc = region_describe(self->region->rec), *seconds = PyFloat_FromDouble(self->seconds);
@@ -396,7 +395,7 @@ static PyObject *Ownership_exit(OwnershipObject *self, PyObject *args) {
     /* Released even when the body raised, which is what a lock's `with` does; if the release itself
      * fails (the region is not isolated) that error replaces the body's and the thread still owns it. */
     if (!self->region->rec->r) Py_RETURN_FALSE;   /* closed in the block: nothing left to release */
-    return release(self->region->rec) < 0 ? NULL : Py_NewRef(Py_False);
+    return ownership_let_go(self->region->rec) < 0 ? NULL : Py_NewRef(Py_False);
 }
 
 static void Ownership_dealloc(OwnershipObject *self) {

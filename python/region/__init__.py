@@ -31,6 +31,7 @@ from ._region import (
     is_shared,
     region_of,
 )
+from ._region import _C_API   # the capsule of pyregion.h (PyRegion_Import)
 from ._audit import Escape
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "RegionError",
     "adopt",
     "current",
+    "get_include",
     "is_shared",
     "outside",
     "region",
@@ -50,6 +52,15 @@ __all__ = [
 ]
 
 __version__ = _region.__version__   # meson.build's project version, the one place it is written
+
+
+def get_include():
+    """The directory holding pyregion.h (and the region.h it includes), the C API for extension
+    modules: add it to the include path of an extension that uses regions (docs/python.md, "Extension
+    modules")."""
+    import os
+
+    return os.path.join(os.path.dirname(__file__), "include")
 
 
 class outside:
