@@ -31,3 +31,9 @@ def test_runs_in_a_region():
     assert region.current() is not None
 PY
 "$scratch/venv/bin/python" -m pytest -q -p no:cacheprovider --region "$scratch/test_in_region.py"
+# The C API: the example extension (examples/extension) built against the installed package's
+# headers (region.get_include()) and its tests run, as an extension author would.
+"$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check meson-python meson ninja
+cp -r "$src/examples/extension" "$scratch/extension"
+"$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check --no-build-isolation "$scratch/extension"
+(cd "$scratch/extension" && "$scratch/venv/bin/python" -m pytest -q -p no:cacheprovider test_vector.py)
