@@ -63,6 +63,9 @@ for venv in .venv .venv-312 .venv-313; do
   PYTHON=$base_python tests/python/pip_install.sh
 done
 
+step "wheels: the sdist, a wheel built from it in isolation, auditwheel, installed with no compiler (scripts/wheels.sh --one)"
+scripts/wheels.sh --one build/wheelhouse
+
 step "third-party test suites, outside and inside regions (tests/thirdparty/run.py)"
 .venv/bin/python tests/thirdparty/run.py --build build
 
