@@ -8,8 +8,9 @@
  * place of the thread check.  Lifecycle, statistics and census still go through the public API: the
  * host takes the thread ownership around those calls (region_acquire .. region_release).
  *
- * HOST HEAPS: a host puts object-like blocks (Python objects) in r->object_heap and buffers in r->heap,
- * so that "could this block be an object" is a page-map lookup.  A region used by a host is never
+ * HOST HEAPS: a host puts object-like blocks (Python objects) in r->object_heap and the buffers its
+ * objects own in r->heap, so that "could this block be an object" is a page-map lookup; buffers no
+ * object owns go to r->detached_heap (DETACHED BUFFERS below).  A region used by a host is never
  * given C objects (region_object_new), so the object heap holds only the host's blocks.
  */
 #ifndef REGION_HOST_H
@@ -52,15 +53,15 @@ static inline void rhost_free(region_t *r, void *p) {
     mi_free(p);
 }
 
-/* HOST BUFFERS: blocks a host hands to code of its own users (the Python binding's C API, capi.c), owned
- * by no object, live until freed or until r is destroyed.  They have a heap of their own, so that a host
- * can tell them from the blocks its objects own (rheap_owns(r, r->buffer_heap, p)) and count them
+/* DETACHED BUFFERS: blocks a host hands to code of its own users (the Python binding's C API, capi.c),
+ * owned by no object, live until freed or until r is destroyed.  They have a heap of their own, so that a host
+ * can tell them from the blocks its objects own (rheap_owns(r, r->detached_heap, p)) and count them
  * exactly whoever frees them.  The heap is made on first use by r's user (the host serializes that as
  * it serializes allocation): NULL when mimalloc cannot make one. */
-mi_heap_t *rhost_buffer_heap(region_t *r);
+mi_heap_t *rhost_detached_heap(region_t *r);
 
 /* Live blocks in r's buffer heap (0 before its first use), counted as rhost_live_blocks counts. */
-size_t rhost_buffer_blocks(region_t *r);
+size_t rhost_detached_blocks(region_t *r);
 
 /* Whether p is the start of a live block of r's object heap. */
 static inline bool rhost_is_object_block(const region_t *r, const void *p) {

@@ -122,9 +122,9 @@ struct region {
     region_binding binding;
     mi_heap_t *heap;                 /* raw blocks (region_alloc) */
     mi_heap_t *object_heap;          /* region objects, header included; same arena */
-    mi_heap_t *buffer_heap;          /* a host's buffers that no object owns (region-host.h); same arena;
-                                        made on first use, NULL until then */
-    mi_arena_id_t arena;             /* the slot's arena: where buffer_heap is made */
+    mi_heap_t *detached_heap;        /* a host's buffers that no object owns (region-host.h, DETACHED
+                                        BUFFERS); same arena; made on first use, NULL until then */
+    mi_arena_id_t arena;             /* the slot's arena: where detached_heap is made */
 
     /* ownership (owner.c) */
     uint64_t owner;                  /* atomic; thread token, 0 = none */

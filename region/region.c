@@ -149,7 +149,7 @@ region_status region_create(const region_options_t *opts, region_t **out) {
     init_struct(r, slot, o, id);
     r->heap = heap;
     r->object_heap = object_heap;
-    r->buffer_heap = NULL;
+    r->detached_heap = NULL;
     r->arena = arena;
     rowner_init(r, rowner_self());
     __atomic_store_n(&r->id, id, __ATOMIC_RELEASE);
@@ -173,8 +173,8 @@ region_status region_destroy(region_t *r) {
 
     mi_heap_destroy(r->heap);
     mi_heap_destroy(r->object_heap);
-    if (r->buffer_heap) mi_heap_destroy(r->buffer_heap);
-    r->heap = r->object_heap = r->buffer_heap = NULL;
+    if (r->detached_heap) mi_heap_destroy(r->detached_heap);
+    r->heap = r->object_heap = r->detached_heap = NULL;
     robjects_release(r);
     rhandle_table_free(&r->handles);
 #if REGION_BLOCK_CHECKS
@@ -265,20 +265,20 @@ static stats_sum_t sum_heaps(region_t *r) {
     stats_sum_t sum = {0};
     sum_heap(r, r->heap, &sum);
     sum_heap(r, r->object_heap, &sum);
-    if (r->buffer_heap) sum_heap(r, r->buffer_heap, &sum);
+    if (r->detached_heap) sum_heap(r, r->detached_heap, &sum);
     return sum;
 }
 
 size_t rhost_live_blocks(region_t *r) { return sum_heaps(r).blocks; }
 
-mi_heap_t *rhost_buffer_heap(region_t *r) {
-    if (!r->buffer_heap) r->buffer_heap = mi_heap_new_in_arena(r->arena);
-    return r->buffer_heap;
+mi_heap_t *rhost_detached_heap(region_t *r) {
+    if (!r->detached_heap) r->detached_heap = mi_heap_new_in_arena(r->arena);
+    return r->detached_heap;
 }
 
-size_t rhost_buffer_blocks(region_t *r) {
+size_t rhost_detached_blocks(region_t *r) {
     stats_sum_t sum = {0};
-    if (r->buffer_heap) sum_heap(r, r->buffer_heap, &sum);
+    if (r->detached_heap) sum_heap(r, r->detached_heap, &sum);
     return sum.blocks;
 }
 

@@ -17,16 +17,18 @@
 
 #include <math.h>
 
-/* ---- The buffers: r's host buffer heap (region-host.h, HOST BUFFERS) ---- */
+/* ---- The buffers: r's detached heap (region-host.h, DETACHED BUFFERS) ---- */
 
 /* size bytes (zeroed if asked) in r's buffer heap, or NULL when mimalloc has none to give. */
 static void *buffer_alloc(region_t *r, size_t size, bool zero) {
-    mi_heap_t *heap = rhost_buffer_heap(r);
+    mi_heap_t *heap = rhost_detached_heap(r);
     if (!heap) return NULL;
     return zero ? mi_heap_zalloc(heap, size ? size : 1) : mi_heap_malloc(heap, size ? size : 1);
 }
 
-static bool is_buffer(region_t *r, const void *p) { return r->buffer_heap && rheap_owns(r, r->buffer_heap, p); }
+static bool is_buffer(region_t *r, const void *p) {
+    return r->detached_heap && rheap_owns(r, r->detached_heap, p);
+}
 
 /* The record of `region`, a Region of the calling GIL, or NULL with TypeError naming `what`. */
 static rpy_region_t *capi_record(PyObject *region, const char *what) {

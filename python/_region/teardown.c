@@ -6,7 +6,7 @@
  *       region objects hold to each other (and the Region's to its root), every count is 0;
  *   (2) nothing outside uses a block of the region's heaps: the heaps' live blocks are exactly the
  *       objects found plus the blocks they own (rpy_bulk_releasable lists them) plus the C API's
- *       buffers (region-host.h, HOST BUFFERS: they live until freed or their region ends), so no block is left for anyone
+ *       buffers (region-host.h, DETACHED BUFFERS: they live until freed or their region ends), so no block is left for anyone
  *       else (a global dict's key table made in a block, say);
  *   (3) no object needs its deallocator for anything but releasing references and memory: every
  *       object's type is one rpy_bulk_releasable knows, with no finalizer, no weakref to it, no
@@ -81,7 +81,7 @@ static bool releasable(teardown_t *t) {
     for (size_t i = 0; i < t->count; i++)
         if (!rpy_bulk_releasable(t->objects[i], count_owned, t)) return false;
     return !t->owned_outside &&
-           rhost_live_blocks(t->self->r) == t->count + t->owned_blocks + rhost_buffer_blocks(t->self->r);
+           rhost_live_blocks(t->self->r) == t->count + t->owned_blocks + rhost_detached_blocks(t->self->r);
 }
 
 /* Condition (1), on counts already reduced by the internal references.  Frame objects of running

@@ -29,10 +29,10 @@
  *
  * A BUFFER IN THE OBJECT'S REGION.  Inside `with r:` every PyMem_Malloc/PyObject_Malloc of the thread
  * already lands in r.  PyRegion_Malloc is for the cases a block does not cover: a buffer made or grown
- * later, outside any block, for an object that lives in a region.  Such a buffer is freed with the
- * region when r.close() frees it (object by object or in bulk), and a deallocator that runs earlier
- * gives it back with PyRegion_Free(NULL, p).  A buffer made with malloc or PyMem_Malloc outside a block
- * for a region object is NOT freed by a bulk close, which runs no deallocator: it leaks.
+ * later, outside any block, for an object that lives in a region.  Such a buffer is counted in
+ * r.stats(), placed on r's NUMA node, may go with r to an interpreter with its own GIL (a PyMem_Malloc
+ * buffer would be freed into another interpreter's allocator there), and is freed with the region when
+ * r.close() ends it; a deallocator that runs earlier gives it back with PyRegion_Free(NULL, p).
  */
 #ifndef PYREGION_H
 #define PYREGION_H
