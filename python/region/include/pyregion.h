@@ -30,8 +30,9 @@
  * A BUFFER IN THE OBJECT'S REGION.  Inside `with r:` every PyMem_Malloc/PyObject_Malloc of the thread
  * already lands in r.  PyRegion_Malloc is for the cases a block does not cover: a buffer made or grown
  * later, outside any block, for an object that lives in a region.  Such a buffer is counted in
- * r.stats(), placed on r's NUMA node, may go with r to an interpreter with its own GIL (a PyMem_Malloc
- * buffer would be freed into another interpreter's allocator there), and is freed with the region when
+ * r.stats(), placed on r's NUMA node, may go with r to an interpreter with its own GIL (where r's types
+ * allow it: static types; a PyMem_Malloc buffer would be freed into another interpreter's allocator
+ * there), and is freed with the region when
  * r.close() ends it; a deallocator that runs earlier gives it back with PyRegion_Free(NULL, p).
  */
 #ifndef PYREGION_H
