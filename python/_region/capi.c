@@ -3,7 +3,7 @@
  *
  * Every call is the Python API's, with its checks and its exceptions: the same owner check
  * (region_check_owner), the same handles, the same acquire and release.  What is new is raw memory in
- * a region's buffer heap on request (PyRegion_Malloc), and region.h's memory calls on a package region
+ * a region's detached heap on request (PyRegion_Malloc), and region.h's memory calls on a package region
  * (PyRegion_Lib), which follow the package's notion of owner instead of libregion's thread ownership:
  * the binding takes libregion's thread ownership only around its own calls (region-host.h), so
  * region.h's public functions would refuse the extension's thread.
@@ -19,7 +19,7 @@
 
 /* ---- The buffers: r's detached heap (region-host.h, DETACHED BUFFERS) ---- */
 
-/* size bytes (zeroed if asked) in r's buffer heap, or NULL when mimalloc has none to give. */
+/* size bytes (zeroed if asked) in r's detached heap, or NULL when mimalloc has none to give. */
 static void *buffer_alloc(region_t *r, size_t size, bool zero) {
     mi_heap_t *heap = rhost_detached_heap(r);
     if (!heap) return NULL;
