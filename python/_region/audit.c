@@ -229,20 +229,35 @@ static int add_member(PyObject *op, void *arg) {
 
 typedef struct type_set {
     PyTypeObject **slots;
-    size_t capacity;           /* power of two */
+    size_t capacity;           /* power of two; at most half full */
+    size_t count;
+    bool failed;               /* out of memory growing */
 } type_set_t;
 
-static void type_set_add(PyTypeObject *type, void *arg) {
-    type_set_t *set = arg;
-    if (!set->slots) return;
+static void type_set_insert(type_set_t *set, PyTypeObject *type) {
     size_t mask = set->capacity - 1, h = hash_ptr(type) & mask;
     while (set->slots[h] && set->slots[h] != type) h = (h + 1) & mask;
+    if (!set->slots[h]) set->count++;
     set->slots[h] = type;
 }
 
-static void count_type(PyTypeObject *type, void *arg) {
-    (void)type;
-    (*(size_t *)arg)++;
+/* One walk of the type tree fills the set (grown as it goes: the walk is what a proof of a small
+ * region spends its time on, so it runs once, not once to count and once to fill). */
+static void type_set_add(PyTypeObject *type, void *arg) {
+    type_set_t *set = arg;
+    if (set->failed) return;
+    if (2 * (set->count + 1) > set->capacity) {
+        type_set_t grown = {PyMem_RawCalloc(2 * set->capacity, sizeof *grown.slots), 2 * set->capacity, 0, false};
+        if (!grown.slots) {
+            set->failed = true;
+            return;
+        }
+        for (size_t i = 0; i < set->capacity; i++)
+            if (set->slots[i]) type_set_insert(&grown, set->slots[i]);
+        PyMem_RawFree(set->slots);
+        *set = grown;
+    }
+    type_set_insert(set, type);
 }
 
 static bool type_set_has(PyTypeObject *type, void *arg) {
@@ -283,16 +298,14 @@ static bool scan_block(void *block, size_t size, void *arg) {
 
 int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
     heap_scan_t scan = {.include_shared = include_shared};
-    size_t types = 0;
-    rpy_foreach_type(count_type, &types);
-    scan.types.capacity = 64;
-    while (scan.types.capacity < types * 2) scan.types.capacity *= 2;
+    scan.types.capacity = 2048;   /* a bare interpreter has about 550 types */
     scan.types.slots = PyMem_RawCalloc(scan.types.capacity, sizeof *scan.types.slots);
-    if (!scan.types.slots) {
+    if (scan.types.slots) rpy_foreach_type(type_set_add, &scan.types);
+    if (!scan.types.slots || scan.types.failed) {
+        PyMem_RawFree(scan.types.slots);
         PyErr_NoMemory();
         return -1;
     }
-    rpy_foreach_type(type_set_add, &scan.types);
     rhost_visit_object_blocks(self->r, scan_block, &scan);
     PyMem_RawFree(scan.types.slots);
     if (scan.failed) {
