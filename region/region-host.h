@@ -54,13 +54,13 @@ static inline void rhost_free(region_t *r, void *p) {
 }
 
 /* DETACHED BUFFERS: blocks a host hands to code of its own users (the Python binding's C API, capi.c),
- * owned by no object, live until freed or until r is destroyed.  They have a heap of their own, so that a host
- * can tell them from the blocks its objects own (rheap_owns(r, r->detached_heap, p)) and count them
- * exactly whoever frees them.  The heap is made on first use by r's user (the host serializes that as
+ * owned by no object, live until freed or until r is destroyed.  They have a heap of their own, so
+ * that a host can tell them from the blocks its objects own (rheap_owns(r, r->detached_heap, p)) and
+ * count them exactly whoever frees them.  The heap is made on first use by r's user (the host serializes that as
  * it serializes allocation): NULL when mimalloc cannot make one. */
 mi_heap_t *rhost_detached_heap(region_t *r);
 
-/* Live blocks in r's buffer heap (0 before its first use), counted as rhost_live_blocks counts. */
+/* Live blocks in r's detached heap (0 before its first use), counted as rhost_live_blocks counts. */
 size_t rhost_detached_blocks(region_t *r);
 
 /* Whether p is the start of a live block of r's object heap. */

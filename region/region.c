@@ -272,6 +272,7 @@ static stats_sum_t sum_heaps(region_t *r) {
 size_t rhost_live_blocks(region_t *r) { return sum_heaps(r).blocks; }
 
 mi_heap_t *rhost_detached_heap(region_t *r) {
+    rassert(r->id != 0);   /* a live region: a destroyed one's arena may belong to the next */
     if (!r->detached_heap) r->detached_heap = mi_heap_new_in_arena(r->arena);
     return r->detached_heap;
 }

@@ -49,7 +49,7 @@ static void raise_region_status(PyObject *type, const char *what, region_status 
         _s;                                                    \
     })
 
-/* Destroys the orphans whose memory holds nothing but C API buffers (capi.c, region-host.h's HOST
+/* Destroys the orphans whose memory holds nothing but C API buffers (capi.c; region-host.h, DETACHED
  * BUFFERS): no object is left to use those, and they go with their region, as pyregion.h promises. */
 static void sweep_orphans(void) {
     binding_lock();

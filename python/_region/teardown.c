@@ -6,8 +6,8 @@
  *       region objects hold to each other (and the Region's to its root), every count is 0;
  *   (2) nothing outside uses a block of the region's heaps: the heaps' live blocks are exactly the
  *       objects found plus the blocks they own (rpy_bulk_releasable lists them) plus the C API's
- *       buffers (region-host.h, DETACHED BUFFERS: they live until freed or their region ends), so no block is left for anyone
- *       else (a global dict's key table made in a block, say);
+ *       buffers (region-host.h, DETACHED BUFFERS: they live until freed or their region ends), so
+ *       no block is left for anyone else (a global dict's key table made in a block, say);
  *   (3) no object needs its deallocator for anything but releasing references and memory: every
  *       object's type is one rpy_bulk_releasable knows, with no finalizer, no weakref to it, no
  *       interned string (the interned table points to those).
