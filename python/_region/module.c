@@ -891,7 +891,24 @@ static PyObject *mod_with_foreign_allocator(PyObject *module, PyObject *fn) {
     return placement_with_foreign_allocator(fn);
 }
 
+/* Test support: the verdict of release()'s fast proof (teardown_proven_isolated) on a region the caller
+ * owns, without the audit that follows it when it cannot prove: True only if it proves r isolated.  The
+ * soundness test (test_proof.py) holds it against r.check(). */
+static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
+    (void)module;
+    if (!PyObject_TypeCheck(region, Region_Type)) {
+        PyErr_Format(PyExc_TypeError, "_proven_isolated() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
+        return NULL;
+    }
+    rpy_region_t *self = ((RegionObject *)region)->rec;
+    if (region_check_owner(self, "_proven_isolated") < 0) return NULL;
+    bool refers_to_classes, refers_to_mortal;
+    int proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
+    return proven < 0 ? NULL : PyBool_FromLong(proven);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_proven_isolated", mod_proven_isolated, METH_O, NULL},
     {"_local_holders", mod_local_holders, METH_VARARGS, NULL},
     {"_with_foreign_allocator", mod_with_foreign_allocator, METH_O, NULL},
     {"_attribute_name", mod_attribute_name, METH_VARARGS, NULL},
