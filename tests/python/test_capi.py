@@ -118,13 +118,13 @@ def test_a_dissolved_region_holding_only_buffers_is_freed_with_them():
         probe.free(None, p)
 
 
-@pytest.mark.parametrize("call", ["malloc", "free", "new_handle", "as_region", "acquire", "release"])
-@pytest.mark.parametrize("bad", [None, 42, "r"], ids=["NULL", "int", "str"])
+# PyRegion_Free(NULL, p) is no misuse: it frees p in whichever region holds it (tested above).
+@pytest.mark.parametrize("call, bad", [(call, bad) for call in ["malloc", "free", "new_handle", "as_region",
+                                                                  "acquire", "release"]
+                                       for bad in [None, 42, "r"] if (call, bad) != ("free", None)])
 def test_a_region_argument_that_is_not_a_region_is_a_type_error(call, bad):
     args = {"malloc": (bad, 8), "free": (bad, 1 << 40), "new_handle": (bad, []), "as_region": (bad,),
             "acquire": (bad, 0.0), "release": (bad,)}[call]
-    if call == "free" and bad is None:
-        pytest.skip("PyRegion_Free(NULL, p) means 'whichever region holds p' (tested elsewhere)")
     kind = "NULL" if bad is None else type(bad).__name__
     with pytest.raises(TypeError, match=rf"PyRegion_\w+: (expected a region.Region, not {kind}|region is NULL)"):
         getattr(probe, call)(*args)
