@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -25,6 +26,24 @@ def run_python(code, *args, env=None):
     full_env.update(env or {})
     return subprocess.run([sys.executable, *args, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, env=full_env, timeout=120)
+
+
+def in_thread(fn):
+    """Runs fn in a new thread; returns what it returned or raises what it raised."""
+    out = {}
+
+    def run():
+        try:
+            out["value"] = fn()
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out.get("value")
 
 
 needs_debug_build = pytest.mark.skipif(not hasattr(sys, "gettotalrefcount"),

@@ -10,18 +10,7 @@ trap 'rm -rf "$scratch"' EXIT
 "$python" -m venv "$scratch/venv"
 "$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check "$src"
 cd "$scratch"
-"$scratch/venv/bin/python" - <<'PY'
-import gc, region
-r = region.region("installed")
-with r:
-    r.root = {"users": [{"id": i} for i in range(10000)]}
-assert all(region.region_of(u) is r for u in r.root["users"])
-assert r.check() is None
-assert not any(region.region_of(o) is r for o in gc.get_objects())
-import importlib.metadata
-assert importlib.metadata.version("region") == region.__version__, "the wheel and the package disagree"
-print(f"pip install: ok ({region.__file__}, version {region.__version__})")
-PY
+"$scratch/venv/bin/python" "$src/tests/python/smoke_installed.py"
 # The pytest11 entry point: --region exists wherever the package is installed.
 "$scratch/venv/bin/python" -m pip install -q --disable-pip-version-check pytest
 cat > "$scratch/test_in_region.py" <<'PY'

@@ -10,28 +10,10 @@ import threading
 import pytest
 
 import region
-from conftest import needs_debug_build, refcount_growth
+from conftest import in_thread, needs_debug_build, refcount_growth
 from region import HandleError, IsolationError, OwnershipError, RegionError
 
 import _capi_probe as probe   # built next to the package (meson -Dpython_tests=true, the default)
-
-
-def in_thread(fn):
-    """fn() run in another thread: its result, or the exception it raised."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 def buffer_bytes(r):

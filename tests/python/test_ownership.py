@@ -8,25 +8,7 @@ import time
 import pytest
 
 import region
-from conftest import needs_debug_build, refcount_growth, run_python
-
-
-def in_thread(fn):
-    """Runs fn in a new thread; returns what it returned or raises what it raised."""
-    out = {}
-
-    def run():
-        try:
-            out["value"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed to the caller
-            out["error"] = e
-
-    t = threading.Thread(target=run)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out.get("value")
+from conftest import in_thread, needs_debug_build, refcount_growth, run_python
 
 
 def build(r, n=100):
