@@ -32,8 +32,8 @@
  * later, outside any block, for an object that lives in a region.  Such a buffer is counted in
  * r.stats(), placed on r's NUMA node, may go with r to an interpreter with its own GIL (where r's types
  * allow it: static types; a PyMem_Malloc buffer would be freed into another interpreter's allocator
- * there), and is freed with the region when
- * r.close() ends it; a deallocator that runs earlier gives it back with PyRegion_Free(NULL, p).
+ * there), and is freed with the region when r.close() ends it.  A deallocator that runs earlier gives
+ * it back with PyRegion_Free(NULL, p).
  */
 #ifndef PYREGION_H
 #define PYREGION_H
