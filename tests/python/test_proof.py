@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import region
 from region import _region
 
-EXAMPLES = int(os.environ.get("REGION_PROOF_EXAMPLES", "1500"))
+EXAMPLES = int(os.environ.get("REGION_PROOF_EXAMPLES", "1000"))
 
 
 class Node:
