@@ -56,12 +56,9 @@ static inline void rhost_free(region_t *r, void *p) {
 /* DETACHED BUFFERS: blocks a host hands to code of its own users (the Python binding's C API, capi.c),
  * owned by no object, live until freed or until r is destroyed.  They have a heap of their own, so
  * that a host can tell them from the blocks its objects own (rheap_owns(r, r->detached_heap, p)) and
- * count them exactly whoever frees them.  The heap is made on first use by r's user (the host serializes that as
- * it serializes allocation): NULL when mimalloc cannot make one. */
+ * count them apart (rhost_owned_blocks leaves them out).  The heap is made on first use by r's
+ * user (the host serializes that as it serializes allocation): NULL when mimalloc cannot make one. */
 mi_heap_t *rhost_detached_heap(region_t *r);
-
-/* Live blocks in r's detached heap (0 before its first use), counted as rhost_live_blocks counts. */
-size_t rhost_detached_blocks(region_t *r);
 
 /* Whether p is the start of a live block of r's object heap. */
 static inline bool rhost_is_object_block(const region_t *r, const void *p) {
@@ -73,18 +70,18 @@ static inline bool rhost_is_object_block(const region_t *r, const void *p) {
 region_status rhost_handle_new(region_t *r, void *block, region_handle_t *out);
 region_status rhost_handle_resolve(region_handle_t h, void **out);
 
-/* Live blocks in every heap of r, as region_stats counts them (region.c, "Statistics"): exact, and
- * O(blocks) once a thread other than the creator has owned r.  Frees made by threads that did not
- * own r (the Python binding lets any thread free) may still be counted until their page is
- * collected: a count is never too low. */
-size_t rhost_live_blocks(region_t *r);
+/* Live blocks in r's object and buffer heaps - every block but the detached buffers - as
+ * region_stats counts them (region.c, "Statistics"): exact, and O(blocks) once a thread other than
+ * the creator has owned r.  Frees made by threads that did not own r (the Python binding lets any
+ * thread free) may still be counted until their page is collected: a count is never too low. */
+size_t rhost_owned_blocks(region_t *r);
 
 /* Calls fn(block, usable size, arg) for every live block of r's object heap; stops when fn returns
  * false.  fn must not allocate in or free to r. */
 void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size, void *arg), void *arg);
 
 /* Live blocks and bytes in use in r's object heap (object) or buffer heap, counted as
- * rhost_live_blocks counts. */
+ * rhost_owned_blocks counts. */
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes);
 
 #endif /* REGION_HOST_H */

@@ -269,18 +269,17 @@ static stats_sum_t sum_heaps(region_t *r) {
     return sum;
 }
 
-size_t rhost_live_blocks(region_t *r) { return sum_heaps(r).blocks; }
+size_t rhost_owned_blocks(region_t *r) {
+    stats_sum_t sum = {0};
+    sum_heap(r, r->heap, &sum);
+    sum_heap(r, r->object_heap, &sum);
+    return sum.blocks;
+}
 
 mi_heap_t *rhost_detached_heap(region_t *r) {
     rassert(r->id != 0);   /* a live region: a destroyed one's arena may belong to the next */
     if (!r->detached_heap) r->detached_heap = mi_heap_new_in_arena(r->arena);
     return r->detached_heap;
-}
-
-size_t rhost_detached_blocks(region_t *r) {
-    stats_sum_t sum = {0};
-    if (r->detached_heap) sum_heap(r, r->detached_heap, &sum);
-    return sum.blocks;
 }
 
 typedef struct block_visit {

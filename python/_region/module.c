@@ -55,7 +55,7 @@ static void sweep_orphans(void) {
     binding_lock();
     for (unsigned i = 0; i < orphan_count;) {
         region_t *r = orphans[i];
-        if (rhost_live_blocks(r) == rhost_detached_blocks(r)) {
+        if (rhost_owned_blocks(r) == 0) {
             region_acquire(r);
             region_destroy(r);
             orphans[i] = orphans[--orphan_count];

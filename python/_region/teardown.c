@@ -4,10 +4,11 @@
  * That is only sound when it is PROVEN that
  *   (1) nothing outside the region refers to a region object: after subtracting the references
  *       region objects hold to each other (and the Region's to its root), every count is 0;
- *   (2) nothing outside uses a block of the region's heaps: the heaps' live blocks are exactly the
- *       objects found plus the blocks they own (rpy_bulk_releasable lists them) plus the C API's
- *       buffers (region-host.h, DETACHED BUFFERS: they live until freed or their region ends), so
- *       no block is left for anyone else (a global dict's key table made in a block, say);
+ *   (2) nothing outside uses a block of the region's heaps: the live blocks of its object and
+ *       buffer heaps (rhost_owned_blocks; the C API's detached buffers live until freed or their
+ *       region ends, region-host.h) are exactly the objects found plus the blocks they own
+ *       (rpy_bulk_releasable lists them), so no block is left for anyone else (a global dict's key
+ *       table made in a block, say);
  *   (3) no object needs its deallocator for anything but releasing references and memory: every
  *       object's type is one rpy_bulk_releasable knows, with no finalizer, no weakref to it, no
  *       interned string (the interned table points to those).
@@ -80,8 +81,7 @@ static void visit_all(teardown_t *t, visitproc visit) {
 static bool releasable(teardown_t *t) {
     for (size_t i = 0; i < t->count; i++)
         if (!rpy_bulk_releasable(t->objects[i], count_owned, t)) return false;
-    return !t->owned_outside &&
-           rhost_live_blocks(t->self->r) == t->count + t->owned_blocks + rhost_detached_blocks(t->self->r);
+    return !t->owned_outside && rhost_owned_blocks(t->self->r) == t->count + t->owned_blocks;
 }
 
 /* Condition (1), on counts already reduced by the internal references.  Frame objects of running
