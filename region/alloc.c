@@ -7,7 +7,7 @@
  *
  * "p is a block of r" is checked as: p lies in r's slot and mimalloc's page map says r's heap owns
  * it.  Both checks are safe for any pointer value.  Whether p is the START of a LIVE block mimalloc
- * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (blockset.c), and
+ * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (a pointer map, ptrmap.c), and
  * release builds take the caller's word, as free() does.
  *
  * SIZES: one block is at most REGION_MAX_BLOCK_SIZE (include/region.h).  mimalloc 3.4 cannot place a
@@ -47,7 +47,7 @@ static inline bool alloc_refused(const region_t *r, size_t size) {
  * fails with REGION_ENOMEM when the set cannot grow. */
 static inline void *block_added(region_t *r, void *p, const char *what) {
 #if REGION_BLOCK_CHECKS
-    if (!rblockset_add(&r->live_blocks, p)) {
+    if (!rptrmap_put(&r->live_blocks, p)) {
         mi_free(p);
         rerror_region(r, REGION_ENOMEM, "%s: out of memory for the set of live blocks (block checks)", what);
         return NULL;
@@ -84,7 +84,7 @@ void *region_calloc(region_t *r, size_t count, size_t size) {
 
 bool rblock_is_live(const region_t *r, const void *p) {
 #if REGION_BLOCK_CHECKS
-    return rblockset_contains(&r->live_blocks, p);
+    return rptrmap_get(&r->live_blocks, p) != NULL;
 #else
     return rheap_owns(r, r->heap, p);
 #endif
@@ -112,7 +112,7 @@ void *region_realloc(region_t *r, void *p, size_t size) {
     }
 #if REGION_BLOCK_CHECKS
     /* Room first: once mimalloc moved the block, entering its new address must not fail. */
-    if (!rblockset_reserve(&r->live_blocks)) {
+    if (!rptrmap_reserve(&r->live_blocks, 1)) {
         rerror_region(r, REGION_ENOMEM, "realloc: out of memory for the set of live blocks (block checks)");
         return NULL;
     }
@@ -121,9 +121,9 @@ void *region_realloc(region_t *r, void *p, size_t size) {
     if (!moved) return alloc_failed(r, size, "realloc");
     if (moved != p) {
 #if REGION_BLOCK_CHECKS
-        rblockset_remove(&r->live_blocks, p);
-        bool added = rblockset_add(&r->live_blocks, moved);
-        rassert(added);   /* reserved above */
+        rptrmap_remove(&r->live_blocks, p);
+        rptrmap_cell_t *added = rptrmap_put(&r->live_blocks, moved);
+        rassert(added && added->value == 0);   /* reserved above; mimalloc never hands out a live block twice */
         (void)added;
 #endif
         if (r->handles.used) rhandle_retarget(r, p, moved);
@@ -137,7 +137,7 @@ region_status region_free(region_t *r, void *p) {
     if (status != REGION_OK) return status;
     if (!rblock_is_live(r, p)) return not_a_block(r, p, "free");
 #if REGION_BLOCK_CHECKS
-    rblockset_remove(&r->live_blocks, p);
+    rptrmap_remove(&r->live_blocks, p);
 #endif
     if (r->handles.used) rhandle_retarget(r, p, NULL);
     mi_free(p);

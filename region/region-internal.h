@@ -92,16 +92,21 @@ typedef struct rhandle_table {
     uint32_t index_filled;     /* live + deleted index cells */
 } rhandle_table_t;
 
-/* ---- Live raw blocks (blockset.c), with REGION_BLOCK_CHECKS only ---- */
+/* ---- Pointer maps (ptrmap.c) ---- */
 
-#define RBLOCKSET_DELETED ((void *)1)   /* never a block: blocks are 16-byte aligned */
+#define RPTRMAP_DELETED ((const void *)1)   /* a tombstone; never a key: keys are aligned pointers */
 
-typedef struct rblockset {
-    void **cells;          /* open addressing: NULL empty, RBLOCKSET_DELETED a tombstone */
-    size_t capacity;       /* power of two, or 0 before the first block */
+typedef struct rptrmap_cell {
+    const void *key;       /* NULL: empty; RPTRMAP_DELETED: a tombstone */
+    uint64_t value;
+} rptrmap_cell_t;
+
+typedef struct rptrmap {
+    rptrmap_cell_t *cells; /* open addressing */
+    size_t capacity;       /* power of two, or 0 before the first key */
     size_t filled;         /* live + deleted cells */
-    size_t live;           /* blocks in the set */
-} rblockset_t;
+    size_t live;           /* keys in the map */
+} rptrmap_t;
 
 /* ---- The region ---- */
 
@@ -150,7 +155,7 @@ struct region {
 
     rhandle_table_t handles;
 #if REGION_BLOCK_CHECKS
-    rblockset_t live_blocks;         /* raw blocks (r->heap) allocated and not yet freed */
+    rptrmap_t live_blocks;           /* raw blocks (r->heap) allocated and not yet freed */
 #endif
 };
 
@@ -220,19 +225,105 @@ static inline bool rheap_owns(const region_t *r, const mi_heap_t *heap, const vo
 void rhandle_retarget(region_t *r, void *target, void *moved_to);
 void rhandle_table_free(rhandle_table_t *t);
 
-/* ---- blockset.c (REGION_BLOCK_CHECKS) ---- */
+/* ---- ptrmap.c ---- */
 
-#if REGION_BLOCK_CHECKS
-bool rblockset_reserve(rblockset_t *s);               /* room for one more add; false: out of memory */
-bool rblockset_add(rblockset_t *s, void *p);          /* false: out of memory (nothing added) */
-bool rblockset_remove(rblockset_t *s, const void *p); /* false: p was not in the set */
-bool rblockset_contains(const rblockset_t *s, const void *p);
-void rblockset_clear(rblockset_t *s);                 /* frees the cells */
-#endif
+/* Room for `more` new keys, so that that many rptrmap_put calls cannot fail; false: out of memory. */
+bool rptrmap_reserve(rptrmap_t *m, size_t more);
+/* The cell of key, added with value 0 if it was not there; NULL when out of memory (nothing added). */
+rptrmap_cell_t *rptrmap_put(rptrmap_t *m, const void *key);
+/* The cell holding key, or the empty cell ending its probe (m has cells). */
+static inline rptrmap_cell_t *rptrmap_find(const rptrmap_t *m, const void *key) {
+    size_t mask = m->capacity - 1;
+    uint64_t x = ((uint64_t)(uintptr_t)key >> 3) * 0x9E3779B97F4A7C15ull;
+    for (size_t i = (size_t)(x >> 32) & mask;; i = (i + 1) & mask)
+        if (m->cells[i].key == key || m->cells[i].key == NULL) return &m->cells[i];
+}
+
+/* The cell of key, or NULL.  Inline: the isolation scan asks once per block. */
+static inline rptrmap_cell_t *rptrmap_get(const rptrmap_t *m, const void *key) {
+    if (!m->capacity || !key) return NULL;
+    rptrmap_cell_t *cell = rptrmap_find(m, key);
+    return cell->key == key ? cell : NULL;
+}
+bool rptrmap_remove(rptrmap_t *m, const void *key);   /* false: key was not there */
+void rptrmap_clear(rptrmap_t *m);                      /* frees the cells */
+
+/* Each live cell of m, in table order. */
+#define rptrmap_foreach(m, cell) \
+    for (rptrmap_cell_t *cell = (m)->cells; cell < (m)->cells + (m)->capacity; cell++) \
+        if (cell->key != NULL && cell->key != RPTRMAP_DELETED)
 
 /* Whether p is the start of a live raw block of r: with REGION_BLOCK_CHECKS exactly, else only that
  * p lies in a page of r's block heap (alloc.c). */
 bool rblock_is_live(const region_t *r, const void *p);
+
+/* ---- The isolation engine's scan (isolation.c) ---- */
+
+#define RISO_RECENT 64   /* outside targets kept in front of the map: the same few recur (classes, keys) */
+
+typedef struct riso_recent {
+    const void *target;
+    uint64_t count;
+} riso_recent_t;
+
+typedef struct riso {
+    region_t *r;
+    uintptr_t base;            /* r's slot: [base, base + size) */
+    size_t size;
+    uint64_t *object_slices;   /* bit i: slice first_slice + i of the slot is object-heap memory */
+    uintptr_t first_slice;
+    size_t slice_count;
+    uint64_t internal;         /* references to r's object memory */
+    bool stray;                /* a reference into r's slot but not its object memory (a raw block) */
+    bool failed;               /* out of memory: the outside counts are short */
+    rptrmap_t outside;         /* outside target -> references to it (complete after riso_scan) */
+    riso_recent_t recent[RISO_RECENT];
+} riso_t;
+
+/* Prepares a scan of r's object heap (the bitmap of its pages); REGION_ENOMEM recorded. */
+region_status riso_begin(riso_t *s, region_t *r);
+
+void riso_note_outside(riso_t *s, const void *target);   /* the slow path of riso_reference */
+
+/* Sorts one reference an object holds (NULL is none).  Inline: it runs once per reference. */
+static inline void riso_reference(riso_t *s, const void *target) {
+    uintptr_t offset = (uintptr_t)target - s->base;
+    if (offset < s->size) {
+        uintptr_t bit = (offset >> 16) - s->first_slice;   /* wraps to a huge value below first_slice */
+        if (likely(bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1))) s->internal++;
+        else s->stray = true;
+    } else if (target) {
+        riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
+        if (likely(recent->target == target)) recent->count++;
+        else riso_note_outside(s, target);
+    }
+}
+
+
+/* Whether p lies in r's object memory (a page of its object heap). */
+static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
+    uintptr_t offset = (uintptr_t)p - s->base;
+    uintptr_t bit = (offset >> 16) - s->first_slice;
+    return offset < s->size && bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1);
+}
+
+/* What a scan calls: page(first, stride, usable, count, arg) for a page whose `count` blocks (of
+ * `usable` bytes, `stride` apart from `first`) are all allocated, block(block, usable, arg) for each
+ * live block of the other pages.  Either returning false stops the scan.  Both report references with
+ * riso_reference, and must not allocate in or free to the object heap.  A block of a whole page
+ * may have been freed by another thread since (mimalloc counts it until its page is collected): page
+ * must tell a dead block from a live one. */
+typedef struct riso_visitor {
+    bool (*page)(char *first, size_t stride, size_t usable, size_t count, void *arg);
+    bool (*block)(void *block, size_t usable, void *arg);
+    void *arg;
+} riso_visitor_t;
+
+/* Visits every block of r's object heap, in address order within each page; false when a visitor
+ * call stopped it. */
+bool riso_scan(riso_t *s, const riso_visitor_t *visitor);
+
+void riso_end(riso_t *s);   /* frees what the scan holds */
 
 /* ---- collect.c ---- */
 

@@ -178,7 +178,7 @@ region_status region_destroy(region_t *r) {
     robjects_release(r);
     rhandle_table_free(&r->handles);
 #if REGION_BLOCK_CHECKS
-    rblockset_clear(&r->live_blocks);
+    rptrmap_clear(&r->live_blocks);
 #endif
     rarena_slot_give(r->slot);
     return REGION_OK;

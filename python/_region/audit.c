@@ -43,8 +43,7 @@ typedef struct graph {
     rpy_region_t *region;
     node_t *nodes;
     int64_t count, capacity;
-    int64_t *index;            /* open addressing: object -> node index + 1 (0 empty) */
-    int64_t index_capacity;    /* power of two */
+    rptrmap_t index;           /* object -> node index + 1 */
     escape_t *escapes;
     int64_t escape_count, escape_capacity;
     int64_t current;           /* node being traversed */
@@ -58,60 +57,31 @@ typedef struct graph {
 
 /* ---- Node table ---- */
 
-static uint64_t hash_ptr(const void *p) {
-    uint64_t x = (uint64_t)(uintptr_t)p;
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdull;
-    return x ^ (x >> 33);
-}
-
-static bool index_grow(graph_t *g) {
-    int64_t capacity = g->index_capacity ? g->index_capacity * 2 : 1024;
-    int64_t *index = PyMem_RawCalloc((size_t)capacity, sizeof *index);
-    if (!index) return false;
-    for (int64_t i = 0; i < g->count; i++) {
-        uint64_t h = hash_ptr(g->nodes[i].obj) & (uint64_t)(capacity - 1);
-        while (index[h]) h = (h + 1) & (uint64_t)(capacity - 1);
-        index[h] = i + 1;
-    }
-    PyMem_RawFree(g->index);
-    g->index = index;
-    g->index_capacity = capacity;
-    return true;
-}
-
 /* The node of obj, added (with `parent`) when new; -1 when out of memory. */
 static int64_t node_of(graph_t *g, PyObject *obj, int64_t parent, bool *added) {
     *added = false;
-    if ((g->count + 1) * 2 > g->index_capacity && !index_grow(g)) return -1;
-    uint64_t mask = (uint64_t)(g->index_capacity - 1), h = hash_ptr(obj) & mask;
-    while (g->index[h]) {
-        int64_t i = g->index[h] - 1;
-        if (g->nodes[i].obj == obj) return i;
-        h = (h + 1) & mask;
-    }
+    rptrmap_cell_t *cell = rptrmap_put(&g->index, obj);
+    if (!cell) return -1;
+    if (cell->value) return (int64_t)cell->value - 1;
     if (g->count == g->capacity) {
         int64_t capacity = g->capacity ? g->capacity * 2 : 1024;
         node_t *nodes = PyMem_RawRealloc(g->nodes, (size_t)capacity * sizeof *nodes);
-        if (!nodes) return -1;
+        if (!nodes) {
+            rptrmap_remove(&g->index, obj);
+            return -1;
+        }
         g->nodes = nodes;
         g->capacity = capacity;
     }
     g->nodes[g->count] = (node_t){.obj = obj, .parent = parent};
-    g->index[h] = ++g->count;
+    cell->value = (uint64_t)++g->count;
     *added = true;
     return g->count - 1;
 }
 
 static int64_t node_find(const graph_t *g, PyObject *obj) {
-    if (!g->index_capacity) return -1;
-    uint64_t mask = (uint64_t)(g->index_capacity - 1), h = hash_ptr(obj) & mask;
-    while (g->index[h]) {
-        int64_t i = g->index[h] - 1;
-        if (g->nodes[i].obj == obj) return i;
-        h = (h + 1) & mask;
-    }
-    return -1;
+    rptrmap_cell_t *cell = rptrmap_get(&g->index, obj);
+    return cell ? (int64_t)cell->value - 1 : -1;
 }
 
 static void escape_add(graph_t *g, escape_kind kind, int64_t node, PyObject *target, Py_ssize_t count) {
@@ -130,7 +100,7 @@ static void escape_add(graph_t *g, escape_kind kind, int64_t node, PyObject *tar
 
 static void graph_free(graph_t *g) {
     PyMem_RawFree(g->nodes);
-    PyMem_RawFree(g->index);
+    rptrmap_clear(&g->index);
     PyMem_RawFree(g->escapes);
     PyMem_RawFree(g->work);
 }
@@ -227,102 +197,11 @@ static int add_member(PyObject *op, void *arg) {
  * heap: every block that holds an object (rpy_object_in_block, checked against the interpreter's types)
  * and is not in the graph joins it as a start. */
 
-typedef struct type_set {
-    PyTypeObject **slots;
-    size_t capacity;           /* power of two; at most half full */
-    size_t count;
-    bool failed;               /* out of memory growing */
-} type_set_t;
-
-static void type_set_insert(type_set_t *set, PyTypeObject *type) {
-    size_t mask = set->capacity - 1, h = hash_ptr(type) & mask;
-    while (set->slots[h] && set->slots[h] != type) h = (h + 1) & mask;
-    if (!set->slots[h]) set->count++;
-    set->slots[h] = type;
-}
-
-/* One walk of the type tree fills the set (grown as it goes: the walk is what a proof of a small
- * region spends its time on, so it runs once, not once to count and once to fill). */
-static void type_set_add(PyTypeObject *type, void *arg) {
-    type_set_t *set = arg;
-    if (set->failed) return;
-    if (2 * (set->count + 1) > set->capacity) {
-        type_set_t grown = {PyMem_RawCalloc(2 * set->capacity, sizeof *grown.slots), 2 * set->capacity, 0, false};
-        if (!grown.slots) {
-            set->failed = true;
-            return;
-        }
-        for (size_t i = 0; i < set->capacity; i++)
-            if (set->slots[i]) type_set_insert(&grown, set->slots[i]);
-        PyMem_RawFree(set->slots);
-        *set = grown;
-    }
-    type_set_insert(set, type);
-}
-
-static bool type_set_has(PyTypeObject *type, void *arg) {
-    const type_set_t *set = arg;
-    size_t mask = set->capacity - 1, h = hash_ptr(type) & mask;
-    while (set->slots[h]) {
-        if (set->slots[h] == type) return true;
-        h = (h + 1) & mask;
-    }
-    return false;
-}
-
-typedef struct heap_scan {
-    type_set_t types;
-    bool include_shared;
-    PyObject **found;
-    size_t found_count, found_capacity;
-    bool failed;
-} heap_scan_t;
-
-static bool scan_block(void *block, size_t size, void *arg) {
-    heap_scan_t *scan = arg;
-    PyObject *obj = rpy_object_in_block(block, size, type_set_has, &scan->types);
-    if (!obj || (!scan->include_shared && rpy_is_shared(obj))) return true;
-    if (scan->found_count == scan->found_capacity) {
-        size_t capacity = scan->found_capacity ? scan->found_capacity * 2 : 64;
-        PyObject **found = PyMem_RawRealloc(scan->found, capacity * sizeof *found);
-        if (!found) {
-            scan->failed = true;
-            return false;
-        }
-        scan->found = found;
-        scan->found_capacity = capacity;
-    }
-    scan->found[scan->found_count++] = obj;
-    return true;
-}
-
-int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
-    heap_scan_t scan = {.include_shared = include_shared};
-    scan.types.capacity = 2048;   /* a bare interpreter has about 550 types */
-    scan.types.slots = PyMem_RawCalloc(scan.types.capacity, sizeof *scan.types.slots);
-    if (scan.types.slots) rpy_foreach_type(type_set_add, &scan.types);
-    if (!scan.types.slots || scan.types.failed) {
-        PyMem_RawFree(scan.types.slots);
-        PyErr_NoMemory();
-        return -1;
-    }
-    rhost_visit_object_blocks(self->r, scan_block, &scan);
-    PyMem_RawFree(scan.types.slots);
-    if (scan.failed) {
-        PyMem_RawFree(scan.found);
-        PyErr_NoMemory();
-        return -1;
-    }
-    *objects = scan.found;
-    *count = scan.found_count;
-    return 0;
-}
-
 /* Adds the objects only held from outside as starts; 0, or -1 when out of memory. */
 static int graph_add_unreached(graph_t *g) {
     PyObject **found;
     size_t count;
-    if (audit_heap_objects(g->region, false, &found, &count) < 0) {
+    if (proof_heap_objects(g->region, false, &found, &count) < 0) {
         PyErr_Clear();   /* graph_build reports the failure as MemoryError */
         return -1;
     }

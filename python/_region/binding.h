@@ -215,7 +215,7 @@ void membership_blocks_opened(int interp_index);
 void membership_blocks_closed(void);
 
 /* Unregisters self without handing its members to the interpreter: they are about to be freed with
- * the region's heaps (teardown.c). */
+ * the region's heaps (proof.c, "Bulk teardown"). */
 void membership_forget(rpy_region_t *self);
 
 /* Calls fn(rec, arg) for every open region (each held by a reference meanwhile). */
@@ -334,10 +334,6 @@ bool binding_owns_type(PyTypeObject *type);
  * holders_of): r.close() gives those objects back to the ordinary heap. */
 PyObject *audit_incoming(rpy_region_t *self);
 
-/* Every object in self's object heap, found by walking its blocks (an array in raw memory for the
- * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked. */
-int audit_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count);
-
 /* ---- crossing.c ---- */
 
 /* Copies into self (owned by the caller, no block open) every mortal immutable value outside it
@@ -350,21 +346,32 @@ Py_ssize_t crossing_copy_values(rpy_region_t *self);
  * every region come back as they are; NULL with TypeError for anything else. */
 PyObject *crossing_copy_out(PyObject *op);
 
-/* ---- teardown.c ---- */
+/* ---- proof.c: the isolation engine's fast pass ---- */
 
-/* Frees every object of self at once when that is proven safe (teardown.c).  Returns DONE (self->r
- * is then NULL); ISOLATED: nothing outside refers in, but a bulk free is not proven safe (free object
- * by object); ESCAPES: something outside refers in (nothing changed); ERROR with an exception. */
+/* Frees every object of self at once when that is proven safe (proof.c, "Bulk teardown").  Returns
+ * DONE (self->r is then NULL); ISOLATED: nothing outside refers in, but a bulk free is not proven
+ * safe (free object by object); ESCAPES: not proven that nothing outside refers in (the audit
+ * decides; nothing changed); ERROR with an exception. */
 enum { TEARDOWN_ERROR = -1, TEARDOWN_DONE, TEARDOWN_ISOLATED, TEARDOWN_ESCAPES };
 int teardown_bulk(rpy_region_t *self);
 
 /* 1 when the region is proven isolated (what r.check() would accept), 0 when not proven (run the
- * audit), -1 with an exception.  Cheaper than the audit: no paths are kept.  *refers_to_classes
- * says whether any region object refers to a class of the binding's user (a heap type not the
- * binding's own), which ties the region to the interpreter that defined it; *refers_to_mortal
- * whether any outside object it refers to is mortal, which ties it to its GIL (both upper bounds:
- * true when the proof fails). */
-int teardown_proven_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal);
+ * audit), -1 with an exception.  One scan of the object pages, no graph.  *refers_to_classes says
+ * whether any region object refers to a class of the binding's user (a heap type not the binding's
+ * own), which ties the region to the interpreter that defined it; *refers_to_mortal whether any
+ * outside object it refers to is mortal, which ties it to its GIL (both upper bounds: true when
+ * the scan stopped short). */
+int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal);
+
+/* Every object in self's object heap, found by scanning its blocks (an array in raw memory for the
+ * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked.  0, or
+ * -1 with MemoryError. */
+int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count);
+
+/* The benchmarks' floor (bench/proof_bench.py): one read of each 64-byte line of the pages of
+ * self's object and buffer heaps, the least any pass over the region's memory costs.  Returns the
+ * bytes read; *sum keeps the reads from being optimized away. */
+size_t proof_stream(rpy_region_t *self, uint64_t *sum);
 
 /* Whether a region object may refer to op, an object outside every region (audit.c's rule). */
 bool audit_safe_to_share(PyObject *op);

@@ -121,7 +121,7 @@ Py_ssize_t crossing_copy_values(rpy_region_t *self) {
     size_t count;
     /* The walk's pointers are borrowed: no collection may run (and free one) while they are used. */
     bool gc_was_enabled = rpy_gc_pause();
-    if (audit_heap_objects(self, false, &objects, &count) < 0) {
+    if (proof_heap_objects(self, false, &objects, &count) < 0) {
         rpy_gc_resume(gc_was_enabled);
         return -1;
     }

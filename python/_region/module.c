@@ -521,7 +521,11 @@ static PyObject *Region_check(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
     if (region_check_owner(self, "check") < 0) return NULL;
-    return audit_check(self);
+    bool refers_to_classes, refers_to_mortal;
+    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
+    if (proven < 0) return NULL;
+    if (proven) Py_RETURN_NONE;
+    return audit_check(self);   /* decides, and names each escape */
 }
 
 static PyObject *Region_objects(RegionObject *o, PyObject *unused) {
@@ -891,7 +895,7 @@ static PyObject *mod_with_foreign_allocator(PyObject *module, PyObject *fn) {
     return placement_with_foreign_allocator(fn);
 }
 
-/* Test support: the verdict of release()'s fast proof (teardown_proven_isolated) on a region the caller
+/* Test support: the verdict of release()'s fast proof (proof_isolated) on a region the caller
  * owns, without the audit that follows it when it cannot prove: True only if it proves r isolated.  The
  * soundness test (test_proof.py) holds it against r.check(). */
 static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
@@ -903,12 +907,45 @@ static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
     rpy_region_t *self = ((RegionObject *)region)->rec;
     if (region_check_owner(self, "_proven_isolated") < 0) return NULL;
     bool refers_to_classes, refers_to_mortal;
-    int proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
+    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
     return proven < 0 ? NULL : PyBool_FromLong(proven);
 }
 
+/* Test support: the audit alone (r.check() without the fast pass before it): None, or IsolationError
+ * naming the escapes. */
+static PyObject *mod_audit(PyObject *module, PyObject *region) {
+    (void)module;
+    if (!PyObject_TypeCheck(region, Region_Type)) {
+        PyErr_Format(PyExc_TypeError, "_audit() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
+        return NULL;
+    }
+    rpy_region_t *self = ((RegionObject *)region)->rec;
+    if (region_check_owner(self, "_audit") < 0) return NULL;
+    return audit_check(self);
+}
+
+/* Benchmark support: (bytes, seconds, checksum) of proof_stream over a region the caller owns. */
+static PyObject *mod_stream_pass(PyObject *module, PyObject *region) {
+    (void)module;
+    if (!PyObject_TypeCheck(region, Region_Type)) {
+        PyErr_Format(PyExc_TypeError, "_stream_pass() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
+        return NULL;
+    }
+    rpy_region_t *self = ((RegionObject *)region)->rec;
+    if (region_check_owner(self, "_stream_pass") < 0) return NULL;
+    uint64_t sum;
+    struct timespec start, end;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    size_t bytes = proof_stream(self, &sum);
+    clock_gettime(CLOCK_MONOTONIC, &end);
+    double seconds = (double)(end.tv_sec - start.tv_sec) + (double)(end.tv_nsec - start.tv_nsec) * 1e-9;
+    return Py_BuildValue("(ndK)", (Py_ssize_t)bytes, seconds, (unsigned long long)sum);
+}
+
 static PyMethodDef module_methods[] = {
+    {"_stream_pass", mod_stream_pass, METH_O, NULL},
     {"_proven_isolated", mod_proven_isolated, METH_O, NULL},
+    {"_audit", mod_audit, METH_O, NULL},
     {"_local_holders", mod_local_holders, METH_VARARGS, NULL},
     {"_with_foreign_allocator", mod_with_foreign_allocator, METH_O, NULL},
     {"_attribute_name", mod_attribute_name, METH_VARARGS, NULL},

@@ -190,7 +190,7 @@ static int note_gil_crossing(rpy_region_t *self, bool refers_to_mortal) {
     if (copied < 0) return -1;
     if (copied > 0) {
         bool refers_to_classes;
-        if (teardown_proven_isolated(self, &refers_to_classes, &self->refers_to_mortal) < 0) return -1;
+        if (proof_isolated(self, &refers_to_classes, &self->refers_to_mortal) < 0) return -1;
         if (!self->refers_to_mortal) return 0;
     }
     PyObject *none = audit_gil_crossing(self, "cannot go to an interpreter with another GIL");
@@ -240,7 +240,7 @@ bool ownership_stranded(rpy_region_t *self) {
 
 void ownership_abandon(rpy_region_t *self) {
     bool refers_to_classes, refers_to_mortal;
-    if (teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal) < 0) {
+    if (proof_isolated(self, &refers_to_classes, &refers_to_mortal) < 0) {
         PyErr_Clear();
         refers_to_mortal = true;
     }
@@ -326,13 +326,13 @@ int ownership_let_go(rpy_region_t *self) {
     /* The next owner may be another thread: nothing here may keep a way into the region, and the
      * region no way out to anything but shared immutable objects. */
     bool refers_to_classes, refers_to_mortal;
-    int proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
+    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
     if (proven == 0 && collect_region(self) > 0) {
         /* The proof counts garbage's references too (a dead closure refers to its module's globals).
          * A collection frees cycles at a fraction of the audit's cost, and runs their finalizers
          * here, in the interpreter that made them, before the region goes elsewhere. */
         if (!self->r) return region_check_owner(self, "release");   /* a finalizer closed it */
-        proven = teardown_proven_isolated(self, &refers_to_classes, &refers_to_mortal);
+        proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
     }
     if (proven < 0) return -1;
     if (!proven) {   /* the audit decides, and names the escapes if there are any */

@@ -192,7 +192,10 @@ bool rpy_tracemalloc_tracing(void) { return _Py_tracemalloc_config.tracing != 0;
 
 /* ---- Objects ---- */
 
-void *rpy_block_of(PyObject *op) { return (char *)op - _PyType_PreHeaderSize(Py_TYPE(op)); }
+void *rpy_block_of(PyObject *op) {
+    assert(rpy_preheader_size(Py_TYPE(op)) == _PyType_PreHeaderSize(Py_TYPE(op)));
+    return (char *)op - _PyType_PreHeaderSize(Py_TYPE(op));
+}
 
 PyObject *rpy_object_at(void *block, PyTypeObject *type) {
     return (PyObject *)((char *)block + _PyType_PreHeaderSize(type));
@@ -319,27 +322,9 @@ PyObject *rpy_attribute_name(PyObject *obj, PyObject *value) {
     return NULL;
 }
 
-PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(PyTypeObject *type, void *arg),
-                              void *arg) {
-    /* An object starts 0 bytes into its block (no GC header), sizeof(PyGC_Head) (GC), or that plus two
-     * pointers (managed dict): _PyType_PreHeaderSize. */
-    static const size_t preheaders[] = {0, sizeof(PyGC_Head), sizeof(PyGC_Head) + 2 * sizeof(PyObject *)};
-    for (size_t i = 0; i < sizeof preheaders / sizeof preheaders[0]; i++) {
-        size_t pre = preheaders[i];
-        if (pre + sizeof(PyObject) > size) break;
-        PyObject *candidate = (PyObject *)((char *)block + pre);
-        PyTypeObject *tp = candidate->ob_type;
-        if (!is_known_type(tp, arg) || _PyType_PreHeaderSize(tp) != pre) continue;
-        /* A freed object's count is 0, and mimalloc's free-list link (a pointer) overwrites the first
-         * word of a free block: neither passes. */
-        if (candidate->ob_refcnt <= 0 || candidate->ob_refcnt > ((Py_ssize_t)1 << 32)) continue;
-        /* str's tp_basicsize is that of the legacy layout; compact strings are smaller. */
-        size_t minimum = tp == &PyUnicode_Type ? sizeof(PyASCIIObject) : (size_t)tp->tp_basicsize;
-        if (minimum > size - pre) continue;
-        return candidate;
-    }
-    return NULL;
-}
+/* rpy_preheader_size (internals.h) reads the pre-header from public flags; this is the layout it
+ * assumes. */
+_Static_assert(sizeof(PyGC_Head) == 2 * sizeof(void *), "PyGC_Head is two pointers in 3.11-3.13");
 
 /* 3.11 frames: tstate->cframe->current_frame, linked by `previous`; each holds f_code and its
  * localsplus (locals, then cells and free variables) (pycore_frame.h:47-67).  3.13: the thread's
@@ -476,69 +461,103 @@ static bool no_weakrefs(PyObject *op) {
     return *(PyObject **)((char *)op + t->tp_weaklistoffset) == NULL;
 }
 
-bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), void *arg) {
-    PyTypeObject *t = Py_TYPE(op);
-    if (t == &PyLong_Type || t == &PyFloat_Type || t == &PyComplex_Type || t == &PyBytes_Type ||
-        t == &PyTuple_Type || t == &PyRange_Type || t == &PySlice_Type)
-        return true;
-    if (t == &PyUnicode_Type) {
-        /* A compact str is one block, unless it cached a UTF-8 or wchar_t copy (unicodeobject.c
-         * unicode_dealloc frees those): leave such rare strings to the ordinary path. */
-#if RPY_312 || RPY_313
-        if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op)) return false;
-#else
-        if (PyUnicode_CHECK_INTERNED(op) || !PyUnicode_IS_COMPACT(op) || _PyASCIIObject_CAST(op)->wstr) return false;
-#endif
-        return PyUnicode_IS_ASCII(op) || _PyCompactUnicodeObject_CAST(op)->utf8 == NULL;
-    }
-    if (t == &PyList_Type) {
-        if (((PyListObject *)op)->ob_item) owned(((PyListObject *)op)->ob_item, arg);
-        return true;
-    }
-    if (t == &PyDict_Type) {
-        PyDictObject *d = (PyDictObject *)op;
-        if (d->ma_values) return false;                      /* split tables share their keys */
-        if (d->ma_keys == empty_keys) return true;
-        if (d->ma_keys->dk_refcnt != 1) return false;
-        owned(d->ma_keys, arg);
-        return true;
-    }
-    if (t == &PySet_Type || t == &PyFrozenSet_Type) {
-        PySetObject *so = (PySetObject *)op;
-        if (!no_weakrefs(op)) return false;
-        if (so->table != so->smalltable) owned(so->table, arg);
-        return true;
-    }
-    if (t == &PyByteArray_Type) {
-        PyByteArrayObject *b = (PyByteArrayObject *)op;
-        if (b->ob_exports) return false;
-        if (b->ob_bytes) owned(b->ob_bytes, arg);
-        return true;
-    }
-    if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || !plain_class(t) || !no_weakrefs(op)) return false;
-#if RPY_313
-    /* Inline values are part of the object's block.  A materialized __dict__ that shares them would
-     * be left pointing into freed memory if anything outside holds it: subtype_dealloc detaches it
-     * first (3.13: dictobject.c _PyObject_ClearManagedDict), so such objects take that path. */
-    if ((t->tp_flags & Py_TPFLAGS_MANAGED_DICT) && _PyObject_ManagedDictPointer(op)->dict) return false;
-#elif RPY_312
-    if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
-        /* Inline values, tagged in the managed slot: allocated as in 3.11 (new_values, the same in a
-         * 3.12 dictobject.c read for reference); a materialized dict owns them instead. */
-        PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(op);
-        if (_PyDictOrValues_IsValues(dorv)) {
-            PyDictValues *values = _PyDictOrValues_GetValues(dorv);
-            owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+/* A str's blocks besides its own: the UTF-8 copy a non-ASCII str caches, and (3.11) the wchar_t
+ * copy, each unless it is the str's own data (unicodeobject.c _PyUnicode_HAS_UTF8_MEMORY and
+ * _PyUnicode_HAS_WSTR_MEMORY).  Whether it has any. */
+static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg), void *arg) {
+    bool any = false;
+    void *data = PyUnicode_DATA(op);
+    if (!PyUnicode_IS_ASCII(op)) {
+        char *utf8 = _PyCompactUnicodeObject_CAST(op)->utf8;
+        if (utf8 && utf8 != data) {
+            owned(utf8, arg);
+            any = true;
         }
     }
-#else
-    if (t->tp_flags & Py_TPFLAGS_MANAGED_DICT) {
-        /* Inline values: one PyMem block whose last prefix byte gives the prefix size
-         * (dictobject.c:692-705 new_values). */
-        PyDictValues *values = *_PyObject_ValuesPointer(op);
-        if (values) owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+#if !(RPY_312 || RPY_313)
+    wchar_t *wstr = _PyASCIIObject_CAST(op)->wstr;
+    if (wstr && (void *)wstr != data) {
+        owned(wstr, arg);
+        any = true;
     }
 #endif
+    return any;
+}
+
+/* The blocks an object's builtin base (str, list, dict, set, bytearray) owns; whether they are all
+ * known (a legacy str's data, a split dict's values and a shared key table are not reported). */
+static bool base_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg, bool *cached) {
+    *cached = false;
+    if (PyUnicode_Check(op)) {
+        if (!PyUnicode_IS_COMPACT(op)) return false;
+        *cached = str_cached_copies(op, owned, arg);
+    } else if (PyList_Check(op)) {
+        if (((PyListObject *)op)->ob_item) owned(((PyListObject *)op)->ob_item, arg);
+    } else if (PyDict_Check(op)) {
+        PyDictObject *d = (PyDictObject *)op;
+        if (d->ma_values || (d->ma_keys != empty_keys && d->ma_keys->dk_refcnt != 1))
+            return false;   /* keys shared with a class or another dict */
+        if (d->ma_keys != empty_keys) owned(d->ma_keys, arg);
+    } else if (PyAnySet_Check(op)) {
+        PySetObject *so = (PySetObject *)op;
+        if (so->table != so->smalltable) owned(so->table, arg);
+    } else if (PyByteArray_Check(op)) {
+        if (((PyByteArrayObject *)op)->ob_bytes) owned(((PyByteArrayObject *)op)->ob_bytes, arg);
+    }
+    return true;
+}
+
+/* An instance's attribute values when they are a block of their own (3.11, 3.12); whether the
+ * layout is known (3.13: a materialized __dict__ shares the inline values, which subtype_dealloc
+ * detaches first (dictobject.c _PyObject_ClearManagedDict), so such objects take that path). */
+static bool instance_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (!(t->tp_flags & Py_TPFLAGS_MANAGED_DICT)) return true;
+#if RPY_313
+    (void)owned, (void)arg;
+    return _PyObject_ManagedDictPointer(op)->dict == NULL;
+#elif RPY_312
+    /* Inline values, tagged in the managed slot: allocated as in 3.11 (new_values, the same in a 3.12
+     * dictobject.c read for reference); a materialized dict owns them instead. */
+    PyDictOrValues dorv = *_PyObject_DictOrValuesPointer(op);
+    if (_PyDictOrValues_IsValues(dorv)) {
+        PyDictValues *values = _PyDictOrValues_GetValues(dorv);
+        owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+    }
+    return true;
+#else
+    /* Inline values: one PyMem block whose last prefix byte gives the prefix size (dictobject.c:692-705
+     * new_values). */
+    PyDictValues *values = *_PyObject_ValuesPointer(op);
+    if (values) owned((uint8_t *)values - ((uint8_t *)values)[-1], arg);
+    return true;
+#endif
+}
+
+bool rpy_owned_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg, bool *releasable) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyTuple_Type || t == &PyLong_Type || t == &PyFloat_Type || t == &PyBytes_Type) {
+        *releasable = true;   /* the commonest blockless types first: this runs once per object */
+        return true;
+    }
+    bool cached;
+    bool known = base_blocks(op, owned, arg, &cached) && instance_blocks(op, owned, arg);
+    *releasable = false;
+    if (!known) return false;
+    if (t == &PyLong_Type || t == &PyFloat_Type || t == &PyComplex_Type || t == &PyBytes_Type ||
+        t == &PyTuple_Type || t == &PyRange_Type || t == &PySlice_Type || t == &PyList_Type || t == &PyDict_Type) {
+        *releasable = true;
+    } else if (t == &PyUnicode_Type) {
+        /* unicode_dealloc frees the cached copies, and an interned str is in the interned table:
+         * leave both to the ordinary path. */
+        *releasable = !cached && !PyUnicode_CHECK_INTERNED(op);
+    } else if (t == &PySet_Type || t == &PyFrozenSet_Type) {
+        *releasable = no_weakrefs(op);
+    } else if (t == &PyByteArray_Type) {
+        *releasable = ((PyByteArrayObject *)op)->ob_exports == 0;
+    } else if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) && plain_class(t)) {
+        *releasable = no_weakrefs(op);
+    }
     return true;
 }
 
@@ -574,6 +593,12 @@ bool rpy_references_dropped(Py_ssize_t n) {
 #endif
     return true;
 }
+
+#ifdef Py_REF_DEBUG
+const bool rpy_hidden_references_counted = true;
+#else
+const bool rpy_hidden_references_counted = false;
+#endif
 
 Py_ssize_t rpy_hidden_references(PyObject *op) {
 #ifdef Py_REF_DEBUG
@@ -612,7 +637,27 @@ PyObject *rpy_long_copy(PyObject *op) { return _PyLong_Copy((PyLongObject *)op);
 bool rpy_dict_traverse_skips_keys(PyObject *dict) {
     /* dict_traverse visits keys only for DICT_KEYS_GENERAL tables (dictobject.c:3532-3561). */
     PyDictObject *mp = (PyDictObject *)dict;
-    return mp->ma_keys->dk_kind != DICT_KEYS_GENERAL;
+    return !mp->ma_values && mp->ma_keys->dk_kind != DICT_KEYS_GENERAL;
+}
+
+void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {
+    PyDictObject *mp = (PyDictObject *)dict;
+    PyDictKeysObject *keys = mp->ma_keys;
+    *view = (rpy_dict_view_t){.count = keys->dk_nentries};
+    if (mp->ma_values) {   /* split: the values array, indexed like the class's shared keys */
+        view->values = mp->ma_values->values;
+        view->key_at = view->value_at = -1;
+    } else if (DK_IS_UNICODE(keys)) {
+        view->entries = (const char *)DK_UNICODE_ENTRIES(keys);
+        view->stride = sizeof(PyDictUnicodeEntry);
+        view->key_at = offsetof(PyDictUnicodeEntry, me_key);
+        view->value_at = offsetof(PyDictUnicodeEntry, me_value);
+    } else {
+        view->entries = (const char *)DK_ENTRIES(keys);
+        view->stride = sizeof(PyDictKeyEntry);
+        view->key_at = offsetof(PyDictKeyEntry, me_key);
+        view->value_at = offsetof(PyDictKeyEntry, me_value);
+    }
 }
 
 /* ---- Freelists ----
@@ -772,11 +817,27 @@ static PyTypeObject *static_type_named(const char *name) {
 }
 #endif
 
+/* ---- Type deaths ----
+ *
+ * Every type that is freed goes through PyType_Type's tp_dealloc (type_dealloc): a class's metaclass
+ * is type or a subclass of it, whose subtype_dealloc calls type's tp_dealloc as its base's, reading
+ * the slot when it runs.  Static types are never freed. */
+static destructor orig_type_dealloc;
+static uint64_t types_freed;
+
+static void type_dealloc_counted(PyObject *op) {
+    __atomic_fetch_add(&types_freed, 1, __ATOMIC_RELAXED);
+    orig_type_dealloc(op);
+}
+
+uint64_t rpy_types_freed(void) { return __atomic_load_n(&types_freed, __ATOMIC_RELAXED); }
+
 /* Region objects already on a freelist when the binding starts cannot exist (no region existed), so
  * installing only has to wrap the deallocators and switch the float list off. */
 int rpy_freelists_install(void) {
     static bool wrapped;
     if (!wrapped) {
+        wrap(&PyType_Type, &orig_type_dealloc, type_dealloc_counted);   /* not a freelist: see above */
 #if RPY_313
         PyTypeObject *wrapped_value_type = static_type_named("async_generator_wrapped_value");
         if (!wrapped_value_type) {

@@ -103,11 +103,68 @@ PyObject *rpy_instance_dict(PyObject *obj);
 /* The name under which obj's attribute storage (dict or inline values) holds value, or NULL. */
 PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
 
+/* What rpy_object_in_block asks of a would-be type field: whether it points to a type of the
+ * interpreter.  The cheap answers are kept here and given without a call - the type accepted last (a
+ * page's blocks are mostly of one type), the pointer refused last (buffers of one kind repeat their
+ * words), "no" for what cannot be a type's address (small or unaligned values: the counts of a
+ * buffer's header), and "no" for memory the caller knows holds no type (a region where no class was
+ * made: a GC object's header, read as a type field, points to the previous object there);
+ * is_type(type, arg) gives the rest. */
+typedef struct rpy_type_filter {
+    bool (*is_type)(PyTypeObject *type, void *arg);
+    void *arg;
+    PyTypeObject *accepted, *refused;
+    uintptr_t typeless, typeless_size;   /* [typeless, + size): memory known to hold no type */
+} rpy_type_filter_t;
+
+/* How far into its block an object starts: _PyType_PreHeaderSize, from public flags - the GC header
+ * (PyGC_Head: two pointers in 3.11-3.13, which internals.c asserts), then the managed dict pointers
+ * (3.11: Py_TPFLAGS_MANAGED_DICT; 3.12+: and the managed weakref, Py_TPFLAGS_PREHEADER).  Here, not
+ * in internals.c, so that the isolation scan inlines it: it runs up to three times per block. */
+static inline size_t rpy_preheader_size(PyTypeObject *tp) {
+#ifdef Py_TPFLAGS_PREHEADER
+    unsigned long managed = Py_TPFLAGS_PREHEADER;
+#else
+    unsigned long managed = Py_TPFLAGS_MANAGED_DICT;
+#endif
+    return ((tp->tp_flags & Py_TPFLAGS_HAVE_GC) ? 2 * sizeof(void *) : 0) +
+           ((tp->tp_flags & managed) ? 2 * sizeof(PyObject *) : 0);
+}
+
+static inline bool rpy_type_filter_passes(rpy_type_filter_t *filter, PyTypeObject *type) {
+    if ((uintptr_t)type < 4096 || ((uintptr_t)type & 7) || type == filter->refused) return false;
+    if (type == filter->accepted) return true;
+    if ((uintptr_t)type - filter->typeless < filter->typeless_size) return false;
+    if (!filter->is_type(type, filter->arg)) {
+        filter->refused = type;
+        return false;
+    }
+    filter->accepted = type;
+    return true;
+}
+
 /* The object whose memory block starts at `block` (size usable bytes), if the block holds one whose
- * type passes is_known_type; NULL otherwise (a buffer, e.g. a dict's key table).  Reads only inside
- * the block; dereferences a type pointer only after is_known_type accepted it. */
-PyObject *rpy_object_in_block(void *block, size_t size, bool (*is_known_type)(PyTypeObject *type, void *arg),
-                              void *arg);
+ * type passes the filter; NULL otherwise (a buffer, e.g. a dict's key table).  Reads only inside the
+ * block; dereferences a type pointer only after the filter accepted it. */
+static inline PyObject *rpy_object_in_block(void *block, size_t size, rpy_type_filter_t *filter) {
+    /* An object starts 0 bytes into its block (no GC header), 16 (GC), or 32 (GC and managed dict).
+     * Tried in that order, so that what is read as a type field before the right one is a header word
+     * (a GC header's link), never a user's bytes. */
+    for (size_t pre = 0; pre <= 4 * sizeof(void *); pre += 2 * sizeof(void *)) {
+        if (pre + sizeof(PyObject) > size) break;
+        PyObject *candidate = (PyObject *)((char *)block + pre);
+        PyTypeObject *tp = candidate->ob_type;
+        if (!rpy_type_filter_passes(filter, tp) || rpy_preheader_size(tp) != pre) continue;
+        /* A freed object's count is 0, and mimalloc's free-list link (a pointer) overwrites the first
+         * word of a free block: neither passes. */
+        if (candidate->ob_refcnt <= 0 || candidate->ob_refcnt > ((Py_ssize_t)1 << 32)) continue;
+        /* str's tp_basicsize is that of the legacy layout; compact strings are smaller. */
+        size_t minimum = tp == &PyUnicode_Type ? sizeof(PyASCIIObject) : (size_t)tp->tp_basicsize;
+        if (minimum > size - pre) continue;
+        return candidate;
+    }
+    return NULL;
+}
 
 /* Calls fn(name, code, line, arg) for every local variable (or cell) of every running frame of every
  * thread whose value is obj, reading the frames directly (frame.f_locals would create a dict that
@@ -119,23 +176,48 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
  * through tp_subclasses without allocating). */
 void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
 
+/* How many types any interpreter has freed since rpy_freelists_install (which wraps type's
+ * deallocator to count them; internals.c, "Type deaths").  A set of types taken while this stays
+ * the same holds no freed type, though types made since may be missing from it. */
+uint64_t rpy_types_freed(void);
+
 /* Whether op is the frame object of a frame that is still running (or suspended in a generator):
  * execution state the interpreter holds, not data anything else refers to. */
 bool rpy_is_running_frame_object(PyObject *op);
 
-/* ---- Bulk teardown (python/_region/teardown.c) ---- */
+/* ---- Bulk teardown (python/_region/proof.c) ---- */
 
-/* Whether op's deallocator does nothing but release op's references and free memory blocks, and
- * nothing else can reach op or run code for it (no weakref to it, no finalizer, not interned).
- * Then calls owned(block, arg) for every block op owns besides its own (a list's items, a dict's key
- * table, a set's table, an instance's inline values, a bytearray's bytes).  Types: int, float,
- * complex, str, bytes, bytearray, tuple, list, dict (not split), set, frozenset, range, slice, and
- * instances of classes whose whole MRO is Python classes over object with no __del__. */
-bool rpy_bulk_releasable(PyObject *op, void (*owned)(void *block, void *arg), void *arg);
+/* Calls owned(block, arg) for every memory block op owns besides its own that its builtin base and
+ * instance layout tell of (a list's items, a dict's key table, a set's table, an instance's separate
+ * attribute values, a bytearray's bytes, a str's cached UTF-8 or wchar_t copy), each a block op
+ * alone owns.  Returns false when that layout is not known (a legacy str, a split or shared dict
+ * table, 3.13 inline values shared with a __dict__); blocks a C subclass allocates besides are never
+ * reported, so a caller that needs every block counts them against the heap's.  *releasable says
+ * whether op's deallocator does nothing but release its references and free those blocks, and
+ * nothing else can reach op or run code for it: int, float, complex, bytes, tuple, range, slice,
+ * list, dict, a str neither interned nor caching a copy, a set or frozenset no weakref points to, a
+ * bytearray with no exports, and instances of classes whose whole MRO is Python classes over object
+ * with no __del__ and no weakref to them.  What a bulk teardown relies on (proof.c). */
+bool rpy_owned_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg, bool *releasable);
 
 /* Calls visit(child, arg) for every reference op holds: tp_traverse (which visits the class of an
  * instance), plus the str keys dict_traverse skips and the ints of a range (not a GC type). */
 void rpy_visit_references(PyObject *op, visitproc visit, void *arg);
+
+/* An exact dict's references laid out for a loop that reads them in place (the isolation engine's
+ * fast path, proof.c): `count` entries of `stride` bytes from `entries`, each with its key pointer
+ * `key_at` bytes in (-1: the table is split and its keys are the class's, not the dict's) and its
+ * value pointer `value_at` bytes in; or, for a split table, `values`, count of them.  A deleted
+ * entry's pointers are NULL.  Exactly the references the dict owns, each once: what tp_traverse
+ * visits plus the str keys it skips. */
+typedef struct rpy_dict_view {
+    const char *entries;
+    size_t stride;
+    Py_ssize_t count;
+    int key_at, value_at;
+    PyObject *const *values;
+} rpy_dict_view_t;
+void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view);
 
 /* Debug builds count every reference in _Py_RefTotal; a bulk teardown drops n references without
  * a Py_DECREF each, and says so here.  Returns false when the build tracks every object in a list
@@ -145,6 +227,7 @@ bool rpy_references_dropped(Py_ssize_t n);
 /* References a bulk teardown of op drops besides op's own count: a dict's own key table counts
  * its dk_refcnt in _Py_RefTotal too (dictkeys_incref/decref under Py_REF_DEBUG). */
 Py_ssize_t rpy_hidden_references(PyObject *op);
+extern const bool rpy_hidden_references_counted;   /* false: rpy_hidden_references is always 0 */
 bool rpy_bulk_teardown_possible(void);
 
 /* Replaces the key that PyDict_Next left before *pos (pos as it returned it) with `key`, an equal
@@ -155,7 +238,8 @@ bool rpy_dict_replace_key(PyObject *dict, Py_ssize_t pos, PyObject *key);
 /* A new int equal to op (an exact int). */
 PyObject *rpy_long_copy(PyObject *op);
 
-/* Whether tp_traverse of this dict skips its keys (str-keyed tables do: the keys are not visited). */
+/* Whether tp_traverse of this dict skips keys it owns (combined str-keyed tables do; a split
+ * table's keys belong to its class's shared table, not to the dict). */
 bool rpy_dict_traverse_skips_keys(PyObject *dict);
 
 /* ---- Freelists ---- */

@@ -1,0 +1,445 @@
+/* proof.c - the isolation engine's fast pass for Python objects: is a region isolated, and may its
+ * objects be freed at once?  One scan of the region's object pages (region/isolation.c) decides it;
+ * the audit (audit.c), which walks the object graph and names every escape with its path, runs only
+ * when this pass cannot prove isolation.  release(), close(), r.check() and the C API all decide
+ * here first.  docs/design.md, "The isolation proof", has the cost model.
+ *
+ * THE PROOF.  Every object X of the region has
+ *     refcnt(X) = internal(X) + external(X),   internal(X), external(X) >= 0,
+ * where internal(X) counts the references region objects (and the Region, to its root) hold to X,
+ * as their tp_traverse reports them.  Summed over the region:
+ *     sum refcnt - sum internal = sum external,
+ * and a sum of non-negative terms is 0 exactly when every term is.  So the region is referenced
+ * from nowhere outside iff the sum of its objects' counts equals the number of references its
+ * objects hold to its own objects - two counters, no per-object bookkeeping, no write to any object.
+ * What that relies on, each checked by the scan (else "not proven", and the audit decides):
+ *   - every live block of the object heap is an object whose type the interpreter knows
+ *     (rpy_object_in_block), so no object escapes the sum, and every reference into object memory
+ *     is a reference to one of them;
+ *   - a reference into the region's slot but outside its object pages (an object in a buffer block)
+ *     is never counted as internal: the scan refuses it (riso_t.stray);
+ *   - tp_traverse visits each reference an object OWNS, once: CPython's cycle collector relies on the
+ *     same contract (gcmodule.c subtract_refs would drive a count below zero otherwise, which debug
+ *     builds assert), and the engine visits the str keys dict_traverse skips itself, and a split
+ *     dict's values but not the keys its class owns (rpy_dict_view);
+ *   - no running frame's frame object is in the region (its count includes the interpreter's
+ *     execution state, which no traversal reports; the audit knows how to discount it);
+ *   - no immortal object (3.12+) is in the region: rpy_object_in_block does not accept counts of
+ *     2^32 and over, so the scan stops at one.
+ * References to objects outside the region are counted per target (riso_t.outside) and each target
+ * is vetted once: it must be safe to share (audit_safe_to_share), and it says whether the region
+ * refers to classes or to mortal objects (ownership.c, "Crossing interpreters").
+ *
+ * NO PYTHON CODE RUNS from the first count to the decision: collection is paused, and tp_traverse,
+ * the type walk and the block visits run none.  Everything the pass keeps is raw memory.
+ */
+#include "binding.h"
+
+/* ---- The interpreter's types ---- */
+
+/* The set of every type of the interpreter (rpy_foreach_type), which tells an object's block from a
+ * buffer: a block holds an object only if its type field points to one of these.
+ *
+ * Walking the type tree costs more than scanning a small region, so each interpreter keeps its set
+ * between proofs.  A kept set is sound to use while no type has been freed since it was taken
+ * (rpy_types_freed): then every pointer in it is a live type, safe to read.  Types made since are
+ * missing from it, and their objects would pass for buffers the region cannot account for; so a
+ * proof that finds such blocks with a kept set takes a new set and scans again (proof_run), and the
+ * audit, which must find every object, always takes a new one. */
+typedef struct type_cache {
+    int64_t interp;            /* the id of the interpreter it is of (ids are never reused); -1: none */
+    uint64_t types_freed;      /* rpy_types_freed() when it was taken */
+    rptrmap_t map;
+    PyTypeObject **in_regions; /* the types that live in region memory (classes made in a block) */
+    size_t in_regions_count, in_regions_capacity;
+    bool failed;               /* out of memory while taking it */
+} type_cache_t;
+
+static type_cache_t type_caches[RPY_MAX_INTERPRETERS];   /* by rpy_interp_index, under its GIL */
+
+typedef struct type_set {
+    type_cache_t *cache;       /* the interpreter's, or `own` when it is not attached */
+    type_cache_t own;
+    bool fresh;                /* taken for this proof */
+    uintptr_t base;            /* the region's slot, [base, base + size) ... */
+    size_t size;
+    size_t in_region;          /* ... and how many types live there */
+} type_set_t;
+
+static void type_cache_add(PyTypeObject *type, void *arg) {
+    type_cache_t *cache = arg;
+    if (cache->failed) return;
+    if (!rptrmap_put(&cache->map, type)) cache->failed = true;
+    if ((uintptr_t)type - (uintptr_t)rarena_reservation.base >= rarena_reservation.span) return;
+    if (cache->in_regions_count == cache->in_regions_capacity) {
+        size_t capacity = cache->in_regions_capacity ? 2 * cache->in_regions_capacity : 16;
+        PyTypeObject **grown = PyMem_RawRealloc(cache->in_regions, capacity * sizeof *grown);
+        if (!grown) {
+            cache->failed = true;
+            return;
+        }
+        cache->in_regions = grown;
+        cache->in_regions_capacity = capacity;
+    }
+    cache->in_regions[cache->in_regions_count++] = type;
+}
+
+static void type_cache_clear(type_cache_t *cache) {
+    rptrmap_clear(&cache->map);
+    PyMem_RawFree(cache->in_regions);
+    *cache = (type_cache_t){.interp = -1};
+}
+
+/* The set for a proof of region r: the interpreter's kept one unless `fresh` is asked for or it is
+ * out of date.  0, or -1 with MemoryError. */
+static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
+    int index = rpy_interp_index();
+    *set = (type_set_t){.base = (uintptr_t)rarena_slot_base(r->slot), .size = rarena_reservation.slot_size};
+    set->cache = index >= 0 ? &type_caches[index] : &set->own;
+    type_cache_t *cache = set->cache;
+    int64_t interp = binding_current_interp();
+    uint64_t freed = rpy_types_freed();
+    if (fresh || index < 0 || cache->interp != interp || cache->types_freed != freed || !cache->map.live) {
+        type_cache_clear(cache);
+        /* a bare interpreter has about 550 types */
+        cache->failed = !rptrmap_reserve(&cache->map, 1024);
+        if (!cache->failed) rpy_foreach_type(type_cache_add, cache);
+        if (cache->failed) {
+            type_cache_clear(cache);
+            PyErr_NoMemory();
+            return -1;
+        }
+        cache->interp = index >= 0 ? interp : -1;
+        cache->types_freed = freed;
+        set->fresh = true;
+    }
+    for (size_t i = 0; i < cache->in_regions_count; i++)
+        set->in_region += (uintptr_t)cache->in_regions[i] - set->base < set->size;
+    return 0;
+}
+
+static void type_set_release(type_set_t *set) {
+    if (set->cache == &set->own) type_cache_clear(&set->own);
+}
+
+/* ---- The scan ---- */
+
+typedef struct proof {
+    rpy_region_t *self;
+    riso_t scan;
+    type_set_t types;
+    rpy_type_filter_t filter;    /* known_type over `types` */
+    uint64_t counts;             /* the sum of the objects' reference counts */
+    size_t objects;
+    size_t other_blocks;         /* object-heap blocks that hold no object */
+    size_t owned_in_objects;     /* blocks the objects own, in object memory / elsewhere in the slot */
+    size_t owned_in_buffers;
+    bool owned_outside;          /* an owned block outside the slot */
+    bool unproven;               /* something the proof cannot account for (see above) */
+    bool all_releasable;         /* every object's blocks known, and releasable ("Bulk teardown") */
+    Py_ssize_t hidden;           /* rpy_hidden_references, summed */
+    /* the vetting of the outside targets */
+    bool outside_safe;
+    bool refers_to_classes, refers_to_mortal;
+} proof_t;
+
+/* The filter's slow answer (rpy_type_filter_t has the fast ones). */
+static bool known_type(PyTypeObject *type, void *arg) {
+    return rptrmap_get(&((type_set_t *)arg)->cache->map, type) != NULL;
+}
+
+/* The filter over a type set: a region where no class was made holds no type. */
+static rpy_type_filter_t type_filter(type_set_t *set) {
+    return (rpy_type_filter_t){.is_type = known_type, .arg = set, .typeless = set->base,
+                               .typeless_size = set->in_region ? 0 : set->size};
+}
+
+static int visit_reference(PyObject *child, void *arg) {
+    riso_reference(&((proof_t *)arg)->scan, child);
+    return 0;
+}
+
+/* A block an object owns.  One in object memory must be one of the blocks the scan finds holding no
+ * object: so it must not look like an object even to the most lenient test (any size). */
+static void count_owned(void *block, void *arg) {
+    proof_t *p = arg;
+    uintptr_t offset = (uintptr_t)block - p->scan.base;
+    if (offset >= p->scan.size) {
+        p->owned_outside = true;
+    } else if (riso_in_object_memory(&p->scan, block)) {
+        p->owned_in_objects++;
+        if (rpy_object_in_block(block, SIZE_MAX / 2, &p->filter)) p->unproven = true;
+    } else {
+        p->owned_in_buffers++;
+    }
+}
+
+/* The references op holds, sorted: the common containers read in place, the rest through
+ * rpy_visit_references (tp_traverse). */
+static inline void scan_references(proof_t *p, PyObject *op) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyTuple_Type || t == &PyList_Type) {
+        PyObject **items = t == &PyTuple_Type ? ((PyTupleObject *)op)->ob_item : ((PyListObject *)op)->ob_item;
+        for (Py_ssize_t i = 0, n = Py_SIZE(op); i < n; i++) riso_reference(&p->scan, items[i]);
+    } else if (t == &PyDict_Type) {
+        rpy_dict_view_t view;
+        rpy_dict_view(op, &view);
+        if (view.values) {
+            for (Py_ssize_t i = 0; i < view.count; i++) riso_reference(&p->scan, view.values[i]);
+        } else {
+            const char *entry = view.entries;
+            for (Py_ssize_t i = 0; i < view.count; i++, entry += view.stride) {
+                riso_reference(&p->scan, *(PyObject *const *)(entry + view.key_at));
+                riso_reference(&p->scan, *(PyObject *const *)(entry + view.value_at));
+            }
+        }
+    } else if (t != &PyUnicode_Type && t != &PyLong_Type && t != &PyFloat_Type && t != &PyBytes_Type) {
+        if (rpy_is_running_frame_object(op)) p->unproven = true;
+        else rpy_visit_references(op, visit_reference, p);
+    }
+}
+
+static inline bool scan_one(proof_t *p, void *block, size_t size) {
+    PyObject *op = rpy_object_in_block(block, size, &p->filter);
+    if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
+        p->other_blocks++;
+        return true;
+    }
+    p->counts += (uint64_t)Py_REFCNT(op);
+    p->objects++;
+    scan_references(p, op);
+    PyTypeObject *t = Py_TYPE(op);
+    if (t != &PyTuple_Type && t != &PyLong_Type && t != &PyFloat_Type) {   /* no blocks of their own */
+        bool releasable;
+        if (!rpy_owned_blocks(op, count_owned, p, &releasable) || !releasable) p->all_releasable = false;
+    }
+    if (rpy_hidden_references_counted) p->hidden += rpy_hidden_references(op);
+    return !p->unproven;
+}
+
+static bool scan_block(void *block, size_t size, void *arg) { return scan_one(arg, block, size); }
+
+/* The reads of a block's header stall on memory, and the work between them keeps the hardware
+ * prefetcher from running far enough ahead: ask for the line PREFETCH_AHEAD bytes on. */
+#define PREFETCH_AHEAD 1024
+
+static bool scan_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
+    proof_t *p = arg;
+    char *end = first + count * stride;
+    for (; first < end; first += stride) {
+        __builtin_prefetch(first + PREFETCH_AHEAD);
+        if (!scan_one(p, first, usable)) return false;
+    }
+    return true;
+}
+
+/* Vets each outside target once. */
+static void vet_outside(proof_t *p) {
+    p->outside_safe = true;
+    p->refers_to_classes = p->refers_to_mortal = false;
+    rptrmap_foreach(&p->scan.outside, cell) {
+        PyObject *target = (PyObject *)cell->key;
+        p->outside_safe = p->outside_safe && audit_safe_to_share(target);
+        p->refers_to_classes = p->refers_to_classes || audit_is_class(target);
+        p->refers_to_mortal = p->refers_to_mortal || !rpy_is_immortal(target);
+    }
+}
+
+/* Runs the scan: 0 (the verdict in proof_isolated), or -1 with an exception.  Collection is paused
+ * until proof_end. */
+static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
+    membership_sync();
+    *gc_was_enabled = rpy_gc_pause();
+    for (bool fresh = false;; fresh = true) {
+        *p = (proof_t){.self = self, .all_releasable = true};
+        if (type_set_take(&p->types, self->r, fresh) < 0) return -1;
+        p->filter = type_filter(&p->types);
+        if (riso_begin(&p->scan, self->r) != REGION_OK) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        riso_scan(&p->scan, &(riso_visitor_t){scan_page, scan_block, p});
+        if (p->scan.failed) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        /* Blocks no object accounts for, found with a kept type set: objects of a type made since? */
+        if (p->types.fresh || p->unproven || p->other_blocks == p->owned_in_objects) break;
+        riso_end(&p->scan);
+        type_set_release(&p->types);
+    }
+    if (self->root) riso_reference(&p->scan, self->root);   /* the Region's own reference */
+    if (!p->unproven) vet_outside(p);   /* a scan that stopped short has not seen every target */
+    return 0;
+}
+
+/* Nothing outside refers into the region: every block of object memory is an object or a block an
+ * object owns (so no object of an unknown type escaped the sum), and the sum balances. */
+static bool proof_unreferenced(const proof_t *p) {
+    return !p->unproven && !p->scan.stray && p->other_blocks == p->owned_in_objects &&
+           p->counts == p->scan.internal;
+}
+
+static void proof_end(proof_t *p, bool gc_was_enabled) {
+    riso_end(&p->scan);
+    type_set_release(&p->types);
+    rpy_gc_resume(gc_was_enabled);
+}
+
+int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal) {
+    proof_t p;
+    bool gc_was_enabled;
+    int result = -1;
+    *refers_to_classes = *refers_to_mortal = true;   /* unless the scan proves otherwise */
+    if (proof_run(&p, self, &gc_was_enabled) == 0) {
+        if (!p.unproven) {   /* every reference out was counted, garbage's too: an upper bound */
+            *refers_to_classes = p.refers_to_classes;
+            *refers_to_mortal = p.refers_to_mortal;
+        }
+        result = proof_unreferenced(&p) && p.outside_safe;
+    }
+    proof_end(&p, gc_was_enabled);
+    return result;
+}
+
+/* ---- Bulk teardown ----
+ *
+ * Closing a region in bulk frees every object at once with the region's heaps (mi_heap_destroy,
+ * O(pages)) instead of one deallocation per object.  That is only sound when the scan proves
+ *   (1) nothing outside the region refers to a region object (proof_unreferenced);
+ *   (2) nothing outside uses a block of the region's heaps: every block of the object heap is an
+ *       object the scan accepted, and the buffer heap's live blocks are exactly those the objects
+ *       own (rpy_bulk_releasable lists them; the C API's detached buffers live in a heap of their
+ *       own until freed or their region ends, region-host.h), so no block is left for anyone else
+ *       (a global dict's key table made in a block, say);
+ *   (3) no object needs its deallocator for anything but releasing references and memory: every
+ *       object's type is one rpy_bulk_releasable knows, with no finalizer, no weakref to it, no
+ *       interned string (the interned table points to those).
+ * Otherwise r.close() frees object by object.  The commit unregisters the Region (handles and
+ * region_of stop finding it), destroys the heaps, and only after that releases the references the
+ * objects held to outside objects, so whatever code those releases run can no longer reach region
+ * memory. */
+
+/* Condition (2): every block of the buffer heap is one the objects own (those of the object heap are
+ * the objects and the blocks they own: proof_unreferenced). */
+static bool blocks_accounted(proof_t *p) {
+    size_t buffers, bytes;
+    rhost_heap_usage(p->self->r, false, &buffers, &bytes);
+    return !p->owned_outside && buffers == p->owned_in_buffers;
+}
+
+/* The objects are gone with their heaps: release the references they held to outside objects.  Any
+ * code that runs now (an outside object's finalizer) can no longer reach region memory. */
+static void release_outside(proof_t *p) {
+    rptrmap_foreach(&p->scan.outside, cell) {
+        PyObject *target = (PyObject *)cell->key;
+        for (uint64_t i = 0; i < cell->value; i++) Py_DECREF(target);
+    }
+}
+
+int teardown_bulk(rpy_region_t *self) {
+    proof_t p;
+    bool gc_was_enabled;
+    int result = TEARDOWN_ERROR;
+    if (proof_run(&p, self, &gc_was_enabled) == 0) {
+        if (!proof_unreferenced(&p)) {
+            result = TEARDOWN_ESCAPES;
+        } else if (!rpy_bulk_teardown_possible() || !p.all_releasable || !blocks_accounted(&p)) {
+            result = TEARDOWN_ISOLATED;
+        } else {
+            /* Every reference the objects hold is dropped: their counts, and those debug builds count
+             * besides (a dict's key table). */
+            rpy_references_dropped((Py_ssize_t)p.counts + p.hidden);
+            self->root = NULL;                      /* its reference is among those dropped */
+            region_t *r = self->r;
+            membership_forget(self);                /* the members die with the heaps: no list may keep them */
+            region_acquire(r);
+            region_destroy(r);                      /* mi_heap_destroy: every block at once */
+            self->r = NULL;
+            self->gone = "closed (freed in bulk)";
+            release_outside(&p);
+            result = TEARDOWN_DONE;
+        }
+    }
+    proof_end(&p, gc_was_enabled);
+    return result;
+}
+
+/* ---- The objects of the heap, for the audit ---- */
+
+typedef struct heap_objects {
+    proof_t *p;
+    bool include_shared;
+    PyObject **found;
+    size_t count, capacity;
+    bool failed;
+} heap_objects_t;
+
+static bool collect_block(void *block, size_t size, void *arg);
+
+static bool collect_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
+    for (size_t i = 0; i < count; i++, first += stride)
+        if (!collect_block(first, usable, arg)) return false;
+    return true;
+}
+
+static bool collect_block(void *block, size_t size, void *arg) {
+    heap_objects_t *h = arg;
+    PyObject *obj = rpy_object_in_block(block, size, &h->p->filter);
+    if (!obj || (!h->include_shared && rpy_is_shared(obj))) return true;
+    if (h->count == h->capacity) {
+        size_t capacity = h->capacity ? h->capacity * 2 : 64;
+        PyObject **found = PyMem_RawRealloc(h->found, capacity * sizeof *found);
+        if (!found) {
+            h->failed = true;
+            return false;
+        }
+        h->found = found;
+        h->capacity = capacity;
+    }
+    h->found[h->count++] = obj;
+    return true;
+}
+
+int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
+    proof_t p = {.self = self};   /* for its filter */
+    heap_objects_t h = {.p = &p, .include_shared = include_shared};
+    if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
+    p.filter = type_filter(&p.types);
+    region_status status = riso_begin(&p.scan, self->r);
+    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){collect_page, collect_block, &h});
+    riso_end(&p.scan);
+    type_set_release(&p.types);
+    if (status != REGION_OK || h.failed) {
+        PyMem_RawFree(h.found);
+        PyErr_NoMemory();
+        return -1;
+    }
+    *objects = h.found;
+    *count = h.count;
+    return 0;
+}
+
+/* ---- The floor: one streaming read of the same memory ---- */
+
+typedef struct stream {
+    uint64_t sum;
+    size_t bytes;
+} stream_t;
+
+static bool stream_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    stream_t *st = arg;
+    const uint64_t *word = area->blocks, *end = (const uint64_t *)((const char *)area->blocks + area->committed);
+    for (; word < end; word += 8) st->sum += *word;   /* one word of each 64-byte line */
+    st->bytes += area->committed;
+    return true;
+}
+
+size_t proof_stream(rpy_region_t *self, uint64_t *sum) {
+    stream_t st = {0};
+    mi_heap_visit_blocks(self->r->object_heap, false, stream_page, &st);
+    mi_heap_visit_blocks(self->r->heap, false, stream_page, &st);
+    *sum = st.sum;
+    return st.bytes;
+}

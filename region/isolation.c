@@ -1,0 +1,128 @@
+/* isolation.c - the isolation engine's scan: one pass over a region's object pages that sorts every
+ * reference its objects hold into "to this region's objects", "somewhere else in this region's slot"
+ * and "outside", counting each outside target.
+ *
+ * Its users decide what the counts mean: region_check (collect.c) looks for outside targets that are
+ * another region's memory; the Python binding (python/_region/proof.c) compares the references to
+ * the region's objects with the sum of their reference counts, and vets each outside target once.
+ * Only when that fast verdict is "not proven" do they run the slower pass that names each offender.
+ *
+ * WHY A SCAN AND NOT A WALK: a walk of the object graph costs a hash lookup per edge (is it new?) and
+ * a random read per object; the scan reads the object heap's blocks in address order (mimalloc's
+ * block visitor, page by page) and tests each reference with two integer comparisons and a bit of a
+ * small bitmap.  Every object of the heap is visited, reachable or not: garbage counts for the
+ * references it holds, as it does for CPython's own collector.
+ *
+ * OBJECT MEMORY: the 64 KiB slices of r's slot that pages of r's object heap cover (a bitmap made
+ * before the scan from the heap's pages).  A mimalloc page belongs to one heap, and a slice to at
+ * most one page, so a reference into an object slice is a reference to an object-heap block.
+ *
+ * THREADS: the region's owner (or its host's) only, with no allocation or free in the object heap
+ * while a scan runs.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "region-internal.h"
+
+#define SLICE_SHIFT 16   /* mimalloc 3's arena slice: pages start and end on 64 KiB boundaries */
+
+/* The slices [first, last] of a page's memory, as offsets from the slot base. */
+static void page_slices(const riso_t *s, const mi_heap_area_t *area, uintptr_t *first, uintptr_t *last) {
+    uintptr_t start = (uintptr_t)area->blocks - s->base;
+    *first = start >> SLICE_SHIFT;
+    *last = (start + (area->reserved ? area->reserved : 1) - 1) >> SLICE_SHIFT;
+}
+
+/* First round: the span of slices the object pages cover, so the bitmap is as small as they are. */
+static bool span_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    riso_t *s = arg;
+    uintptr_t first, last;
+    page_slices(s, area, &first, &last);
+    if (!s->slice_count || first < s->first_slice) {
+        s->slice_count += s->slice_count ? s->first_slice - first : 0;
+        s->first_slice = first;
+    }
+    if (last - s->first_slice + 1 > s->slice_count) s->slice_count = last - s->first_slice + 1;
+    return true;
+}
+
+/* Second round: each page's slices in the bitmap. */
+static bool mark_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    riso_t *s = arg;
+    uintptr_t first, last;
+    page_slices(s, area, &first, &last);
+    for (uintptr_t i = first - s->first_slice; i <= last - s->first_slice; i++)
+        s->object_slices[i >> 6] |= (uint64_t)1 << (i & 63);
+    return true;
+}
+
+region_status riso_begin(riso_t *s, region_t *r) {
+    *s = (riso_t){.r = r, .base = (uintptr_t)rarena_slot_base(r->slot), .size = rarena_reservation.slot_size};
+    mi_heap_collect(r->object_heap, false);   /* fold the calling thread's pending frees in */
+    mi_heap_visit_blocks(r->object_heap, false, span_page, s);
+    if (!s->slice_count) return REGION_OK;   /* no object pages: every reference into the slot is stray */
+    s->object_slices = calloc((s->slice_count + 63) / 64, sizeof *s->object_slices);
+    if (!s->object_slices) {
+        s->slice_count = 0;
+        return rerror_region(r, REGION_ENOMEM, "isolation scan: out of memory");
+    }
+    mi_heap_visit_blocks(r->object_heap, false, mark_page, s);
+    return REGION_OK;
+}
+
+/* A target that is not in its recent entry: the entry's count joins the map, the target takes it. */
+void riso_note_outside(riso_t *s, const void *target) {
+    riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
+    if (recent->target) {
+        rptrmap_cell_t *cell = rptrmap_put(&s->outside, recent->target);
+        if (cell) cell->value += recent->count;
+        else s->failed = true;
+    }
+    *recent = (riso_recent_t){target, 1};
+}
+
+typedef struct scan_visit {
+    riso_t *s;
+    const riso_visitor_t *visitor;
+    const void *full_page;   /* the page being skipped block by block: visitor->page had it whole */
+} scan_visit_t;
+
+/* mimalloc calls this for each page (block NULL), then for each of its live blocks.  A page whose
+ * blocks are all in use (used == capacity; blocks freed by other threads and not yet collected count
+ * as used, and a scan must be ready to find such a block dead) goes to visitor->page whole, so its
+ * blocks cost no call each; the blocks of the others go one by one. */
+static bool visit(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap;
+    scan_visit_t *v = arg;
+    if (block) return area->blocks == v->full_page || v->visitor->block(block, size, v->visitor->arg);
+    size_t capacity = area->committed / area->full_block_size;
+    if (area->used != capacity || area->used == 0) {
+        v->full_page = NULL;
+        return true;
+    }
+    v->full_page = area->blocks;
+    return v->visitor->page(area->blocks, area->full_block_size, area->block_size, area->used, v->visitor->arg);
+}
+
+bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
+    scan_visit_t v = {s, visitor, NULL};
+    bool finished = mi_heap_visit_blocks(s->r->object_heap, true, visit, &v);
+    for (size_t i = 0; i < RISO_RECENT; i++) {   /* the recent targets join the map */
+        riso_recent_t *recent = &s->recent[i];
+        if (!recent->target) continue;
+        rptrmap_cell_t *cell = rptrmap_put(&s->outside, recent->target);
+        if (cell) cell->value += recent->count;
+        else s->failed = true;
+        *recent = (riso_recent_t){0};
+    }
+    return finished;
+}
+
+void riso_end(riso_t *s) {
+    free(s->object_slices);
+    rptrmap_clear(&s->outside);
+    s->object_slices = NULL;
+}
