@@ -339,8 +339,10 @@ typedef struct region_collect_stats {
 region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t *out);
 
 /* Checks r's rule "references between regions are handles": REGION_ECROSSREF, with the object, its
- * type and both regions named in region_last_error(), if a reachable object holds a pointer into
- * another live region.  Frees nothing.  Owner only; REGION_ESTATE during r's own collection. */
+ * type and both regions named in region_last_error(), if a live object - reachable, or garbage not
+ * collected yet - holds a pointer into another live region.  One pass over r's object pages, each
+ * object traced once (trace callbacks run as in a collection); a second pass names the offender.
+ * Frees nothing.  Owner only; REGION_ESTATE during r's own collection; REGION_ENOMEM. */
 region_status region_check(region_t *r);
 
 /* ------------------------------------------------------------------------------------------------

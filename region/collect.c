@@ -377,10 +377,70 @@ region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t
     return REGION_OK;
 }
 
+/* ---- Checking: the isolation engine's scan (isolation.c) ----
+ *
+ * region_check decides with one scan of the object pages, every live object traced once, reachable or
+ * not (garbage holds its pointers until a collection frees it): a pointer is a violation when it is
+ * outside r's slot and inside another live region's.  Only when the scan finds one does a second
+ * scan name the first holder, its type and both regions. */
+
+typedef struct check_scan {
+    riso_t *s;
+    mark_state_t *naming;   /* the naming scan: report_crossref's state; NULL in the deciding scan */
+} check_scan_t;
+
+static void check_reference(void *ref, void *ctx) {
+    check_scan_t *c = ctx;
+    if (!c->naming) {
+        riso_reference(c->s, ref);
+        return;
+    }
+    region_t *target = rregion_of(ref);
+    if (target && target != c->s->r) report_crossref(c->naming, ref, target);
+}
+
+static bool check_block(void *block, size_t usable, void *arg) {
+    (void)usable;
+    check_scan_t *c = arg;
+    robject_t *h = block;   /* every block of the object heap is a header and its object */
+    if (h->stamp != c->s->r->object_stamp) return true;   /* freed, awaiting mimalloc's collection */
+    if (h->type->trace) {
+        if (c->naming) c->naming->current = h;
+        h->type->trace(robject_body(h), check_reference, c);
+    }
+    return !c->naming || !c->naming->crossref;
+}
+
+static bool check_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
+    for (size_t i = 0; i < count; i++, first += stride)
+        if (!check_block(first, usable, arg)) return false;
+    return true;
+}
+
+/* Whether the scan met a pointer into another live region. */
+static bool outside_crosses(riso_t *s) {
+    rptrmap_foreach(&s->outside, cell)
+        if (rregion_of(cell->key)) return true;   /* outside r's slot: not r */
+    return false;
+}
+
 region_status region_check(region_t *r) {
     region_status status = rowner_check(r, "check");
     if (status == REGION_OK) status = rcollect_check_idle(r, "check");
     if (status != REGION_OK) return status;
-    size_t visited;
-    return mark(r, true, &visited);
+    riso_t s;
+    if (riso_begin(&s, r) != REGION_OK) return REGION_ENOMEM;
+    check_scan_t c = {&s, NULL};
+    r->phase = RCOLLECT_MARKING;   /* trace callbacks run: see INVARIANTS */
+    riso_scan(&s, &(riso_visitor_t){check_page, check_block, &c});
+    bool crosses = !s.failed && outside_crosses(&s);
+    if (crosses || s.failed) {   /* name the first offender (the map may have lost some targets) */
+        mark_state_t naming = {.r = r, .check = true};
+        c.naming = &naming;
+        riso_scan(&s, &(riso_visitor_t){check_page, check_block, &c});
+        crosses = naming.crossref;
+    }
+    r->phase = RCOLLECT_IDLE;
+    riso_end(&s);
+    return crosses ? REGION_ECROSSREF : REGION_OK;
 }

@@ -201,6 +201,47 @@ static void cross_region_reference_is_reported(void **state) {
     assert_ok(region_destroy(b));
 }
 
+/* region_check scans every live object, page by page: one violation among 20,000 objects (full pages
+ * and pages with freed holes) is found wherever it is, in garbage too, and is gone once its holder is. */
+static void check_finds_a_violation_anywhere(void **state) {
+    (void)state;
+    region_t *a = new_region("many"), *b = new_region("other");
+    enum { COUNT = 20000 };
+    node_t **nodes = malloc(COUNT * sizeof *nodes);
+    assert_non_null(nodes);
+    for (int i = 0; i < COUNT; i++) {
+        nodes[i] = new_node(a, i);
+        if (i) nodes[i]->left = nodes[i - 1];
+        nodes[i]->foreign = region_alloc(a, 8);   /* a raw block of its own region: allowed */
+    }
+    assert_ok(region_set_root(a, nodes[COUNT - 1]));
+    node_t *away = new_node(b, -1);
+    assert_ok(region_check(a));
+    int places[] = {0, 1, 4097, COUNT / 2, COUNT - 1};
+    for (size_t k = 0; k < sizeof places / sizeof places[0]; k++) {
+        void *kept = nodes[places[k]]->foreign;
+        nodes[places[k]]->foreign = away;
+        assert_status(region_check(a), REGION_ECROSSREF);
+        assert_error_mentions("region 'other'");
+        nodes[places[k]]->foreign = kept;
+        assert_ok(region_check(a));
+    }
+    for (int i = 1; i < COUNT; i += 3) nodes[i]->right = NULL;   /* holes in every page below */
+    for (int i = COUNT / 2 + 1; i < COUNT; i += 7) {
+        nodes[i + 1 < COUNT ? i + 1 : i]->left = NULL;
+        assert_ok(region_object_free(a, nodes[i]));
+        nodes[i] = NULL;
+    }
+    node_t *garbage = new_node(a, 7);                 /* unreachable, not collected yet */
+    garbage->foreign = away;
+    assert_status(region_check(a), REGION_ECROSSREF);
+    assert_ok(region_object_free(a, garbage));
+    assert_ok(region_check(a));
+    free(nodes);
+    assert_ok(region_destroy(a));
+    assert_ok(region_destroy(b));
+}
+
 static void collection_touches_only_its_region(void **state) {
     (void)state;
     region_t *small = new_region("small"), *big = new_region("big");
@@ -245,6 +286,7 @@ int main(void) {
         cmocka_unit_test(handles_are_weak),
         cmocka_unit_test(finalizer_cannot_reenter_but_may_allocate),
         cmocka_unit_test(cross_region_reference_is_reported),
+        cmocka_unit_test(check_finds_a_violation_anywhere),
         cmocka_unit_test(collection_touches_only_its_region),
         cmocka_unit_test(leaves_and_deep_chains),
     };
