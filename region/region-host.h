@@ -60,11 +60,6 @@ static inline void rhost_free(region_t *r, void *p) {
  * user (the host serializes that as it serializes allocation): NULL when mimalloc cannot make one. */
 mi_heap_t *rhost_detached_heap(region_t *r);
 
-/* Whether p is the start of a live block of r's object heap. */
-static inline bool rhost_is_object_block(const region_t *r, const void *p) {
-    return rheap_owns(r, r->object_heap, p);
-}
-
 /* Handles without the thread-ownership check: the host checks its own owner first.  Same statuses
  * as region_handle_new / region_handle_resolve otherwise. */
 region_status rhost_handle_new(region_t *r, void *block, region_handle_t *out);
@@ -76,9 +71,7 @@ region_status rhost_handle_resolve(region_handle_t h, void **out);
  * thread free) may still be counted until their page is collected: a count is never too low. */
 size_t rhost_owned_blocks(region_t *r);
 
-/* Calls fn(block, usable size, arg) for every live block of r's object heap; stops when fn returns
- * false.  fn must not allocate in or free to r. */
-void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size, void *arg), void *arg);
+/* Scanning r's object heap block by block: the isolation engine (region-internal.h, riso_scan). */
 
 /* Live blocks and bytes in use in r's object heap (object) or buffer heap, counted as
  * rhost_owned_blocks counts. */

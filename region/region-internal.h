@@ -114,7 +114,7 @@ typedef struct rptrmap {
  * while FINALIZING; what each phase forbids is listed in collect.c, INVARIANTS. */
 typedef enum rcollect_phase {
     RCOLLECT_IDLE = 0,
-    RCOLLECT_MARKING,      /* region_collect or region_check is marking */
+    RCOLLECT_MARKING,      /* region_collect is marking, or region_check scanning: trace callbacks run */
     RCOLLECT_FINALIZING    /* region_collect is finalizing and freeing its garbage */
 } rcollect_phase_t;
 

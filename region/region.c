@@ -282,24 +282,6 @@ mi_heap_t *rhost_detached_heap(region_t *r) {
     return r->detached_heap;
 }
 
-typedef struct block_visit {
-    bool (*fn)(void *block, size_t size, void *arg);
-    void *arg;
-} block_visit_t;
-
-static bool visit_block(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
-                        void *arg) {
-    (void)heap, (void)area;
-    block_visit_t *v = arg;
-    return block == NULL || v->fn(block, size, v->arg);   /* NULL: the area itself, before its blocks */
-}
-
-void rhost_visit_object_blocks(region_t *r, bool (*fn)(void *block, size_t size, void *arg), void *arg) {
-    block_visit_t v = {fn, arg};
-    mi_heap_collect(r->object_heap, false);
-    mi_heap_visit_blocks(r->object_heap, true, visit_block, &v);
-}
-
 void rhost_heap_usage(region_t *r, bool object, size_t *blocks, size_t *bytes) {
     stats_sum_t sum = {0};
     sum_heap(r, object ? r->object_heap : r->heap, &sum);

@@ -25,7 +25,7 @@ mkdir -p results
 py=".venv/bin/python"
 export PYTHONPATH=build/python
 
-steps=11; n=0
+steps=12; n=0
 step() { n=$((n + 1)); printf '\n=== [%d/%d] %s\n' "$n" "$steps" "$*"; }
 start=$(date +%s)
 
@@ -41,6 +41,9 @@ $py bench/python_bench.py $quick --json results/python-bench.json --md results/p
 
 step "Python: handing a graph to another thread or subinterpreter by ownership vs pickle/marshal/bocpy/PEP 734 queues; hand-off latency (bench/transfer_bench.py)"
 $py bench/transfer_bench.py $quick --json results/transfer-bench.json --md results/transfer-bench.md
+
+step "Python: the isolation proof that release(), close() and r.check() run, per object, beside one streaming pass over the same memory (bench/proof_bench.py)"
+$py bench/proof_bench.py $quick --json results/proof-bench.json --md results/proof-bench.md
 
 step "Python 3.13: two interpreters with their own GIL on regions handed back and forth, vs one (bench/parallel_bench.py)"
 if [ -x .venv-313/bin/python ]; then

@@ -3,8 +3,9 @@
  * Layers: placement.c (the allocator hook and the per-thread stack of open blocks) and membership.c
  * (which GC list an object is on) sit on internals.c (CPython internals) and region-host.h (libregion).
  * record.c (a region's record, shared by every interpreter, and its Region objects, one per GIL),
- * module.c (the Region type and the module), handle.c (Handle) and audit.c (r.check) sit on those;
- * capi.c (the C API for extension modules, python/region/include/pyregion.h) on all of them.
+ * module.c (the Region type and the module), handle.c (Handle), proof.c (the isolation engine's fast
+ * pass: release, close, r.check) and audit.c (the pass that names escapes) sit on those; capi.c (the
+ * C API for extension modules, python/region/include/pyregion.h) on all of them.
  *
  * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
  * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its record).  Which thread made
