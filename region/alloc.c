@@ -7,8 +7,8 @@
  *
  * "p is a block of r" is checked as: p lies in r's slot and mimalloc's page map says r's heap owns
  * it.  Both checks are safe for any pointer value.  Whether p is the START of a LIVE block mimalloc
- * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (a pointer map, ptrmap.c), and
- * release builds take the caller's word, as free() does.
+ * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (a pointer map,
+ * ptrmap.c), and release builds take the caller's word, as free() does.
  *
  * SIZES: one block is at most REGION_MAX_BLOCK_SIZE (include/region.h).  mimalloc 3.4 cannot place a
  * single block in more than about 2 GiB of an arena, whatever the arena's size (measured: 2,143,158,592
