@@ -895,17 +895,24 @@ static PyObject *mod_with_foreign_allocator(PyObject *module, PyObject *fn) {
     return placement_with_foreign_allocator(fn);
 }
 
-/* Test support: the verdict of release()'s fast proof (proof_isolated) on a region the caller
- * owns, without the audit that follows it when it cannot prove: True only if it proves r isolated.  The
- * soundness test (test_proof.py) holds it against r.check(). */
-static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
-    (void)module;
+/* The record of `region` for the test and benchmark support below, which take a Region the caller
+ * owns; NULL with TypeError or the owner check's error. */
+static rpy_region_t *owned_record(PyObject *region, const char *what) {
     if (!PyObject_TypeCheck(region, Region_Type)) {
-        PyErr_Format(PyExc_TypeError, "_proven_isolated() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
+        PyErr_Format(PyExc_TypeError, "%s() takes a Region, not %.100s", what, Py_TYPE(region)->tp_name);
         return NULL;
     }
     rpy_region_t *self = ((RegionObject *)region)->rec;
-    if (region_check_owner(self, "_proven_isolated") < 0) return NULL;
+    return region_check_owner(self, what) < 0 ? NULL : self;
+}
+
+/* Test support: the verdict of the isolation engine's fast pass (proof_isolated), without the audit
+ * that follows it when it cannot prove: True only if it proves r isolated.  The soundness test
+ * (test_proof.py) holds it against the audit alone (_audit). */
+static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
+    (void)module;
+    rpy_region_t *self = owned_record(region, "_proven_isolated");
+    if (!self) return NULL;
     bool refers_to_classes, refers_to_mortal;
     int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
     return proven < 0 ? NULL : PyBool_FromLong(proven);
@@ -915,24 +922,15 @@ static PyObject *mod_proven_isolated(PyObject *module, PyObject *region) {
  * naming the escapes. */
 static PyObject *mod_audit(PyObject *module, PyObject *region) {
     (void)module;
-    if (!PyObject_TypeCheck(region, Region_Type)) {
-        PyErr_Format(PyExc_TypeError, "_audit() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
-        return NULL;
-    }
-    rpy_region_t *self = ((RegionObject *)region)->rec;
-    if (region_check_owner(self, "_audit") < 0) return NULL;
-    return audit_check(self);
+    rpy_region_t *self = owned_record(region, "_audit");
+    return self ? audit_check(self) : NULL;
 }
 
 /* Benchmark support: (bytes, seconds, checksum) of proof_stream over a region the caller owns. */
 static PyObject *mod_stream_pass(PyObject *module, PyObject *region) {
     (void)module;
-    if (!PyObject_TypeCheck(region, Region_Type)) {
-        PyErr_Format(PyExc_TypeError, "_stream_pass() takes a Region, not %.100s", Py_TYPE(region)->tp_name);
-        return NULL;
-    }
-    rpy_region_t *self = ((RegionObject *)region)->rec;
-    if (region_check_owner(self, "_stream_pass") < 0) return NULL;
+    rpy_region_t *self = owned_record(region, "_stream_pass");
+    if (!self) return NULL;
     uint64_t sum;
     struct timespec start, end;
     clock_gettime(CLOCK_MONOTONIC, &start);
