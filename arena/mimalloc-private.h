@@ -14,4 +14,14 @@
 #error "libregion needs mimalloc 3.x (first-class heaps usable from any thread); see docs/design.md"
 #endif
 
+/* One internal function of mimalloc 3.4 (include/mimalloc/internal.h, src/theap.c), kept global by
+ * the objcopy in meson.build: the live blocks of one page, given the page that mi_heap_visit_blocks
+ * passes as its area's `reserved1`.  The public visitor can only visit every block of every page,
+ * and the isolation scan (region/isolation.c) takes whole pages in a loop of its own: it asks
+ * mimalloc block by block only for the pages that have free blocks.  Pinned to the 3.4 line. */
+#if MI_MALLOC_VERSION < 30400 || MI_MALLOC_VERSION >= 30500
+#error "_mi_page_visit_blocks is mimalloc 3.4's; check its signature in the new version's internal.h"
+#endif
+bool _mi_page_visit_blocks(void *page, mi_block_visit_fun *visitor, void *arg);
+
 #endif

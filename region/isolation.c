@@ -8,9 +8,10 @@
  * Only when that fast verdict is "not proven" do they run the slower pass that names each offender.
  *
  * WHY A SCAN AND NOT A WALK: a walk of the object graph costs a hash lookup per edge (is it new?) and
- * a random read per object; the scan reads the object heap's blocks in address order (mimalloc's
- * block visitor, page by page) and tests each reference with two integer comparisons and a bit of a
- * small bitmap.  Every object of the heap is visited, reachable or not: garbage counts for the
+ * a random read per object; the scan reads the object heap's blocks in address order, page by page
+ * (pages whose blocks are all in use in a plain loop, the others through mimalloc's visitor of one
+ * page's live blocks), and tests each reference with two integer comparisons and a bit of a small
+ * bitmap.  Every object of the heap is visited, reachable or not: garbage counts for the
  * references it holds, as it does for CPython's own collector.
  *
  * OBJECT MEMORY: the 64 KiB slices of r's slot that pages of r's object heap cover (a bitmap made
@@ -87,29 +88,45 @@ void riso_note_outside(riso_t *s, const void *target) {
 typedef struct scan_visit {
     riso_t *s;
     const riso_visitor_t *visitor;
-    const void *full_page;   /* the page being skipped block by block: visitor->page had it whole */
+    void **partial;          /* the pages with free blocks (mimalloc's mi_page_t, as `reserved1`) */
+    size_t partial_count, partial_capacity;
 } scan_visit_t;
 
-/* mimalloc calls this for each page (block NULL), then for each of its live blocks.  A page whose
- * blocks are all in use (used == capacity; blocks freed by other threads and not yet collected count
- * as used, and a scan must be ready to find such a block dead) goes to visitor->page whole, so its
- * blocks cost no call each; the blocks of the others go one by one. */
-static bool visit(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
-    (void)heap;
+/* A page whose blocks are all in use (used == capacity; blocks freed by other threads and not yet
+ * collected count as used, and a scan must be ready to find such a block dead) goes to visitor->page
+ * whole, so its blocks cost no call each; the others are noted, for a visit block by block. */
+static bool scan_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
     scan_visit_t *v = arg;
-    if (block) return area->blocks == v->full_page || v->visitor->block(block, size, v->visitor->arg);
-    size_t capacity = area->committed / area->full_block_size;
-    if (area->used != capacity || area->used == 0) {
-        v->full_page = NULL;
-        return true;
+    if (area->used == 0) return true;
+    if (area->used == area->committed / area->full_block_size)
+        return v->visitor->page(area->blocks, area->full_block_size, area->block_size, area->used, v->visitor->arg);
+    if (v->partial_count == v->partial_capacity) {
+        size_t capacity = v->partial_capacity ? 2 * v->partial_capacity : 64;
+        void **grown = realloc(v->partial, capacity * sizeof *grown);
+        if (!grown) {
+            v->s->failed = true;
+            return false;
+        }
+        v->partial = grown;
+        v->partial_capacity = capacity;
     }
-    v->full_page = area->blocks;
-    return v->visitor->page(area->blocks, area->full_block_size, area->block_size, area->used, v->visitor->arg);
+    v->partial[v->partial_count++] = area->reserved1;
+    return true;
+}
+
+static bool scan_block(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)area;
+    const riso_visitor_t *visitor = arg;
+    return visitor->block(block, size, visitor->arg);
 }
 
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
-    scan_visit_t v = {s, visitor, NULL};
-    bool finished = mi_heap_visit_blocks(s->r->object_heap, true, visit, &v);
+    scan_visit_t v = {s, visitor, NULL, 0, 0};
+    bool finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
+    for (size_t i = 0; finished && i < v.partial_count; i++)
+        finished = _mi_page_visit_blocks(v.partial[i], scan_block, (void *)visitor);
+    free(v.partial);
     for (size_t i = 0; i < RISO_RECENT; i++) {   /* the recent targets join the map */
         riso_recent_t *recent = &s->recent[i];
         if (!recent->target) continue;
@@ -118,7 +135,7 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
         else s->failed = true;
         *recent = (riso_recent_t){0};
     }
-    return finished;
+    return finished && !s->failed;
 }
 
 void riso_end(riso_t *s) {

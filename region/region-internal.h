@@ -320,7 +320,7 @@ typedef struct riso_visitor {
 } riso_visitor_t;
 
 /* Visits every block of r's object heap, in address order within each page; false when a visitor
- * call stopped it. */
+ * call stopped it, or when out of memory (s->failed). */
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor);
 
 void riso_end(riso_t *s);   /* frees what the scan holds */

@@ -161,7 +161,7 @@ static int visit_reference(PyObject *child, void *arg) {
 
 /* A block an object owns.  One in object memory must be one of the blocks the scan finds holding no
  * object: so it must not look like an object even to the most lenient test (any size). */
-static void count_owned(void *block, void *arg) {
+static inline void count_owned(void *block, void *arg) {
     proof_t *p = arg;
     uintptr_t offset = (uintptr_t)block - p->scan.base;
     if (offset >= p->scan.size) {
@@ -181,9 +181,12 @@ static inline void scan_references(proof_t *p, PyObject *op) {
     if (t == &PyTuple_Type || t == &PyList_Type) {
         PyObject **items = t == &PyTuple_Type ? ((PyTupleObject *)op)->ob_item : ((PyListObject *)op)->ob_item;
         for (Py_ssize_t i = 0, n = Py_SIZE(op); i < n; i++) riso_reference(&p->scan, items[i]);
+        if (t == &PyList_Type && items) count_owned(items, p);   /* rpy_owned_blocks' answer, no call */
     } else if (t == &PyDict_Type) {
         rpy_dict_view_t view;
         rpy_dict_view(op, &view);
+        if (view.owned_keys) count_owned(view.owned_keys, p);    /* rpy_owned_blocks' answer, no call */
+        if (!view.blocks_known) p->all_releasable = false;
         if (view.values) {
             for (Py_ssize_t i = 0; i < view.count; i++) riso_reference(&p->scan, view.values[i]);
         } else {
@@ -209,7 +212,10 @@ static inline bool scan_one(proof_t *p, void *block, size_t size) {
     p->objects++;
     scan_references(p, op);
     PyTypeObject *t = Py_TYPE(op);
-    if (t != &PyTuple_Type && t != &PyLong_Type && t != &PyFloat_Type) {   /* no blocks of their own */
+    /* The blocks lists and dicts own were counted with their references; tuples, ints, floats and
+     * plain strs own none: rpy_owned_blocks for the rest. */
+    if (t != &PyList_Type && t != &PyDict_Type && t != &PyTuple_Type && t != &PyLong_Type &&
+        t != &PyFloat_Type && !(t == &PyUnicode_Type && rpy_str_is_plain(op))) {
         bool releasable;
         if (!rpy_owned_blocks(op, count_owned, p, &releasable) || !releasable) p->all_releasable = false;
     }

@@ -644,6 +644,8 @@ void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {
     PyDictObject *mp = (PyDictObject *)dict;
     PyDictKeysObject *keys = mp->ma_keys;
     *view = (rpy_dict_view_t){.count = keys->dk_nentries};
+    view->blocks_known = !mp->ma_values && (keys == empty_keys || keys->dk_refcnt == 1);   /* as base_blocks */
+    if (view->blocks_known && keys != empty_keys) view->owned_keys = keys;
     if (mp->ma_values) {   /* split: the values array, indexed like the class's shared keys */
         view->values = mp->ma_values->values;
         view->key_at = view->value_at = -1;

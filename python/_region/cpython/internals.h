@@ -104,8 +104,8 @@ PyObject *rpy_instance_dict(PyObject *obj);
 PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
 
 /* What rpy_object_in_block asks of a would-be type field: whether it points to a type of the
- * interpreter.  The cheap answers are kept here and given without a call - the type accepted last (a
- * page's blocks are mostly of one type), the pointer refused last (buffers of one kind repeat their
+ * interpreter.  The cheap answers are kept here and given without a call - the two types accepted
+ * last (a page's blocks are mostly of one type, or of two that share a size), the pointer refused last (buffers of one kind repeat their
  * words), "no" for what cannot be a type's address (small or unaligned values: the counts of a
  * buffer's header), and "no" for memory the caller knows holds no type (a region where no class was
  * made: a GC object's header, read as a type field, points to the previous object there);
@@ -113,7 +113,8 @@ PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
 typedef struct rpy_type_filter {
     bool (*is_type)(PyTypeObject *type, void *arg);
     void *arg;
-    PyTypeObject *accepted, *refused;
+    PyTypeObject *accepted[2], *refused;   /* accepted[0] the latest: a page's blocks often alternate
+                                             between two types of one size (a dict and a str) */
     uintptr_t typeless, typeless_size;   /* [typeless, + size): memory known to hold no type */
 } rpy_type_filter_t;
 
@@ -133,13 +134,16 @@ static inline size_t rpy_preheader_size(PyTypeObject *tp) {
 
 static inline bool rpy_type_filter_passes(rpy_type_filter_t *filter, PyTypeObject *type) {
     if ((uintptr_t)type < 4096 || ((uintptr_t)type & 7) || type == filter->refused) return false;
-    if (type == filter->accepted) return true;
-    if ((uintptr_t)type - filter->typeless < filter->typeless_size) return false;
-    if (!filter->is_type(type, filter->arg)) {
-        filter->refused = type;
-        return false;
+    if (type == filter->accepted[0]) return true;
+    if (type != filter->accepted[1]) {
+        if ((uintptr_t)type - filter->typeless < filter->typeless_size) return false;
+        if (!filter->is_type(type, filter->arg)) {
+            filter->refused = type;
+            return false;
+        }
     }
-    filter->accepted = type;
+    filter->accepted[1] = filter->accepted[0];
+    filter->accepted[0] = type;
     return true;
 }
 
@@ -200,6 +204,17 @@ bool rpy_is_running_frame_object(PyObject *op);
  * with no __del__ and no weakref to them.  What a bulk teardown relies on (proof.c). */
 bool rpy_owned_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg, bool *releasable);
 
+/* rpy_owned_blocks' answer for the commonest str, without the call: a compact ASCII str with no
+ * wchar_t copy (3.11) and not interned owns no block and is releasable. */
+static inline bool rpy_str_is_plain(PyObject *op) {
+    if (!PyUnicode_IS_COMPACT_ASCII(op) || PyUnicode_CHECK_INTERNED(op)) return false;
+#if PY_VERSION_HEX < 0x030C0000
+    return ((PyASCIIObject *)op)->wstr == NULL;
+#else
+    return true;
+#endif
+}
+
 /* Calls visit(child, arg) for every reference op holds: tp_traverse (which visits the class of an
  * instance), plus the str keys dict_traverse skips and the ints of a range (not a GC type). */
 void rpy_visit_references(PyObject *op, visitproc visit, void *arg);
@@ -216,6 +231,10 @@ typedef struct rpy_dict_view {
     Py_ssize_t count;
     int key_at, value_at;
     PyObject *const *values;
+    /* What rpy_owned_blocks says of an exact dict, for the scan to ask once: its key table when the
+     * dict alone owns one (else NULL), and whether that is all it owns (not split, keys not shared). */
+    void *owned_keys;
+    bool blocks_known;
 } rpy_dict_view_t;
 void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view);
 
