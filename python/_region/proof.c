@@ -202,7 +202,8 @@ static inline void scan_references(proof_t *p, PyObject *op) {
     }
 }
 
-static inline bool scan_one(proof_t *p, void *block, size_t size) {
+/* Inlined into the page loop: it runs once per block. */
+static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size) {
     PyObject *op = rpy_object_in_block(block, size, &p->filter);
     if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
         p->other_blocks++;
