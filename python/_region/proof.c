@@ -13,9 +13,11 @@
  * from nowhere outside iff the sum of its objects' counts equals the number of references its
  * objects hold to its own objects - two counters, no per-object bookkeeping, no write to any object.
  * What that relies on, each checked by the scan (else "not proven", and the audit decides):
- *   - every live block of the object heap is an object whose type the interpreter knows
- *     (rpy_object_in_block), so no object escapes the sum, and every reference into object memory
- *     is a reference to one of them;
+ *   - every live block of the object heap is either an object whose type the interpreter knows
+ *     (rpy_object_in_block) or a block an object owns (rpy_owned_blocks: a key table, a str's UTF-8
+ *     copy), counted block for block (proof_unreferenced), so no object of another type escapes
+ *     the sum; an owned block that even looks like an object stops the proof (count_owned), so the
+ *     count of buffers cannot hide one;
  *   - a reference into the region's slot but outside its object pages (an object in a buffer block)
  *     is never counted as internal: the scan refuses it (riso_t.stray);
  *   - tp_traverse visits each reference an object OWNS, once: CPython's cycle collector relies on the
@@ -24,8 +26,8 @@
  *     dict's values but not the keys its class owns (rpy_dict_view);
  *   - no running frame's frame object is in the region (its count includes the interpreter's
  *     execution state, which no traversal reports; the audit knows how to discount it);
- *   - no immortal object (3.12+) is in the region: rpy_object_in_block does not accept counts of
- *     2^32 and over, so the scan stops at one.
+ *   - no immortal object (3.12+) is in the region: rpy_object_in_block does not take a count of 2^32
+ *     or more for an object's, so such a block is left over and the blocks do not balance.
  * References to objects outside the region are counted per target (riso_t.outside) and each target
  * is vetted once: it must be safe to share (audit_safe_to_share), and it says whether the region
  * refers to classes or to mortal objects (ownership.c, "Crossing interpreters").
