@@ -62,9 +62,19 @@ def worker_gc_pause(mode, n):
 
 
 def worker_region_collect(mode, n):
-    """r.collect() of a 10k-object region vs gc.collect(), with n objects elsewhere."""
+    """r.collect() of a 10k-object region vs gc.collect(), with n objects elsewhere; and (frozen)
+    gc.collect() of the same 10k objects in the ordinary heap with everything else frozen, which
+    scans what r.collect() scans, with CPython's own collector."""
     import region
     elsewhere = build(n)
+    if mode == "frozen":
+        gc.collect()
+        gc.freeze()
+        same = build(10_000)
+        gc.collect()
+        seconds = median_time(gc.collect, 5)
+        gc.unfreeze()
+        return {"seconds": seconds, "elsewhere": len(elsewhere), "objects": len(same)}
     r = region.region("small")
     with r:
         r.root = build(10_000)
@@ -189,14 +199,18 @@ def main():
 
     if wanted("region_collect"):
         print(f"r.collect() of 10k objects vs gc.collect(), {elsewhere:,} objects elsewhere", end=" ", flush=True)
-        m = measure("region_collect", ["gc", "region"], elsewhere, rounds)
+        m = measure("region_collect", ["gc", "region", "frozen"], elsewhere, rounds)
         print()
         speedup = ratio_range(m["gc"], m["region"])
+        vs_frozen = ratio_range(m["region"], m["frozen"])
         results["benchmarks"].append({"name": "region_collect", "elsewhere": elsewhere, "times": m,
-                                      "speedup": speedup[0]})
+                                      "speedup": speedup[0], "region_over_frozen": vs_frozen[0]})
         rows.append((f"r.collect() on 10k objects {cell(m['region'])} vs gc.collect() {cell(m['gc'])}, "
                      f"{elsewhere:,} objects elsewhere",
                      f"{speedup[0]:.0f}× faster ({speedup[1]:.0f}..{speedup[2]:.0f})", "≥ 100×", speedup[0] >= 100))
+        rows.append((f"r.collect() on 10k objects {cell(m['region'])} vs CPython's gc.collect() of the same 10k "
+                     f"objects with everything else frozen {cell(m['frozen'])}",
+                     f"{vs_frozen[0]:.2f}× ({vs_frozen[1]:.2f}..{vs_frozen[2]:.2f})", "≤ 1.1×", vs_frozen[0] <= 1.1))
 
     if wanted("teardown"):
         print(f"teardown of {teardown:,} objects", end=" ", flush=True)

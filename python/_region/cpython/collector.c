@@ -36,6 +36,14 @@
  * below cover what their versions of it changed.
  */
 #define Py_BUILD_CORE_MODULE 1
+#include <pyconfig.h>
+/* gcmodule.c's asserts run in CPython's debug builds only (its release builds define NDEBUG, and
+ * _PyObject_ASSERT evaluates its condition - a call of _PyObject_IsFreed per reference visited -
+ * unless NDEBUG is set): the copy below keeps that, so a region's collection costs what the
+ * interpreter's own does, and checks what it checks. */
+#if !defined(Py_DEBUG) && !defined(NDEBUG)
+#define NDEBUG
+#endif
 #include "internals.h"
 #include "gclist.h"
 
@@ -118,6 +126,7 @@ update_refs(PyGC_Head *containers)
 static int
 visit_decref(PyObject *op, void *parent)
 {
+    (void)parent;   /* region: read only by the assert, which NDEBUG builds leave out */
     _PyObject_ASSERT(_PyObject_CAST(parent), !_PyObject_IsFreed(op));
 
     if (_PyObject_IS_GC(op)) {
@@ -518,6 +527,7 @@ handle_weakrefs(PyGC_Head *unreachable, PyGC_Head *old)
 static void
 finalize_garbage(PyThreadState *tstate, PyGC_Head *collectable)
 {
+    (void)tstate;   /* region: read only by an assert, which NDEBUG builds leave out */
     destructor finalize;
     PyGC_Head seen;
 
@@ -622,24 +632,38 @@ handle_resurrected_objects(PyGC_Head *unreachable, PyGC_Head* still_unreachable,
  * nothing that may be tracked can never be part of a cycle, and leaves the list, so that gc.is_tracked
  * answers for region objects as for ordinary ones.  Dicts are re-tracked by CPython when they get a
  * container, and sync routes them back (membership.c). */
-static bool may_be_tracked(PyObject *op) {
-    return PyObject_IS_GC(op) && (!PyTuple_CheckExact(op) || PyObject_GC_IsTracked(op));
+static inline bool may_be_tracked(PyObject *op) {   /* NULL: an empty slot */
+    return op && _PyObject_IS_GC(op) && (!PyTuple_CheckExact(op) || _PyObject_GC_IS_TRACKED(op));
+}
+
+/* Whether a dict holds anything that may be tracked (dictobject.c _PyDict_MaybeUntrack's test),
+ * reading its entries in place. */
+static bool dict_holds_container(PyObject *op) {
+    rpy_dict_view_t view;
+    rpy_dict_view(op, &view);
+    if (view.values) {
+        for (Py_ssize_t i = 0; i < view.count; i++)
+            if (may_be_tracked(view.values[i])) return true;
+        return false;
+    }
+    const char *entry = view.entries;
+    for (Py_ssize_t i = 0; i < view.count; i++, entry += view.stride)
+        if (may_be_tracked(*(PyObject *const *)(entry + view.value_at)) ||
+            may_be_tracked(*(PyObject *const *)(entry + view.key_at)))
+            return true;
+    return false;
 }
 
 static void untrack_atomic_containers(PyGC_Head *head) {
     for (PyGC_Head *gc = GC_NEXT(head), *next; gc != head; gc = next) {
-        PyObject *op = FROM_GC(gc), *key, *value;
+        PyObject *op = FROM_GC(gc);
         next = GC_NEXT(gc);
         if (PyTuple_CheckExact(op)) {
             Py_ssize_t n = PyTuple_GET_SIZE(op), i = 0;
             while (i < n && PyTuple_GET_ITEM(op, i) && !may_be_tracked(PyTuple_GET_ITEM(op, i))) i++;
             if (i == n) PyObject_GC_UnTrack(op);
-        } else if (PyDict_CheckExact(op)) {
-            Py_ssize_t pos = 0;
-            bool holds_container = false;
-            while (!holds_container && PyDict_Next(op, &pos, &key, &value))
-                holds_container = may_be_tracked(key) || may_be_tracked(value);
-            if (!holds_container) PyObject_GC_UnTrack(op);
+        } else if (PyDict_CheckExact(op) && !dict_holds_container(op)) {
+            PyObject_GC_UnTrack(op);
         }
     }
 }
