@@ -55,8 +55,10 @@ static bool mark_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *b
     riso_t *s = arg;
     uintptr_t first, last;
     page_slices(s, area, &first, &last);
-    for (uintptr_t i = first - s->first_slice; i <= last - s->first_slice; i++)
+    for (uintptr_t i = first - s->first_slice; i <= last - s->first_slice; i++) {
+        rassert(i < s->slice_count);   /* span_page saw the same pages: no page is made while scanning */
         s->object_slices[i >> 6] |= (uint64_t)1 << (i & 63);
+    }
     return true;
 }
 
@@ -99,6 +101,8 @@ static bool scan_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *b
     (void)heap, (void)block, (void)size;
     scan_visit_t *v = arg;
     if (area->used == 0) return true;
+    rassert(area->full_block_size && area->committed % area->full_block_size == 0);   /* capacity blocks */
+    rassert(riso_in_object_memory(v->s, area->blocks));   /* riso_begin mapped every page */
     if (area->used == area->committed / area->full_block_size)
         return v->visitor->page(area->blocks, area->full_block_size, area->block_size, area->used, v->visitor->arg);
     if (v->partial_count == v->partial_capacity) {

@@ -285,26 +285,23 @@ region_status riso_begin(riso_t *s, region_t *r);
 
 void riso_note_outside(riso_t *s, const void *target);   /* the slow path of riso_reference */
 
+/* Whether p lies in r's object memory (a page of its object heap). */
+static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
+    uintptr_t offset = (uintptr_t)p - s->base;
+    uintptr_t bit = (offset >> 16) - s->first_slice;   /* wraps to a huge value below first_slice */
+    return offset < s->size && bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1);
+}
+
 /* Sorts one reference an object holds (NULL is none).  Inline: it runs once per reference. */
 static inline void riso_reference(riso_t *s, const void *target) {
-    uintptr_t offset = (uintptr_t)target - s->base;
-    if (offset < s->size) {
-        uintptr_t bit = (offset >> 16) - s->first_slice;   /* wraps to a huge value below first_slice */
-        if (likely(bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1))) s->internal++;
+    if ((uintptr_t)target - s->base < s->size) {
+        if (likely(riso_in_object_memory(s, target))) s->internal++;
         else s->stray = true;
     } else if (target) {
         riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
         if (likely(recent->target == target)) recent->count++;
         else riso_note_outside(s, target);
     }
-}
-
-
-/* Whether p lies in r's object memory (a page of its object heap). */
-static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
-    uintptr_t offset = (uintptr_t)p - s->base;
-    uintptr_t bit = (offset >> 16) - s->first_slice;
-    return offset < s->size && bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1);
 }
 
 /* What a scan calls: page(first, stride, usable, count, arg) for a page whose `count` blocks (of
