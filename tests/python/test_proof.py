@@ -5,7 +5,7 @@ random set of escapes of every kind, and holds the two verdicts against each oth
 
 The proof may be more careful than the audit (call "not proven" what the audit then accepts); it may
 never be less.  Where nothing was planted both must accept the region, so the test also shows that the
-proof proves something.  Short in the suite; REGION_PROOF_EXAMPLES=20000 for a long run.
+proof proves something.  Short in the suite; REGION_PROOF_EXAMPLES=3000 for a longer run (minutes).
 """
 import collections
 import ctypes
