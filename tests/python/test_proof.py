@@ -1,7 +1,8 @@
 """Soundness of the fast isolation proof (issue 19, item 4): the isolation engine's fast pass (proof.c,
 proof_isolated), which release(), close() and r.check() run first, may never call a region isolated
-where the full audit (audit.c, here alone as _region._audit) finds an escape.  hypothesis builds random graphs of builtin containers and instances in a region, plants a
-random set of escapes of every kind, and holds the two verdicts against each other.
+where the full audit (audit.c, here alone as _region._audit) finds an escape.  hypothesis builds
+random graphs of builtin containers and instances in a region, plants a random set of escapes of
+every kind, and holds the two verdicts against each other.
 
 The proof may be more careful than the audit (call "not proven" what the audit then accepts); it may
 never be less.  Where nothing was planted both must accept the region, so the test also shows that the
