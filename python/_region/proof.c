@@ -317,13 +317,14 @@ int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_
  * O(pages)) instead of one deallocation per object.  That is only sound when the scan proves
  *   (1) nothing outside the region refers to a region object (proof_unreferenced);
  *   (2) nothing outside uses a block of the region's heaps: every block of the object heap is an
- *       object the scan accepted, and the buffer heap's live blocks are exactly those the objects
- *       own (rpy_bulk_releasable lists them; the C API's detached buffers live in a heap of their
- *       own until freed or their region ends, region-host.h), so no block is left for anyone else
- *       (a global dict's key table made in a block, say);
+ *       object the scan accepted or a block one of them owns (proof_unreferenced), and the buffer
+ *       heap's live blocks are exactly those the objects own (rpy_owned_blocks lists them; the C
+ *       API's detached buffers live in a heap of their own until freed or their region ends,
+ *       region-host.h), so no block is left for anyone else (a global dict's key table made in a
+ *       block, say);
  *   (3) no object needs its deallocator for anything but releasing references and memory: every
- *       object's type is one rpy_bulk_releasable knows, with no finalizer, no weakref to it, no
- *       interned string (the interned table points to those).
+ *       object is one rpy_owned_blocks calls releasable - a type it knows, with no finalizer, no
+ *       weakref to it, not an interned string (the interned table points to those).
  * Otherwise r.close() frees object by object.  The commit unregisters the Region (handles and
  * region_of stop finding it), destroys the heaps, and only after that releases the references the
  * objects held to outside objects, so whatever code those releases run can no longer reach region
