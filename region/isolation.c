@@ -22,7 +22,6 @@
  * while a scan runs.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "region-internal.h"
 
@@ -76,14 +75,19 @@ region_status riso_begin(riso_t *s, region_t *r) {
     return REGION_OK;
 }
 
-/* A target that is not in its recent entry: the entry's count joins the map, the target takes it. */
+/* A recent entry's count joins the map, and the entry is free again. */
+static void flush_recent(riso_t *s, riso_recent_t *recent) {
+    if (!recent->target) return;
+    rptrmap_cell_t *cell = rptrmap_put(&s->outside, recent->target);
+    if (cell) cell->value += recent->count;
+    else s->failed = true;
+    *recent = (riso_recent_t){0};
+}
+
+/* A target that is not in its recent entry takes the entry. */
 void riso_note_outside(riso_t *s, const void *target) {
     riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
-    if (recent->target) {
-        rptrmap_cell_t *cell = rptrmap_put(&s->outside, recent->target);
-        if (cell) cell->value += recent->count;
-        else s->failed = true;
-    }
+    flush_recent(s, recent);
     *recent = (riso_recent_t){target, 1};
 }
 
@@ -131,14 +135,7 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
     for (size_t i = 0; finished && i < v.partial_count; i++)
         finished = _mi_page_visit_blocks(v.partial[i], scan_block, (void *)visitor);
     free(v.partial);
-    for (size_t i = 0; i < RISO_RECENT; i++) {   /* the recent targets join the map */
-        riso_recent_t *recent = &s->recent[i];
-        if (!recent->target) continue;
-        rptrmap_cell_t *cell = rptrmap_put(&s->outside, recent->target);
-        if (cell) cell->value += recent->count;
-        else s->failed = true;
-        *recent = (riso_recent_t){0};
-    }
+    for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);   /* the map is complete */
     return finished && !s->failed;
 }
 
