@@ -411,12 +411,6 @@ static bool check_block(void *block, size_t usable, void *arg) {
     return !c->naming || !c->naming->crossref;
 }
 
-static bool check_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
-    for (size_t i = 0; i < count; i++, first += stride)
-        if (!check_block(first, usable, arg)) return false;
-    return true;
-}
-
 /* Whether the scan met a pointer into another live region. */
 static bool outside_crosses(riso_t *s) {
     rptrmap_foreach(&s->outside, cell)
@@ -432,12 +426,12 @@ region_status region_check(region_t *r) {
     if (riso_begin(&s, r) != REGION_OK) return REGION_ENOMEM;
     check_scan_t c = {&s, NULL};
     r->phase = RCOLLECT_MARKING;   /* trace callbacks run: see INVARIANTS */
-    riso_scan(&s, &(riso_visitor_t){check_page, check_block, &c});
+    riso_scan(&s, &(riso_visitor_t){NULL, check_block, &c});
     bool crosses = !s.failed && outside_crosses(&s);
     if (crosses || s.failed) {   /* name the first offender (the map may have lost some targets) */
         mark_state_t naming = {.r = r, .check = true};
         c.naming = &naming;
-        riso_scan(&s, &(riso_visitor_t){check_page, check_block, &c});
+        riso_scan(&s, &(riso_visitor_t){NULL, check_block, &c});
         crosses = naming.crossref;
     }
     r->phase = RCOLLECT_IDLE;

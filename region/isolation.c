@@ -107,8 +107,15 @@ static bool scan_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *b
     if (area->used == 0) return true;
     rassert(area->full_block_size && area->committed % area->full_block_size == 0);   /* capacity blocks */
     rassert(riso_in_object_memory(v->s, area->blocks));   /* riso_begin mapped every page */
-    if (area->used == area->committed / area->full_block_size)
-        return v->visitor->page(area->blocks, area->full_block_size, area->block_size, area->used, v->visitor->arg);
+    if (area->used == area->committed / area->full_block_size) {
+        const riso_visitor_t *visitor = v->visitor;
+        if (visitor->page) return visitor->page(area->blocks, area->full_block_size, area->block_size, area->used,
+                                                visitor->arg);
+        char *each = area->blocks;
+        for (size_t i = 0; i < area->used; i++, each += area->full_block_size)
+            if (!visitor->block(each, area->block_size, visitor->arg)) return false;
+        return true;
+    }
     if (v->partial_count == v->partial_capacity) {
         size_t capacity = v->partial_capacity ? 2 * v->partial_capacity : 64;
         void **grown = realloc(v->partial, capacity * sizeof *grown);

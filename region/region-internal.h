@@ -306,7 +306,8 @@ static inline void riso_reference(riso_t *s, const void *target) {
 
 /* What a scan calls: page(first, stride, usable, count, arg) for a page whose `count` blocks (of
  * `usable` bytes, `stride` apart from `first`) are all allocated, block(block, usable, arg) for each
- * live block of the other pages.  Either returning false stops the scan.  Both report references with
+ * live block of the other pages (and of those too when page is NULL: a caller whose per-block step
+ * is not worth inlining into a loop of its own).  Either returning false stops the scan.  Both report references with
  * riso_reference, and must not allocate in or free to the object heap.  A block of a whole page
  * may have been freed by another thread since (mimalloc counts it until its page is collected): page
  * must tell a dead block from a live one. */

@@ -385,14 +385,6 @@ typedef struct heap_objects {
     bool failed;
 } heap_objects_t;
 
-static bool collect_block(void *block, size_t size, void *arg);
-
-static bool collect_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
-    for (size_t i = 0; i < count; i++, first += stride)
-        if (!collect_block(first, usable, arg)) return false;
-    return true;
-}
-
 static bool collect_block(void *block, size_t size, void *arg) {
     heap_objects_t *h = arg;
     PyObject *obj = rpy_object_in_block(block, size, &h->p->filter);
@@ -417,7 +409,7 @@ int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***obje
     if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
     p.filter = type_filter(&p.types);
     region_status status = riso_begin(&p.scan, self->r);
-    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){collect_page, collect_block, &h});
+    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){NULL, collect_block, &h});
     riso_end(&p.scan);
     type_set_release(&p.types);
     if (status != REGION_OK || h.failed) {

@@ -494,10 +494,10 @@ static bool base_blocks(PyObject *op, void (*owned)(void *block, void *arg), voi
     } else if (PyList_Check(op)) {
         if (((PyListObject *)op)->ob_item) owned(((PyListObject *)op)->ob_item, arg);
     } else if (PyDict_Check(op)) {
-        PyDictObject *d = (PyDictObject *)op;
-        if (d->ma_values || (d->ma_keys != empty_keys && d->ma_keys->dk_refcnt != 1))
-            return false;   /* keys shared with a class or another dict */
-        if (d->ma_keys != empty_keys) owned(d->ma_keys, arg);
+        rpy_dict_view_t view;   /* the one statement of what a dict owns */
+        rpy_dict_view(op, &view);
+        if (view.owned_keys) owned(view.owned_keys, arg);
+        if (!view.blocks_known) return false;   /* split, or keys shared with another dict */
     } else if (PyAnySet_Check(op)) {
         PySetObject *so = (PySetObject *)op;
         if (so->table != so->smalltable) owned(so->table, arg);
@@ -644,7 +644,7 @@ void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {
     PyDictObject *mp = (PyDictObject *)dict;
     PyDictKeysObject *keys = mp->ma_keys;
     *view = (rpy_dict_view_t){.count = keys->dk_nentries};
-    view->blocks_known = !mp->ma_values && (keys == empty_keys || keys->dk_refcnt == 1);   /* as base_blocks */
+    view->blocks_known = !mp->ma_values && (keys == empty_keys || keys->dk_refcnt == 1);
     if (view->blocks_known && keys != empty_keys) view->owned_keys = keys;
     if (mp->ma_values) {   /* split: the values array, indexed like the class's shared keys */
         view->values = mp->ma_values->values;

@@ -231,8 +231,9 @@ typedef struct rpy_dict_view {
     Py_ssize_t count;
     int key_at, value_at;
     PyObject *const *values;
-    /* What rpy_owned_blocks says of an exact dict, for the scan to ask once: its key table when the
-     * dict alone owns one (else NULL), and whether that is all it owns (not split, keys not shared). */
+    /* The blocks the dict owns (rpy_owned_blocks asks here too, so the scan asks once): its key
+     * table when the dict alone owns one (else NULL), and whether that is all it owns (not split,
+     * keys not shared). */
     void *owned_keys;
     bool blocks_known;
 } rpy_dict_view_t;
