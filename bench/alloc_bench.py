@@ -83,26 +83,33 @@ def main():
     goals = []
     if "mi_heap" in m:
         r = total("region") / total("mi_heap")
-        goals.append(("region vs raw mi_heap_malloc + mi_heap_destroy (alloc + free all, warm)", f"{r:.2f}×", "≤ 1.2×", r <= 1.2))
+        goals.append(("region vs raw mi_heap_malloc + mi_heap_destroy (alloc + free all, warm)", f"{r:.2f}×", "≤ 1.1×", r <= 1.1))
     for other in ("jemalloc", "glibc", "talloc"):
         if other in m:
             r = total(other) / total("region")
             goals.append((f"{other} / region (alloc + free all, warm)", f"{r:.2f}×", "> 1 (region ahead)", r > 1))
     if "apr" in m:
         r = total("apr") / total("region")
-        goals.append(("apr pool / region (alloc + free all, warm; no goal)", f"{r:.2f}×", "-", None))
+        goals.append(("apr pool / region (alloc + free all, warm)", f"{r:.2f}×", "> 1 (region ahead)", r > 1))
     if "region_each" in m:
         r = m["region_each"]["warm_free"]["median"] / m["region"]["warm_free"]["median"]
         goals.append(("per-block region_free / bulk region_destroy (free all)", f"{r:.0f}×", "≥ 10×", r >= 10))
+    # Two threads against one, for region and, in the same runs, for raw mimalloc heaps: what this
+    # machine's two CPUs allow any allocator (their caches and memory are shared).
     print("threads", end=" ", flush=True)
-    scaling = {}
-    for t in (1, 2):
-        scaling[t] = measure(args.build, ["region"], blocks, 32, t, rounds, runs)["region"]
+    pair = [a for a in ("region", "mi_heap") if a in present]
+    scaling = {t: measure(args.build, pair, blocks, 32, t, rounds, runs) for t in (1, 2)}
     print()
     results["threads"] = scaling
-    throughput = {t: t * blocks / (s["warm_alloc"]["median"] + s["warm_free"]["median"]) for t, s in scaling.items()}
-    r = throughput[2] / throughput[1]
-    goals.append(("2 threads, a region each / 1 thread (blocks per second)", f"{r:.2f}×", "≥ 1.9×", r >= 1.9))
+
+    def speedup(a):
+        throughput = {t: t * blocks / (s[a]["warm_alloc"]["median"] + s[a]["warm_free"]["median"])
+                      for t, s in scaling.items()}
+        return throughput[2] / throughput[1]
+
+    r = speedup("region")
+    ceiling = f"; raw mi_heap in the same runs {speedup('mi_heap'):.2f}×" if "mi_heap" in pair else ""
+    goals.append((f"2 threads, a region each / 1 thread (blocks per second{ceiling})", f"{r:.2f}×", "≥ 1.9×", r >= 1.9))
     results["goals"] = goal_records(goals)
     table = goals_table("comparison (32 B blocks)", goals)
     report = "\n".join(table + lines) + f"\n\nMachine: {describe_machine(results['machine'])}."

@@ -184,6 +184,35 @@ void *region_alloc(region_t *r, size_t size);
 /* As region_alloc, zero-filled. */
 void *region_zalloc(region_t *r, size_t size);
 
+/* region_alloc is inlined into the caller: the owner check and mimalloc's allocation, with the
+ * checked function (the errors, and every allocation of a library built with block checks) out of
+ * line.  Same contract, same errors; define REGION_NO_INLINE before including this header to call
+ * the library function always (its address is &region_alloc either way).  The names below are the
+ * inline path's, not API: they change with the library, which is why the header and the library
+ * must be of one version (REGION_VERSION_*). */
+struct mi_heap_s;
+typedef struct region_inline_view {
+    struct mi_heap_s *heap;   /* the raw-block heap, or NULL: take the checked path */
+    uint64_t owner;           /* atomic: the owner's region_thread_token(), 0 for none */
+} region_inline_view;
+/* The calling thread's token, or UINT64_MAX before its first ownership call: never an owner. */
+extern __thread uint64_t region_inline_token __attribute__((tls_model("initial-exec")));
+void *region_inline_malloc(struct mi_heap_s *heap, size_t size);
+
+static inline void *region_alloc_inline(region_t *r, size_t size) {
+    const region_inline_view *view = (const region_inline_view *)r;
+    /* The acquire load pairs with the release of whoever owned r before (THREAD RULES). */
+    if (__builtin_expect(r != NULL && size <= REGION_MAX_BLOCK_SIZE &&
+                         __atomic_load_n(&view->owner, __ATOMIC_ACQUIRE) == region_inline_token && view->heap, 1)) {
+        void *p = region_inline_malloc(view->heap, size);
+        if (__builtin_expect(p != NULL, 1)) return p;
+    }
+    return (region_alloc)(r, size);   /* not the owner, full, a NULL region: the error */
+}
+#ifndef REGION_NO_INLINE
+#define region_alloc(r, size) region_alloc_inline((r), (size))
+#endif
+
 /* count * size zero-filled bytes; NULL with REGION_EINVAL when the product overflows. */
 void *region_calloc(region_t *r, size_t count, size_t size);
 

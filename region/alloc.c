@@ -16,6 +16,12 @@
  * argument, not a full region.  The check shares the fast path's one unlikely branch.
  *
  * THREADS: owner only (checked); the heap itself is usable from whichever thread owns the region.
+ *
+ * THE INLINE PATH (include/region.h, region_alloc_inline) runs in the caller: r non-NULL, size within
+ * REGION_MAX_BLOCK_SIZE, the caller's token equal to the owner field, and an inline_heap (NULL in
+ * builds with block checks, which must enter each block in the live set) - then mimalloc allocates
+ * straight from the heap.  Anything else, and a full region, comes here, where the same tests run
+ * again and give the error.
  */
 #include <string.h>
 
@@ -58,11 +64,16 @@ static inline void *block_added(region_t *r, void *p, const char *what) {
     return p;
 }
 
-void *region_alloc(region_t *r, size_t size) {
+/* The checked path: include/region.h inlines region_alloc_inline into callers, which calls this for
+ * everything but an owner's successful allocation (the name in parentheses: not the macro). */
+void *(region_alloc)(region_t *r, size_t size) {
     if (unlikely(alloc_refused(r, size))) return alloc_failed(r, size, "alloc");
     void *p = mi_heap_malloc(r->heap, size);
     return likely(p != NULL) ? block_added(r, p, "alloc") : alloc_failed(r, size, "alloc");
 }
+
+/* The inline path's allocation: exported under the region_ prefix, as mimalloc's names are not. */
+void *region_inline_malloc(mi_heap_t *heap, size_t size) { return mi_heap_malloc(heap, size); }
 
 void *region_zalloc(region_t *r, size_t size) {
     if (unlikely(alloc_refused(r, size))) return alloc_failed(r, size, "zalloc");

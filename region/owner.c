@@ -19,11 +19,12 @@
 #include "region-internal.h"
 
 static uint64_t next_token = 1;
-_Thread_local uint64_t rowner_token __attribute__((tls_model("initial-exec")));
+__thread uint64_t region_inline_token __attribute__((tls_model("initial-exec"))) = ROWNER_NO_TOKEN;
 
 uint64_t rowner_assign(void) {
-    rowner_token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
-    return rowner_token;
+    region_inline_token = __atomic_fetch_add(&next_token, 1, __ATOMIC_RELAXED);
+    rassert(region_inline_token != ROWNER_NO_TOKEN);
+    return region_inline_token;
 }
 
 uint64_t region_thread_token(void) { return rowner_self(); }

@@ -119,6 +119,12 @@ typedef enum rcollect_phase {
 } rcollect_phase_t;
 
 struct region {
+    /* First, as region_inline_view (include/region.h) lays them out: the inline allocation path
+     * reads them in the caller. */
+    mi_heap_t *inline_heap;          /* `heap` while the region exists, NULL otherwise and in builds
+                                        with block checks (every raw block is entered in live_blocks) */
+    uint64_t owner;                  /* atomic; thread token, 0 = none (ownership, owner.c) */
+
     uint64_t id;                     /* atomic; 0 while the slot is free */
     uint64_t generation;             /* atomic; regions this slot has held (IDS above) */
     unsigned slot;
@@ -131,8 +137,7 @@ struct region {
                                         BUFFERS); same arena; made on first use, NULL until then */
     mi_arena_id_t arena;             /* the slot's arena: where detached_heap is made */
 
-    /* ownership (owner.c) */
-    uint64_t owner;                  /* atomic; thread token, 0 = none */
+    /* ownership (owner.c; `owner` is above) */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */
     uint64_t creator;                /* the thread that created the region */
     bool owned_by_others;            /* another thread has owned it: statistics must fold frees
@@ -159,6 +164,10 @@ struct region {
 #endif
 };
 
+_Static_assert(offsetof(struct region, inline_heap) == offsetof(region_inline_view, heap) &&
+               offsetof(struct region, owner) == offsetof(region_inline_view, owner),
+               "the inline allocation path reads struct region through region_inline_view");
+
 /* regions[slot]; see "REGION STRUCTS ARE NEVER FREED" above. */
 extern struct region regions[REGION_MAX_SLOTS];
 
@@ -173,16 +182,18 @@ region_status rerror_region(const region_t *r, region_status status, const char 
 
 /* ---- owner.c ---- */
 
-/* The calling thread's token, 0 until its first use.  initial-exec: a global-dynamic TLS read in a
- * shared library costs a __tls_get_addr call on every ownership check, that is on every allocation
- * (mimalloc uses the same model for its own thread state). */
-extern _Thread_local uint64_t rowner_token __attribute__((tls_model("initial-exec")));
+/* The calling thread's token is region_inline_token (include/region.h), UINT64_MAX until its first
+ * use: a value no owner field holds, so the inline allocation path needs no test of its own for a
+ * thread without a token.  initial-exec: a global-dynamic TLS read in a shared library costs a
+ * __tls_get_addr call on every ownership check, that is on every allocation (mimalloc uses the same
+ * model for its own thread state). */
+#define ROWNER_NO_TOKEN UINT64_MAX
 uint64_t rowner_assign(void);
 
 /* The calling thread's token (assigned on first use).  Inline: it is on the allocation fast path. */
 static inline uint64_t rowner_self(void) {
-    uint64_t token = rowner_token;
-    return likely(token != 0) ? token : rowner_assign();
+    uint64_t token = region_inline_token;
+    return likely(token != ROWNER_NO_TOKEN) ? token : rowner_assign();
 }
 
 /* An acquire load: it pairs with the release store of region_hand_off() and region_release(), so a

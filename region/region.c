@@ -148,6 +148,7 @@ region_status region_create(const region_options_t *opts, region_t **out) {
     __atomic_store_n(&r->generation, generation, __ATOMIC_RELEASE);
     init_struct(r, slot, o, id);
     r->heap = heap;
+    r->inline_heap = REGION_BLOCK_CHECKS ? NULL : heap;
     r->object_heap = object_heap;
     r->detached_heap = NULL;
     r->arena = arena;
@@ -174,7 +175,7 @@ region_status region_destroy(region_t *r) {
     mi_heap_destroy(r->heap);
     mi_heap_destroy(r->object_heap);
     if (r->detached_heap) mi_heap_destroy(r->detached_heap);
-    r->heap = r->object_heap = r->detached_heap = NULL;
+    r->heap = r->inline_heap = r->object_heap = r->detached_heap = NULL;
     robjects_release(r);
     rhandle_table_free(&r->handles);
 #if REGION_BLOCK_CHECKS

@@ -53,6 +53,34 @@ static void non_owner_is_refused(void **state) {
     assert_ok(region_destroy(r));
 }
 
+/* The inline allocation path (include/region.h) compares the caller's token with the owner field:
+ * a thread that never made an ownership call has no token yet, and an unowned region's field is 0,
+ * so the two must never compare equal.  The checked function, called through its address, agrees. */
+static void *first_call_is_an_allocation(void *arg) {
+    region_t *r = arg;
+    assert_null(region_alloc(r, 8));
+    assert_int_equal(region_last_status(), REGION_ENOTOWNER);
+    assert_error_mentions("has no owner");
+    void *(*checked)(region_t *, size_t) = &region_alloc;
+    assert_null(checked(r, 8));
+    assert_int_equal(region_last_status(), REGION_ENOTOWNER);
+    return NULL;
+}
+
+static void inline_path_refuses_a_thread_without_a_token(void **state) {
+    (void)state;
+    region_t *r = new_region("unowned");
+    assert_ok(region_release(r));
+    run_on_thread(first_call_is_an_allocation, r);
+    assert_ok(region_acquire(r));
+    void *(*checked)(region_t *, size_t) = &region_alloc;
+    void *p = checked(r, 24);
+    assert_ptr_equal(region_of(p), r);
+    assert_ok(region_destroy(r));
+    assert_null(region_alloc(NULL, 8));
+    assert_int_equal(region_last_status(), REGION_EINVAL);
+}
+
 /* ---- Waiting ---- */
 
 typedef struct waiter {
@@ -341,6 +369,7 @@ static void thread_exit_keeps_region_blocks(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(non_owner_is_refused),
+        cmocka_unit_test(inline_path_refuses_a_thread_without_a_token),
         cmocka_unit_test(waiter_wakes_on_release),
         cmocka_unit_test(destroy_wakes_waiters_with_edead),
         cmocka_unit_test(timed_acquire_succeeds_when_free),
