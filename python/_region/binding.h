@@ -140,8 +140,12 @@ rpy_region_t *binding_proxy_gone(RegionObject *self);
 
 /* ---- placement.c ---- */
 
-/* Installs the allocator hook and the freelist guards (once per process). */
-int placement_install(void);
+/* The calling interpreter is about to make or acquire a region: the allocator hook and the
+ * deallocator wrappers go in (the first time in the process), and this interpreter's freelist guards
+ * start (the first time in it); placement.c, ACTIVATION.  0, or -1 with an exception.
+ * placement_active() says whether both happened. */
+int placement_activate(void);
+bool placement_active(void);
 
 /* Opens / closes a `with` block of self in the calling thread. */
 int placement_enter(rpy_region_t *self);
@@ -175,8 +179,8 @@ void placement_collection_ran(void);     /* module_auto_collect ran: the next cr
  * first, each once: how many were stored in out (at most max). */
 int placement_open_regions(rpy_region_t **out, int max);
 
-/* The calling interpreter starts using regions (freelist guards, block accounting): RegionError when
- * too many interpreters do.  placement_install() attaches the first one. */
+/* The calling interpreter may use regions (its entry: block accounting, and later its freelist
+ * guards): RegionError when too many interpreters do.  At the package's import in it. */
 int placement_attach(void);
 /* The calling interpreter stops (at its end, before its freelists are torn down): its blocks still
  * open in the calling thread exit (placement_end_blocks alone does that), its freelists are put

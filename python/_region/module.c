@@ -125,6 +125,7 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
         return NULL;
     }
     options.name = cname;
+    if (placement_activate() < 0) return NULL;
 
     sweep_orphans();
     region_t *r;
@@ -656,7 +657,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     }
     if (full) {
         collection_full_ends();
-        rpy_float_freelist_off();   /* clear_freelists switched it back on */
+        if (rpy_interp_guarded()) rpy_float_freelist_off();   /* clear_freelists switched it back on */
         sweep_orphans();
     }
     Py_RETURN_NONE;
@@ -797,7 +798,7 @@ static const char import_order_message[] =
     "region must be imported in the main interpreter before a subinterpreter imports it (docs/python.md, "
     "'Subinterpreters')";
 
-/* Whether the main interpreter initialized the module (and with it installed the hook). */
+/* Whether the main interpreter initialized the module. */
 static bool main_module_ready;
 
 /* Leaves the capsule whose destruction is interpreter_ended() in the calling subinterpreter's dict
@@ -813,6 +814,12 @@ static int watch_interpreter_end(void) {
     int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
     Py_XDECREF(capsule);
     return rc;
+}
+
+/* For the activation tests: whether the hook is in and this interpreter's guards run. */
+static PyObject *mod_activated(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    return PyBool_FromLong(placement_active());
 }
 
 static PyObject *mod_attach(PyObject *module, PyObject *unused) {
@@ -964,22 +971,23 @@ static PyMethodDef module_methods[] = {
     {"_resume", mod_resume, METH_NOARGS, NULL},
     {"_shutdown", mod_shutdown, METH_NOARGS, NULL},
     {"_attach", mod_attach, METH_NOARGS, NULL},
+    {"_activated", mod_activated, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL},
 };
 
 /* MODULE INITIALIZATION is multi-phase, so that every interpreter, one with its own GIL included,
  * runs module_exec for a module object of its own.  The main interpreter makes the types and
- * exceptions of the main GIL and installs the allocator hook (once per process); a subinterpreter
- * that shares the main GIL puts the very same objects in its module (so every interpreter of that
- * GIL shares the Region type, the exceptions and every Region object); an interpreter with its own
- * GIL attaches and makes its own.  The main interpreter must come first: it is what installs the
- * hook, which may not change while another GIL's interpreter allocates. */
+ * exceptions of the main GIL (once per process); a subinterpreter that shares the main GIL puts the
+ * very same objects in its module (so every interpreter of that GIL shares the Region type, the
+ * exceptions and every Region object); an interpreter with its own GIL attaches and makes its own.
+ * The main interpreter must come first: it makes what the others share.  Nothing here touches the
+ * allocators: the hook goes in when the process first makes or acquires a region (placement.c,
+ * ACTIVATION). */
 static int module_exec(PyObject *module) {
     bool is_main = PyInterpreterState_Get() == PyInterpreterState_Main();
     if (is_main) {
         if (!binding_states[0].region_type) {
             if (rpy_internals_init() < 0 || make_binding_state(module) < 0) return -1;
-            if (placement_install() < 0) return -1;
             __atomic_store_n(&main_module_ready, true, __ATOMIC_RELEASE);
         }
         return add_binding_state(module);

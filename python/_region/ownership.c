@@ -283,6 +283,7 @@ int ownership_take(rpy_region_t *self, double seconds) {
         return -1;
     }
     if (!self->r) return region_check_owner(self, "acquire");
+    if (placement_activate() < 0) return -1;   /* before any of its objects can be freed here */
     int got = ownership_wait(self, seconds);
     if (got <= 0) return got;
     if (!self->r) {   /* closed while this thread waited: close() unlocked to wake the waiters */

@@ -52,12 +52,8 @@
 
 #define MAX_DEPTH 64
 
-typedef struct hook_ctx {
-    PyMemAllocatorEx prev;
-    bool object;                     /* OBJ domain: blocks go to the object heap */
-} hook_ctx_t;
-
-static hook_ctx_t obj_ctx = {.object = true}, mem_ctx = {.object = false};
+/* The allocators the hook found, per domain.  Written once, before the hook is installed. */
+static PyMemAllocatorEx obj_prev, mem_prev;
 
 /* The region receiving this thread's allocations: the top of its stack (NULL when empty).  Read on
  * every allocation of the process: initial-exec, so the read is one thread-pointer-relative load
@@ -139,7 +135,7 @@ void placement_collection_ran(void) { __atomic_store_n(&collection_scheduled, fa
 
 /* ---- The hook ---- */
 
-static inline void keys_guard(PyInterpreterState *interp) {
+static inline __attribute__((always_inline)) void keys_guard(PyInterpreterState *interp) {
     if (unlikely(!rpy_keys_freelist_intact(interp))) rpy_keys_freelist_refill();
 }
 
@@ -172,60 +168,64 @@ static inline region_t *receiving(PyInterpreterState *interp) {
 }
 
 /* What malloc and calloc do first: keep the keys freelist guarded, and find the region the new block
- * goes to (counting an object allocation there), or NULL for the previous allocator. */
-static inline region_t *placing(const hook_ctx_t *h) {
+ * goes to (counting an object allocation there), or NULL for the previous allocator.  With no block
+ * open in the calling thread that is the keys check and one test of a thread-local. */
+static inline __attribute__((always_inline)) region_t *placing(bool object) {
     PyInterpreterState *interp = rpy_current_interp();
     keys_guard(interp);
     region_t *r = receiving(interp);
-    if (r && unlikely(rpy_collecting_here(interp))) r = NULL;   /* the collector's doings: outside */
-    if (r && h->object) count_allocation(r);
+    if (likely(!r)) return NULL;
+    if (unlikely(rpy_collecting_here(interp))) return NULL;   /* the collector's doings: outside */
+    if (object) count_allocation(r);
     return r;
 }
 
-static void *hook_malloc(void *ctx, size_t size) {
-    hook_ctx_t *h = ctx;
-    region_t *r = placing(h);
-    return r ? rhost_alloc(r, h->object, size) : h->prev.malloc(h->prev.ctx, size);
-}
+/* One set of functions per domain, none reading its ctx: the hook may be installed while threads of
+ * interpreters with GILs of their own allocate (placement_activate), and such a thread can read the
+ * new function with the old ctx.  Either pair, old or new, is then right. */
+#define HOOK_FUNCTIONS(domain, prev, object)                                                     \
+    static void *domain##_malloc(void *ctx, size_t size) {                                        \
+        (void)ctx;                                                                                \
+        region_t *r = placing(object);                                                            \
+        return r ? rhost_alloc(r, object, size) : prev.malloc(prev.ctx, size);                   \
+    }                                                                                             \
+    static void *domain##_calloc(void *ctx, size_t count, size_t size) {                          \
+        (void)ctx;                                                                                \
+        region_t *r = placing(object);                                                            \
+        return r ? rhost_calloc(r, object, count, size) : prev.calloc(prev.ctx, count, size);    \
+    }                                                                                             \
+    static void *domain##_realloc(void *ctx, void *p, size_t size) {                              \
+        if (!p) return domain##_malloc(ctx, size);                                                \
+        region_t *owner = rhost_slot_region(p);                                                   \
+        return owner ? rhost_realloc(owner, p, size) : prev.realloc(prev.ctx, p, size);          \
+    }                                                                                             \
+    /* No keys_guard() on free: CPython empties the keys freelist with a loop of frees              \
+     * (_PyDict_ClearFreeList), which a refill on free would never let finish. */                 \
+    static void domain##_free(void *ctx, void *p) {                                               \
+        (void)ctx;                                                                                \
+        if (!p) return;                                                                           \
+        region_t *owner = rhost_slot_region(p);                                                   \
+        if (owner) rhost_free(owner, p);                                                          \
+        else prev.free(prev.ctx, p);                                                              \
+    }
 
-static void *hook_calloc(void *ctx, size_t count, size_t size) {
-    hook_ctx_t *h = ctx;
-    region_t *r = placing(h);
-    return r ? rhost_calloc(r, h->object, count, size) : h->prev.calloc(h->prev.ctx, count, size);
-}
-
-static void *hook_realloc(void *ctx, void *p, size_t size) {
-    hook_ctx_t *h = ctx;
-    if (!p) return hook_malloc(ctx, size);
-    region_t *owner = rhost_slot_region(p);
-    if (owner) return rhost_realloc(owner, p, size);
-    return h->prev.realloc(h->prev.ctx, p, size);
-}
-
-static void hook_free(void *ctx, void *p) {
-    hook_ctx_t *h = ctx;
-    if (!p) return;
-    region_t *owner = rhost_slot_region(p);
-    if (owner) rhost_free(owner, p);
-    else h->prev.free(h->prev.ctx, p);
-    /* No keys_guard() here: CPython empties the keys freelist with a loop of frees
-     * (_PyDict_ClearFreeList), which a refill on free would never let finish. */
-}
+HOOK_FUNCTIONS(obj, obj_prev, true)
+HOOK_FUNCTIONS(mem, mem_prev, false)
 
 /* The keys-freelist guard's allocator: the current context of the calling thread. */
 static void *spare_alloc(size_t size) {
     region_t *r = receiving(rpy_current_interp());
-    return r ? rhost_alloc(r, true, size) : obj_ctx.prev.malloc(obj_ctx.prev.ctx, size);
+    return r ? rhost_alloc(r, true, size) : obj_prev.malloc(obj_prev.ctx, size);
 }
 
-static void spare_free(void *table) { hook_free(&obj_ctx, table); }
+static void spare_free(void *table) { obj_free(NULL, table); }
 
 /* ---- Installing ---- */
 
 static bool hook_installed(void) {
     PyMemAllocatorEx now;
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &now);
-    if (now.malloc == hook_malloc) return true;
+    if (now.malloc == obj_malloc) return true;
     /* tracemalloc, started after us (we restart it otherwise), wraps the hook. */
     return rpy_tracemalloc_tracing();
 }
@@ -240,20 +240,26 @@ static PyObject *call_tracemalloc(const char *function, PyObject *arg) {
 }
 
 static void install_hook(void) {
-    PyMemAllocatorEx hook = {.malloc = hook_malloc, .calloc = hook_calloc, .realloc = hook_realloc,
-                             .free = hook_free};
-    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj_ctx.prev);
-    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem_ctx.prev);
-    hook.ctx = &obj_ctx;
-    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &hook);
-    hook.ctx = &mem_ctx;
-    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &hook);
+    PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj_prev);
+    PyMem_GetAllocator(PYMEM_DOMAIN_MEM, &mem_prev);
+    PyMemAllocatorEx obj = {NULL, obj_malloc, obj_calloc, obj_realloc, obj_free};
+    PyMemAllocatorEx mem = {NULL, mem_malloc, mem_calloc, mem_realloc, mem_free};
+    PyMem_SetAllocator(PYMEM_DOMAIN_OBJ, &obj);
+    PyMem_SetAllocator(PYMEM_DOMAIN_MEM, &mem);
 }
 
-int placement_install(void) {
-    static bool done;
-    if (done) return 0;
+/* ACTIVATION: nothing of the above is in place until the process makes or acquires its first region
+ * (placement_activate), so that a process that imports the package and never uses it allocates and
+ * frees exactly as it would without it.  Then, once: the deallocators are wrapped and the hook goes
+ * in (tracemalloc, if it traces, is restarted on top of it).  And in each interpreter, when it first
+ * uses a region: its freelist guards start (rpy_interp_guard).  Until then no region exists, so no
+ * block was ever handed out by anything but the allocators the hook finds. */
+static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
+static bool activated;   /* atomic: the hook and the wrappers are in */
 
+/* Under activation_lock (and the calling interpreter's GIL). */
+static int activate_process(void) {
+    if (rpy_freelists_install() < 0) return -1;   /* the one step that can fail: first */
     PyObject *limit = NULL;
     if (rpy_tracemalloc_tracing()) {
         limit = call_tracemalloc("get_traceback_limit", NULL);
@@ -265,22 +271,36 @@ int placement_install(void) {
         Py_DECREF(stopped);
     }
     install_hook();
-    done = true;
-    if (limit) {
-        PyObject *started = call_tracemalloc("start", limit);
-        Py_DECREF(limit);
-        if (!started) return -1;
-        Py_DECREF(started);
-        if (PyErr_WarnEx(PyExc_RuntimeWarning,
-                         "region: tracemalloc was tracing when region was imported; it was restarted "
-                         "on top of region's allocator hook, and the traces recorded so far are lost",
-                         1) < 0)
-            return -1;
-    }
     rpy_keys_freelist_bind(spare_alloc, spare_free);
-    if (rpy_freelists_install() < 0) return -1;
-    return placement_attach();
+    __atomic_store_n(&activated, true, __ATOMIC_RELEASE);
+    if (!limit) return 0;
+    PyObject *started = call_tracemalloc("start", limit);
+    Py_DECREF(limit);
+    if (!started) return -1;
+    Py_DECREF(started);
+    return PyErr_WarnEx(PyExc_RuntimeWarning,
+                        "region: tracemalloc was tracing when the first region was made; it was restarted on "
+                        "top of region's allocator hook, and the traces recorded so far are lost", 1);
 }
+
+int placement_activate(void) {
+    if (!__atomic_load_n(&activated, __ATOMIC_ACQUIRE)) {
+        /* Taken with the GIL released: activate_process calls Python (tracemalloc), which may let
+         * another thread of this interpreter run and come here too. */
+        Py_BEGIN_ALLOW_THREADS
+        pthread_mutex_lock(&activation_lock);
+        Py_END_ALLOW_THREADS
+        int rc = __atomic_load_n(&activated, __ATOMIC_ACQUIRE) ? 0 : activate_process();
+        pthread_mutex_unlock(&activation_lock);
+        if (rc < 0) return -1;
+    }
+    if (rpy_interp_guard() == 0) return 0;
+    PyErr_Format(RegionError, "cannot use regions in interpreter %lld: import the region package there first",
+                 (long long)binding_current_interp());
+    return -1;
+}
+
+bool placement_active(void) { return __atomic_load_n(&activated, __ATOMIC_ACQUIRE) && rpy_interp_guarded(); }
 
 int placement_attach(void) {
     if (rpy_interp_attach() >= 0) return 0;
@@ -291,12 +311,12 @@ int placement_attach(void) {
 
 /* For the test of the "hook removed" refusal: runs fn() while the OBJ domain holds another
  * allocator (one that behaves exactly like the hook, so nothing breaks), then restores the hook. */
-static void *alias_malloc(void *ctx, size_t size) { return hook_malloc(ctx, size); }
+static void *alias_malloc(void *ctx, size_t size) { return obj_malloc(ctx, size); }
 
 PyObject *placement_with_foreign_allocator(PyObject *fn) {
     PyMemAllocatorEx hook, alias;
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &hook);
-    if (hook.malloc != hook_malloc) {
+    if (hook.malloc != obj_malloc) {
         PyErr_SetString(RegionError, "the hook is not the OBJ allocator now");
         return NULL;
     }
@@ -496,6 +516,7 @@ int placement_resume(void) {
 }
 
 int placement_enter(rpy_region_t *self) {
+    if (placement_activate() < 0) return -1;   /* an owner's interpreter is active already: a check */
     if (!hook_installed()) {
         PyObject *what = region_describe(self);
         PyErr_Format(RegionError, "cannot enter %U: region's allocator hook was removed by a later "

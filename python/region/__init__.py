@@ -91,8 +91,9 @@ def region(name=None, *, node=None, binding="preferred"):
     return Region(name, node=node, binding=binding)
 
 
-# This interpreter starts using regions: its freelist guards, and (in a subinterpreter) the hook that
-# gives up its regions when it ends.  The main interpreter attached when the extension loaded.
+# This interpreter may use regions: its entry, and (in a subinterpreter) the hook that gives up its
+# regions when it ends.  The allocator hook and the freelist guards wait for its first region
+# (placement.c, ACTIVATION): importing the package alone changes no allocator.
 _region._attach()
 # Before every collection, region objects that became GC-tracked outside their block are moved to
 # their region's list, so the collector never walks them.  Must stay registered: removing it from

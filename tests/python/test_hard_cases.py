@@ -85,16 +85,16 @@ def test_tracemalloc_started_after_import(r):
     assert region.current() is None
 
 
-def test_tracemalloc_started_before_import_is_relayered():
+def test_tracemalloc_started_before_the_first_region_is_relayered():
     result = run_python("""
         import tracemalloc, warnings
         tracemalloc.start(5)
+        import region             # changes no allocator (test_activation.py)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            import region
+            r = region.region()
         assert any("tracemalloc was tracing" in str(w.message) for w in caught), caught
         assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 5
-        r = region.region()
         with r:
             data = [[i] for i in range(10000)]
         tracemalloc.stop()        # must not remove region's hook

@@ -835,7 +835,8 @@ static void type_dealloc_counted(PyObject *op) {
 uint64_t rpy_types_freed(void) { return __atomic_load_n(&types_freed, __ATOMIC_RELAXED); }
 
 /* Region objects already on a freelist when the binding starts cannot exist (no region existed), so
- * installing only has to wrap the deallocators and switch the float list off. */
+ * installing only has to wrap the deallocators (each interpreter switches its float list off when it
+ * starts using regions: rpy_interp_guard). */
 int rpy_freelists_install(void) {
     static bool wrapped;
     if (!wrapped) {
@@ -859,7 +860,6 @@ int rpy_freelists_install(void) {
         wrap(wrapped_value_type, &orig_wrapped_dealloc, wrapped_dealloc_guarded);
         wrapped = true;
     }
-    rpy_float_freelist_off();
     return 0;
 }
 
@@ -913,6 +913,7 @@ typedef struct interp_entry {
     int64_t id;
     freelist_stash_t stash;
     void *spare_on_top;          /* what the keys guard put on top of its keys freelist last */
+    bool guarded;                /* its freelist guards run (rpy_interp_guard); under its GIL */
     PyThreadState *collector;    /* runs the interpreter's collection now (rpy_note_collector); compared only */
 } interp_entry_t;
 
@@ -1029,7 +1030,7 @@ static void keys_view_bind(void) {
     v->interp = now;
     v->generation = generation;
     /* A negative count means the interpreter finalized its freelists: leave them alone. */
-    if (e && KEYS_COUNT(now) >= 0) {
+    if (e && e->guarded && KEYS_COUNT(now) >= 0) {
         v->count = &KEYS_COUNT(now);
         v->top = (void **)&KEYS_ITEMS(now)[RPY_KEYS_FREELIST_FULL - 1];
         v->spare_on_top = &e->spare_on_top;
@@ -1132,8 +1133,11 @@ void rpy_note_collector(PyThreadState *collector) {
     if (e) e->collector = collector;
 }
 
-bool rpy_collecting_here(PyInterpreterState *interp) {
-    if (!interp->gc.collecting) return false;
+const size_t rpy_gc_collecting_offset = offsetof(PyInterpreterState, gc.collecting);
+_Static_assert(sizeof(((PyInterpreterState *)0)->gc.collecting) == sizeof(int), "gc.collecting is an int");
+
+bool rpy_collecting_here_noted(PyInterpreterState *interp) {
+    assert(interp->gc.collecting);
     interp_entry_t *e = entry_of(interp);
     return !e || !e->collector || e->collector == rpy_current_tstate();
 }
@@ -1160,13 +1164,32 @@ int rpy_interp_attach(void) {
         e->id = interp->id;
         memset(&e->stash, 0, sizeof e->stash);
         e->spare_on_top = NULL;
+        e->guarded = false;
         __atomic_store_n(&e->interp, interp, __ATOMIC_RELEASE);
         __atomic_add_fetch(&rpy_attach_generation, 1, __ATOMIC_RELEASE);
     }
+    return e ? (int)(e - interps) : -1;
+}
+
+/* The guards start only when the interpreter first uses a region (placement_activate): one that
+ * merely imported the package keeps its float freelist and an unguarded keys freelist, and pays
+ * nothing.  No region object can be freed in an interpreter before it creates or acquires a region,
+ * which is what starts them. */
+int rpy_interp_guard(void) {
+    interp_entry_t *e = entry_of(_PyInterpreterState_GET());
     if (!e) return -1;
-    rpy_float_freelist_off();
-    rpy_keys_freelist_refill();   /* points this thread's view at this interpreter and fills its freelist */
-    return (int)(e - interps);
+    if (!e->guarded) {
+        e->guarded = true;
+        __atomic_add_fetch(&rpy_attach_generation, 1, __ATOMIC_RELEASE);   /* views bind again */
+        rpy_float_freelist_off();
+        rpy_keys_freelist_refill();   /* points this thread's view at this interpreter and fills its freelist */
+    }
+    return 0;
+}
+
+bool rpy_interp_guarded(void) {
+    interp_entry_t *e = entry_of(_PyInterpreterState_GET());
+    return e && e->guarded;
 }
 
 void rpy_interp_detach(void) {

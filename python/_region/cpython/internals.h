@@ -264,9 +264,10 @@ bool rpy_dict_traverse_skips_keys(PyObject *dict);
 
 /* ---- Freelists ---- */
 
-/* Installs the freelist guards (once per process; internals.c, "Freelists"): the float freelist is
- * switched off, and the tuple, list, dict, slice, context and async-generator deallocators are
- * wrapped so that no region object stays on a freelist, and none at all while a block is open. */
+/* Installs the freelist guards (once per process; internals.c, "Freelists"): the tuple, list, dict,
+ * slice, context and async-generator deallocators are wrapped so that no region object stays on a
+ * freelist, and none at all while a block is open.  (The float freelist is each interpreter's to
+ * switch off: rpy_interp_guard.) */
 int rpy_freelists_install(void);
 
 /* Switches the float freelist off again (a full collection switches it back on). */
@@ -346,7 +347,12 @@ void rpy_gc_callbacks_bracket(PyCFunction first, PyCFunction last);
  * the allocator hook places nothing (placement.c), whatever block is open - the collector's callbacks
  * and the finalizers of ordinary garbage run wherever a collection starts and make process-wide
  * state.  A collection another thread was noted to run does not count. */
-bool rpy_collecting_here(PyInterpreterState *interp);
+bool rpy_collecting_here_noted(PyInterpreterState *interp);
+extern const size_t rpy_gc_collecting_offset;   /* offsetof(PyInterpreterState, gc.collecting) */
+static inline bool rpy_collecting_here(PyInterpreterState *interp) {
+    /* The flag first, read in place: the allocator hook asks on every allocation inside a block. */
+    return *(const int *)((const char *)interp + rpy_gc_collecting_offset) && rpy_collecting_here_noted(interp);
+}
 
 /* Interpreters that use regions attach first: each gets its own freelist stash, keys freelist guard
  * and float freelist switch.  rpy_interp_attach() returns the calling interpreter's index (0 ..
@@ -365,6 +371,11 @@ typedef enum { RPY_INTERP_GONE, RPY_INTERP_MAIN_GIL, RPY_INTERP_OWN_GIL } rpy_in
 rpy_interp_kind_t rpy_interp_kind(int64_t id);
 int rpy_interp_attach(void);
 void rpy_interp_detach(void);
+/* The calling (attached) interpreter starts its freelist guards - the float freelist off, the keys
+ * freelist kept full - once, when it first uses a region: 0, or -1 when it is not attached.
+ * rpy_interp_guarded() says whether they run. */
+int rpy_interp_guard(void);
+bool rpy_interp_guarded(void);
 int rpy_interp_index(void);
 
 #endif /* REGION_PY_INTERNALS_H */
