@@ -96,9 +96,6 @@ static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
 }
 
 void membership_sync(void) {
-    /* No region was ever made in the process: no object is in region memory, and the collections of
-     * a process that merely imported the package walk nothing more. */
-    if (!__atomic_load_n(&rpy_region_memory_span, __ATOMIC_RELAXED)) return;
     int index = rpy_interp_index();
     if (index >= 0 && holding_ready[index]) rpy_gclist_route(&holding[index], route_by_memory, NULL);
     rpy_generation_route(0, route_by_memory, NULL);

@@ -97,7 +97,7 @@ static int interp_blocks[RPY_MAX_INTERPRETERS];
 static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS], triggers[REGION_MAX_SLOTS];
 static bool collection_scheduled;
 
-static void count_allocation(region_t *r) {
+static inline __attribute__((always_inline)) void count_allocation(region_t *r) {
     unsigned slot = r->slot;
     bool unscheduled = false;
     /* Threads of different GILs may cross a trigger at once: one of them schedules. */
@@ -249,11 +249,12 @@ static void install_hook(void) {
 }
 
 /* ACTIVATION: nothing of the above is in place until the process makes or acquires its first region
- * (placement_activate), so that a process that imports the package and never uses it allocates and
- * frees exactly as it would without it.  Then, once: the deallocators are wrapped and the hook goes
- * in (tracemalloc, if it traces, is restarted on top of it).  And in each interpreter, when it first
- * uses a region: its freelist guards start (rpy_interp_guard).  Until then no region exists, so no
- * block was ever handed out by anything but the allocators the hook finds. */
+ * (placement_activate), so that a process that imports the package and never uses it allocates,
+ * frees and collects exactly as it would without it.  Then, once: the deallocators are wrapped and
+ * the hook goes in (tracemalloc, if it traces, is restarted on top of it).  And in each interpreter,
+ * when it first uses a region: the package's gc callbacks join gc.callbacks and its freelist guards
+ * start (rpy_interp_guard).  Until then no region exists, so no block was ever handed out by
+ * anything but the allocators the hook finds. */
 static pthread_mutex_t activation_lock = PTHREAD_MUTEX_INITIALIZER;
 static bool activated;   /* atomic: the hook and the wrappers are in */
 
@@ -283,6 +284,16 @@ static int activate_process(void) {
                         "top of region's allocator hook, and the traces recorded so far are lost", 1);
 }
 
+/* The interpreter's first region: the package's gc callbacks join gc.callbacks (region/__init__.py,
+ * _register_gc_callbacks; idempotent). */
+static int register_gc_callbacks(void) {
+    PyObject *package = PyImport_ImportModule("region");
+    PyObject *done = package ? PyObject_CallMethod(package, "_register_gc_callbacks", NULL) : NULL;
+    Py_XDECREF(package);
+    Py_XDECREF(done);
+    return done ? 0 : -1;
+}
+
 int placement_activate(void) {
     if (!__atomic_load_n(&activated, __ATOMIC_ACQUIRE)) {
         /* Taken with the GIL released: activate_process calls Python (tracemalloc), which may let
@@ -294,10 +305,14 @@ int placement_activate(void) {
         pthread_mutex_unlock(&activation_lock);
         if (rc < 0) return -1;
     }
-    if (rpy_interp_guard() == 0) return 0;
-    PyErr_Format(RegionError, "cannot use regions in interpreter %lld: import the region package there first",
-                 (long long)binding_current_interp());
-    return -1;
+    if (rpy_interp_guarded()) return 0;
+    if (rpy_interp_index() < 0) {
+        PyErr_Format(RegionError, "cannot use regions in interpreter %lld: import the region package there first",
+                     (long long)binding_current_interp());
+        return -1;
+    }
+    if (register_gc_callbacks() < 0) return -1;
+    return rpy_interp_guard();
 }
 
 bool placement_active(void) { return __atomic_load_n(&activated, __ATOMIC_ACQUIRE) && rpy_interp_guarded(); }

@@ -1,7 +1,7 @@
-"""A process pays for regions only where it uses them: importing the package changes no allocator
-and no freelist; the allocator hook and the deallocator wrappers go in when the process makes or
-acquires its first region, and each interpreter's freelist guards start when it first does
-(python/_region/placement.c, ACTIVATION)."""
+"""A process pays for regions only where it uses them: importing the package changes no allocator,
+no freelist and no gc callback; the allocator hook and the deallocator wrappers go in when the
+process makes or acquires its first region, and each interpreter's gc callbacks and freelist guards
+when it first does (python/_region/placement.c, ACTIVATION)."""
 import pytest
 
 import region
@@ -23,14 +23,17 @@ def obj_allocator():
 
 def test_importing_the_package_changes_no_allocator():
     result = run_python(READ_ALLOCATOR + """
+import gc
 before = obj_allocator()
 import region
 from region import _region
 assert obj_allocator() == before, "the import replaced the object allocator"
+assert gc.callbacks == [], gc.callbacks
 assert not _region._activated()
 r = region.region("first")
 assert _region._activated()
 assert obj_allocator() != before, "the first region left the allocator alone"
+assert gc.callbacks == [_region._gc_callback, _region._gc_callback_last], gc.callbacks
 with r:
     r.root = [(1, 2.5)]
 assert region.region_of(r.root) is r
@@ -49,8 +52,8 @@ def test_an_interpreter_that_only_imports_keeps_its_freelists(r):
     guarded until it acquires a region - its first use, through the acquire path - and then is."""
     sub = subinterp.Sub()
     try:
-        sub.run("from region import _region\n" + sub.send("_region._activated()"))
-        assert sub.result() == "False"
+        sub.run("import gc\nfrom region import _region\n" + sub.send("(_region._activated(), len(gc.callbacks))"))
+        assert sub.result() == "(False, 0)"
         with r:
             r.root = [1, 2, 3]
         r.release()
@@ -58,8 +61,8 @@ def test_an_interpreter_that_only_imports_keeps_its_freelists(r):
 mine = region.adopt(rid)
 with mine.ownership(timeout=5):
     total = sum(mine.root)
-""" + sub.send("(total, _region._activated())"), rid=r.id)
-        assert sub.result() == "(6, True)"
+""" + sub.send("(total, _region._activated(), len(gc.callbacks))"), rid=r.id)
+        assert sub.result() == "(6, True, 2)"
         assert r.acquire(timeout=5)
     finally:
         sub.destroy()
