@@ -308,3 +308,43 @@ def test_too_many_interpreters_with_their_own_gil_are_refused_clearly():
     """)
     assert "63 <class 'ImportError'>: cannot use regions in interpreter" in result.stdout, result.stdout + result.stderr
     assert "64 interpreters already do" in result.stdout and "done None" in result.stdout
+
+
+def test_the_first_region_of_the_process_made_under_another_gil_while_main_allocates():
+    """The allocator hook goes in when the process makes its first region (placement.c, ACTIVATION):
+    here in an interpreter with its own GIL, while a thread of the main interpreter allocates and
+    frees under the other GIL.  The hook's functions never read their ctx, so a thread that reads
+    the new function with the old ctx (PyMem_SetAllocator writes them one by one) still calls the
+    right allocator."""
+    result = run_python("""
+        import threading
+        import region, subinterp
+        from region import _region
+        assert not _region._activated()
+        stop = threading.Event()
+        def churn():
+            while not stop.is_set():
+                rows = [{"k": (i, str(i)), "v": [i] * 3} for i in range(2000)]
+                del rows
+        thread = threading.Thread(target=churn)
+        thread.start()
+        sub = subinterp.Sub(isolated=True)
+        sub.run('''
+        mine = region.region("first of the process")
+        with mine:
+            mine.root = [{"k": (i, str(i)), "v": [i] * 3} for i in range(50000)]
+        ok = region.region_of(mine.root[-1]["v"]) is mine and mine.check() is None
+        mine.close()
+        ''' + sub.send("ok"))
+        placed = sub.result()
+        stop.set()
+        thread.join()
+        assert placed == "True", placed
+        assert not _region._activated()   # the hook is in; this interpreter's guards wait for its first region
+        r = region.region()
+        assert _region._activated()
+        sub.destroy()
+        print("ok")
+    """)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
