@@ -194,13 +194,13 @@ struct mi_heap_s;
 typedef struct region_inline_view {
     struct mi_heap_s *heap;   /* the raw-block heap, or NULL: take the checked path */
     uint64_t owner;           /* atomic: the owner's region_thread_token(), 0 for none */
-} region_inline_view;
+} region_inline_view_t;
 /* The calling thread's token, or UINT64_MAX before its first ownership call: never an owner. */
 extern __thread uint64_t region_inline_token __attribute__((tls_model("initial-exec")));
 void *region_inline_malloc(struct mi_heap_s *heap, size_t size);
 
 static inline void *region_alloc_inline(region_t *r, size_t size) {
-    const region_inline_view *view = (const region_inline_view *)r;
+    const region_inline_view_t *view = (const region_inline_view_t *)r;
     /* The acquire load pairs with the release of whoever owned r before (THREAD RULES). */
     if (__builtin_expect(r != NULL && size <= REGION_MAX_BLOCK_SIZE &&
                          __atomic_load_n(&view->owner, __ATOMIC_ACQUIRE) == region_inline_token && view->heap, 1)) {

@@ -119,7 +119,7 @@ typedef enum rcollect_phase {
 } rcollect_phase_t;
 
 struct region {
-    /* First, as region_inline_view (include/region.h) lays them out: the inline allocation path
+    /* First, as region_inline_view_t (include/region.h) lays them out: the inline allocation path
      * reads them in the caller. */
     mi_heap_t *inline_heap;          /* `heap` while the region exists, NULL otherwise and in builds
                                         with block checks (every raw block is entered in live_blocks) */
@@ -164,9 +164,9 @@ struct region {
 #endif
 };
 
-_Static_assert(offsetof(struct region, inline_heap) == offsetof(region_inline_view, heap) &&
-               offsetof(struct region, owner) == offsetof(region_inline_view, owner),
-               "the inline allocation path reads struct region through region_inline_view");
+_Static_assert(offsetof(struct region, inline_heap) == offsetof(region_inline_view_t, heap) &&
+               offsetof(struct region, owner) == offsetof(region_inline_view_t, owner),
+               "the inline allocation path reads struct region through region_inline_view_t");
 
 /* regions[slot]; see "REGION STRUCTS ARE NEVER FREED" above. */
 extern struct region regions[REGION_MAX_SLOTS];
