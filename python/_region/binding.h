@@ -1,11 +1,22 @@
-/* binding.h - what the files of the Python binding share.
+/* binding.h - what the files of the Python binding share, in the order of their sections below.
  *
- * Layers: placement.c (the allocator hook and the per-thread stack of open blocks) and membership.c
- * (which GC list an object is on) sit on internals.c (CPython internals) and region-host.h (libregion).
- * record.c (a region's record, shared by every interpreter, and its Region objects, one per GIL),
- * module.c (the Region type and the module), handle.c (Handle), proof.c (the isolation engine's fast
- * pass: release, close, r.check) and audit.c (the pass that names escapes) sit on those; capi.c (the
- * C API for extension modules, python/region/include/pyregion.h) on all of them.
+ *   cpython/internals.c, collector.c   CPython's internals, all of them (cpython/internals.h)
+ *   record.c       a region's record, shared by every interpreter; its Region objects, one per GIL;
+ *                  the per-GIL types and exceptions
+ *   placement.c    the allocator hook, its activation, and the per-thread stack of open blocks
+ *   membership.c   which GC list an object is on; the registry of open regions
+ *   lifecycle.c    how regions and interpreters end: dissolving, orphans, shutdown
+ *   module.c       the Region type, the module's functions, initialization
+ *   capi.c         the C API for extension modules (python/region/include/pyregion.h)
+ *   collection.c   which collection reclaims a region's garbage, and when
+ *   ownership.c    which thread may use a region; acquire, release, adopt
+ *   handle.c       region.Handle
+ *   audit.c        the pass that names escapes and their paths
+ *   crossing.c     what a region takes along to another GIL
+ *   proof.c        the isolation engine's fast pass: release, close, r.check
+ *
+ * All of them sit on region-host.h (libregion).  module.c is the top: nothing calls into it but the
+ * interpreter, and capi.c for region_of and current.
  *
  * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
  * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its record).  Which thread made
@@ -36,7 +47,7 @@
  *
  * LIFETIME: `refs` counts the proxies, the open blocks (placement's stack) and the short-lived
  * holders (membership_snapshot); all under binding_lock.  When it reaches 0 the region is dissolved
- * (its objects become ordinary objects, module.c) and the record freed.  Closing dissolves too,
+ * (its objects become ordinary objects, lifecycle.c) and the record freed.  Closing dissolves too,
  * earlier: then r is NULL and the record stays for the proxies, which report it closed. */
 typedef struct rpy_region {
     region_t *r;               /* NULL once the region was closed or dissolved */
@@ -117,10 +128,20 @@ static inline binding_state_t *binding_state(void) { return &binding_states[bind
 #define HandleError (binding_state()->handle_error)
 
 /* The lock of what every GIL reads and writes: the records' refs and proxies, the registry of open
- * regions (membership.c), the orphans (module.c), the allocation counts (placement.c).  Never held
+ * regions (membership.c), the orphans (lifecycle.c), the allocation counts (placement.c).  Never held
  * while Python code can run or the GIL is waited for. */
 void binding_lock(void);
 void binding_unlock(void);
+
+/* An interpreter with its own GIL ends: its types and exceptions go with it (nothing for the main
+ * interpreter's GIL). */
+void binding_state_forget(void);
+
+/* Whether type is one the binding made (Region, Handle, Ownership) for the calling GIL. */
+bool binding_owns_type(PyTypeObject *type);
+
+/* "region 'name' (id N)" for messages. */
+PyObject *region_describe(rpy_region_t *self);
 
 /* A new record for r (refs 0, owned by the calling thread), or NULL with MemoryError. */
 rpy_region_t *record_new(region_t *r, const char *name);
@@ -153,6 +174,8 @@ int placement_exit(rpy_region_t *self);
 
 /* The region receiving the calling thread's allocations, or NULL (borrowed). */
 rpy_region_t *placement_current(void);
+/* region.current(): a new reference to its Region, or None (NULL with an exception). */
+PyObject *placement_current_proxy(void);
 
 /* region.outside(): the calling thread's allocations go to the ordinary heap until the matching
  * resume, blocks open or not (placement.c, OUTSIDE).  -1 with an exception. */
@@ -163,7 +186,7 @@ int placement_resume(void);
 PyObject *placement_with_foreign_allocator(PyObject *fn);
 
 /* Automatic collection: the allocator hook counts object allocations per region and, when a
- * region's count reaches its threshold (0: never), schedules module_auto_collect() as a pending
+ * region's count reaches its threshold (0: never), schedules collection_auto() as a pending
  * call (run by the main thread between two bytecodes: a safe point). */
 void placement_set_threshold(region_t *r, uint32_t threshold);
 uint32_t placement_threshold(region_t *r);
@@ -173,7 +196,7 @@ bool placement_collection_due(region_t *r);
 /* A collection of r ran and `survivors` blocks are left in its object heap: restart the count, and
  * move the trigger to max(threshold, survivors). */
 void placement_collected(region_t *r, size_t survivors);
-void placement_collection_ran(void);     /* module_auto_collect ran: the next crossing schedules again */
+void placement_collection_ran(void);     /* collection_auto ran: the next crossing schedules again */
 
 /* The regions of the blocks open in the calling thread that its running interpreter opened, innermost
  * first, each once: how many were stored in out (at most max). */
@@ -229,16 +252,27 @@ void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg);
 /* The open region with this id, or NULL (a new reference: record_unref it). */
 rpy_region_t *membership_find(uint64_t id);
 
-/* ---- module.c ---- */
-
-/* 0 if the calling thread owns self, else -1: RegionError when self is closed, OwnershipError
- * (naming `what`, the region and who owns it) when another thread or nobody does. */
-int region_check_owner(rpy_region_t *self, const char *what);
-
-/* region.region_of(obj) and region.current(): a new reference to a Region or None (NULL with an
+/* region.region_of(obj): a new reference to the Region obj belongs to, or None (NULL with an
  * exception). */
-PyObject *module_region_of(PyObject *obj);
-PyObject *module_current(void);
+PyObject *membership_region_proxy(PyObject *obj);
+
+/* ---- lifecycle.c: how regions and interpreters end ---- */
+
+/* The region goes away: its members become ordinary objects, its memory an orphan (or is freed
+ * now when nothing lives in it).  `why` is what the proxies report. */
+void region_dissolve(rpy_region_t *self, const char *why);
+
+/* Destroys the orphans no object lives in any more; how many orphans are left. */
+void lifecycle_sweep_orphans(void);
+unsigned lifecycle_orphans(void);
+
+/* atexit (region/__init__.py): the main interpreter dissolves every region before finalization; an
+ * interpreter with its own GIL gives up the regions its threads own. */
+void lifecycle_shutdown(void);
+
+/* A subinterpreter's end will give up its regions and its state (once per interpreter): 0, or -1
+ * with an exception. */
+int lifecycle_watch_interpreter_end(void);
 
 /* ---- capi.c ---- */
 
@@ -262,16 +296,14 @@ void collection_full_starts(void);
 void collection_full_ends(void);
 
 /* The pending call of automatic collection (placement.c schedules it). */
-int module_auto_collect(void *unused);
+int collection_auto(void *unused);
 
-/* "region 'name' (id N)" for messages. */
-PyObject *region_describe(rpy_region_t *self);
-
-/* The region goes away: its members become ordinary objects, its memory an orphan (or is freed
- * now when nothing lives in it).  `why` is what the proxies report. */
-void region_dissolve(rpy_region_t *self, const char *why);
 
 /* ---- ownership.c ---- */
+
+/* 0 if the calling thread owns self, else -1: RegionError when self is closed, OwnershipError
+ * (naming `what`, the region and who owns it) when another thread or nobody does. */
+int region_check_owner(rpy_region_t *self, const char *what);
 
 /* The creating thread becomes the owner; -1 with MemoryError. */
 int ownership_init(rpy_region_t *self);
@@ -331,8 +363,6 @@ PyObject *audit_crossing(rpy_region_t *self, const char *why);
  * region under the GIL of the interpreters whose objects those are. */
 PyObject *audit_gil_crossing(rpy_region_t *self, const char *why);
 
-/* Whether type is one the binding made (Region, Handle, Ownership): shared by every interpreter. */
-bool binding_owns_type(PyTypeObject *type);
 
 /* The same, reporting only objects referenced from outside (what r.close() cannot free), and None
  * (not an error) when everything that holds on is the interpreter's own state (region/_audit.py,

@@ -54,10 +54,10 @@ static PyObject *capi_of(PyObject *obj) {
         PyErr_SetString(PyExc_TypeError, "PyRegion_Of: obj is NULL");
         return NULL;
     }
-    return module_region_of(obj);
+    return membership_region_proxy(obj);
 }
 
-static PyObject *capi_current(void) { return module_current(); }
+static PyObject *capi_current(void) { return placement_current_proxy(); }
 
 static void *capi_malloc(PyObject *region, size_t n) {
     rpy_region_t *rec = capi_owned_record(region, "PyRegion_Malloc");

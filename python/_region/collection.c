@@ -27,7 +27,7 @@
  *     merged set per interpreter suffices (not per thread: static TLS is scarce in a dlopen'd module,
  *     placement.c).
  *
- * AUTOMATIC COLLECTION (placement.c counts allocations) schedules module_auto_collect as a pending
+ * AUTOMATIC COLLECTION (placement.c counts allocations) schedules collection_auto as a pending
  * call; it collects the due regions the main thread owns, and the owner of any other collects at the
  * end of its next block (module.c, Region_exit).
  */
@@ -160,7 +160,7 @@ static void collect_if_due(rpy_region_t *self, void *unused) {
     if (ownership_is_caller(self) && placement_collection_due(self->r)) collect_region(self);
 }
 
-int module_auto_collect(void *unused) {
+int collection_auto(void *unused) {
     (void)unused;
     placement_collection_ran();
     membership_foreach(collect_if_due, NULL);

@@ -142,3 +142,11 @@ rpy_region_t *membership_find(uint64_t id) {
     binding_unlock();
     return found;
 }
+
+PyObject *membership_region_proxy(PyObject *obj) {
+    rpy_region_t *owner = membership_hold(obj);   /* another GIL may be dropping it */
+    if (!owner) return Py_NewRef(Py_None);
+    PyObject *proxy = binding_proxy(owner);
+    record_unref(owner);
+    return proxy;
+}

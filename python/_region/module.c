@@ -1,12 +1,5 @@
-/* module.c - the region._region extension: the Region type, region_of, the exceptions, and the
- * hooks into the interpreter's life (gc callbacks, shutdown).
- *
- * LIFETIME OF THE MEMORY: a region's record (record.c) owns a libregion region (a slot with its
- * heaps).  When the region goes away (closed, or its last Region object in any interpreter gone) its
- * objects become ordinary objects (membership.c) but still live in the slot's memory,
- * so the libregion region must outlive them: it becomes an ORPHAN, destroyed by sweep_orphans() once
- * its heaps hold no live block.  A region is never destroyed with a live block in it (the allocator
- * hook frees region blocks by pointer; a destroyed slot's blocks would be freed twice).
+/* module.c - the region._region extension: the Region type, the module's functions and its
+ * initialization in each interpreter.  How a region and an interpreter end is lifecycle.c's.
  */
 #include "binding.h"
 
@@ -20,17 +13,7 @@
  * it (0: never). */
 #define DEFAULT_THRESHOLD 100000
 
-static region_t *orphans[REGION_MAX_SLOTS];
-static unsigned orphan_count;
-
 /* ---- Helpers ---- */
-
-PyObject *region_describe(rpy_region_t *self) {
-    PyObject *name = PyUnicode_FromString(self->name);
-    PyObject *description = name ? PyUnicode_FromFormat("region %R (id %llu)", name, (unsigned long long)self->id) : NULL;
-    Py_XDECREF(name);
-    return description;
-}
 
 /* Raises `type` with libregion's message for the last failed call. */
 static void raise_region_status(PyObject *type, const char *what, region_status status) {
@@ -48,23 +31,6 @@ static void raise_region_status(PyObject *type, const char *what, region_status 
         }                                                      \
         _s;                                                    \
     })
-
-/* Destroys the orphans whose memory holds nothing but C API buffers (capi.c; region-host.h, DETACHED
- * BUFFERS): no object is left to use those, and they go with their region, as pyregion.h promises. */
-static void sweep_orphans(void) {
-    binding_lock();
-    for (unsigned i = 0; i < orphan_count;) {
-        region_t *r = orphans[i];
-        if (rhost_owned_blocks(r) == 0) {
-            region_acquire(r);
-            region_destroy(r);
-            orphans[i] = orphans[--orphan_count];
-        } else {
-            i++;
-        }
-    }
-    binding_unlock();
-}
 
 /* ---- Region: creation and teardown ---- */
 
@@ -127,23 +93,24 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     options.name = cname;
     if (placement_activate() < 0) return NULL;
 
-    sweep_orphans();
+    lifecycle_sweep_orphans();
     region_t *r;
     region_status status = region_create(&options, &r);
-    if (status == REGION_ELIMIT && orphan_count) {
+    if (status == REGION_ELIMIT && lifecycle_orphans()) {
         /* Closed regions whose objects live on (given back, or resurrected) keep their slots until
          * those objects die; a full collection may free some. */
         (void)PyGC_Collect();
-        sweep_orphans();
+        lifecycle_sweep_orphans();
         status = region_create(&options, &r);
     }
+    unsigned orphans = status == REGION_ELIMIT ? lifecycle_orphans() : 0;
     if (status != REGION_OK) {
-        if (status == REGION_ELIMIT && orphan_count) {
+        if (orphans) {
             PyErr_Format(RegionError, "cannot create a region: all %u region slots are in use, %u of them by "
                          "closed regions whose objects are still alive (given back to the ordinary heap by "
                          "close(), e.g. strings the interpreter interned or cached, or resurrected by a "
                          "finalizer); a slot is reused once its last object dies (%s)",
-                         rarena_reservation.slot_count, orphan_count, region_strerror(status));
+                         rarena_reservation.slot_count, orphans, region_strerror(status));
             return NULL;
         }
         raise_region_status(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError,
@@ -175,35 +142,6 @@ fail:
     region_acquire(r);
     region_destroy(r);
     return NULL;
-}
-
-/* A region this interpreter may not touch (ownership_stranded) goes away untouched: unregistered,
- * its objects and its memory left as they are until the process exits, since freeing them would
- * change counts, or free memory, of another GIL's objects. */
-static void leave_behind(rpy_region_t *self) {
-    self->gone = "left behind: it is owned under another GIL, or refers to mortal objects of one "
-                 "(its memory stays allocated until the process exits)";
-    membership_forget(self);   /* its members' list links are region memory, never read again */
-    self->root = NULL;         /* a reference deliberately kept: the root is never freed */
-    self->r = NULL;            /* and neither is its memory */
-}
-
-void region_dissolve(rpy_region_t *self, const char *why) {
-    if (!self->r) return;
-    if (ownership_stranded(self)) {
-        leave_behind(self);
-        return;
-    }
-    self->gone = why;
-    membership_unregister(self);
-    region_t *r = self->r;
-    self->r = NULL;
-    ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it gone */
-    Py_CLEAR(self->root);      /* an ordinary object now, for the interpreter to collect */
-    binding_lock();
-    if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;
-    binding_unlock();
-    sweep_orphans();
 }
 
 /* The root is not visited: the record holds it for every GIL's Region at once, and a collector that
@@ -607,36 +545,19 @@ static PyType_Slot Region_slots[] = {
 
 /* ---- Module functions ---- */
 
-bool binding_owns_type(PyTypeObject *type) {
-    return type == Region_Type || type == Handle_Type || type == Ownership_Type;
-}
-
-PyObject *module_region_of(PyObject *obj) {
-    rpy_region_t *owner = membership_hold(obj);   /* another GIL may be dropping it */
-    if (!owner) return Py_NewRef(Py_None);
-    PyObject *proxy = binding_proxy(owner);
-    record_unref(owner);
-    return proxy;
-}
-
 static PyObject *mod_is_shared(PyObject *module, PyObject *obj) {
     (void)module;
     return PyBool_FromLong(rpy_is_shared(obj));
 }
 
-PyObject *module_current(void) {
-    rpy_region_t *top = placement_current();
-    return top ? binding_proxy(top) : Py_NewRef(Py_None);
-}
-
 static PyObject *mod_region_of(PyObject *module, PyObject *obj) {
     (void)module;
-    return module_region_of(obj);
+    return membership_region_proxy(obj);
 }
 
 static PyObject *mod_current(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    return module_current();
+    return placement_current_proxy();
 }
 
 /* gc.callbacks entry: membership is brought up to date before every collection (so the collector
@@ -658,7 +579,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     if (full) {
         collection_full_ends();
         if (rpy_interp_guarded()) rpy_float_freelist_off();   /* clear_freelists switched it back on */
-        sweep_orphans();
+        lifecycle_sweep_orphans();
     }
     Py_RETURN_NONE;
 }
@@ -673,36 +594,10 @@ static PyObject *mod_gc_callback_last(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
-static void give_up_if_owned_here(rpy_region_t *self, void *unused) {
-    (void)unused;
-    if (ownership_token(self) && ownership_interp(self) == binding_current_interp()) ownership_abandon(self);
-}
-
-/* A region a thread of an interpreter with its own GIL owns may be in use right now: it stays as it
- * is (its memory is the process's until the exit). */
-static void dissolve_at_shutdown(rpy_region_t *self, void *unused) {
-    (void)unused;
-    if (ownership_token(self) && rpy_interp_kind(ownership_interp(self)) == RPY_INTERP_OWN_GIL) return;
-    region_dissolve(self, "dissolved at interpreter shutdown");
-}
-
-/* atexit of the main interpreter: before finalization, every Region gives its objects back to the
- * interpreter, whose final collections then see them, and the freelist guard stops (finalization
- * empties the freelists).  A subinterpreter's end is interpreter_ended() below; one with its own
- * GIL gives up its regions here already, while its modules are alive: what another GIL must know
- * of them is found by the audit (ownership_abandon), whose report is made by region._audit. */
+/* atexit (region/__init__.py): lifecycle_shutdown. */
 static PyObject *mod_shutdown(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
-    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
-        if (rpy_interp_has_own_gil()) {
-            placement_end_blocks();
-            membership_sync();
-            membership_foreach(give_up_if_owned_here, NULL);
-        }
-        Py_RETURN_NONE;
-    }
-    membership_foreach(dissolve_at_shutdown, NULL);
-    placement_detach();
+    lifecycle_shutdown();
     Py_RETURN_NONE;
 }
 
@@ -754,67 +649,12 @@ static int add_binding_state(PyObject *module) {
            capi_add(module) < 0 ? -1 : 0;
 }
 
-/* An interpreter with its own GIL ends: its types and exceptions go with it. */
-static void forget_binding_state(void) {
-    int gil = binding_gil();
-    if (gil == 0) return;
-    binding_state_t *state = &binding_states[gil];
-    if (state->counted) __atomic_sub_fetch(&binding_own_gils, 1, __ATOMIC_RELAXED);
-    state->counted = false;
-    Py_CLEAR(state->region_type);
-    Py_CLEAR(state->handle_type);
-    Py_CLEAR(state->ownership_type);
-    Py_CLEAR(state->region_error);
-    Py_CLEAR(state->isolation_error);
-    Py_CLEAR(state->ownership_error);
-    Py_CLEAR(state->handle_error);
-}
-
-/* ---- Subinterpreters ----
- *
- * A subinterpreter attaches when the package is imported in it (region/__init__.py calls _attach).
- * Its END is when CPython clears its interpreter dict (PyInterpreterState_GetDict), where _attach
- * leaves a capsule: that happens after its modules were cleared (pystate.c:411-416, 3.11.2), so the
- * references its code held into regions are gone by then, except those in garbage cycles, which its
- * last collection frees right after (pystate.c:432).  At that point:
- *   - its blocks still open in the finalizing thread exit, its freelists are put back (placement);
- *   - region objects it tracked after their block go to their region's list (membership_sync);
- *   - every region a thread of it owns becomes unowned: another interpreter may acquire it.  Its
- *     objects stay whole; what they refer to of the ended interpreter (its classes) stays allocated,
- *     kept alive by the references, as CPython leaves every object that outlives its interpreter.
- * Regions are not dissolved when a subinterpreter ends: they belong to no interpreter. */
-
-static void interpreter_ended(PyObject *capsule) {
-    (void)capsule;
-    if (rpy_interp_index() < 0) return;
-    placement_end_blocks();
-    membership_sync();
-    membership_foreach(give_up_if_owned_here, NULL);   /* still attached: its exceptions exist */
-    forget_binding_state();
-    placement_detach();
-}
-
 static const char import_order_message[] =
     "region must be imported in the main interpreter before a subinterpreter imports it (docs/python.md, "
     "'Subinterpreters')";
 
 /* Whether the main interpreter initialized the module. */
 static bool main_module_ready;
-
-/* Leaves the capsule whose destruction is interpreter_ended() in the calling subinterpreter's dict
- * (once): 0, or -1 with an exception. */
-static int watch_interpreter_end(void) {
-    PyObject *dict = PyInterpreterState_GetDict(PyInterpreterState_Get());
-    if (!dict) {
-        PyErr_SetString(PyExc_ImportError, "region: no interpreter dict to register the end of the interpreter in");
-        return -1;
-    }
-    if (PyDict_GetItemString(dict, "region.interpreter")) return 0;   /* attached before */
-    PyObject *capsule = PyCapsule_New((void *)&interpreter_ended, "region.interpreter", interpreter_ended);
-    int rc = capsule ? PyDict_SetItemString(dict, "region.interpreter", capsule) : -1;
-    Py_XDECREF(capsule);
-    return rc;
-}
 
 /* For the activation tests: whether the hook is in and this interpreter's guards run. */
 static PyObject *mod_activated(PyObject *module, PyObject *unused) {
@@ -826,8 +666,8 @@ static PyObject *mod_attach(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
     if (placement_attach() < 0) return NULL;
     if (PyInterpreterState_Get() == PyInterpreterState_Main()) Py_RETURN_NONE;
-    if (watch_interpreter_end() < 0) {
-        forget_binding_state();
+    if (lifecycle_watch_interpreter_end() < 0) {
+        binding_state_forget();
         placement_detach();
         return NULL;
     }
@@ -1004,13 +844,13 @@ static int module_exec(PyObject *module) {
     }
     /* Its end must clear its state even if the package's __init__ never gets to _attach(): the
      * entry, and with it this GIL's state slot, goes to the next interpreter. */
-    if (watch_interpreter_end() < 0) {
+    if (lifecycle_watch_interpreter_end() < 0) {
         rpy_interp_detach();
         return -1;
     }
     if (!binding_state()->region_type) {
         if (make_binding_state(module) < 0) {
-            forget_binding_state();
+            binding_state_forget();
             return -1;
         }
         binding_state()->counted = true;

@@ -105,7 +105,7 @@ static inline __attribute__((always_inline)) void count_allocation(region_t *r) 
         __atomic_compare_exchange_n(&collection_scheduled, &unscheduled, true, false, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED)) {
         /* Py_AddPendingCall fails only when its queue is full; the next trigger crossing retries. */
-        if (Py_AddPendingCall(module_auto_collect, NULL) != 0)
+        if (Py_AddPendingCall(collection_auto, NULL) != 0)
             __atomic_store_n(&collection_scheduled, false, __ATOMIC_RELAXED);
     }
 }
@@ -360,6 +360,11 @@ int placement_open_regions(rpy_region_t **out, int max) {
 }
 
 rpy_region_t *placement_current(void) { return innermost_entry_of(stack_or_empty(), rpy_current_interp()); }
+
+PyObject *placement_current_proxy(void) {
+    rpy_region_t *top = placement_current();
+    return top ? binding_proxy(top) : Py_NewRef(Py_None);
+}
 
 /* Points s's thread at its top block (binding_lock held, or s is the calling thread's own stack). */
 static void set_current_of(block_stack_t *s) {

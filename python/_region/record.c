@@ -31,6 +31,33 @@ int binding_gil(void) {
     return index < 0 ? 0 : 1 + index;
 }
 
+/* An interpreter with its own GIL ends: its types and exceptions go with it. */
+void binding_state_forget(void) {
+    int gil = binding_gil();
+    if (gil == 0) return;
+    binding_state_t *state = &binding_states[gil];
+    if (state->counted) __atomic_sub_fetch(&binding_own_gils, 1, __ATOMIC_RELAXED);
+    state->counted = false;
+    Py_CLEAR(state->region_type);
+    Py_CLEAR(state->handle_type);
+    Py_CLEAR(state->ownership_type);
+    Py_CLEAR(state->region_error);
+    Py_CLEAR(state->isolation_error);
+    Py_CLEAR(state->ownership_error);
+    Py_CLEAR(state->handle_error);
+}
+
+bool binding_owns_type(PyTypeObject *type) {
+    return type == Region_Type || type == Handle_Type || type == Ownership_Type;
+}
+
+PyObject *region_describe(rpy_region_t *self) {
+    PyObject *name = PyUnicode_FromString(self->name);
+    PyObject *description = name ? PyUnicode_FromFormat("region %R (id %llu)", name, (unsigned long long)self->id) : NULL;
+    Py_XDECREF(name);
+    return description;
+}
+
 rpy_region_t *record_new(region_t *r, const char *name) {
     rpy_region_t *rec = PyMem_RawCalloc(1, sizeof *rec);
     size_t length = strlen(name);

@@ -27,7 +27,7 @@
  *   - Our visits touch only objects in this region's memory (in_scope: the slot, an address test),
  *     so the COLLECTING objects of a collection paused elsewhere are never ours to count or move.
  * So gc.collecting is neither set nor checked here; only a second collection of the SAME region (from
- * one of its finalizers) is refused (module.c, collect_region).
+ * one of its finalizers) is refused (collection.c, collect_region).
  *
  * The functions between the markers are copied from CPython v3.11.2 Modules/gcmodule.c,
  * Copyright (c) 2001-2023 Python Software Foundation, PSF License Agreement v2
