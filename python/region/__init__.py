@@ -95,6 +95,8 @@ def region(name=None, *, node=None, binding="preferred"):
 # regions when it ends.  The allocator hook and the freelist guards wait for its first region
 # (placement.c, ACTIVATION): importing the package alone changes no allocator.
 _region._attach()
+
+
 def _register_gc_callbacks():
     """Called by the C core when this interpreter first makes or acquires a region (placement.c,
     ACTIVATION); before that no region object can be in its generations, and its collections pay
