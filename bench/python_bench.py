@@ -125,35 +125,27 @@ ALLOC_WORKLOADS = {"list_of_dicts": list_of_dicts, "tuple_churn": tuple_churn, "
 
 
 def worker_alloc(mode, name):
-    """An allocation-heavy workload in the ordinary heap or inside a region block."""
+    """An allocation-heavy workload in the ordinary heap or inside a region block.  Modes: plain;
+    imported (the ordinary heap in a process that imported region); idle (the ordinary heap, with a
+    region open but no block: the hook is in); region (inside a block)."""
     fn = ALLOC_WORKLOADS[name]
-    if mode == "region":
+    r = None
+    if mode != "plain":
         import region
-        r = region.region("alloc")
+        if mode == "idle":
+            idle = region.region("idle")
+            with idle:
+                idle.root = [1]
+        elif mode == "region":
+            r = region.region("alloc")
 
-        def run():
+    def run():
+        if r is None:
+            result = fn()
+        else:
             with r:
                 result = fn()
-            del result
-    elif mode == "imported":      # the ordinary heap in a process that imported region
-        import region  # noqa: F401
-
-        def run():
-            result = fn()
-            del result
-    elif mode == "idle":          # the ordinary heap, with a region open but no block: the hook is in
-        import region
-        idle = region.region("idle")
-        with idle:
-            idle.root = [1]
-
-        def run():
-            result = fn()
-            del result
-    else:
-        def run():
-            result = fn()
-            del result
+        del result
     run()
     return {"seconds": median_time(run, 5)}
 

@@ -536,7 +536,9 @@ int placement_resume(void) {
 }
 
 int placement_enter(rpy_region_t *self) {
-    if (placement_activate() < 0) return -1;   /* an owner's interpreter is active already: a check */
+    /* Only an owner opens a block, and becoming one (creating, ownership_take) activated this
+     * interpreter: checked here, not redone on every block. */
+    assert(placement_active());
     if (!hook_installed()) {
         PyObject *what = region_describe(self);
         PyErr_Format(RegionError, "cannot enter %U: region's allocator hook was removed by a later "
