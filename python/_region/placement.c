@@ -284,14 +284,29 @@ static int activate_process(void) {
                         "top of region's allocator hook, and the traces recorded so far are lost", 1);
 }
 
-/* The interpreter's first region: the package's gc callbacks join gc.callbacks (region/__init__.py,
- * _register_gc_callbacks; idempotent). */
+/* The interpreter's first region: the module's two gc callbacks (module.c, mod_gc_callback and
+ * mod_gc_callback_last) join gc.callbacks, first and last.  Before every collection, region objects
+ * that became GC-tracked outside their block move to their region's list, so the collector never
+ * walks them; and from gc.collecting set to the last callback's "stop", the collecting thread places
+ * nothing (DURING THE INTERPRETER'S COLLECTIONS, above).  Before its first region no region object
+ * can be in the interpreter's generations, so until then its collections pay nothing for regions.
+ * Threads racing here register each callback once (rpy_gc_callbacks_register). */
 static int register_gc_callbacks(void) {
-    PyObject *package = PyImport_ImportModule("region");
-    PyObject *done = package ? PyObject_CallMethod(package, "_register_gc_callbacks", NULL) : NULL;
-    Py_XDECREF(package);
-    Py_XDECREF(done);
-    return done ? 0 : -1;
+    PyObject *name = PyUnicode_FromString("region._region");
+    PyObject *module = name ? PyImport_GetModule(name) : NULL;
+    Py_XDECREF(name);
+    if (!module) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ImportError, "region: region._region is not imported in this interpreter");
+        return -1;
+    }
+    PyObject *first = PyObject_GetAttrString(module, "_gc_callback");
+    PyObject *last = first ? PyObject_GetAttrString(module, "_gc_callback_last") : NULL;
+    int rc = last ? rpy_gc_callbacks_register(first, last) : -1;
+    Py_XDECREF(first);
+    Py_XDECREF(last);
+    Py_DECREF(module);
+    return rc;
 }
 
 int placement_activate(void) {

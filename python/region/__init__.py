@@ -16,7 +16,6 @@ and the limitations.
 """
 
 import atexit as _atexit
-import gc as _gc
 
 from . import _region
 from ._region import (
@@ -92,26 +91,9 @@ def region(name=None, *, node=None, binding="preferred"):
 
 
 # This interpreter may use regions: its entry, and (in a subinterpreter) the hook that gives up its
-# regions when it ends.  The allocator hook and the freelist guards wait for its first region
-# (placement.c, ACTIVATION): importing the package alone changes no allocator.
+# regions when it ends.  The allocator hook, the gc callbacks and the freelist guards wait for its
+# first region (placement.c, ACTIVATION): importing the package alone changes no allocator.
 _region._attach()
-
-
-def _register_gc_callbacks():
-    """Called by the C core when this interpreter first makes or acquires a region (placement.c,
-    ACTIVATION); before that no region object can be in its generations, and its collections pay
-    nothing for regions.
-
-    Before every collection, region objects that became GC-tracked outside their block are moved to
-    their region's list, so the collector never walks them.  Must stay registered: removing it from
-    gc.callbacks lets such objects be walked (never freed wrongly) until the next block closes.
-    First and last in the list: from gc.collecting set to the last callback's "stop", the collecting
-    thread places nothing (placement.c), so the callbacks' arguments, the callbacks themselves and
-    the collector's finalizers never leave objects in a block's region."""
-    if _region._gc_callback not in _gc.callbacks:
-        _gc.callbacks.insert(0, _region._gc_callback)
-    if _region._gc_callback_last not in _gc.callbacks:
-        _gc.callbacks.append(_region._gc_callback_last)
 
 
 # Imports run outside every region (outside, above).  The import system looks these functions of

@@ -1128,6 +1128,21 @@ void rpy_gc_callbacks_bracket(PyCFunction first, PyCFunction last) {
     }
 }
 
+int rpy_gc_callbacks_register(PyObject *first, PyObject *last) {
+    PyObject *list = gcstate()->callbacks;
+    if (!list || !PyList_Check(list) || !PyCFunction_Check(first) || !PyCFunction_Check(last)) {
+        PyErr_SetString(PyExc_RuntimeError, "region: gc.callbacks is not a list, or a callback is not a builtin function");
+        return -1;
+    }
+    if (gc_callback_index(((PyListObject *)list)->ob_item, PyList_GET_SIZE(list), PyCFunction_GET_FUNCTION(first)) < 0 &&
+        PyList_Insert(list, 0, first) < 0)
+        return -1;
+    if (gc_callback_index(((PyListObject *)list)->ob_item, PyList_GET_SIZE(list), PyCFunction_GET_FUNCTION(last)) < 0 &&
+        PyList_Append(list, last) < 0)
+        return -1;
+    return 0;
+}
+
 void rpy_note_collector(PyThreadState *collector) {
     interp_entry_t *e = entry_of(_PyInterpreterState_GET());
     if (e) e->collector = collector;

@@ -341,6 +341,12 @@ void rpy_note_collector(PyThreadState *collector);
  * front or append them, and what they run must fall between the package's two notes. */
 void rpy_gc_callbacks_bracket(PyCFunction first, PyCFunction last);
 
+/* Puts the callbacks `first` (builtin functions) at the front and `last` at the back of the calling
+ * interpreter's gc.callbacks, each unless it is there already: 0, or -1 with an exception.  No Python
+ * code runs between a check and its insert, so threads of one interpreter that race here register
+ * each callback once. */
+int rpy_gc_callbacks_register(PyObject *first, PyObject *last);
+
 /* Whether the calling thread may be running interp's collection now: gc.collecting is set, and the
  * collector is this thread or not known yet (the interpreter builds the callbacks' arguments before
  * the first callback runs; a collection without callbacks, at finalization, notes nothing).  Then
