@@ -44,6 +44,39 @@ print("ok")
     assert result.stdout.strip() == "ok"
 
 
+def test_threads_racing_to_make_the_first_region():
+    """Eight threads make the process's first regions at once, while the main thread allocates:
+    the hook and the wrappers go in once (placement_activate's lock), every region places its
+    objects, and the gc callbacks are registered once."""
+    result = run_python("""
+import gc, threading
+import region
+from region import _region
+start = threading.Barrier(9)
+made = []
+def build(i):
+    start.wait()
+    r = region.region(f"racer {i}")
+    with r:
+        r.root = [{"k": (j, str(j))} for j in range(5000)]
+    made.append(region.region_of(r.root[-1]["k"]) is r and r.check() is None)
+    r.close()
+threads = [threading.Thread(target=build, args=(i,)) for i in range(8)]
+for t in threads:
+    t.start()
+start.wait()
+rows = [[i] * 3 for i in range(50000)]
+for t in threads:
+    t.join()
+assert made == [True] * 8, made
+assert _region._activated()
+assert gc.callbacks == [_region._gc_callback, _region._gc_callback_last], gc.callbacks
+print("ok")
+""")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 subinterp = pytest.importorskip("subinterp")
 
 
