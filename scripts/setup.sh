@@ -59,4 +59,4 @@ for pair in "312:${PYTHON312:-$(pyenv_python 3.12.1)}" "313:${PYTHON313:-$(pyenv
   [ -x "$venv/bin/python" ] || "$interpreter" -m venv "$venv"
   "$venv/bin/python" -m pip install -q --disable-pip-version-check pytest hypothesis 2>/dev/null
 done
-echo "setup: done ($(.venv/bin/meson --version) meson, mimalloc from cmeel-mimalloc $(.venv/bin/python -c 'import importlib.metadata as m; print(m.version("cmeel-mimalloc"))'))"
+echo "setup: done ($(.venv/bin/meson --version) meson; mimalloc is built from thirdparty/mimalloc)"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The sdist and the wheels a user installs: `python -m build` makes the sdist, then each wheel FROM
-# the sdist with build isolation (meson-python, meson, ninja and cmeel-mimalloc come from
+# the sdist with build isolation (meson-python, meson and ninja come from
 # pyproject.toml's build requirements, in a fresh environment), `auditwheel repair` gives the wheel a
 # manylinux tag and vendors libnuma, and every wheel is installed into a fresh virtual environment
 # with no compiler on PATH and smoke-tested there.

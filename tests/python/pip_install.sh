@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `pip install .` the way a user does it: a fresh virtual environment, pip's isolated build
-# (meson-python, meson, ninja and cmeel-mimalloc come from pyproject.toml's build requirements),
+# (meson-python, meson and ninja come from pyproject.toml's build requirements),
 # then a smoke test run from outside the source tree.
 set -euo pipefail
 src=$(cd "$(dirname "$0")/../.." && pwd)
