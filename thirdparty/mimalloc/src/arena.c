@@ -645,6 +645,7 @@ static bool mi_arena_try_claim_abandoned(size_t slice_index, mi_arena_t* arena, 
 
 // allocate initial arena_pages from the main heap
 static mi_arena_pages_t* mi_arena_pages_alloc(mi_arena_t* arena);
+static bool mi_arena_pages_ensure_abandoned(mi_page_t* page);
 
 static mi_arena_pages_t* mi_heap_arena_pages(mi_heap_t* heap, mi_arena_t* arena) {
   mi_assert_internal(arena!=NULL);
@@ -720,9 +721,9 @@ static mi_page_t* mi_arenas_page_try_find_abandoned(mi_theap_t* theap, size_t sl
     mi_arena_pages_t* const arena_pages = mi_heap_arena_pages(heap, arena);
     if (arena_pages != NULL) {
       size_t slice_index;
-      mi_bitmap_t* const bitmap = arena_pages->pages_abandoned[bin];
+      mi_bitmap_t* const bitmap = mi_atomic_load_ptr_acquire(mi_bitmap_t, &arena_pages->pages_abandoned[bin]);
 
-      if (mi_bitmap_try_find_and_claim(bitmap, tseq, &slice_index, &mi_arena_try_claim_abandoned, arena)) {
+      if (bitmap != NULL && mi_bitmap_try_find_and_claim(bitmap, tseq, &slice_index, &mi_arena_try_claim_abandoned, arena)) {
         // found an abandoned page of the right size
         // and claimed ownership.
         mi_page_t* page = mi_arena_page_at_slice(arena, slice_index);
@@ -1084,7 +1085,7 @@ static void mi_arenas_page_free_prim(mi_page_t* page) {
     mi_arena_t* const arena = mi_page_arena_pages(page, &slice_index, &slice_count, &arena_pages);
     mi_assert_internal(mi_bbitmap_is_clearN(arena->slices_free, slice_index, slice_count));
     mi_assert_internal(page->slice_committed > 0 || mi_bitmap_is_setN(arena->slices_committed, slice_index, slice_count));
-    mi_assert_internal(bin >= MI_ARENA_BIN_COUNT || mi_bitmap_is_clearN(arena_pages->pages_abandoned[bin], slice_index, 1));
+    mi_assert_internal(bin >= MI_ARENA_BIN_COUNT || mi_atomic_load_ptr_relaxed(mi_bitmap_t, &arena_pages->pages_abandoned[bin]) == NULL || mi_bitmap_is_clearN(mi_atomic_load_ptr_relaxed(mi_bitmap_t, &arena_pages->pages_abandoned[bin]), slice_index, 1));
     mi_assert_internal(mi_bitmap_is_setN(arena_pages->pages, slice_index, 1));
     // note: we cannot check for `!mi_page_is_abandoned_and_mapped` since that may
     // be (temporarily) not true if the free happens while trying to reclaim
@@ -1172,7 +1173,7 @@ void _mi_arenas_page_abandon(mi_page_t* page, mi_theap_t* current_theap) {
 
   // add to abandoned?
   mi_heap_t* heap = mi_page_heap(page); mi_assert_internal(heap==_mi_theap_heap(current_theap));
-  if (page->memid.memkind==MI_MEM_ARENA && !mi_page_is_full(page)) {
+  if (page->memid.memkind==MI_MEM_ARENA && !mi_page_is_full(page) && mi_arena_pages_ensure_abandoned(page)) {
     // make available for allocations
     size_t bin = _mi_bin(mi_page_block_size(page));
     mi_assert_internal(bin < MI_ARENA_BIN_COUNT);
@@ -1188,7 +1189,7 @@ void _mi_arenas_page_abandon(mi_page_t* page, mi_theap_t* current_theap) {
       mi_assert_internal(mi_bitmap_is_setN(arena->slices_dirty, slice_index, slice_count));
 
       mi_page_set_abandoned_mapped(page);
-      const bool was_clear = mi_bitmap_set(arena_pages->pages_abandoned[bin], slice_index);
+      const bool was_clear = mi_bitmap_set(mi_atomic_load_ptr_acquire(mi_bitmap_t, &arena_pages->pages_abandoned[bin]), slice_index);
       MI_UNUSED(was_clear); mi_assert_internal(was_clear);
       mi_atomic_increment_relaxed(&heap->abandoned_count[bin]);
       mi_theap_stat_increase(current_theap, pages_abandoned, 1);
@@ -1265,7 +1266,9 @@ void _mi_arenas_page_unabandon(mi_page_t* page, mi_theap_t* current_theapx) {
     mi_assert_internal(page->slice_committed > 0 || mi_bitmap_is_setN(arena->slices_committed, slice_index, slice_count));
 
     // this busy waits until a concurrent reader (from alloc_abandoned) is done
-    mi_bitmap_clear_once_set(arena_pages->pages_abandoned[bin], slice_index);
+    mi_bitmap_t* const abandoned = mi_atomic_load_ptr_acquire(mi_bitmap_t, &arena_pages->pages_abandoned[bin]);
+    mi_assert_internal(abandoned != NULL);  // the page was mapped as abandoned, so the bitmaps exist
+    mi_bitmap_clear_once_set(abandoned, slice_index);
     mi_page_clear_abandoned_mapped(page);
     mi_atomic_decrement_relaxed(&heap->abandoned_count[bin]);
   }
@@ -1475,11 +1478,16 @@ static bool mi_arenas_add(mi_subproc_t* subproc, mi_arena_t* arena, mi_arena_id_
   return false;
 }
 
+// region patch: a heap's page info for an arena starts with the `pages` bitmap alone; the abandoned
+// bitmaps (MI_ARENA_BIN_COUNT of them, most of the size) come when the heap first abandons a page
+// there (mi_arena_pages_ensure_abandoned).  A heap that never abandons pages (one used by a thread
+// that does not exit meanwhile) never pays for them, and making a heap in a large arena costs one
+// bitmap instead of 1+MI_ARENA_BIN_COUNT.
 static size_t mi_arena_pages_size(size_t slice_count, size_t* bitmap_base) {
   if (slice_count == 0) slice_count = MI_BCHUNK_BITS;
   mi_assert_internal((slice_count % MI_BCHUNK_BITS) == 0);
   const size_t base_size = _mi_align_up(sizeof(mi_arena_pages_t), MI_BCHUNK_SIZE);
-  const size_t bitmaps_count = 1 + MI_ARENA_BIN_COUNT; // pages, and abandoned
+  const size_t bitmaps_count = 1; // pages (the abandoned ones come later)
   const size_t bitmaps_size = bitmaps_count * mi_bitmap_size(slice_count, NULL);
   const size_t size = base_size + bitmaps_size;
   if (bitmap_base != NULL) *bitmap_base = base_size;
@@ -1528,10 +1536,45 @@ static mi_arena_pages_t* mi_arena_pages_alloc(mi_arena_t* arena) {
   uint8_t* base = (uint8_t*)arena_pages + bitmap_base;
   mi_assert_internal(_mi_is_aligned(base, MI_BCHUNK_SIZE));
   arena_pages->pages = mi_arena_bitmap_init(slice_count, &base);
-  for (size_t i = 0; i < MI_ARENA_BIN_COUNT; i++) {
-    arena_pages->pages_abandoned[i] = mi_arena_bitmap_init(slice_count, &base);
+  return arena_pages;  // pages_abandoned[*] are NULL (zero-allocated)
+}
+
+// region patch: the abandoned bitmaps of a page's heap in the page's arena, made on first use.
+// All MI_ARENA_BIN_COUNT come in one block, published from the last to the first, so a non-NULL
+// pages_abandoned[0] means all are there (and [0] is the block to free).  false: out of memory,
+// and the caller leaves the page unmapped, as it does a full page.  The block comes from the OS,
+// not from a heap: a thread that ends abandons its pages after its own theaps are gone
+// (init.c, mi_thread_theaps_done), when it must not allocate from a heap any more.
+static bool mi_arena_pages_ensure_abandoned(mi_page_t* page) {
+  size_t slice_index;
+  mi_arena_pages_t* arena_pages = NULL;
+  mi_arena_t* const arena = mi_page_arena_pages(page, &slice_index, NULL, &arena_pages);
+  if (mi_atomic_load_ptr_acquire(mi_bitmap_t, &arena_pages->pages_abandoned[0]) != NULL) return true;
+  mi_heap_t* const heap = mi_page_heap(page);
+  bool ok = true;
+  mi_lock(&heap->arena_pages_lock) {
+    if (mi_atomic_load_ptr_relaxed(mi_bitmap_t, &arena_pages->pages_abandoned[0]) == NULL) {
+      const size_t one = mi_bitmap_size(arena->slice_count, NULL);
+      mi_memid_t memid;
+      uint8_t* const block = (uint8_t*)_mi_os_zalloc(MI_ARENA_BIN_COUNT * one, &memid);  // page aligned
+      if (block == NULL) { ok = false; }
+      else {
+        arena_pages->abandoned_memid = memid;
+        for (size_t i = MI_ARENA_BIN_COUNT; i-- > 0; ) {
+          uint8_t* base = block + i*one;
+          mi_atomic_store_ptr_release(mi_bitmap_t, &arena_pages->pages_abandoned[i], mi_arena_bitmap_init(arena->slice_count, &base));
+        }
+      }
+    }
   }
-  return arena_pages;
+  return ok;
+}
+
+// region patch: frees a heap's page info for one arena (not the main heap's, which is in the arena)
+void _mi_arena_pages_free(mi_arena_pages_t* arena_pages) {
+  mi_bitmap_t* const abandoned = mi_atomic_load_ptr_relaxed(mi_bitmap_t, &arena_pages->pages_abandoned[0]);
+  if (abandoned != NULL) { _mi_os_free(abandoned, arena_pages->abandoned_memid.mem.os.size, arena_pages->abandoned_memid); }
+  mi_free(arena_pages);
 }
 
 static mi_arena_t* mi_arena_initialize(mi_subproc_t* subproc, void* start,
@@ -1613,7 +1656,7 @@ static mi_arena_t* mi_arena_initialize(mi_subproc_t* subproc, void* start,
   arena->slices_purge = mi_arena_bitmap_init(slice_count, &base);
   arena->pages_main.pages = mi_arena_bitmap_init(slice_count, &base);
   for (size_t i = 0; i < MI_ARENA_BIN_COUNT; i++) {
-    arena->pages_main.pages_abandoned[i] = mi_arena_bitmap_init(slice_count, &base);
+    mi_atomic_store_ptr_relaxed(mi_bitmap_t, &arena->pages_main.pages_abandoned[i], mi_arena_bitmap_init(slice_count, &base));
   }
   #if MI_PAGE_META_IS_SEPARATED
   arena->pages_meta = (mi_page_t*)base;
@@ -2312,14 +2355,19 @@ bool _mi_heap_visit_blocks(mi_heap_t* heap, bool abandoned_only, bool visit_bloc
   // (but we could atomically claim as well by first doing abandoned_reclaim and afterwards reabandoning).
   mi_heap_visit_info_t visit_info = { heap, visitor, arg, visit_blocks };
   bool ok = true;
-  mi_forall_arenas(heap, NULL, 0, arena) {
+  // region patch: a heap bound to an exclusive arena has pages in that arena only (it allocates
+  // nowhere else and reclaims only its own abandoned pages), so only that arena is visited.  Visiting
+  // all of them read every registered arena's header (a TLB miss each), and made destroying a heap
+  // cost O(arenas in the process).
+  mi_forall_arenas(heap, heap->exclusive_arena, 0, arena) {
     mi_arena_pages_t* arena_pages = mi_heap_arena_pages(heap, arena);
     if (ok && arena_pages != NULL) {
       if (abandoned_only) {
         for (size_t bin = 0; ok && bin < MI_ARENA_BIN_COUNT; bin++) {
           // todo: if we had a single abandoned page map as well, this can be faster.
           if (mi_atomic_load_relaxed(&heap->abandoned_count[bin]) > 0) {
-            ok = _mi_bitmap_forall_set(arena_pages->pages_abandoned[bin], &mi_heap_visit_page_at, arena, &visit_info);
+            mi_bitmap_t* const abandoned = mi_atomic_load_ptr_acquire(mi_bitmap_t, &arena_pages->pages_abandoned[bin]);
+            if (abandoned != NULL) { ok = _mi_bitmap_forall_set(abandoned, &mi_heap_visit_page_at, arena, &visit_info); }
           }
         }
       }

@@ -181,7 +181,7 @@ static void mi_heap_free(mi_heap_t* heap) {
       mi_arena_pages_t* arena_pages = mi_atomic_load_ptr_relaxed(mi_arena_pages_t, &heap->arena_pages[i]);
       if (arena_pages!=NULL) {
         mi_atomic_store_ptr_relaxed(mi_arena_pages_t, &heap->arena_pages[i], NULL);
-        mi_free(arena_pages);
+        _mi_arena_pages_free(arena_pages);  // region patch: with its abandoned bitmaps, if any
       }
     }
   }

@@ -666,7 +666,9 @@ typedef struct mi_bbitmap_s mi_bbitmap_t;   // atomic binned bitmap (defined in 
 
 typedef struct mi_arena_pages_s {
   mi_bitmap_t* pages;                // all registered pages (abandoned and owned)
-  mi_bitmap_t* pages_abandoned[MI_ARENA_BIN_COUNT];  // abandoned pages per size bin (a set bit means the start of the page)
+  _Atomic(mi_bitmap_t*) pages_abandoned[MI_ARENA_BIN_COUNT];  // abandoned pages per size bin (a set bit means the start of the page)
+                                     // region patch: NULL until the heap first abandons a page in this arena (mi_arena_pages_ensure_abandoned)
+  mi_memid_t   abandoned_memid;      // region patch: provenance of the block pages_abandoned[0] starts (OS memory), once made
   // followed by the bitmaps (whose siz`es depend on the arena size)
 } mi_arena_pages_t;
 
