@@ -50,6 +50,11 @@ region_status rarena_slot_take(unsigned *index, mi_arena_id_t *arena);
 /* Returns a slot taken with rarena_slot_take; its committed pages stay for the next user. */
 void rarena_slot_give(unsigned index);
 
+/* Applies a region's binding to the slot it took (rarena_bind over the whole slot).  A slot keeps its
+ * policy between regions, so the common case - no binding, on a slot that had none - costs no
+ * system call.  Only the slot's taker may call it.  Statuses as rarena_bind. */
+region_status rarena_slot_bind(unsigned index, int node, region_binding binding);
+
 /* The slot containing p, or -1.  O(1), never dereferences p.  Any thread.  On every free of the
  * Python binding's allocator hook, hence the shift instead of a division where it can. */
 static inline long rarena_slot_of(const void *p) {

@@ -12,6 +12,8 @@
  *     is zero, and a fresh anonymous mapping is.
  *   - A slot is in exactly one of: taken (owned by one region), on the free list (registered, free),
  *     or never used (index >= next_fresh).
+ *   - `bound` is false only while the slot's range has the default NUMA policy (rarena_slot_bind
+ *     skips mbind on that alone).  Only the slot's taker reads or writes it.
  *
  * THREADS: slot_lock guards the free list and next_fresh.  The reservation fields are written once
  * under init_lock before `ready` is published, then only read.
@@ -29,6 +31,7 @@ rarena_reservation_t rarena_reservation;
 typedef struct rarena_slot {
     mi_arena_id_t arena;
     bool registered;
+    bool bound;            /* the slot's range has a NUMA policy other than the default (mbind) */
     long next_free;        /* free-list link, -1 at the end */
 } rarena_slot_t;
 
@@ -136,6 +139,17 @@ void rarena_slot_give(unsigned index) {
     slots[index].next_free = free_head;
     free_head = (long)index;
     pthread_mutex_unlock(&slot_lock);
+}
+
+region_status rarena_slot_bind(unsigned index, int node, region_binding binding) {
+    rarena_slot_t *slot = &slots[index];
+    /* A fresh mapping has the default policy, and so has a slot whose last bind was to none. */
+    if (binding == REGION_BIND_NONE && !slot->bound) return REGION_OK;
+    region_status status = rarena_bind(rarena_slot_base(index), rarena_reservation.slot_size, node, binding);
+    /* After a failed bind the range's policy is unknown: count it as bound, so the next region's
+     * "none" resets it. */
+    slot->bound = !(status == REGION_OK && binding == REGION_BIND_NONE);
+    return status;
 }
 
 void rarena_trim(void) {

@@ -126,8 +126,7 @@ region_status region_create(const region_options_t *opts, region_t **out) {
                       o->name ? " " : "", o->name ? o->name : "", rarena_reservation.slot_count,
                       REGION_MAX_SLOTS);
     region_t *r = &regions[slot];
-    char *base = rarena_slot_base(slot);
-    status = rarena_bind(base, rarena_reservation.slot_size, o->node, o->binding);
+    status = rarena_slot_bind(slot, o->node, o->binding);
     if (status != REGION_OK) {
         int err = errno;
         rarena_slot_give(slot);

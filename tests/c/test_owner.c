@@ -366,6 +366,75 @@ static void thread_exit_keeps_region_blocks(void **state) {
     free(e.blocks);
 }
 
+/* ---- Pages abandoned by exiting threads, in many size classes ----
+ *
+ * A thread that ends abandons its pages of the region's heap; the first abandoned page of a heap in
+ * an arena makes that heap's abandoned-page bitmaps (thirdparty/mimalloc patch 0001: they are no
+ * longer made with the heap).  Later owners allocate from the same size classes (mimalloc may reclaim
+ * the abandoned pages), statistics visit them, and destroy frees them with the bitmaps. */
+
+#define ABANDON_SIZES 6
+#define ABANDON_ROUNDS 3
+static const size_t abandon_sizes[ABANDON_SIZES] = {16, 48, 200, 1000, 5000, 20000};
+static const int abandon_counts[ABANDON_SIZES] = {777, 555, 333, 111, 37, 9};   /* pages left part-full */
+
+typedef struct abandoning {
+    region_t *r;
+    unsigned char *blocks[ABANDON_ROUNDS * 2][ABANDON_SIZES][777];
+    int round;
+} abandoning_t;
+
+static void fill_round(abandoning_t *a, int round) {
+    for (int s = 0; s < ABANDON_SIZES; s++)
+        for (int i = 0; i < abandon_counts[s]; i++) {
+            unsigned char *b = region_alloc(a->r, abandon_sizes[s]);
+            assert_non_null(b);
+            memset(b, (round * 31 + s * 7 + i) & 0xff, abandon_sizes[s]);
+            a->blocks[round][s][i] = b;
+        }
+}
+
+static void *fill_then_exit(void *arg) {
+    abandoning_t *a = arg;
+    assert_ok(region_acquire(a->r));
+    fill_round(a, a->round);
+    assert_ok(region_release(a->r));
+    return NULL;
+}
+
+static void abandoned_pages_are_kept_reused_and_freed(void **state) {
+    (void)state;
+    abandoning_t *a = calloc(1, sizeof *a);
+    a->r = new_region("abandoning");
+    assert_ok(region_release(a->r));
+    for (a->round = 0; a->round < ABANDON_ROUNDS; a->round++) run_on_thread(fill_then_exit, a);
+    assert_ok(region_acquire(a->r));
+    for (int round = ABANDON_ROUNDS; round < 2 * ABANDON_ROUNDS; round++) fill_round(a, round);
+    size_t expected = 0;
+    for (int round = 0; round < 2 * ABANDON_ROUNDS; round++)
+        for (int s = 0; s < ABANDON_SIZES; s++)
+            for (int i = 0; i < abandon_counts[s]; i++, expected++) {
+                unsigned char *b = a->blocks[round][s][i];
+                assert_ptr_equal(region_of(b), a->r);
+                assert_int_equal(b[0], (round * 31 + s * 7 + i) & 0xff);
+                assert_int_equal(b[abandon_sizes[s] - 1], (round * 31 + s * 7 + i) & 0xff);
+            }
+    region_stats_t st;
+    assert_ok(region_stats(a->r, &st));
+    assert_int_equal(st.blocks, expected);
+    /* Free every other block, so that pages of both kinds hold holes when destroy frees them. */
+    for (int round = 0; round < 2 * ABANDON_ROUNDS; round++)
+        for (int s = 0; s < ABANDON_SIZES; s++)
+            for (int i = 0; i < abandon_counts[s]; i += 2) {
+                assert_ok(region_free(a->r, a->blocks[round][s][i]));
+                expected--;
+            }
+    assert_ok(region_stats(a->r, &st));
+    assert_int_equal(st.blocks, expected);
+    assert_ok(region_destroy(a->r));
+    free(a);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(non_owner_is_refused),
@@ -378,6 +447,7 @@ int main(void) {
         cmocka_unit_test(stats_count_frees_made_by_the_next_owner),
         cmocka_unit_test(ping_pong_between_two_threads),
         cmocka_unit_test(thread_exit_keeps_region_blocks),
+        cmocka_unit_test(abandoned_pages_are_kept_reused_and_freed),
     };
     return cmocka_run_group_tests_name("owner", tests, NULL, NULL);
 }
