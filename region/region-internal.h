@@ -136,6 +136,9 @@ struct region {
     mi_heap_t *detached_heap;        /* a host's buffers that no object owns (region-host.h, DETACHED
                                         BUFFERS); same arena; made on first use, NULL until then */
     mi_arena_id_t arena;             /* the slot's arena: where detached_heap is made */
+    mi_heap_t *spare_heap;           /* empty heaps the slot's last region left for the next one (its */
+    mi_heap_t *spare_object_heap;    /* heaps reset, not destroyed: region.c, "Heaps"), or NULL; only */
+    mi_heap_t *spare_detached_heap;  /* the slot's taker touches them */
 
     /* ownership (owner.c; `owner` is above) */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */

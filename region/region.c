@@ -1,9 +1,10 @@
 /* region.c - region lifecycle: configuration, create, destroy, lookup, statistics, placement.
  *
- * Creating a region takes a slot from the arena layer, binds it to the requested NUMA node and makes
- * a mimalloc heap in the slot's exclusive arena.  Destroying it destroys the heap (every block freed
- * in bulk: mimalloc frees whole pages, O(pages)), clears the id so every handle and waiter sees the
- * region is gone, and gives the slot back with its pages still committed for the next region.
+ * Creating a region takes a slot from the arena layer, binds it to the requested NUMA node and takes
+ * two mimalloc heaps in the slot's exclusive arena (those the slot's last region left, or new ones:
+ * "Heaps" below).  Destroying it clears the id so every handle and waiter sees the region is gone,
+ * frees every block in bulk (mimalloc frees whole pages, O(pages)), keeping the emptied heaps for the
+ * slot's next region where it can, and gives the slot back with its pages still committed.
  *
  * THREADS: config_lock guards the configuration.  A region's own fields are changed only by its owner
  * (region-internal.h), except id, generation and owner, which are changed under owner_lock and read
@@ -98,6 +99,31 @@ static void init_struct(region_t *r, unsigned slot, const region_options_t *o, u
     robjects_init(r);
 }
 
+/* ---- Heaps ----
+ *
+ * Destroying a region frees every block of its heaps at once.  When only the destroying thread has
+ * allocated from a heap since it was last emptied, mimalloc (patch 0004, mi_heap_reset) empties it
+ * and keeps it - the heap, its page info in the slot's arena and the thread's theap - and the slot's
+ * next region takes it: no heap to free and make again, the largest part of a short region's life.
+ * Otherwise the heap is destroyed and the next region makes a new one.  A slot's heaps are of the
+ * slot's arena, so whichever region takes them allocates where it must. */
+
+/* A heap for the region taking this slot: the one its last region left, or a new one (NULL: out of
+ * memory). */
+static mi_heap_t *take_heap(mi_heap_t **spare, mi_arena_id_t arena) {
+    mi_heap_t *heap = *spare;
+    *spare = NULL;
+    return heap ? heap : mi_heap_new_in_arena(arena);
+}
+
+/* Frees every block of heap (NULL: none), keeping it empty in *spare when mimalloc can. */
+static void retire_heap(mi_heap_t *heap, mi_heap_t **spare) {
+    if (!heap) return;
+    rassert(*spare == NULL);
+    if (mi_heap_reset(heap)) *spare = heap;
+    else mi_heap_destroy(heap);
+}
+
 static pthread_once_t locks_once = PTHREAD_ONCE_INIT;
 
 static void init_locks(void) {
@@ -133,10 +159,10 @@ region_status region_create(const region_options_t *opts, region_t **out) {
         return rerror(status, "create%s%s: binding to NUMA node %d (mbind) failed: %s",
                       o->name ? " " : "", o->name ? o->name : "", o->node, strerror(err));
     }
-    mi_heap_t *heap = mi_heap_new_in_arena(arena);
-    mi_heap_t *object_heap = heap ? mi_heap_new_in_arena(arena) : NULL;
+    mi_heap_t *heap = take_heap(&r->spare_heap, arena);
+    mi_heap_t *object_heap = heap ? take_heap(&r->spare_object_heap, arena) : NULL;
     if (!object_heap) {
-        if (heap) mi_heap_destroy(heap);
+        retire_heap(heap, &r->spare_heap);
         rarena_slot_give(slot);
         return rerror(REGION_ENOMEM, "create: mimalloc could not make a heap");
     }
@@ -171,9 +197,9 @@ region_status region_destroy(region_t *r) {
     rowner_wake_all(r);
     pthread_mutex_unlock(&r->owner_lock);
 
-    mi_heap_destroy(r->heap);
-    mi_heap_destroy(r->object_heap);
-    if (r->detached_heap) mi_heap_destroy(r->detached_heap);
+    retire_heap(r->heap, &r->spare_heap);
+    retire_heap(r->object_heap, &r->spare_object_heap);
+    retire_heap(r->detached_heap, &r->spare_detached_heap);
     r->heap = r->inline_heap = r->object_heap = r->detached_heap = NULL;
     robjects_release(r);
     rhandle_table_free(&r->handles);
@@ -278,7 +304,7 @@ size_t rhost_owned_blocks(region_t *r) {
 
 mi_heap_t *rhost_detached_heap(region_t *r) {
     rassert(r->id != 0);   /* a live region: a destroyed one's arena may belong to the next */
-    if (!r->detached_heap) r->detached_heap = mi_heap_new_in_arena(r->arena);
+    if (!r->detached_heap) r->detached_heap = take_heap(&r->spare_detached_heap, r->arena);
     return r->detached_heap;
 }
 

@@ -230,6 +230,36 @@ void mi_heap_destroy(mi_heap_t* heap) {
   _mi_heap_force_destroy(heap);
 }
 
+// region patch (0004): frees every block of `heap` at once, as mi_heap_destroy does, but keeps the
+// heap, its page info and the calling thread's theap, so that the heap can serve again at once (a
+// new region in the same arena): no heap or theap to free and make, no statistics to merge.  Done
+// only when no thread but the caller has a theap of the heap: another thread's theap could be
+// ending concurrently (init.c, mi_thread_theaps_done), and its thread-local slot would keep pointing
+// at it.  Pages of threads that ended are abandoned, and destroyed arena-wise with the caller's.
+// Returns false, having done nothing, otherwise; the caller then destroys the heap.  As for
+// mi_heap_destroy, nothing may allocate in or free to the heap meanwhile.
+bool mi_heap_reset(mi_heap_t* heap) {
+  if (heap==NULL || _mi_is_heap_main(heap)) return false;
+  mi_theap_t* const own = _mi_heap_theap_get_peek(heap);   // the calling thread's, or NULL
+  if (own == (mi_theap_t*)1) return false;                  // being made (mi_heap_init_theap): not ours to reset
+  bool only_own = false;
+  mi_lock(&heap->theaps_lock) {
+    only_own = (heap->theaps == own && (own == NULL || own->hnext == NULL));
+  }
+  if (!only_own) return false;
+  _mi_heap_destroy_pages(heap);   // every page, the caller's theap's included (they are detached from it)
+  if (own != NULL) {
+    // the theap's queues still name the freed pages: back to an empty theap's
+    _mi_memcpy_aligned(&own->pages_free_direct, &_mi_theap_empty.pages_free_direct, sizeof(own->pages_free_direct));
+    _mi_memcpy_aligned(&own->pages, &_mi_theap_empty.pages, sizeof(own->pages));
+    own->page_count = 0;
+    own->page_retired_min = _mi_theap_empty.page_retired_min;
+    own->page_retired_max = _mi_theap_empty.page_retired_max;
+    own->pages_full_size = 0;
+  }
+  return true;
+}
+
 mi_heap_t* mi_heap_of(const void* p) {
   mi_page_t* page = _mi_safe_ptr_page(p);
   if (page==NULL) return NULL;

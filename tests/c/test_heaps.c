@@ -1,0 +1,166 @@
+/* A slot's heaps outlive its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
+ * when only the destroying thread has allocated from a heap, destroy empties it and the slot's next
+ * region takes it; otherwise it is destroyed.  White-box: compiled with libregion's sources, to see
+ * which heap a region got. */
+#include <stdlib.h>
+
+#include "test-util.h"
+#include "region-internal.h"
+
+#define BLOCKS 3000
+
+static const size_t sizes[] = {16, 48, 200, 1000, 5000, 40000};
+#define SIZES (sizeof sizes / sizeof sizes[0])
+
+/* Fills r with BLOCKS blocks of mixed sizes, each set to its index, into blocks[]. */
+static void fill(region_t *r, unsigned char **blocks) {
+    for (int i = 0; i < BLOCKS; i++) {
+        size_t size = sizes[i % SIZES];
+        blocks[i] = region_alloc(r, size);
+        assert_non_null(blocks[i]);
+        memset(blocks[i], i & 0xff, size);
+    }
+}
+
+static void check(region_t *r, unsigned char **blocks) {
+    for (int i = 0; i < BLOCKS; i++) {
+        assert_ptr_equal(region_of(blocks[i]), r);
+        assert_int_equal(blocks[i][0], i & 0xff);
+        assert_int_equal(blocks[i][sizes[i % SIZES] - 1], i & 0xff);
+    }
+    region_stats_t s;
+    assert_ok(region_stats(r, &s));
+    assert_int_equal(s.blocks, BLOCKS);
+}
+
+static void same_thread_reuses_the_heaps(void **state) {
+    (void)state;
+    unsigned char **blocks = malloc(BLOCKS * sizeof *blocks);
+    region_t *r = new_region("first");
+    unsigned slot = r->slot;
+    mi_heap_t *heap = r->heap;
+    fill(r, blocks);
+    check(r, blocks);
+    assert_ok(region_destroy(r));
+    assert_ptr_equal(regions[slot].spare_heap, heap);   /* emptied and kept */
+
+    region_t *next = new_region("next");
+    assert_int_equal(next->slot, slot);                 /* the slot free list is last in, first out */
+    assert_ptr_equal(next->heap, heap);
+    assert_null(regions[slot].spare_heap);
+    region_stats_t s;
+    assert_ok(region_stats(next, &s));
+    assert_int_equal(s.blocks, 0);                      /* nothing of the first region is left */
+    assert_int_equal(s.pages, 0);
+    fill(next, blocks);                                 /* the kept heap allocates again, in the slot */
+    check(next, blocks);
+    for (int i = 0; i < BLOCKS; i += 2) assert_ok(region_free(next, blocks[i]));
+    assert_ok(region_destroy(next));
+    free(blocks);
+}
+
+/* ---- Another thread's theap ---- */
+
+typedef struct helper {
+    region_t *r;
+    unsigned char **blocks;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool filled, may_exit;
+} helper_t;
+
+static void *fill_then_wait(void *arg) {
+    helper_t *h = arg;
+    assert_ok(region_acquire(h->r));
+    fill(h->r, h->blocks);
+    assert_ok(region_release(h->r));
+    pthread_mutex_lock(&h->lock);
+    h->filled = true;
+    pthread_cond_broadcast(&h->cond);
+    while (!h->may_exit) pthread_cond_wait(&h->cond, &h->lock);   /* alive, its theap too */
+    pthread_mutex_unlock(&h->lock);
+    return NULL;
+}
+
+static void a_live_theap_of_another_thread_means_destroy(void **state) {
+    (void)state;
+    helper_t h = {.r = new_region("shared"), .blocks = malloc(BLOCKS * sizeof(unsigned char *)),
+                  .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    unsigned slot = h.r->slot;
+    assert_ok(region_release(h.r));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fill_then_wait, &h), 0);
+    pthread_mutex_lock(&h.lock);
+    while (!h.filled) pthread_cond_wait(&h.cond, &h.lock);
+    pthread_mutex_unlock(&h.lock);
+    assert_ok(region_acquire(h.r));
+    check(h.r, h.blocks);
+    assert_ok(region_destroy(h.r));
+    assert_null(regions[slot].spare_heap);              /* the helper's theap is alive: destroyed */
+    pthread_mutex_lock(&h.lock);
+    h.may_exit = true;
+    pthread_cond_broadcast(&h.cond);
+    pthread_mutex_unlock(&h.lock);
+    assert_int_equal(pthread_join(t, NULL), 0);
+
+    region_t *next = new_region("after");               /* a new heap for the slot, working */
+    assert_int_equal(next->slot, slot);
+    fill(next, h.blocks);
+    check(next, h.blocks);
+    assert_ok(region_destroy(next));
+    free(h.blocks);
+}
+
+/* ---- Threads that end while the region is destroyed ----
+ *
+ * Each round a helper fills the region and ends, unjoined, while the main thread destroys it: the
+ * helper's exit (abandoning its pages, freeing its theap) races the reset's check of the heap's
+ * theaps.  Whichever wins, destroy must free everything and the slot's next region must work. */
+
+static void *fill_and_end(void *arg) {
+    helper_t *h = arg;
+    assert_ok(region_acquire(h->r));
+    fill(h->r, h->blocks);
+    assert_ok(region_release(h->r));
+    pthread_mutex_lock(&h->lock);
+    h->filled = true;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+    return NULL;   /* and the thread ends, racing the main thread's destroy */
+}
+
+#define EXIT_RACE_ROUNDS 100
+
+static void destroy_races_the_exit_of_a_thread_that_allocated(void **state) {
+    (void)state;
+    helper_t h = {.blocks = malloc(BLOCKS * sizeof(unsigned char *)),
+                  .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+    for (int round = 0; round < EXIT_RACE_ROUNDS; round++) {
+        h.r = new_region("racing");
+        h.filled = false;
+        assert_ok(region_release(h.r));
+        pthread_t t;
+        assert_int_equal(pthread_create(&t, NULL, fill_and_end, &h), 0);
+        pthread_mutex_lock(&h.lock);
+        while (!h.filled) pthread_cond_wait(&h.cond, &h.lock);
+        pthread_mutex_unlock(&h.lock);
+        assert_ok(region_acquire(h.r));
+        check(h.r, h.blocks);
+        assert_ok(region_destroy(h.r));                 /* while the helper may still be ending */
+        assert_int_equal(pthread_join(t, NULL), 0);
+    }
+    region_t *last = new_region("last");
+    fill(last, h.blocks);
+    check(last, h.blocks);
+    assert_ok(region_destroy(last));
+    free(h.blocks);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(same_thread_reuses_the_heaps),
+        cmocka_unit_test(a_live_theap_of_another_thread_means_destroy),
+        cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
