@@ -505,10 +505,16 @@ static int watch_thread_end(void) {
  * context could pop it; the top one (the next to be popped) must be the current context's memory.
  * Ordinary spares below the top may stay in a region context (at worst a placement miss when several
  * pops happen without an allocation between them), which keeps a block entry at one replacement. */
-static bool spare_is_wrong(void *table, bool on_top) {
-    region_t *here = receiving(rpy_current_interp()), *owner = rhost_slot_region(table);
+static bool spare_is_wrong(void *table, bool on_top, const void *here) {
+    region_t *owner = rhost_slot_region(table);
     if (owner) return owner != here;
     return on_top && here != NULL;
+}
+
+/* The replacement after every context change: `here` found once, not once per spare (a block's entry
+ * and exit each check all 80). */
+static void replace_wrong_spares(void) {
+    rpy_keys_freelist_replace(spare_is_wrong, receiving(rpy_current_interp()));
 }
 
 int placement_suspend(void) {
@@ -527,7 +533,7 @@ int placement_suspend(void) {
     s->entries[s->depth++] = NULL;
     set_current_of(s);
     binding_unlock();
-    rpy_keys_freelist_replace(spare_is_wrong);
+    replace_wrong_spares();
     return 0;
 }
 
@@ -546,7 +552,7 @@ int placement_resume(void) {
                         "thread and interpreter");
         return -1;
     }
-    rpy_keys_freelist_replace(spare_is_wrong);
+    replace_wrong_spares();
     return 0;
 }
 
@@ -596,7 +602,7 @@ int placement_enter(rpy_region_t *self) {
         rpy_freelists_stash();   /* from here on, no freelist hands ordinary memory to a new object */
         membership_blocks_opened(index);
     }
-    rpy_keys_freelist_replace(spare_is_wrong);
+    replace_wrong_spares();
     return 0;
 }
 
@@ -615,7 +621,7 @@ int placement_exit(rpy_region_t *self) {
     }
     int index = rpy_interp_index();   /* the block's interpreter is running: it exits where it was entered */
     __atomic_sub_fetch(&rpy_blocks_open, 1, __ATOMIC_RELAXED);
-    rpy_keys_freelist_replace(spare_is_wrong);
+    replace_wrong_spares();
     if (index >= 0 && --interp_blocks[index] == 0) {
         membership_blocks_closed();
         rpy_freelists_unstash();

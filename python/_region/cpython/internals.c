@@ -1065,12 +1065,13 @@ void rpy_keys_freelist_refill(void) {
     keys_freelist_refill_self();
 }
 
-void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top)) {
+void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top, const void *context),
+                               const void *context) {
     rpy_keys_freelist_refill();
     PyInterpreterState *d = view_guarded();
     if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
     for (int i = 0; i < KEYS_COUNT(d); i++) {
-        if (!is_wrong(KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
+        if (!is_wrong(KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1, context)) continue;
         void *spare = spare_alloc(MIN_KEYS_SIZE);
         if (!spare) return;
         spare_free(KEYS_ITEMS(d)[i]);

@@ -308,9 +308,10 @@ static inline bool rpy_keys_freelist_intact(PyInterpreterState *interp) {
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table));
 void rpy_keys_freelist_refill(void);
 
-/* Replaces every spare table for which is_wrong(table, on_top) holds with one from the current
- * context (on_top: the entry the next pop takes). */
-void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top));
+/* Replaces every spare table for which is_wrong(table, on_top, context) holds with one from the
+ * current context (on_top: the entry the next pop takes; context: the caller's, passed through). */
+void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top, const void *context),
+                               const void *context);
 
 /* ---- Interpreters ---- */
 
