@@ -1,5 +1,6 @@
-"""Benchmarks of the Python binding (issue 4): collection pauses, region collection, teardown and
-allocation, each as a ratio against the alternative measured in the same run.
+"""Benchmarks of the Python binding (issue 4): collection pauses, region collection, teardown, a
+region's whole life and allocation, each as a ratio against the alternative measured in the same run
+(a region's life, which has none, as a time beside the same work with no region).
 
     PYTHONPATH=build/python .venv/bin/python bench/python_bench.py [--quick] [--json FILE] [--md FILE]
 
@@ -150,8 +151,33 @@ def worker_alloc(mode, name):
     return {"seconds": median_time(run, 5)}
 
 
+def worker_lifecycle(mode, n):
+    """A region's whole life for a tiny piece of work (issue 17: a region per request): region(), one
+    list made in a block, close(); per cycle, the median of 5 batches of n.  "ordinary" does the same
+    work with no region, for scale."""
+    def region_cycles():
+        for _ in range(n):
+            r = region.region()
+            with r:
+                r.root = [1]
+            r.close()
+
+    def ordinary_cycles():
+        for _ in range(n):
+            root = [1]
+            del root
+
+    if mode == "region":
+        import region
+        cycles = region_cycles
+    else:
+        cycles = ordinary_cycles
+    cycles()   # warm: the process's first region activates the binding
+    return {"seconds": median_time(cycles, 5) / n}
+
+
 WORKERS = {"gc_pause": worker_gc_pause, "region_collect": worker_region_collect,
-           "teardown": worker_teardown, "alloc": worker_alloc}
+           "teardown": worker_teardown, "alloc": worker_alloc, "lifecycle": worker_lifecycle}
 
 
 def measure(case, modes, arg, rounds):
@@ -163,7 +189,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="smaller structures, fewer rounds")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--md", help="write the Markdown report here")
-    parser.add_argument("--only", choices=["gc_pause", "region_collect", "teardown", "alloc"], action="append",
+    parser.add_argument("--only", choices=["gc_pause", "region_collect", "teardown", "lifecycle", "alloc"],
+                        action="append",
                         help="run only these benchmarks (repeatable)")
     parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -221,6 +248,16 @@ def main():
         results["benchmarks"].append({"name": "teardown", "objects": teardown, "times": m, "speedup": speedup[0]})
         rows.append((f"r.close() {cell(m['region'])} vs del {cell(m['ordinary'])}, {teardown:,} objects",
                      f"{speedup[0]:.2f}× ({speedup[1]:.2f}..{speedup[2]:.2f})", "≥ 2× faster", speedup[0] >= 2))
+
+    if wanted("lifecycle"):
+        cycles = 2_000 if args.quick else 20_000
+        print(f"a region's life, {cycles:,} cycles", end=" ", flush=True)
+        m = measure("lifecycle", ["ordinary", "region"], cycles, rounds)
+        print()
+        results["benchmarks"].append({"name": "lifecycle", "cycles": cycles, "times": m})
+        rows.append((f"a region's life: `r = region.region(); with r: r.root = [1]; r.close()`, per cycle "
+                     f"(the same list with no region: {cell(m['ordinary'])})",
+                     cell(m["region"]), "≤ 5 µs", m["region"]["median"] <= 5e-6))
 
     # The allocation rows compare configurations a few per cent apart (the "imported" one runs the very
     # code "plain" runs): more rounds than the others, for medians that hold still on a noisy machine.

@@ -36,7 +36,7 @@ step "Python: a structure built in \`with region():\` (examples/python_demo.py)"
 objects=1000000; [ -n "$quick" ] && objects=200000
 $py examples/python_demo.py --objects $objects | tee results/python-demo.txt
 
-step "Python: collection pauses, region collection, teardown, allocation (bench/python_bench.py)"
+step "Python: collection pauses, region collection, teardown, a region's life, allocation (bench/python_bench.py)"
 $py bench/python_bench.py $quick --json results/python-bench.json --md results/python-bench.md
 
 step "Python: handing a graph to another thread or subinterpreter by ownership vs pickle/marshal/bocpy/PEP 734 queues; hand-off latency (bench/transfer_bench.py)"
