@@ -1494,11 +1494,15 @@ static size_t mi_arena_pages_size(size_t slice_count, size_t* bitmap_base) {
   return size;
 }
 
-static size_t mi_arena_info_slices_needed(size_t slice_count, size_t* bitmap_base) {
+// region patch (0005): an exclusive arena has no abandoned-page bitmaps for the main heap, which
+// never allocates there; they would come, like any heap's, at a first abandoned page
+// (mi_arena_pages_ensure_abandoned).  Their first words, written at initialization, made each of
+// the MI_ARENA_BIN_COUNT bitmaps a resident OS page: about 240 KiB for every exclusive arena.
+static size_t mi_arena_info_slices_needed(size_t slice_count, bool exclusive, size_t* bitmap_base) {
   if (slice_count == 0) slice_count = MI_BCHUNK_BITS;
   mi_assert_internal((slice_count % MI_BCHUNK_BITS) == 0);
   const size_t base_size = _mi_align_up(sizeof(mi_arena_t), MI_BCHUNK_SIZE);
-  const size_t bitmaps_count = 4 + MI_ARENA_BIN_COUNT; // commit, dirty, purge, pages, and abandoned
+  const size_t bitmaps_count = 4 + (exclusive ? 0 : MI_ARENA_BIN_COUNT); // commit, dirty, purge, pages, and abandoned
   const size_t bitmaps_size = bitmaps_count * mi_bitmap_size(slice_count, NULL) + mi_bbitmap_size(slice_count, NULL); // + free
   #if MI_PAGE_META_IS_SEPARATED
   const size_t pages_size = slice_count * sizeof(mi_page_t);
@@ -1592,7 +1596,7 @@ static mi_arena_t* mi_arena_initialize(mi_subproc_t* subproc, void* start,
   }
 
   size_t bitmap_base;
-  const size_t info_slices = mi_arena_info_slices_needed(slice_count, &bitmap_base);
+  const size_t info_slices = mi_arena_info_slices_needed(slice_count, exclusive, &bitmap_base);
   if (slice_count < info_slices+1) {
     _mi_warning_message("cannot use OS memory since it is not large enough (size %zu KiB, minimum required is %zu KiB)", mi_size_of_slices(slice_count)/MI_KiB, mi_size_of_slices(info_slices+1)/MI_KiB);
     return NULL;
@@ -1655,7 +1659,7 @@ static mi_arena_t* mi_arena_initialize(mi_subproc_t* subproc, void* start,
   arena->slices_dirty = mi_arena_bitmap_init(slice_count, &base);
   arena->slices_purge = mi_arena_bitmap_init(slice_count, &base);
   arena->pages_main.pages = mi_arena_bitmap_init(slice_count, &base);
-  for (size_t i = 0; i < MI_ARENA_BIN_COUNT; i++) {
+  for (size_t i = 0; exclusive==false && i < MI_ARENA_BIN_COUNT; i++) {  // region patch (0005): NULL in an exclusive arena
     mi_atomic_store_ptr_relaxed(mi_bitmap_t, &arena->pages_main.pages_abandoned[i], mi_arena_bitmap_init(slice_count, &base));
   }
   #if MI_PAGE_META_IS_SEPARATED
