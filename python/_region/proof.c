@@ -133,6 +133,7 @@ typedef struct proof {
     rpy_type_filter_t filter;    /* known_type over `types` */
     uint64_t counts;             /* the sum of the objects' reference counts */
     size_t objects;
+    size_t gc_objects;           /* those of them the collector counts (PyType_IS_GC) */
     size_t other_blocks;         /* object-heap blocks that hold no object */
     size_t owned_in_objects;     /* blocks the objects own, in object memory / elsewhere in the slot */
     size_t owned_in_buffers;
@@ -215,6 +216,7 @@ static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *blo
     p->objects++;
     scan_references(p, op);
     PyTypeObject *t = Py_TYPE(op);
+    p->gc_objects += PyType_IS_GC(t);
     /* The blocks lists and dicts own were counted with their references; tuples, ints, floats and
      * plain strs own none: rpy_owned_blocks for the rest. */
     if (t != &PyList_Type && t != &PyDict_Type && t != &PyTuple_Type && t != &PyLong_Type &&
@@ -367,6 +369,7 @@ int teardown_bulk(rpy_region_t *self) {
             region_destroy(r);                      /* mi_heap_destroy: every block at once */
             self->r = NULL;
             self->gone = "closed (freed in bulk)";
+            rpy_gc_objects_freed(p.gc_objects);
             release_outside(&p);
             result = TEARDOWN_DONE;
         }

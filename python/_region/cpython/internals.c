@@ -585,6 +585,14 @@ void rpy_visit_references(PyObject *op, visitproc visit, void *arg) {
     }
 }
 
+/* PyObject_GC_Del: "if (gcstate->generations[0].count > 0) gcstate->generations[0].count--"
+ * (gcmodule.c on 3.11 and 3.12, gc.c on 3.13); _PyObject_GC_Link counted each at its allocation. */
+void rpy_gc_objects_freed(size_t n) {
+    struct _gc_runtime_state *gc = gcstate();
+    int count = gc->generations[0].count;
+    gc->generations[0].count = (size_t)count > n ? count - (int)n : 0;
+}
+
 bool rpy_references_dropped(Py_ssize_t n) {
 #ifdef Py_REF_DEBUG
     _Py_RefTotal -= n;

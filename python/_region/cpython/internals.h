@@ -244,6 +244,12 @@ void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view);
  * (Py_TRACE_REFS), where a bulk teardown is impossible. */
 bool rpy_references_dropped(Py_ssize_t n);
 
+/* n GC objects were freed in bulk, without PyObject_GC_Del: does what their n calls would have done to
+ * the collector's count of allocations (decrement it while positive), so that objects a region made
+ * and freed trigger no more collections of the interpreter than the same objects made and freed
+ * outside. */
+void rpy_gc_objects_freed(size_t n);
+
 /* References a bulk teardown of op drops besides op's own count: a dict's own key table counts
  * its dk_refcnt in _Py_RefTotal too (dictkeys_incref/decref under Py_REF_DEBUG). */
 Py_ssize_t rpy_hidden_references(PyObject *op);
