@@ -3,7 +3,7 @@ with PNG plots, and prints the headline table (every goal, met or not, with its 
 
     .venv/bin/python bench/report.py [--results results] [--docs docs/benchmarks.md]
 
-Reads from the results folder whatever is there of python-bench.json, alloc-bench.json,
+Reads from the results folder whatever is there of python-bench.json, requests-bench.json, alloc-bench.json,
 numa-bench.json, transfer-bench.json, proof-bench.json, parallel-bench.json, limits.json and limits-static.json (with the Markdown tables
 the drivers wrote beside them), and writes report.md and plots/*.png there.  --docs also puts the
 report into that file, between its "report:begin" and "report:end" markers, with the plots copied
@@ -25,9 +25,12 @@ from benchreport import describe_machine  # noqa: E402
 
 SECTIONS = [
     # (results file, area, title, how it is produced)
-    ("python-bench", "Python", "Python: collection pauses, region collection, teardown, allocation",
+    ("python-bench", "Python", "Python: collection pauses, region collection, teardown, a region's life, allocation",
      "PYTHONPATH=build/python .venv/bin/python bench/python_bench.py --json results/python-bench.json "
      "--md results/python-bench.md"),
+    ("requests-bench", "Requests", "Python: a server with a region per request",
+     "PYTHONPATH=build/python .venv/bin/python bench/requests_bench.py --json results/requests-bench.json "
+     "--md results/requests-bench.md"),
     ("transfer-bench", "Transfer", "Python: ownership transfer between threads and interpreters",
      "PYTHONPATH=build/python .venv/bin/python bench/transfer_bench.py --json results/transfer-bench.json "
      "--md results/transfer-bench.md"),

@@ -25,7 +25,7 @@ mkdir -p results
 py=".venv/bin/python"
 export PYTHONPATH=build/python
 
-steps=12; n=0
+steps=13; n=0
 step() { n=$((n + 1)); printf '\n=== [%d/%d] %s\n' "$n" "$steps" "$*"; }
 start=$(date +%s)
 
@@ -38,6 +38,9 @@ $py examples/python_demo.py --objects $objects | tee results/python-demo.txt
 
 step "Python: collection pauses, region collection, teardown, a region's life, allocation (bench/python_bench.py)"
 $py bench/python_bench.py $quick --json results/python-bench.json --md results/python-bench.md
+
+step "Python: a server with a region per request vs the ordinary heap: throughput, latency, memory, gc pauses (bench/requests_bench.py)"
+$py bench/requests_bench.py $quick --json results/requests-bench.json --md results/requests-bench.md
 
 step "Python: handing a graph to another thread or subinterpreter by ownership vs pickle/marshal/bocpy/PEP 734 queues; hand-off latency (bench/transfer_bench.py)"
 $py bench/transfer_bench.py $quick --json results/transfer-bench.json --md results/transfer-bench.md
