@@ -315,8 +315,8 @@ int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_
 
 /* ---- Bulk teardown ----
  *
- * Closing a region in bulk frees every object at once with the region's heaps (mi_heap_destroy,
- * O(pages)) instead of one deallocation per object.  That is only sound when the scan proves
+ * Closing a region in bulk frees every object at once with the region's heaps (region_destroy: every
+ * page of its heaps, O(pages)) instead of one deallocation per object.  That is only sound when the scan proves
  *   (1) nothing outside the region refers to a region object (proof_unreferenced);
  *   (2) nothing outside uses a block of the region's heaps: every block of the object heap is an
  *       object the scan accepted or a block one of them owns (proof_unreferenced), and the buffer
@@ -366,10 +366,10 @@ int teardown_bulk(rpy_region_t *self) {
             region_t *r = self->r;
             membership_forget(self);                /* the members die with the heaps: no list may keep them */
             region_acquire(r);
-            region_destroy(r);                      /* mi_heap_destroy: every block at once */
+            region_destroy(r);                      /* every block at once */
             self->r = NULL;
             self->gone = "closed (freed in bulk)";
-            rpy_gc_objects_freed(p.gc_objects);
+            rpy_gc_objects_freed(p.gc_objects);     /* as p.gc_objects PyObject_GC_Del calls would */
             release_outside(&p);
             result = TEARDOWN_DONE;
         }

@@ -586,7 +586,9 @@ void rpy_visit_references(PyObject *op, visitproc visit, void *arg) {
 }
 
 /* PyObject_GC_Del: "if (gcstate->generations[0].count > 0) gcstate->generations[0].count--"
- * (gcmodule.c on 3.11 and 3.12, gc.c on 3.13); _PyObject_GC_Link counted each at its allocation. */
+ * (gcmodule.c on 3.11 and 3.12, gc.c on 3.13); _PyObject_GC_Link counted each at its allocation.
+ * The calling interpreter's count: a region made under one interpreter and closed under another
+ * gives it back to the second, as PyObject_GC_Del would. */
 void rpy_gc_objects_freed(size_t n) {
     struct _gc_runtime_state *gc = gcstate();
     int count = gc->generations[0].count;
