@@ -7,7 +7,7 @@
  *
  * INVARIANTS
  *   - A slot is registered as an exclusive mimalloc arena at most once (mimalloc 3.4 has no way to
- *     unregister, and a process may register at most 159 arenas).  `registered` never goes back.
+ *     unregister, and a process has at most 160 arenas).  `registered` never goes back.
  *   - A slot is registered only while it is still untouched: mimalloc assumes a new arena's memory
  *     is zero, and a fresh anonymous mapping is.
  *   - A slot is in exactly one of: taken (owned by one region), on the free list (registered, free),

@@ -100,7 +100,8 @@ typedef struct region_config {
      * 64 MiB; at least 64 MiB.  Default 4 GiB.  Address space only: nothing is committed up front. */
     size_t slot_size;
     /* How many regions may be alive at once.  Each one is a mimalloc arena, and mimalloc allows at
-     * most 159 per process; the default and the maximum is 150 (some headroom kept).  */
+     * most 160 per process, some of which it may take for its own memory; the default and the
+     * maximum is 150.  */
     unsigned max_regions;
 } region_config_t;
 

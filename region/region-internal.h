@@ -31,7 +31,7 @@
 
 #define REGION_ID_SLOT_BITS 8
 #define REGION_ID_SLOT_MASK ((1u << REGION_ID_SLOT_BITS) - 1)
-#define REGION_MAX_SLOTS 150u   /* mimalloc 3.4 registers at most 159 arenas per process */
+#define REGION_MAX_SLOTS 150u   /* mimalloc 3.4 has at most 160 arenas per process (MI_MAX_ARENAS) */
 #define REGION_NAME_MAX 64
 
 #define likely(x) __builtin_expect(!!(x), 1)
