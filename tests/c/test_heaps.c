@@ -69,14 +69,39 @@ typedef struct helper {
     bool filled, may_exit;
 } helper_t;
 
-static void *fill_then_wait(void *arg) {
-    helper_t *h = arg;
+/* The helper's side: fills the region as its owner, lets go, says so; returns holding h->lock. */
+static void fill_and_say_so(helper_t *h) {
     assert_ok(region_acquire(h->r));
     fill(h->r, h->blocks);
     assert_ok(region_release(h->r));
     pthread_mutex_lock(&h->lock);
     h->filled = true;
     pthread_cond_broadcast(&h->cond);
+}
+
+/* The main thread's side: waits until the helper has filled the region and let go. */
+static void wait_until_filled(helper_t *h) {
+    pthread_mutex_lock(&h->lock);
+    while (!h->filled) pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* Lets the region go to a new helper thread running fn, and takes it back, checked, once the helper
+ * has filled it.  Returns the helper, still running fn. */
+static pthread_t fill_on_a_helper(helper_t *h, void *(*fn)(void *)) {
+    h->filled = false;
+    assert_ok(region_release(h->r));
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, fn, h), 0);
+    wait_until_filled(h);
+    assert_ok(region_acquire(h->r));
+    check(h->r, h->blocks);
+    return t;
+}
+
+static void *fill_then_wait(void *arg) {
+    helper_t *h = arg;
+    fill_and_say_so(h);
     while (!h->may_exit) pthread_cond_wait(&h->cond, &h->lock);   /* alive, its theap too */
     pthread_mutex_unlock(&h->lock);
     return NULL;
@@ -87,14 +112,7 @@ static void a_live_theap_of_another_thread_means_destroy(void **state) {
     helper_t h = {.r = new_region("shared"), .blocks = malloc(BLOCKS * sizeof(unsigned char *)),
                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     unsigned slot = h.r->slot;
-    assert_ok(region_release(h.r));
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, fill_then_wait, &h), 0);
-    pthread_mutex_lock(&h.lock);
-    while (!h.filled) pthread_cond_wait(&h.cond, &h.lock);
-    pthread_mutex_unlock(&h.lock);
-    assert_ok(region_acquire(h.r));
-    check(h.r, h.blocks);
+    pthread_t t = fill_on_a_helper(&h, fill_then_wait);
     assert_ok(region_destroy(h.r));
     assert_null(regions[slot].spare_heap);              /* the helper's theap is alive: destroyed */
     pthread_mutex_lock(&h.lock);
@@ -119,12 +137,7 @@ static void a_live_theap_of_another_thread_means_destroy(void **state) {
 
 static void *fill_and_end(void *arg) {
     helper_t *h = arg;
-    assert_ok(region_acquire(h->r));
-    fill(h->r, h->blocks);
-    assert_ok(region_release(h->r));
-    pthread_mutex_lock(&h->lock);
-    h->filled = true;
-    pthread_cond_broadcast(&h->cond);
+    fill_and_say_so(h);
     pthread_mutex_unlock(&h->lock);
     return NULL;   /* and the thread ends, racing the main thread's destroy */
 }
@@ -137,15 +150,7 @@ static void destroy_races_the_exit_of_a_thread_that_allocated(void **state) {
                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     for (int round = 0; round < EXIT_RACE_ROUNDS; round++) {
         h.r = new_region("racing");
-        h.filled = false;
-        assert_ok(region_release(h.r));
-        pthread_t t;
-        assert_int_equal(pthread_create(&t, NULL, fill_and_end, &h), 0);
-        pthread_mutex_lock(&h.lock);
-        while (!h.filled) pthread_cond_wait(&h.cond, &h.lock);
-        pthread_mutex_unlock(&h.lock);
-        assert_ok(region_acquire(h.r));
-        check(h.r, h.blocks);
+        pthread_t t = fill_on_a_helper(&h, fill_and_end);
         assert_ok(region_destroy(h.r));                 /* while the helper may still be ending */
         assert_int_equal(pthread_join(t, NULL), 0);
     }
