@@ -229,9 +229,13 @@ void membership_unregister(rpy_region_t *self);
 
 /* Puts every GC-tracked object where it belongs: objects tracked while blocks were open, and
  * region objects that became tracked after their block, go to their region's list; everything else
- * to the interpreter's youngest generation.  Called when a block closes, before every collection,
- * and before anything reads a region's list. */
+ * to the interpreter's youngest generation.  Called before every collection and before anything
+ * reads a region's list. */
 void membership_sync(void);
+
+/* The first half of membership_sync, what a block's exit needs: the objects tracked while blocks
+ * were open, routed.  O(held objects); it does not walk the youngest generation. */
+void membership_route_held(void);
 
 /* Moves the objects of open regions in the interpreter's oldest generation back to their regions'
  * lists (after a full collection that had them merged in: collection.c). */

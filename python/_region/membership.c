@@ -6,13 +6,14 @@
  * How objects get there.  CPython tracks every new GC object on interp->gc.generation0.  While any
  * block of an interpreter is open (in any of its threads) that pointer is redirected to the
  * interpreter's HOLDING list below, so nothing tracked during a block lands in a generation.
- * membership_sync() then routes each held object by
- * its memory: to its region's list, or to the youngest generation (objects other threads made, or
- * objects made outside regions that became tracked during the block).  Region objects that become
- * tracked after their block (a dict is created untracked and tracked when it first holds a
- * container) land in the youngest generation; sync moves them too, and sync runs before every
- * collection (from a gc callback), so the collector never sees one.  The youngest generation holds
- * exactly the objects tracked since the last collection, which keeps that scan short.
+ * A block's exit routes each held object by its memory (membership_route_held): to its region's
+ * list, or to the youngest generation (objects other threads made, or objects made outside regions
+ * that became tracked during the block).  Region objects that become tracked after their block (a
+ * dict is created untracked and tracked when it first holds a container) land in the youngest
+ * generation; membership_sync() moves them too, and it runs before every collection (from a gc
+ * callback) and before anything reads a region's list (the proof, the audit, a region's collection,
+ * r.objects()), so neither the collector nor a reader of the lists ever misses one.  A block's exit
+ * does not walk the youngest generation: what it could find there is found by the next of those.
  *
  * When a Region goes away its members are merged into the oldest generation of the interpreter
  * running then: they become ordinary objects, collected by that interpreter from then on.
@@ -95,9 +96,13 @@ static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
     return owner ? owner->members : NULL;
 }
 
-void membership_sync(void) {
+void membership_route_held(void) {
     int index = rpy_interp_index();
     if (index >= 0 && holding_ready[index]) rpy_gclist_route(&holding[index], route_by_memory, NULL);
+}
+
+void membership_sync(void) {
+    membership_route_held();
     rpy_generation_route(0, route_by_memory, NULL);
 }
 
@@ -113,7 +118,7 @@ void membership_blocks_opened(int interp_index) {
 
 void membership_blocks_closed(void) {
     rpy_tracking_redirect(NULL);
-    membership_sync();
+    membership_route_held();
 }
 
 void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {

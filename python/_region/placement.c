@@ -626,7 +626,7 @@ int placement_exit(rpy_region_t *self) {
         membership_blocks_closed();
         rpy_freelists_unstash();
     } else {
-        membership_sync();
+        membership_route_held();
     }
     record_unref(self);
     return 0;
