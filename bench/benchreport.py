@@ -87,14 +87,19 @@ def publish(report, results, json_path=None, md_path=None):
 
 # ---- measurements in fresh interpreters ----
 
-def run_worker(script, case, mode, arg):
-    """Runs `script --worker case mode arg` in a fresh interpreter; the worker prints one JSON line
-    with "seconds"."""
+def run_worker_record(script, case, mode, arg):
+    """Runs `script --worker case mode arg` in a fresh interpreter; the JSON record the worker printed
+    as its last line."""
     out = subprocess.run([sys.executable, script, "--worker", case, mode, str(arg)],
                          capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
         raise RuntimeError(f"worker {case} {mode} {arg} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run_worker(script, case, mode, arg):
+    """run_worker_record for a worker whose record has "seconds": those."""
+    return run_worker_record(script, case, mode, arg)["seconds"]
 
 
 def summary(values):

@@ -25,12 +25,9 @@ import asyncio
 import gc
 import json
 import resource
-import statistics
-import subprocess
-import sys
 import time
 
-from benchreport import describe_machine, goal_records, goals_table, machine, publish, summary
+from benchreport import describe_machine, goal_records, goals_table, machine, publish, run_worker_record, summary
 
 IN_FLIGHT = 128
 
@@ -118,14 +115,6 @@ def worker(mode, total):
             "longest_gc_pause": max(pauses, default=0.0), "collections": len(pauses)}
 
 
-def run_worker(mode, total):
-    out = subprocess.run([sys.executable, __file__, "--worker", mode, str(total)],
-                         capture_output=True, text=True, timeout=900)
-    if out.returncode != 0:
-        raise RuntimeError(f"worker {mode} failed:\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 METRICS = ["throughput", "p50", "p99", "peak_rss_kib", "longest_gc_pause", "collections"]
 
 
@@ -134,10 +123,10 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--md", help="write the Markdown report here")
-    parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)   # serve MODE REQUESTS
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], int(args.worker[1]))))
+        print(json.dumps(worker(args.worker[1], int(args.worker[2]))))
         return
 
     rounds = 3 if args.quick else 5
@@ -147,7 +136,7 @@ def main():
     print(f"{total:,} requests, {IN_FLIGHT} in flight", end=" ", flush=True)
     for _ in range(rounds):
         for m in modes:
-            runs[m].append(run_worker(m, total))
+            runs[m].append(run_worker_record(__file__, "serve", m, total))
             print(".", end="", flush=True)
     print()
     stats = {m: {k: summary([run[k] for run in runs[m]]) for k in METRICS} for m in modes}
