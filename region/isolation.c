@@ -25,13 +25,11 @@
 
 #include "region-internal.h"
 
-#define SLICE_SHIFT 16   /* mimalloc 3's arena slice: pages start and end on 64 KiB boundaries */
-
 /* The slices [first, last] of a page's memory, as offsets from the slot base. */
 static void page_slices(const riso_t *s, const mi_heap_area_t *area, uintptr_t *first, uintptr_t *last) {
     uintptr_t start = (uintptr_t)area->blocks - s->base;
-    *first = start >> SLICE_SHIFT;
-    *last = (start + (area->reserved ? area->reserved : 1) - 1) >> SLICE_SHIFT;
+    *first = start >> RISO_SLICE_SHIFT;
+    *last = (start + (area->reserved ? area->reserved : 1) - 1) >> RISO_SLICE_SHIFT;
 }
 
 /* First round: the span of slices the object pages cover, so the bitmap is as small as they are. */
@@ -73,6 +71,10 @@ region_status riso_begin(riso_t *s, region_t *r) {
     }
     mi_heap_visit_blocks(r->object_heap, false, mark_page, s);
     return REGION_OK;
+}
+
+size_t riso_block_size(const void *block) {
+    return mi_usable_size(block);
 }
 
 /* A recent entry's count joins the map, and the entry is free again. */

@@ -274,6 +274,8 @@ bool rblock_is_live(const region_t *r, const void *p);
 /* ---- The isolation engine's scan (isolation.c) ---- */
 
 #define RISO_RECENT 64   /* outside targets kept in front of the map: the same few recur (classes, keys) */
+#define RISO_SLICE_SHIFT 16   /* mimalloc 3's arena slice: pages start and end on 64 KiB boundaries */
+#define RISO_SLICE_SIZE ((uintptr_t)1 << RISO_SLICE_SHIFT)
 
 typedef struct riso_recent {
     const void *target;
@@ -302,8 +304,20 @@ void riso_note_outside(riso_t *s, const void *target);   /* the slow path of ris
 /* Whether p lies in r's object memory (a page of its object heap). */
 static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
     uintptr_t offset = (uintptr_t)p - s->base;
-    uintptr_t bit = (offset >> 16) - s->first_slice;   /* wraps to a huge value below first_slice */
+    uintptr_t bit = (offset >> RISO_SLICE_SHIFT) - s->first_slice;   /* wraps to a huge value below first_slice */
     return offset < s->size && bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1);
+}
+
+size_t riso_block_size(const void *block);   /* the usable size of a live block of object memory */
+
+/* A size to test a live block of object memory with, for a test that reads at most `reach` bytes of
+ * it and may take the block for bigger than it is but never for smaller (the lenient test of a block
+ * an object owns, proof.c): "any size" (SIZE_MAX / 2) when those bytes lie in the block's 64 KiB
+ * slice, which is committed while the block lives (pages are committed whole: arena/reserve.c), else
+ * the block's own size, since the slice after the last page in use may be uncommitted (PROT_NONE). */
+static inline size_t riso_probe_size(const void *block, size_t reach) {
+    if (((uintptr_t)block & (RISO_SLICE_SIZE - 1)) + reach <= RISO_SLICE_SIZE) return SIZE_MAX / 2;
+    return riso_block_size(block);
 }
 
 /* Sorts one reference an object holds (NULL is none).  Inline: it runs once per reference. */

@@ -163,7 +163,8 @@ static int visit_reference(PyObject *child, void *arg) {
 }
 
 /* A block an object owns.  One in object memory must be one of the blocks the scan finds holding no
- * object: so it must not look like an object even to the most lenient test (any size). */
+ * object: so it must not look like an object even to a test at least as lenient as the scan's (any
+ * size, where reading the header words cannot run past committed memory: riso_probe_size). */
 static inline void count_owned(void *block, void *arg) {
     proof_t *p = arg;
     uintptr_t offset = (uintptr_t)block - p->scan.base;
@@ -171,7 +172,8 @@ static inline void count_owned(void *block, void *arg) {
         p->owned_outside = true;
     } else if (riso_in_object_memory(&p->scan, block)) {
         p->owned_in_objects++;
-        if (rpy_object_in_block(block, SIZE_MAX / 2, &p->filter)) p->unproven = true;
+        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter))
+            p->unproven = true;
     } else {
         p->owned_in_buffers++;
     }
