@@ -72,6 +72,11 @@ typedef struct block_stack {
     /* The owning thread's current/current_interp, for a thread that ends one of its blocks. */
     region_t **current;
     PyInterpreterState **current_interp;
+    /* The thread state whose dict watch_thread_end last put its capsule in, by ids that are never
+     * reused (an interpreter's, and the thread state's within it): a new thread state, even at the
+     * same address, is watched anew. */
+    int64_t watched_interp;
+    uint64_t watched_thread;
 } block_stack_t;
 /* The calling thread's stack, allocated at its first block (NULL before), freed when it ends. */
 static __thread block_stack_t *stack __attribute__((tls_model("initial-exec")));
@@ -480,6 +485,7 @@ static block_stack_t *own_stack(void) {
     }
     s->current = &current;
     s->current_interp = &current_interp;
+    s->watched_interp = -1;   /* no interpreter's id */
     return stack = s;
 }
 
@@ -487,6 +493,10 @@ static block_stack_t *own_stack(void) {
  * destructor runs when the thread state is cleared (with the GIL, in the thread, as it ends).  Made
  * before the block is pushed: it must not be region memory. */
 static int watch_thread_end(void) {
+    PyThreadState *tstate = PyThreadState_Get();
+    int64_t interp = binding_current_interp();
+    uint64_t thread = PyThreadState_GetID(tstate);
+    if (stack->watched_interp == interp && stack->watched_thread == thread) return 0;
     PyObject *dict = PyThreadState_GetDict();
     if (!dict) return 0;   /* no thread state dict: nothing to watch with (never in practice) */
     PyObject *key = PyUnicode_InternFromString("region.blocks");
@@ -498,23 +508,23 @@ static int watch_thread_end(void) {
         Py_XDECREF(capsule);
     }
     Py_XDECREF(key);
-    return rc < 0 ? -1 : 0;
+    if (rc < 0) return -1;
+    stack->watched_interp = interp;
+    stack->watched_thread = thread;
+    return 0;
 }
 
 /* After a context change: a spare keys table that is region memory must not stay where another
  * context could pop it; the top one (the next to be popped) must be the current context's memory.
  * Ordinary spares below the top may stay in a region context (at worst a placement miss when several
- * pops happen without an allocation between them), which keeps a block entry at one replacement. */
-static bool spare_is_wrong(void *table, bool on_top, const void *here) {
-    region_t *owner = rhost_slot_region(table);
-    if (owner) return owner != here;
-    return on_top && here != NULL;
-}
-
-/* The replacement after every context change: `here` found once, not once per spare (a block's entry
- * and exit each check all 80). */
+ * pops happen without an allocation between them), which keeps a block entry at one replacement.
+ * The rule is by address (rpy_spare_rule_t): a region's memory is its slot. */
 static void replace_wrong_spares(void) {
-    rpy_keys_freelist_replace(spare_is_wrong, receiving(rpy_current_interp()));
+    region_t *here = receiving(rpy_current_interp());
+    rpy_keys_freelist_replace(&(rpy_spare_rule_t){
+        .regions = (uintptr_t)rarena_reservation.base, .regions_size = rarena_reservation.span,
+        .here = here ? (uintptr_t)rarena_slot_base(here->slot) : 0,
+        .here_size = here ? rarena_reservation.slot_size : 0});
 }
 
 int placement_suspend(void) {

@@ -1075,13 +1075,19 @@ void rpy_keys_freelist_refill(void) {
     keys_freelist_refill_self();
 }
 
-void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top, const void *context),
-                               const void *context) {
+static inline bool spare_is_wrong(const rpy_spare_rule_t *rule, const void *table, bool on_top) {
+    uintptr_t at = (uintptr_t)table;
+    bool here = at - rule->here < rule->here_size;
+    if (at - rule->regions < rule->regions_size) return !here;
+    return on_top && rule->here_size != 0;
+}
+
+void rpy_keys_freelist_replace(const rpy_spare_rule_t *rule) {
     rpy_keys_freelist_refill();
     PyInterpreterState *d = view_guarded();
     if (!spare_alloc || !d || KEYS_COUNT(d) < 0) return;
     for (int i = 0; i < KEYS_COUNT(d); i++) {
-        if (!is_wrong(KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1, context)) continue;
+        if (!spare_is_wrong(rule, KEYS_ITEMS(d)[i], i == RPY_KEYS_FREELIST_FULL - 1)) continue;
         void *spare = spare_alloc(MIN_KEYS_SIZE);
         if (!spare) return;
         spare_free(KEYS_ITEMS(d)[i]);

@@ -318,10 +318,19 @@ static inline bool rpy_keys_freelist_intact(PyInterpreterState *interp) {
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table));
 void rpy_keys_freelist_refill(void);
 
-/* Replaces every spare table for which is_wrong(table, on_top, context) holds with one from the
- * current context (on_top: the entry the next pop takes; context: the caller's, passed through). */
-void rpy_keys_freelist_replace(bool (*is_wrong)(void *table, bool on_top, const void *context),
-                               const void *context);
+/* Which spare tables a context change replaces, by address alone (the loop runs over every spare at
+ * each block entry and exit, so it makes no call per spare): a table in region memory,
+ * [regions, regions + regions_size), outside the current context's, [here, here + here_size), is
+ * wrong wherever it is; the top one (the next pop takes it) is wrong unless it is the current
+ * context's memory - here_size 0: the context is ordinary memory, which any table outside region
+ * memory is. */
+typedef struct rpy_spare_rule {
+    uintptr_t regions, regions_size;
+    uintptr_t here, here_size;
+} rpy_spare_rule_t;
+
+/* Replaces every spare table the rule calls wrong with one from the current context. */
+void rpy_keys_freelist_replace(const rpy_spare_rule_t *rule);
 
 /* ---- Interpreters ---- */
 
