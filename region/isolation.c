@@ -61,7 +61,7 @@ static bool mark_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *b
 
 region_status riso_begin(riso_t *s, region_t *r) {
     *s = (riso_t){.r = r, .base = (uintptr_t)rarena_slot_base(r->slot), .size = rarena_reservation.slot_size};
-    mi_heap_collect(r->object_heap, false);   /* fold the calling thread's pending frees in */
+    mi_heap_collect_frees(r->object_heap);   /* fold the frees pending in the calling thread's pages in */
     mi_heap_visit_blocks(r->object_heap, false, span_page, s);
     if (!s->slice_count) return REGION_OK;   /* no object pages: every reference into the slot is stray */
     s->object_slices = calloc((s->slice_count + 63) / 64, sizeof *s->object_slices);

@@ -282,7 +282,7 @@ static bool sum_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *bl
 
 /* Adds the pages of heap, one of r's, to *sum. */
 static void sum_heap(region_t *r, mi_heap_t *heap, stats_sum_t *sum) {
-    mi_heap_collect(heap, false);   /* fold the calling thread's own pending frees in */
+    mi_heap_collect_frees(heap);   /* fold the frees pending in the calling thread's pages in */
     sum->counting_blocks = r->owned_by_others;
     mi_heap_visit_blocks(heap, sum->counting_blocks, sum_area, sum);
 }

@@ -234,6 +234,7 @@ mi_decl_nodiscard mi_decl_export mi_heap_t* mi_heap_new(void);
 mi_decl_export void mi_heap_delete(mi_heap_t* heap);            // move live blocks to the main heap
 mi_decl_export void mi_heap_destroy(mi_heap_t* heap);           // free all live blocks
 mi_decl_export bool mi_heap_reset(mi_heap_t* heap);             // region patch: free all live blocks, keep the heap (false: not done, see heap.c)
+mi_decl_export void mi_heap_collect_frees(mi_heap_t* heap);     // region patch: mi_heap_collect(heap, false) less all but folding in pending frees (theap.c)
 mi_decl_export void mi_heap_set_numa_affinity(mi_heap_t* heap, int numa_node);
 mi_decl_export void mi_heap_collect(mi_heap_t* heap, bool force);
 
