@@ -103,7 +103,7 @@ void membership_route_held(void) {
 
 void membership_sync(void) {
     membership_route_held();
-    rpy_generation_route(0, route_by_memory, NULL);
+    rpy_generation0_route_arrivals(route_by_memory, NULL);
 }
 
 void membership_reclaim_from_oldest(void) { rpy_generation_route(-1, route_by_memory, NULL); }

@@ -3,6 +3,8 @@ import gc
 import threading
 import weakref
 
+import pytest
+
 import region
 
 
@@ -107,3 +109,38 @@ def test_many_regions_created_and_dropped_reuse_their_slots():
             reg.root = [[j] for j in range(20)]
         del reg
     gc.collect()
+
+
+@pytest.mark.parametrize("between", ["nothing", "a collection of the youngest generation", "a full collection",
+                                     "gc.freeze()", "gc.freeze() and gc.unfreeze()"])
+def test_objects_tracked_after_a_proof_are_found_by_the_next(between):
+    """A sync of the lists (before every proof, and r.objects()) walks only what entered the youngest
+    generation since the previous one (internals.c, "Arrivals"): dicts of a region that become tracked
+    after it, whatever the collector did in between, must still leave the generation for the region's
+    list, as before the region is freed in bulk."""
+    r = region.region("late")
+    with r:
+        r.root = ([{"k": i} for i in range(50)], [[i] for i in range(50)])   # the dicts are untracked
+    dicts, lists = r.root
+    r.objects()                                 # a sync: the youngest generation walked, its end marked
+    try:
+        if between == "a collection of the youngest generation":
+            gc.collect(0)
+        elif between == "a full collection":
+            gc.collect()
+        elif between.startswith("gc.freeze()"):
+            gc.freeze()
+            if "unfreeze" in between:
+                gc.unfreeze()
+        for d, inner in zip(dicts, lists):
+            d["x"] = inner                      # tracked now, outside any block: into the youngest generation
+        assert all(gc.is_tracked(d) for d in dicts)
+        assert {id(d) for d in dicts} <= gc_ids()
+        del d, inner
+        members = {id(o) for o in r.objects()}  # the next sync moves them to the region's list
+        assert not {id(d) for d in dicts} & gc_ids()
+        assert {id(d) for d in dicts} <= members
+        del dicts, lists
+        r.close()
+    finally:
+        gc.unfreeze()

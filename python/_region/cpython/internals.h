@@ -46,6 +46,11 @@ void rpy_gclist_route(rpy_gclist_t *from, rpy_gclist_t *(*route)(PyObject *op, v
  * route(op, arg) returns a list to that list; the others stay. */
 void rpy_generation_route(int generation, rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
 
+/* rpy_generation_route(0, ...) for the objects tracked in the youngest generation since the previous
+ * call in this interpreter, found without walking the rest (internals.c, "Arrivals"): the whole
+ * generation only after a collection, gc.freeze(), or in an interpreter that is not attached. */
+void rpy_generation0_route_arrivals(rpy_gclist_t *(*route)(PyObject *op, void *arg), void *arg);
+
 /* Appends every member of `from` to the interpreter's oldest generation. */
 void rpy_gclist_merge_into_oldest(rpy_gclist_t *from);
 
