@@ -103,10 +103,13 @@ static void init_struct(region_t *r, unsigned slot, const region_options_t *o, u
  *
  * Destroying a region frees every block of its heaps at once.  When only the destroying thread has
  * allocated from a heap since it was last emptied, mimalloc (patch 0004, mi_heap_reset) empties it
- * and keeps it - the heap, its page info in the slot's arena and the thread's theap - and the slot's
- * next region takes it: no heap to free and make again, the largest part of a short region's life.
- * Otherwise the heap is destroyed and the next region makes a new one.  A slot's heaps are of the
- * slot's arena, so whichever region takes them allocates where it must. */
+ * and keeps it - the heap, its page info in the slot's arena, the thread's theap and, emptied, one of
+ * its pages per size of small blocks (patch 0007) - and the slot's next region takes it: no heap to
+ * free and make again, no page to take from the arena and give back for each size a short region
+ * allocates.  Otherwise the heap is destroyed and the next region makes a new one.  A slot's heaps
+ * are of the slot's arena, so whichever region takes them allocates where it must; a kept page is the
+ * slot's memory, placed by the slot's NUMA policy, which mbind moves with the rest of the slot when a
+ * region of another binding takes it (arena/numa.c). */
 
 /* A heap for the region taking this slot: the one its last region left, or a new one (NULL: out of
  * memory). */

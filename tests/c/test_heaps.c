@@ -1,6 +1,6 @@
 /* A slot's heaps outlive its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
- * when only the destroying thread has allocated from a heap, destroy empties it and the slot's next
- * region takes it; otherwise it is destroyed.  White-box: compiled with libregion's sources, to see
+ * when only the destroying thread has allocated from a heap, destroy empties it, keeping one page per
+ * size (patch 0007), and the slot's next region takes it; otherwise it is destroyed.  White-box: compiled with libregion's sources, to see
  * which heap a region got. */
 #include <stdlib.h>
 
@@ -55,6 +55,65 @@ static void same_thread_reuses_the_heaps(void **state) {
     fill(next, blocks);                                 /* the kept heap allocates again, in the slot */
     check(next, blocks);
     for (int i = 0; i < BLOCKS; i += 2) assert_ok(region_free(next, blocks[i]));
+    assert_ok(region_destroy(next));
+    free(blocks);
+}
+
+/* ---- Kept pages (patch 0007) ---- */
+
+static bool count_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    size_t *counts = arg;
+    counts[0]++;
+    counts[1] += area->used;
+    return true;
+}
+
+#define PAGE_OF(p) ((uintptr_t)(p) >> 16)   /* small pages are 64 KiB, aligned */
+
+/* A reset heap keeps, empty, one page per size of small blocks its thread used; the slot's next
+ * region allocates there first, and the rest of the kept page is free blocks. */
+static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
+    (void)state;
+    enum { MANY = 4000 };   /* of 64 bytes: several pages; of 200: more */
+    static const size_t kinds[] = {64, 200};
+    void **blocks = malloc(2 * MANY * sizeof *blocks);
+    region_t *r = new_region("pages");
+    unsigned slot = r->slot;
+    mi_heap_t *heap = r->heap;
+    for (int i = 0; i < 2 * MANY; i++) assert_non_null(blocks[i] = region_alloc(r, kinds[i % 2]));
+    region_stats_t s;
+    assert_ok(region_stats(r, &s));
+    assert_true(s.pages >= 6);
+    uintptr_t first_pages[2 * MANY];
+    for (int i = 0; i < 2 * MANY; i++) first_pages[i] = PAGE_OF(blocks[i]);
+    assert_ok(region_destroy(r));
+
+    size_t counts[2] = {0, 0};   /* pages, blocks in use */
+    mi_heap_visit_blocks(regions[slot].spare_heap, false, count_page, counts);
+    assert_int_equal(counts[0], 2);   /* one per size, the others given back */
+    assert_int_equal(counts[1], 0);   /* empty */
+
+    region_t *next = new_region("next");
+    assert_int_equal(next->slot, slot);
+    assert_ptr_equal(next->heap, heap);
+    /* (no region_stats here: its collect gives back pages with no block in use, kept ones too) */
+    for (int i = 0; i < 2 * MANY; i++) {
+        assert_non_null(blocks[i] = region_alloc(next, kinds[i % 2]));
+        memset(blocks[i], i & 0xff, kinds[i % 2]);
+    }
+    for (int k = 0; k < 2; k++) {   /* each size's first block is in a page of the first region's */
+        bool reused = false;
+        for (int i = 0; i < 2 * MANY && !reused; i++) reused = first_pages[i] == PAGE_OF(blocks[k]);
+        assert_true(reused);
+    }
+    for (int i = 0; i < 2 * MANY; i++) {   /* every block its own: no block handed out twice */
+        assert_ptr_equal(region_of(blocks[i]), next);
+        assert_int_equal(((unsigned char *)blocks[i])[0], i & 0xff);
+        assert_int_equal(((unsigned char *)blocks[i])[kinds[i % 2] - 1], i & 0xff);
+    }
+    assert_ok(region_stats(next, &s));
+    assert_int_equal(s.blocks, 2 * MANY);
     assert_ok(region_destroy(next));
     free(blocks);
 }
@@ -164,6 +223,7 @@ static void destroy_races_the_exit_of_a_thread_that_allocated(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_thread_reuses_the_heaps),
+        cmocka_unit_test(a_reset_heap_keeps_one_empty_page_per_size),
         cmocka_unit_test(a_live_theap_of_another_thread_means_destroy),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
     };

@@ -2419,6 +2419,7 @@ static bool mi_heap_delete_page(const mi_heap_t* heap, const mi_heap_area_t* are
   mi_heap_t*  heap_target           = info->heap_target;
   mi_theap_t* const theap           = NULL; // info->theap;       mi_assert_internal(_mi_theap_heap(theap) == heap);
   mi_page_t*  const page            = (mi_page_t*)area->reserved1;
+  if (page->retire_expire == MI_RESET_KEEP) return true;   // region patch (0007): mi_heap_reset keeps it
 
   mi_page_claim_ownership(page);       // claim ownership
   if (mi_page_is_abandoned(page)) {

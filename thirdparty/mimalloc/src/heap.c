@@ -230,6 +230,26 @@ void mi_heap_destroy(mi_heap_t* heap) {
   _mi_heap_force_destroy(heap);
 }
 
+// region patch (0007): mi_heap_reset keeps, of the caller's theap, one page per size bin of small
+// blocks, emptied, for the heap's next use: a short-lived region of the slot would otherwise take a
+// fresh page from the arena for each size it allocates and give it back at its destroy, the largest
+// part of its life left (a claim in the arena's bitmaps, the page map, the page info, and back).  One
+// page per bin bounds what a reset heap keeps committed: a region that grew to many pages gives the
+// others back.  Kept pages are marked by a retire count no retired page has (MI_RESET_KEEP), so that
+// the page visit of _mi_heap_destroy_pages passes them by.
+static void mi_heap_reset_choose_kept(mi_theap_t* own, mi_page_t** kept) {
+  for (size_t queue = 0; queue <= MI_BIN_FULL; queue++) {
+    for (mi_page_t* page = own->pages[queue].first; page != NULL; page = page->next) {
+      const size_t bsize = mi_page_block_size(page);
+      if (bsize > MI_SMALL_MAX_OBJ_SIZE || page->memid.memkind != MI_MEM_ARENA || mi_page_is_abandoned(page)) continue;
+      const size_t bin = _mi_bin(bsize);
+      if (bin >= MI_BIN_FULL || kept[bin] != NULL) continue;
+      kept[bin] = page;
+      page->retire_expire = MI_RESET_KEEP;
+    }
+  }
+}
+
 // region patch (0004): frees every block of `heap` at once, as mi_heap_destroy does, but keeps the
 // heap, its page info and the calling thread's theap, so that the heap can serve again at once (a
 // new region in the same arena): no heap or theap to free and make, no statistics to merge.  Done
@@ -247,7 +267,9 @@ bool mi_heap_reset(mi_heap_t* heap) {
     only_own = (heap->theaps == own && (own == NULL || own->hnext == NULL));
   }
   if (!only_own) return false;
-  _mi_heap_destroy_pages(heap);   // every page, the caller's theap's included (they are detached from it)
+  mi_page_t* kept[MI_BIN_FULL] = { NULL };   // region patch (0007): by bin
+  if (own != NULL) mi_heap_reset_choose_kept(own, kept);
+  _mi_heap_destroy_pages(heap);   // every page but the kept ones, the caller's theap's included (they are detached from it)
   if (own != NULL) {
     // the theap's queues still name the freed pages: back to an empty theap's
     _mi_memcpy_aligned(&own->pages_free_direct, &_mi_theap_empty.pages_free_direct, sizeof(own->pages_free_direct));
@@ -256,6 +278,9 @@ bool mi_heap_reset(mi_heap_t* heap) {
     own->page_retired_min = _mi_theap_empty.page_retired_min;
     own->page_retired_max = _mi_theap_empty.page_retired_max;
     own->pages_full_size = 0;
+    for (size_t bin = 0; bin < MI_BIN_FULL; bin++) {
+      if (kept[bin] != NULL) _mi_theap_keep_empty_page(own, kept[bin]);
+    }
   }
   return true;
 }

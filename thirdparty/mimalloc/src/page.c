@@ -626,6 +626,23 @@ static mi_decl_noinline void mi_page_free_list_extend( mi_page_t* const page, co
 // Note: we also experimented with "bump" allocation on the first
 // allocations but this did not speed up any benchmark (due to an
 // extra test in malloc? or cache effects?)
+// region patch (0007): makes `page`, a page of `theap` whose blocks mi_heap_reset just freed, an empty
+// page of the theap again: no block in use and none in a free list (the next allocation extends the
+// free list from the page's start, as for a fresh page), first in its size's queue.  See heap.c,
+// mi_heap_reset, for which pages and why.
+void _mi_theap_keep_empty_page(mi_theap_t* theap, mi_page_t* page) {
+  mi_assert_internal(page->theap == theap && !mi_page_is_abandoned(page));
+  mi_page_flags_set(page, false, MI_PAGE_IN_FULL_QUEUE);  // directly: the theap's full-queue size was reset
+  page->retire_expire = 0;
+  page->used = 0;
+  page->capacity = 0;
+  page->free = NULL;
+  page->local_free = NULL;
+  page->free_is_zero = false;
+  mi_atomic_store_release(&page->xthread_free, mi_tf_create(NULL, true));  // owned, no frees pending
+  mi_page_queue_push(theap, mi_page_queue(theap, mi_page_block_size(page)), page);
+}
+
 static bool mi_page_extend_free(mi_theap_t* theap, mi_page_t* page) {
   mi_assert_expensive(mi_page_is_valid_init(page));
   #if (MI_SECURE<3)

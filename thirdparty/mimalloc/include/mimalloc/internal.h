@@ -303,6 +303,7 @@ bool          _mi_page_visit_blocks( mi_page_t* page, mi_block_visit_fun* visito
 void          _mi_heap_area_init(mi_heap_area_t* area, mi_page_t* page);
 mi_decl_cold  mi_theap_t* _mi_heap_theap_get_or_init(const mi_heap_t* heap);  // get (and possible create) the theap belonging to a heap
 mi_decl_cold  mi_theap_t* _mi_heap_theap_get_peek(const mi_heap_t* heap);     // get the theap for a heap without initializing (and return NULL in that case)
+void          _mi_theap_keep_empty_page(mi_theap_t* theap, mi_page_t* page);   // region patch (0007): page.c
 void          _mi_heap_move_pages(mi_heap_t* heap_from, mi_heap_t* heap_to);  // in "arena.c"
 void          _mi_heap_destroy_pages(mi_heap_t* heap_from);                   // in "arena.c"
 void          _mi_arena_pages_free(mi_arena_pages_t* arena_pages);            // in "arena.c" (region patch)

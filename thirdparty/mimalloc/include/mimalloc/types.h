@@ -204,6 +204,7 @@ terms of the MIT license. A copy of the license can be found in the file
 #endif
 #define MI_BIN_FULL  (MI_BIN_HUGE+1)
 #define MI_BIN_COUNT (MI_BIN_FULL+1)
+#define MI_RESET_KEEP  UINT8_MAX   // region patch (0007): the retire count of a page mi_heap_reset keeps (heap.c)
 
 // We never allocate more than PTRDIFF_MAX (see also <https://sourceware.org/ml/libc-announce/2019/msg00001.html>)
 #define MI_MAX_ALLOC_SIZE        PTRDIFF_MAX
