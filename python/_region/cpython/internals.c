@@ -174,8 +174,9 @@ void rpy_generation_route(int generation, rpy_gclist_t *(*route)(PyObject *op, v
  * the youngest generation; it is not after a collection (the survivors go to an older one: the
  * interpreter's count of collections changed) or gc.freeze() (to the permanent generation: the walk
  * from the marker meets that generation's head, or an older one's, before the youngest's).  Either
- * way the whole youngest generation is walked, as before, and the marker put back at its tail.  A
- * reused interpreter index (another interpreter, by id) starts with a new marker. */
+ * way the whole youngest generation is walked, as before, and the marker put back at its tail.  An
+ * interpreter's end unlinks its marker (rpy_interp_detach), so that the next interpreter given the
+ * index makes a new one while nothing of the old one's lists can reach it. */
 
 typedef struct arrivals_marker {
     PyGC_Head gc;
@@ -184,7 +185,7 @@ typedef struct arrivals_marker {
 
 typedef struct arrivals {
     arrivals_marker_t marker;
-    int64_t interp;              /* the id of the interpreter whose youngest generation holds it; -1: none */
+    int64_t interp;              /* the id of the interpreter whose lists hold it, while it is tracked */
     Py_ssize_t collections;      /* that interpreter's collections when it was put there */
 } arrivals_t;
 
@@ -255,6 +256,15 @@ void rpy_generation0_route_arrivals(rpy_gclist_t *(*route)(PyObject *op, void *a
         a->interp = interp;
     }
     a->collections = collections;
+}
+
+/* The calling interpreter's marker leaves its lists (it is ending). */
+static void arrivals_forget(int index) {
+    arrivals_t *a = &arrivals[index];
+    PyObject *list = (PyObject *)&a->marker.list;
+    if (a->interp != PyInterpreterState_GetID(_PyInterpreterState_GET()) || !_PyObject_GC_IS_TRACKED(list)) return;
+    gc_list_unlink(&a->marker.gc);
+    a->marker.gc._gc_next = 0;   /* untracked */
 }
 
 void rpy_gclist_merge_into_oldest(rpy_gclist_t *from) {
@@ -1327,6 +1337,7 @@ void rpy_interp_detach(void) {
     interp_entry_t *e = entry_of(interp);
     if (!e) return;
     rpy_freelists_unstash();   /* its own finalization frees what it kept */
+    arrivals_forget((int)(e - interps));
     __atomic_store_n(&e->interp, NULL, __ATOMIC_RELEASE);
     __atomic_add_fetch(&rpy_attach_generation, 1, __ATOMIC_RELEASE);   /* every view is bound again */
 }
