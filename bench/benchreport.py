@@ -74,6 +74,14 @@ def goal_records(rows):
     return [{"what": what, "measured": measured, "goal": goal, "met": met} for what, measured, goal, met in rows]
 
 
+def publish_goals(header, rows, results, note, json_path=None, md_path=None, extra=()):
+    """A benchmark's report: the goals table of rows (their records go into results["goals"]), a line
+    on the machine and on how it was measured, any extra lines; printed and written as asked."""
+    results["goals"] = goal_records(rows)
+    lines = goals_table(header, rows) + ["", f"Machine: {describe_machine(results['machine'])}; {note}", *extra]
+    publish("\n".join(lines), results, json_path, md_path)
+
+
 def publish(report, results, json_path=None, md_path=None):
     """Prints the report and writes the files that were asked for."""
     print(report)

@@ -20,8 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 # The subinterpreter calls of 3.12 and 3.13 differ; the tests' shim covers both.
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "python"))
-from benchreport import (cell, describe_machine, goal_records, goals_table, machine, measure_in_workers,  # noqa: E402
-                         publish, ratio_range)
+from benchreport import cell, machine, measure_in_workers, publish_goals, ratio_range  # noqa: E402
 
 REGIONS = 8
 ITEMS = 2_000
@@ -164,12 +163,10 @@ def main():
             (f"the same jobs without regions (each worker on a list of its own, nothing handed over): one "
              f"{cell(m['plain-one'])}, two {cell(m['plain-two'])}: what this machine gives two GILs",
              f"{ceiling[0]:.2f}× ({ceiling[1]:.2f}..{ceiling[2]:.2f})", "-", None)]
-    results["goals"] = goal_records(rows)
-    lines = goals_table(f"parallel hand-over (CPython {results['python']})", rows)
-    lines += ["", f"Machine: {describe_machine(results['machine'])}; {os.cpu_count()} CPUs; {rounds} rounds, "
-              "each measurement in a fresh process, the modes taking turns. With two workers every job "
-              "hands its region to the other GIL."]
-    publish("\n".join(lines), results, args.json, args.md)
+    publish_goals(f"parallel hand-over (CPython {results['python']})", rows, results,
+                  f"{os.cpu_count()} CPUs; {rounds} rounds, each measurement in a fresh process, the modes "
+                  "taking turns. With two workers every job hands its region to the other GIL.",
+                  args.json, args.md)
     return 0
 
 

@@ -24,7 +24,7 @@ import statistics
 import sys
 import time
 
-from benchreport import cell, describe_machine, goal_records, goals_table, machine, publish
+from benchreport import cell, machine, publish_goals
 from transfer_bench import GRAPHS, graph_in_region
 
 
@@ -98,11 +98,9 @@ def main():
         rows.append((f"the audit's graph walk alone (r.check() before the engine) {cell(m['audit'])}",
                      f"{audit_over_proof[0]:.1f}× the fast pass ({audit_over_proof[1]:.1f}..{audit_over_proof[2]:.1f})",
                      "-", None))
-    results["goals"] = goal_records(rows)
-    lines = goals_table("isolation proof (CPython " + sys.version.split()[0] + ")", rows)
-    lines += ["", f"Machine: {describe_machine(results['machine'])}; {rounds} rounds in one process, the "
-              "four measurements taking turns; median (min..max)."]
-    publish("\n".join(lines), results, args.json, args.md)
+    publish_goals("isolation proof (CPython " + sys.version.split()[0] + ")", rows, results,
+                  f"{rounds} rounds in one process, the four measurements taking turns; median (min..max).",
+                  args.json, args.md)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import statistics
 import sys
 import time
 
-from benchreport import cell, describe_machine, goal_records, goals_table, machine, measure_in_workers, publish, ratio_range
+from benchreport import cell, machine, measure_in_workers, publish_goals, ratio_range
 
 # ---- the structures ----
 
@@ -280,13 +280,9 @@ def main():
                      f"this thread) {cell(m['idle'])} vs no region",
                      f"{idle[0]:.2f}× ({idle[1]:.2f}..{idle[2]:.2f})", "-", None))
 
-    results["goals"] = goal_records(rows)
-    lines = goals_table("benchmark", rows)
-    lines.append("")
-    lines.append(f"Machine: {describe_machine(results['machine'])}; {rounds} rounds ({alloc_rounds} for the "
-                 f"allocation rows), each configuration in a "
-                 f"fresh interpreter, taking turns.")
-    publish("\n".join(lines), results, args.json, args.md)
+    publish_goals("benchmark", rows, results,
+                  f"{rounds} rounds ({alloc_rounds} for the allocation rows), each configuration in a fresh "
+                  "interpreter, taking turns.", args.json, args.md)
 
 if __name__ == "__main__":
     main()

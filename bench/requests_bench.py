@@ -27,7 +27,7 @@ import json
 import resource
 import time
 
-from benchreport import describe_machine, goal_records, goals_table, machine, publish, run_worker_record, summary
+from benchreport import machine, publish_goals, run_worker_record, summary
 
 IN_FLIGHT = 128
 
@@ -171,13 +171,10 @@ def main():
          f"{med('region', 'peak_rss_kib') / med('ordinary', 'peak_rss_kib'):.2f}×", "-", None),
     ]
     results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "requests": total,
-               "in_flight": IN_FLIGHT, "runs": runs, "stats": stats, "goals": goal_records(rows)}
-    lines = goals_table("benchmark", rows)
-    lines.append("")
-    lines.append(f"Machine: {describe_machine(results['machine'])}; {total:,} requests with {IN_FLIGHT} in "
-                 f"flight (asyncio), {rounds} rounds, each mode in a fresh interpreter, taking turns; "
-                 f"median and min..max over the rounds.")
-    publish("\n".join(lines), results, args.json, args.md)
+               "in_flight": IN_FLIGHT, "runs": runs, "stats": stats}
+    publish_goals("benchmark", rows, results,
+                  f"{total:,} requests with {IN_FLIGHT} in flight (asyncio), {rounds} rounds, each mode in a "
+                  "fresh interpreter, taking turns; median and min..max over the rounds.", args.json, args.md)
 
 
 if __name__ == "__main__":

@@ -39,8 +39,7 @@ import textwrap
 import threading
 import time
 
-from benchreport import (cell, describe_machine, goal_records, goals_table, machine, measure_in_workers,
-                         publish, ratio_range)
+from benchreport import cell, machine, measure_in_workers, publish_goals, ratio_range
 
 # ---- the graphs: about n objects each ----
 
@@ -313,14 +312,12 @@ def main():
     rows.append((f"hand-off between two threads: region release + acquire {cell(m['region'])} per pass, bare "
                  f"semaphore {cell(m['bare'])}", f"{slowdown[0]:.2f}× ({slowdown[1]:.2f}..{slowdown[2]:.2f})",
                  "≤ 2×", slowdown[0] <= 2))
-    results["goals"] = goal_records(rows)
-    lines = goals_table("transfer (threads and subinterpreters, CPython 3.11)", rows)
-    lines += ["", f"Machine: {describe_machine(results['machine'])}; {rounds} rounds, each measurement in a fresh "
-              "process, methods taking turns. CPython 3.11: interpreters share one GIL, so these are costs of a "
-              "hand-over; the 3.12+ parallel throughput is bench/parallel_bench.py's."]
-    if len(libraries) < 2:
-        lines.append(f"Not installed, so not measured: {', '.join(set(['bocpy', 'pep734']) - set(libraries))}.")
-    publish("\n".join(lines), results, args.json, args.md)
+    missing = [] if len(libraries) >= 2 else [
+        f"Not installed, so not measured: {', '.join(set(['bocpy', 'pep734']) - set(libraries))}."]
+    publish_goals("transfer (threads and subinterpreters, CPython 3.11)", rows, results,
+                  f"{rounds} rounds, each measurement in a fresh process, methods taking turns. CPython 3.11: "
+                  "interpreters share one GIL, so these are costs of a hand-over; the 3.12+ parallel throughput "
+                  "is bench/parallel_bench.py's.", args.json, args.md, missing)
 
 
 if __name__ == "__main__":
