@@ -95,6 +95,22 @@ def test_region_objects_survive_a_dropped_region():
     assert region.region_of(data) is None
 
 
+def test_region_type_reads_its_arguments_as_its_signature_says():
+    """Region() reads well-formed arguments directly and leaves the rest to CPython's parser (module.c,
+    region_arguments): both paths give the same regions and the same errors."""
+    assert region.Region("a", node=None, binding="preferred").name == "a"
+    assert region.Region(name="b").name == "b"                  # by keyword: the parser's path
+    assert region.Region().name.startswith("region-")
+    with pytest.raises(TypeError, match="at most 1 positional argument"):
+        region.Region("a", "b")
+    with pytest.raises(TypeError, match="'colour'"):
+        region.Region(colour="red")
+    with pytest.raises(TypeError, match="must be a str or None, not int"):
+        region.Region(1, binding="none")
+    with pytest.raises(ValueError, match="binding must be"):
+        region.Region(binding="loose")
+
+
 def test_a_name_with_a_nul_character_is_refused():
     with pytest.raises(ValueError, match="must not contain a NUL character"):
         region.region("a\0b")
