@@ -12,8 +12,9 @@
  * dict is created untracked and tracked when it first holds a container) land in the youngest
  * generation; membership_sync() moves them too, and it runs before every collection (from a gc
  * callback) and before anything reads a region's list (the proof, the audit, a region's collection,
- * r.objects()), so neither the collector nor a reader of the lists ever misses one.  A block's exit
- * does not walk the youngest generation: what it could find there is found by the next of those.
+ * r.objects()), so neither the collector nor a reader of the lists ever misses one.  It reads only
+ * what entered the generation since its previous run (internals.c, "Arrivals"), and a block's exit
+ * does not walk the generation at all: what it could find there is found by the next sync.
  *
  * When a Region goes away its members are merged into the oldest generation of the interpreter
  * running then: they become ordinary objects, collected by that interpreter from then on.
