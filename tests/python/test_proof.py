@@ -275,6 +275,31 @@ def test_escapes_are_found_in_pages_with_holes():
         r.close()
 
 
+def test_an_instance_whose_dict_was_read_in_a_block_is_counted_once():
+    """On 3.13 a __dict__ read while the instance keeps its attributes inline shares them
+    ("embedded" values): the instance's tp_traverse reports the values and not the dict, the dict's
+    reports neither.  The engine counts the values once (the instance's) and the dict once (it visits
+    it itself): counted twice, two values would hide a reference from outside, and the proof would
+    call the region isolated while something outside holds one of its objects."""
+    r = region.region("dict read")
+    try:
+        with r:
+            node = Node()
+            node.a0, node.a1 = [1], [2]
+            r.root = [node]
+            assert node.__dict__ == {"a0": [1], "a1": [2]}
+        del node
+        assert r.check() is None and _region._proven_isolated(r)
+        for held in (r.root[0].a0, r.root[0].__dict__):
+            assert not _region._proven_isolated(r)
+            with pytest.raises(region.IsolationError):
+                r.check()
+        del held
+        assert r.check() is None and _region._proven_isolated(r)
+    finally:
+        r.close()
+
+
 def test_a_block_an_object_owns_is_probed_within_committed_memory():
     """The proof tests each block an object owns in object memory (here a str's cached UTF-8 copy, an
     8-byte block) leniently, reading up to 48 bytes of it.  When the block ends the region's last

@@ -691,6 +691,16 @@ void rpy_visit_references(PyObject *op, visitproc visit, void *arg) {
         PyObject *key, *value;
         while (PyDict_Next(op, &pos, &key, &value)) visit(key, arg);
     }
+#if RPY_313
+    /* A __dict__ made while the object's inline values are still valid shares them ("embedded"):
+     * then subtype_traverse visits the values and not the dict, and dict_traverse skips embedded
+     * values (3.13 dictobject.c PyObject_VisitManagedDict, dict_traverse).  The object still holds
+     * the dict's only reference: visit it, or the dict looks held from outside. */
+    if ((t->tp_flags & Py_TPFLAGS_INLINE_VALUES) && _PyObject_InlineValues(op)->valid) {
+        PyDictObject *dict = _PyObject_ManagedDictPointer(op)->dict;
+        if (dict) visit((PyObject *)dict, arg);
+    }
+#endif
 }
 
 /* PyObject_GC_Del: "if (gcstate->generations[0].count > 0) gcstate->generations[0].count--"
@@ -767,6 +777,11 @@ void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {
     if (mp->ma_values) {   /* split: the values array, indexed like the class's shared keys */
         view->values = mp->ma_values->values;
         view->key_at = view->value_at = -1;
+#if RPY_313
+        /* Values embedded in an object (a __dict__ made while they were inline) are the object's:
+         * its tp_traverse reports them, dict_traverse does not, and neither may the view. */
+        if (mp->ma_values->embedded) view->count = 0;
+#endif
     } else if (DK_IS_UNICODE(keys)) {
         view->entries = (const char *)DK_UNICODE_ENTRIES(keys);
         view->stride = sizeof(PyDictUnicodeEntry);
