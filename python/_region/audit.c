@@ -11,7 +11,8 @@
  *   outgoing  X refers to an object outside every region that is not safe to share: anything but the
  *             shared singletons, immutable scalars (int, float, complex, str, bytes, bool, range),
  *             types, code objects, and tuples/frozensets of those.
- *   cross     X refers to an object of another region (only handles may point across).
+ *   cross     X refers to an object of another region (only handles may point across), unless that
+ *             region is frozen and shareable here (frozen_shareable: read-only, no owner to race).
  * Objects not reachable from the root and referenced by nothing outside are garbage waiting for a
  * collection: they count for the references they hold, but are not reported.
  *
@@ -108,6 +109,8 @@ static void graph_free(graph_t *g) {
 /* ---- What may be referred to from a region ---- */
 
 static bool safe_to_share(PyObject *op, int depth) {
+    rpy_region_t *owner = membership_region_of(op);
+    if (owner) return frozen_shareable(owner);
     if (rpy_is_shared(op)) return true;
     PyTypeObject *t = Py_TYPE(op);
     if (t == &PyLong_Type || t == &PyFloat_Type || t == &PyComplex_Type || t == &PyUnicode_Type ||
@@ -122,7 +125,7 @@ static bool safe_to_share(PyObject *op, int depth) {
         bool all = true;
         PyObject *item;
         while (all && (item = PyIter_Next(iter))) {
-            all = membership_region_of(item) == NULL && safe_to_share(item, depth + 1);
+            all = safe_to_share(item, depth + 1);
             Py_DECREF(item);
         }
         Py_DECREF(iter);
@@ -132,7 +135,7 @@ static bool safe_to_share(PyObject *op, int depth) {
 }
 
 bool audit_safe_to_share(PyObject *op) {
-    return membership_region_of(op) == NULL && safe_to_share(op, 0);
+    return safe_to_share(op, 0);
 }
 
 bool audit_is_class(PyObject *op) {
@@ -151,8 +154,10 @@ static int visit_count(PyObject *child, void *arg) {
         int64_t i = node_of(g, child, g->current, &added);
         if (i < 0) g->failed = true;
         else g->nodes[i].internal++;
-    } else if (owner) {
+    } else if (owner && !frozen_shareable(owner)) {
         escape_add(g, ESCAPE_CROSS, g->current, child, 0);
+    } else if (owner) {   /* an object of a frozen region: shared, but mortal */
+        if (g->mortal_escape) escape_add(g, ESCAPE_MORTAL, g->current, child, 0);
     } else if (PyDict_CheckExact(child) && child == rpy_instance_dict(g->nodes[g->current].obj)) {
         /* A region object's own __dict__, materialized outside a block: its attribute storage,
          * part of the object (counted like a region object, so other holders show up). */

@@ -14,6 +14,7 @@
  *   audit.c        the pass that names escapes and their paths
  *   crossing.c     what a region takes along to another GIL
  *   proof.c        the isolation engine's fast pass: release, close, r.check
+ *   frozen.c       frozen regions: r.freeze(), their read-only types, reading without an owner
  *
  * All of them sit on region-host.h (libregion).  module.c is the top: nothing calls into it but the
  * interpreter, and capi.c for region_of and current.
@@ -78,6 +79,11 @@ typedef struct rpy_region {
     bool released_own_gil;
     char *gil_crossing_report;  /* the IsolationError text for another GIL (raw memory), or NULL */
     const char *gone;          /* why r is NULL: "closed", "dissolved at interpreter shutdown" */
+    /* FROZEN (frozen.c): set once r.freeze() has given every mutable object a read-only type and
+     * given up ownership; cleared only by close().  Read by any GIL (atomic); frozen_gil is the
+     * binding_gil() it was frozen under, the only one that may read it. */
+    bool frozen;
+    int frozen_gil;
 
     /* collection statistics (r.collect, automatic collections) */
     uint64_t collections;
@@ -103,9 +109,12 @@ typedef struct RegionObject {
 /* What the binding's Python side is made of, per GIL (binding_gil): its types and exceptions.  The
  * interpreters that share a GIL share these (and the Region objects); an interpreter with its own GIL
  * has its own, since a Python object touched under two GILs is a refcount data race. */
+#define FROZEN_KINDS 4   /* list, dict, set, bytearray (frozen.c) */
+
 typedef struct binding_state {
     PyTypeObject *region_type, *handle_type, *ownership_type;
-    PyObject *region_error, *isolation_error, *ownership_error, *handle_error;
+    PyTypeObject *frozen_types[FROZEN_KINDS];
+    PyObject *region_error, *isolation_error, *ownership_error, *handle_error, *frozen_error;
     bool counted;              /* in binding_own_gils */
 } binding_state_t;
 
@@ -126,6 +135,7 @@ static inline binding_state_t *binding_state(void) { return &binding_states[bind
 #define IsolationError (binding_state()->isolation_error)
 #define OwnershipError (binding_state()->ownership_error)
 #define HandleError (binding_state()->handle_error)
+#define FrozenError (binding_state()->frozen_error)
 
 /* The lock of what every GIL reads and writes: the records' refs and proxies, the registry of open
  * regions (membership.c), the orphans (lifecycle.c), the allocation counts (placement.c).  Never held
@@ -137,7 +147,8 @@ void binding_unlock(void);
  * interpreter's GIL). */
 void binding_state_forget(void);
 
-/* Whether type is one the binding made (Region, Handle, Ownership) for the calling GIL. */
+/* Whether type is one the binding made (Region, Handle, Ownership, the frozen types) for the calling
+ * GIL. */
 bool binding_owns_type(PyTypeObject *type);
 
 /* "region 'name' (id N)" for messages. */
@@ -309,6 +320,15 @@ int collection_auto(void *unused);
  * (naming `what`, the region and who owns it) when another thread or nobody does. */
 int region_check_owner(rpy_region_t *self, const char *what);
 
+/* What release() and freeze() prove before the region goes: nothing outside refers in, nothing inside
+ * to a mutable object outside (collecting its garbage first when that is what stands in the way); no
+ * block open, no collection running.  `what` names the operation in errors.  0, or -1 with an
+ * exception (IsolationError naming every escape).  The caller owns self. */
+int ownership_prove(rpy_region_t *self, const char *what, bool *refers_to_classes, bool *refers_to_mortal);
+
+/* The calling thread becomes the owner of self, whose ownership lock it has just taken. */
+void ownership_set_caller(rpy_region_t *self);
+
 /* The creating thread becomes the owner; -1 with MemoryError. */
 int ownership_init(rpy_region_t *self);
 void ownership_free(rpy_region_t *self);
@@ -420,5 +440,37 @@ bool audit_is_class(PyObject *op);
 
 /* r.objects(): every object of the region that its list and root lead to. */
 PyObject *audit_objects(rpy_region_t *self);
+
+/* ---- frozen.c ---- */
+
+/* The calling GIL's frozen types (binding_state); at the module's set-up.  0 or -1. */
+int frozen_types_init(void);
+
+/* r.freeze(), r.frozen. */
+PyObject *frozen_freeze(RegionObject *self, PyObject *unused);
+PyObject *frozen_get(RegionObject *self, void *closure);
+
+/* 0 unless self is frozen; then -1 with RegionError: `what` (acquire, release, with, root = ...)
+ * needs an owner, or changes the region. */
+int frozen_check_mutable(rpy_region_t *self, const char *what);
+
+/* What may read self (root, handles, check, stats, ...): its owner, or when frozen any thread under
+ * the GIL it was frozen under (and in the interpreter that froze it, if its objects refer to classes).
+ * 0, or -1 with the error. */
+int frozen_check_reader(rpy_region_t *self, const char *what);
+
+/* Whether objects of other regions, and objects outside every region, may refer to objects of self:
+ * it is frozen, readable under the calling GIL, and its objects are no class's instances (which
+ * would tie whatever refers to them to the interpreter of those classes). */
+bool frozen_shareable(rpy_region_t *self);
+
+/* adopt(): 0 unless self is frozen and the calling interpreter may not read it (-1 with the error). */
+int frozen_check_adoptable(rpy_region_t *self);
+
+/* close() of a frozen region: makes the caller its owner, proves nothing outside refers in, gives
+ * every object its own type back.  0 (then close it as any owned region, and on failure call
+ * frozen_refreeze_after_failed_close), or -1 with an exception and nothing changed. */
+int frozen_thaw_for_close(rpy_region_t *self);
+void frozen_refreeze_after_failed_close(rpy_region_t *self);
 
 #endif /* REGION_PY_BINDING_H */

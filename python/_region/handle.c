@@ -108,7 +108,7 @@ static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwarg
                      self->type_name, self->region_name, (unsigned long long)self->h.region);
         return NULL;
     }
-    int owned = region_check_owner(region, "resolving a handle");   /* OwnershipError */
+    int owned = frozen_check_reader(region, "resolving a handle");   /* OwnershipError */
     void *block;
     region_status status = owned == 0 ? rhost_handle_resolve(self->h, &block) : REGION_OK;
     record_unref(region);

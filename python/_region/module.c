@@ -197,7 +197,9 @@ static PyObject *Region_enter(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
     gc_callbacks_bracket();
-    if (region_check_owner(self, "with") < 0 || placement_enter(self) < 0) return NULL;
+    if (frozen_check_mutable(self, "with") < 0 || region_check_owner(self, "with") < 0 ||
+        placement_enter(self) < 0)
+        return NULL;
     return Py_NewRef(o);
 }
 
@@ -218,14 +220,14 @@ static PyObject *Region_exit(RegionObject *o, PyObject *args) {
 static PyObject *Region_get_root(RegionObject *o, void *closure) {
     rpy_region_t *self = o->rec;
     (void)closure;
-    if (region_check_owner(self, "root") < 0) return NULL;
+    if (frozen_check_reader(self, "root") < 0) return NULL;
     return Py_NewRef(self->root ? self->root : Py_None);
 }
 
 static int Region_set_root(RegionObject *o, PyObject *value, void *closure) {
     rpy_region_t *self = o->rec;
     (void)closure;
-    if (region_check_owner(self, "root") < 0) return -1;
+    if (frozen_check_mutable(self, "root = ...") < 0 || region_check_owner(self, "root") < 0) return -1;
     if (value && value != Py_None && !rpy_is_shared(value) && membership_region_of(value) != self) {
         rpy_region_t *other = membership_hold(value);
         PyObject *desc = region_describe(self);
@@ -287,7 +289,7 @@ static int put(PyObject *dict, const char *key, PyObject *value) {
 static PyObject *Region_stats(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    if (region_check_owner(self, "stats") < 0) return NULL;
+    if (frozen_check_reader(self, "stats") < 0) return NULL;
     membership_sync();
     region_stats_t s;
     region_status status = WITH_THREAD_OWNERSHIP(self->r, region_stats(self->r, &s));
@@ -325,7 +327,7 @@ static PyObject *Region_stats(RegionObject *o, PyObject *unused) {
 static PyObject *Region_census(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    if (region_check_owner(self, "census") < 0) return NULL;
+    if (frozen_check_reader(self, "census") < 0) return NULL;
     region_census_t c;
     region_status status = WITH_THREAD_OWNERSHIP(self->r, region_census(self->r, &c));
     if (status != REGION_OK) {
@@ -360,7 +362,8 @@ static PyObject *Region_repr(RegionObject *o) {
                                               (unsigned long long)self->id, self->gone ? self->gone : "gone");
     if (!ownership_is_caller(self))   /* its heaps may be changing under another GIL: not read */
         return PyUnicode_FromFormat("<region.Region %R id=%llu %s>", o->name, (unsigned long long)self->id,
-                                    ownership_token(self) ? "owned by another thread" : "released");
+                                    __atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) ? "frozen"
+                                    : ownership_token(self) ? "owned by another thread" : "released");
     size_t blocks = 0, bytes = 0, obj_blocks = 0, obj_bytes = 0;
     rhost_heap_usage(self->r, false, &blocks, &bytes);
     rhost_heap_usage(self->r, true, &obj_blocks, &obj_bytes);
@@ -381,7 +384,7 @@ static PyObject *Region_collect(RegionObject *o, PyObject *args, PyObject *kwarg
     static char *keywords[] = {"full", NULL};
     int full = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|$p:collect", keywords, &full)) return NULL;
-    if (region_check_owner(self, "collect") < 0) return NULL;
+    if (frozen_check_mutable(self, "collect") < 0 || region_check_owner(self, "collect") < 0) return NULL;
     Py_ssize_t collected = full ? collect_region_full(self) : collect_region(self);
     if (collected < 0 && PyErr_Occurred()) return NULL;
     return PyLong_FromSsize_t(collected < 0 ? 0 : collected);
@@ -390,14 +393,14 @@ static PyObject *Region_collect(RegionObject *o, PyObject *args, PyObject *kwarg
 static PyObject *Region_get_threshold(RegionObject *o, void *c) {
     rpy_region_t *self = o->rec;
     (void)c;
-    if (region_check_owner(self, "threshold") < 0) return NULL;
+    if (frozen_check_reader(self, "threshold") < 0) return NULL;
     return PyLong_FromUnsignedLong(placement_threshold(self->r));
 }
 
 static int Region_set_threshold(RegionObject *o, PyObject *value, void *c) {
     rpy_region_t *self = o->rec;
     (void)c;
-    if (region_check_owner(self, "threshold") < 0) return -1;
+    if (frozen_check_mutable(self, "threshold = ...") < 0 || region_check_owner(self, "threshold") < 0) return -1;
     if (!value) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete the threshold (set it to 0 to disable)");
         return -1;
@@ -416,10 +419,8 @@ static int Region_set_threshold(RegionObject *o, PyObject *value, void *c) {
     return 0;
 }
 
-static PyObject *Region_close(RegionObject *o, PyObject *unused) {
-    rpy_region_t *self = o->rec;
-    (void)unused;
-    if (region_check_owner(self, "close") < 0) return NULL;
+/* close() of a region the caller owns. */
+static PyObject *close_owned(rpy_region_t *self) {
     if (self->blocks_open) {
         PyObject *desc = region_describe(self);
         PyErr_Format(RegionError, "cannot close %U: %zd `with` block(s) are open on it", desc, self->blocks_open);
@@ -468,6 +469,17 @@ static PyObject *Region_close(RegionObject *o, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+static PyObject *Region_close(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
+    (void)unused;
+    if (!self->r || !__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE))
+        return region_check_owner(self, "close") < 0 ? NULL : close_owned(self);
+    if (frozen_thaw_for_close(self) < 0) return NULL;
+    PyObject *closed = close_owned(self);
+    if (!closed && self->r) frozen_refreeze_after_failed_close(self);
+    return closed;
+}
+
 static PyObject *Region_get_closed(RegionObject *o, void *c) {
     rpy_region_t *self = o->rec;
     (void)c;
@@ -479,7 +491,7 @@ static PyObject *Region_get_closed(RegionObject *o, void *c) {
 static PyObject *Region_check(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    if (region_check_owner(self, "check") < 0) return NULL;
+    if (frozen_check_reader(self, "check") < 0) return NULL;
     bool refers_to_classes, refers_to_mortal;
     int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
     if (proven < 0) return NULL;
@@ -490,13 +502,13 @@ static PyObject *Region_check(RegionObject *o, PyObject *unused) {
 static PyObject *Region_objects(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
-    if (region_check_owner(self, "objects") < 0) return NULL;
+    if (frozen_check_reader(self, "objects") < 0) return NULL;
     return audit_objects(self);
 }
 
 static PyObject *Region_handle(RegionObject *o, PyObject *obj) {
     rpy_region_t *self = o->rec;
-    if (region_check_owner(self, "handle") < 0) return NULL;
+    if (frozen_check_reader(self, "handle") < 0) return NULL;
     return handle_new(self, obj);
 }
 
@@ -514,6 +526,9 @@ static PyMethodDef Region_methods[] = {
      "ordinary objects: a full gc.collect() with the region taking part (its result is returned)."},
     {"close", (PyCFunction)Region_close, METH_NOARGS,
      "Free every object of the region; IsolationError if anything outside still refers into it."},
+    {"freeze", (PyCFunction)frozen_freeze, METH_NOARGS,
+     "Prove the region isolated, make every object of it read-only and give up ownership: from then on "
+     "any thread reads it with no acquire (FrozenError for an object that cannot be made read-only)."},
     {"check", (PyCFunction)Region_check, METH_NOARGS,
      "Isolation audit: None if the region is isolated, else raise IsolationError naming every escape."},
     {"objects", (PyCFunction)Region_objects, METH_NOARGS,
@@ -542,6 +557,7 @@ static PyGetSetDef Region_getset[] = {
     {"threshold", (getter)Region_get_threshold, (setter)Region_set_threshold,
      "Object allocations in the region that trigger an automatic collection of it (0: never).", NULL},
     {"closed", (getter)Region_get_closed, NULL, "Whether the region was closed (or dissolved at shutdown).", NULL},
+    {"frozen", (getter)frozen_get, NULL, "Whether the region is frozen (r.freeze()): read-only, with no owner.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
@@ -644,7 +660,12 @@ static int add_exceptions(PyObject *module) {
                                         "A handle cannot be resolved: its object or its region is "
                                         "gone.") : NULL;
     Py_XDECREF(bases);
-    return IsolationError && OwnershipError && HandleError ? 0 : -1;
+    bases = PyTuple_Pack(2, RegionError, PyExc_TypeError);
+    FrozenError = bases ? new_exception(module, "FrozenError", bases,
+                                        "An object of a frozen region was to be changed, or an object "
+                                        "cannot be frozen.") : NULL;
+    Py_XDECREF(bases);
+    return IsolationError && OwnershipError && HandleError && FrozenError ? 0 : -1;
 }
 
 /* The types and exceptions of the calling GIL (binding_gil), made once per GIL. */
@@ -652,7 +673,8 @@ static int make_binding_state(PyObject *module) {
     PyType_Spec spec = {"region.Region", sizeof(RegionObject), 0,
                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
     Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
-    if (!Region_Type || add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0)
+    if (!Region_Type || add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0 ||
+        frozen_types_init() < 0)
         return -1;
     return 0;
 }
@@ -665,6 +687,7 @@ static int add_binding_state(PyObject *module) {
            PyModule_AddObjectRef(module, "IsolationError", state->isolation_error) < 0 ||
            PyModule_AddObjectRef(module, "OwnershipError", state->ownership_error) < 0 ||
            PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenError", state->frozen_error) < 0 ||
            PyModule_AddStringConstant(module, "__version__", region_version()) < 0 ||
            capi_add(module) < 0 ? -1 : 0;
 }

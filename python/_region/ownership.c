@@ -79,6 +79,10 @@ void ownership_free(rpy_region_t *self) {
     self->ownership = NULL;
 }
 
+void ownership_set_caller(rpy_region_t *self) {
+    set_owner(self, region_thread_token(), binding_current_interp());
+}
+
 void ownership_give_up(rpy_region_t *self) {
     if (ownership_token(self) == 0) return;
     set_owner(self, 0, ownership_interp(self));
@@ -275,6 +279,7 @@ static bool crossing_refused(rpy_region_t *self) {
 }
 
 int ownership_take(rpy_region_t *self, double seconds) {
+    if (frozen_check_mutable(self, "acquire") < 0) return -1;
     if (ownership_is_caller(self)) {
         PyObject *desc = region_describe(self);
         PyErr_Format(RegionError, "acquire: the calling thread already owns %U (ownership is not "
@@ -308,17 +313,16 @@ PyObject *ownership_acquire(RegionObject *o, PyObject *args, PyObject *kwargs) {
 
 /* ---- release ---- */
 
-int ownership_let_go(rpy_region_t *self) {
-    if (region_check_owner(self, "release") < 0) return -1;
+int ownership_prove(rpy_region_t *self, const char *what, bool *refers_to_classes, bool *refers_to_mortal) {
     PyObject *desc = NULL;
     if (self->blocks_open) {
         desc = region_describe(self);
-        PyErr_Format(RegionError, "cannot release %U: %zd `with` block(s) are open on it", desc,
+        PyErr_Format(RegionError, "cannot %s %U: %zd `with` block(s) are open on it", what, desc,
                      self->blocks_open);
     } else if (self->collecting) {
         desc = region_describe(self);
-        PyErr_Format(RegionError, "cannot release %U from one of its own finalizers: its collection is "
-                     "running", desc);
+        PyErr_Format(RegionError, "cannot %s %U from one of its own finalizers: its collection is "
+                     "running", what, desc);
     }
     if (desc) {
         Py_DECREF(desc);
@@ -326,14 +330,13 @@ int ownership_let_go(rpy_region_t *self) {
     }
     /* The next owner may be another thread: nothing here may keep a way into the region, and the
      * region no way out to anything but shared immutable objects. */
-    bool refers_to_classes, refers_to_mortal;
-    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
+    int proven = proof_isolated(self, refers_to_classes, refers_to_mortal);
     if (proven == 0 && collect_region(self) > 0) {
         /* The proof counts garbage's references too (a dead closure refers to its module's globals).
          * A collection frees cycles at a fraction of the audit's cost, and runs their finalizers
          * here, in the interpreter that made them, before the region goes elsewhere. */
-        if (!self->r) return region_check_owner(self, "release");   /* a finalizer closed it */
-        proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
+        if (!self->r) return region_check_owner(self, what);   /* a finalizer closed it */
+        proven = proof_isolated(self, refers_to_classes, refers_to_mortal);
     }
     if (proven < 0) return -1;
     if (!proven) {   /* the audit decides, and names the escapes if there are any */
@@ -341,6 +344,13 @@ int ownership_let_go(rpy_region_t *self) {
         if (!isolated) return -1;
         Py_DECREF(isolated);
     }
+    return 0;
+}
+
+int ownership_let_go(rpy_region_t *self) {
+    if (frozen_check_mutable(self, "release") < 0 || region_check_owner(self, "release") < 0) return -1;
+    bool refers_to_classes, refers_to_mortal;
+    if (ownership_prove(self, "release", &refers_to_classes, &refers_to_mortal) < 0) return -1;
     if (note_gil_crossing(self, refers_to_mortal) < 0) return -1;
     self->classes_of = refers_to_classes ? binding_current_interp() : -1;
     ownership_give_up(self);
@@ -443,7 +453,7 @@ PyObject *ownership_adopt(PyObject *module, PyObject *arg) {
         return NULL;
     }
     rpy_region_t *rec = membership_find(id);
-    PyObject *found = rec ? binding_proxy(rec) : NULL;
+    PyObject *found = rec && frozen_check_adoptable(rec) == 0 ? binding_proxy(rec) : NULL;
     if (rec) {
         record_unref(rec);
         return found;

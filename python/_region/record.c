@@ -45,10 +45,15 @@ void binding_state_forget(void) {
     Py_CLEAR(state->isolation_error);
     Py_CLEAR(state->ownership_error);
     Py_CLEAR(state->handle_error);
+    Py_CLEAR(state->frozen_error);
+    for (int k = 0; k < FROZEN_KINDS; k++) Py_CLEAR(state->frozen_types[k]);
 }
 
 bool binding_owns_type(PyTypeObject *type) {
-    return type == Region_Type || type == Handle_Type || type == Ownership_Type;
+    binding_state_t *state = binding_state();
+    for (int k = 0; k < FROZEN_KINDS; k++)
+        if (type == state->frozen_types[k]) return true;
+    return type == state->region_type || type == state->handle_type || type == state->ownership_type;
 }
 
 PyObject *region_describe(rpy_region_t *self) {

@@ -19,6 +19,7 @@ import atexit as _atexit
 
 from . import _region
 from ._region import (
+    FrozenError,
     Handle,
     HandleError,
     IsolationError,
@@ -35,6 +36,7 @@ from ._audit import Escape
 
 __all__ = [
     "Escape",
+    "FrozenError",
     "Handle",
     "HandleError",
     "IsolationError",

@@ -127,6 +127,28 @@ def path_of(region, chain):
     return _start(region, chain[0]) + "".join(joined)
 
 
+def path_to(region, obj):
+    """The path from the region's root to obj, one of its objects, through the region's objects
+    (breadth first: a shortest one); obj's own description when the root does not lead to it."""
+    import gc
+    root = region.root
+    if root is not None and root is not obj:
+        parents = {id(root): None}
+        queue = [root]
+        for parent in queue:
+            for child in gc.get_referents(parent):
+                if id(child) in parents or not region.owns(child):
+                    continue
+                parents[id(child)] = parent
+                if child is obj:
+                    chain = [obj]
+                    while parents[id(chain[-1])] is not None:
+                        chain.append(parents[id(chain[-1])])
+                    return path_of(region, chain[::-1])
+                queue.append(child)
+    return path_of(region, [obj])
+
+
 def _referrers(targets):
     """gc.get_referrers(*targets) without the call's own argument tuple among them (the tuple passed
     as it is, so that it can be told apart)."""

@@ -1,0 +1,725 @@
+/* frozen.c - frozen regions: r.freeze(), the read-only types a frozen region's objects take, and who
+ * may read a region that has no owner.
+ *
+ * FREEZING.  r.freeze() proves the region isolated exactly as release() does (ownership_prove),
+ * collects its garbage (which would otherwise be frozen for good), then gives each mutable object of the region a read-only type of the same layout, as `__class__`
+ * assignment would:
+ *   - list, dict, set, bytearray objects become FrozenList, FrozenDict, FrozenSet, FrozenByteArray:
+ *     subtypes made once per GIL (binding_state, like Region), so isinstance(x, list) stays true and
+ *     every read is the base type's own code, while every slot and method that mutates raises
+ *     FrozenError (a RegionError and a TypeError) naming the region;
+ *   - an instance of a class C becomes an instance of a subclass of C made for C at freeze
+ *     (frozen_class), whose __setattr__ and __delattr__ raise, and which refuses its builtin base's
+ *     mutators too (a subclass of list, say).  Its __dict__ is made first if it kept its attributes
+ *     inline (inside a block, so the dict is the region's), and it is a dict of the region like any
+ *     other: it becomes a FrozenDict (CPython allows any dict subclass as an instance's __dict__);
+ *   - immutable objects keep their type; strs, bytes and frozensets get their hash cached now, so no
+ *     read writes it later.
+ * Anything else (a function, a class, a generator, a cell ...) makes freeze() refuse with FrozenError
+ * naming the object, its type and its path from the root; nothing has changed then but the
+ * materialized __dict__s.  Then the region has no owner (ownership_give_up) and `frozen` is set.
+ *
+ * READING.  Nobody owns a frozen region and nobody may: acquire(), release(), `with r:` refuse.  Any
+ * thread of any interpreter that runs under the GIL it was frozen under reads it (frozen_check_reader):
+ * reference counts, cached hashes and the GC header stay real, serialized by that GIL.  An
+ * interpreter with its own GIL may not (3.12+): its reads would write the reference counts in
+ * parallel.  An interpreter other than the freezing one may not either when the region's objects
+ * refer to classes (the frozen subclasses among them): those belong to the interpreter that made them
+ * (ownership.c, "Crossing interpreters").
+ *
+ * CLOSING.  close() takes the region as its owner would, proves nothing outside refers in with the
+ * objects still frozen (so a reader cannot change that meanwhile; every holder counts, other regions
+ * included), gives each object its type back (thaw), and closes as for any region; if that close
+ * still fails, the objects are frozen again and the region released.
+ *
+ * SHARING.  Objects of other regions, and of no region, may refer to a frozen region's objects
+ * (frozen_shareable; audit.c accepts such references): it has no owner whose changes could race with
+ * the holder's reads.  Its close() then refuses until they let go.
+ *
+ * WHAT IS NOT STOPPED (docs/python.md, "Frozen regions"): C code that mutates through the concrete
+ * API (PyList_Append on a list it was given: heapq does), and a base class's method called explicitly
+ * on a frozen object (list.append(v, x), object.__setattr__(v, "x", 1)): both bypass the type.
+ */
+#include "binding.h"
+
+/* ---- Refusing ---- */
+
+/* Raises FrozenError for `what` done to self; returns NULL. */
+static PyObject *frozen_raise(PyObject *self, const char *what) {
+    PyTypeObject *type = Py_TYPE(self);
+    const char *kind = type->tp_base ? type->tp_base->tp_name : type->tp_name;   /* list, or the class */
+    rpy_region_t *rec = membership_hold(self);
+    PyObject *desc = rec ? region_describe(rec) : NULL;
+    if (rec) record_unref(rec);
+    if (desc)
+        PyErr_Format(FrozenError, "%s: this %s is in %U, which is frozen: read-only (copy.deepcopy() of it "
+                     "gives a mutable copy)", what, kind, desc);
+    else if (!PyErr_Occurred())
+        PyErr_Format(FrozenError, "%s: this %s is frozen: read-only (copy.deepcopy() of it gives a "
+                     "mutable copy)", what, kind);
+    Py_XDECREF(desc);
+    return NULL;
+}
+
+static int refuse_ass_subscript(PyObject *self, PyObject *key, PyObject *value) {
+    (void)key;
+    frozen_raise(self, value ? "item assignment" : "item deletion");
+    return -1;
+}
+
+static int refuse_ass_item(PyObject *self, Py_ssize_t i, PyObject *value) {
+    (void)i;
+    frozen_raise(self, value ? "item assignment" : "item deletion");
+    return -1;
+}
+
+static int refuse_setattro(PyObject *self, PyObject *name, PyObject *value) {
+    const char *attribute = PyUnicode_Check(name) ? PyUnicode_AsUTF8(name) : NULL;
+    char what[160];
+    snprintf(what, sizeof what, "%s attribute '%.100s'", value ? "setting" : "deleting",
+             attribute ? attribute : "?");
+    PyErr_Clear();
+    frozen_raise(self, what);
+    return -1;
+}
+
+static int refuse_init(PyObject *self, PyObject *args, PyObject *kwargs) {
+    (void)args, (void)kwargs;
+    frozen_raise(self, "__init__()");
+    return -1;
+}
+
+#define REFUSE_OPERATOR(function, op)                                                              \
+    static PyObject *function(PyObject *self, PyObject *other) {                                   \
+        (void)other;                                                                               \
+        return frozen_raise(self, "the " op " operator");                                          \
+    }
+REFUSE_OPERATOR(refuse_iadd, "+=")
+REFUSE_OPERATOR(refuse_ior, "|=")
+REFUSE_OPERATOR(refuse_iand, "&=")
+REFUSE_OPERATOR(refuse_isub, "-=")
+REFUSE_OPERATOR(refuse_ixor, "^=")
+
+static PyObject *refuse_irepeat(PyObject *self, Py_ssize_t n) {
+    (void)n;
+    return frozen_raise(self, "the *= operator");
+}
+
+#define REFUSE_METHOD(name)                                                                        \
+    static PyObject *refuse_##name(PyObject *self, PyObject *args, PyObject *kwargs) {             \
+        (void)args, (void)kwargs;                                                                  \
+        return frozen_raise(self, #name "()");                                                     \
+    }
+#define REFUSED(name) \
+    {#name, (PyCFunction)(void (*)(void))refuse_##name, METH_VARARGS | METH_KEYWORDS, "Refused: the object is frozen."}
+REFUSE_METHOD(append)
+REFUSE_METHOD(extend)
+REFUSE_METHOD(insert)
+REFUSE_METHOD(pop)
+REFUSE_METHOD(remove)
+REFUSE_METHOD(clear)
+REFUSE_METHOD(sort)
+REFUSE_METHOD(reverse)
+REFUSE_METHOD(popitem)
+REFUSE_METHOD(setdefault)
+REFUSE_METHOD(update)
+REFUSE_METHOD(add)
+REFUSE_METHOD(discard)
+REFUSE_METHOD(intersection_update)
+REFUSE_METHOD(difference_update)
+REFUSE_METHOD(symmetric_difference_update)
+
+/* ---- Copies: pickle, copy and deepcopy make objects of the base type ---- */
+
+static PyObject *reduce_list(PyObject *self, PyObject *protocol) {
+    (void)protocol;
+    PyObject *items = PyObject_GetIter(self);
+    return items ? Py_BuildValue("(O()ON)", (PyObject *)&PyList_Type, Py_None, items) : NULL;
+}
+
+static PyObject *reduce_dict(PyObject *self, PyObject *protocol) {
+    (void)protocol;
+    PyObject *view = PyObject_CallMethod(self, "items", NULL);
+    PyObject *items = view ? PyObject_GetIter(view) : NULL;
+    Py_XDECREF(view);
+    return items ? Py_BuildValue("(O()OON)", (PyObject *)&PyDict_Type, Py_None, Py_None, items) : NULL;
+}
+
+static PyObject *reduce_set(PyObject *self, PyObject *protocol) {
+    (void)protocol;
+    PyObject *items = PySequence_List(self);
+    return items ? Py_BuildValue("(O(N))", (PyObject *)&PySet_Type, items) : NULL;
+}
+
+static PyObject *reduce_bytearray(PyObject *self, PyObject *protocol) {
+    (void)protocol;
+    PyObject *bytes = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(self), PyByteArray_GET_SIZE(self));
+    return bytes ? Py_BuildValue("(O(N))", (PyObject *)&PyByteArray_Type, bytes) : NULL;
+}
+
+#define REDUCE(function) {"__reduce_ex__", (PyCFunction)function, METH_O, "Reduce to the base type (a mutable copy)."}
+
+/* ---- The frozen builtin types ---- */
+
+/* A frozen object goes back to its base type to die: the base's deallocator, and the reference
+ * freezing took to the frozen type (frozen_apply) dropped. */
+static void frozen_dealloc(PyObject *self) {
+    PyTypeObject *type = Py_TYPE(self);
+    Py_SET_TYPE(self, type->tp_base);
+    type->tp_base->tp_dealloc(self);
+    Py_DECREF(type);
+}
+
+static int frozen_traverse(PyObject *self, visitproc visit, void *arg) {
+    Py_VISIT(Py_TYPE(self));
+    return Py_TYPE(self)->tp_base->tp_traverse(self, visit, arg);
+}
+
+static int frozen_getbuffer(PyObject *self, Py_buffer *view, int flags) {
+    if (flags & PyBUF_WRITABLE) {
+        frozen_raise(self, "a writable buffer");
+        return -1;
+    }
+    if (PyByteArray_Type.tp_as_buffer->bf_getbuffer(self, view, flags) < 0) return -1;
+    view->readonly = 1;
+    return 0;
+}
+
+static void frozen_releasebuffer(PyObject *self, Py_buffer *view) {
+    PyByteArray_Type.tp_as_buffer->bf_releasebuffer(self, view);
+}
+
+static PyMethodDef list_methods[] = {
+    REFUSED(append), REFUSED(extend), REFUSED(insert), REFUSED(pop), REFUSED(remove), REFUSED(clear),
+    REFUSED(sort), REFUSED(reverse), REDUCE(reduce_list), {NULL, NULL, 0, NULL},
+};
+static PyMethodDef dict_methods[] = {
+    REFUSED(clear), REFUSED(pop), REFUSED(popitem), REFUSED(setdefault), REFUSED(update),
+    REDUCE(reduce_dict), {NULL, NULL, 0, NULL},
+};
+static PyMethodDef set_methods[] = {
+    REFUSED(add), REFUSED(discard), REFUSED(remove), REFUSED(pop), REFUSED(clear), REFUSED(update),
+    REFUSED(intersection_update), REFUSED(difference_update), REFUSED(symmetric_difference_update),
+    REDUCE(reduce_set), {NULL, NULL, 0, NULL},
+};
+static PyMethodDef bytearray_methods[] = {
+    REFUSED(append), REFUSED(extend), REFUSED(insert), REFUSED(pop), REFUSED(remove), REFUSED(clear),
+    REFUSED(reverse), REDUCE(reduce_bytearray), {NULL, NULL, 0, NULL},
+};
+
+#define FROZEN_COMMON_SLOTS                                                                        \
+    {Py_tp_dealloc, frozen_dealloc}, {Py_tp_init, refuse_init}, {Py_tp_setattro, refuse_setattro}, \
+    {Py_tp_doc, "A read-only object of a frozen region (r.freeze())."}
+
+static PyType_Slot list_slots[] = {
+    FROZEN_COMMON_SLOTS, {Py_tp_traverse, frozen_traverse}, {Py_tp_methods, list_methods},
+    {Py_mp_ass_subscript, refuse_ass_subscript}, {Py_sq_ass_item, refuse_ass_item},
+    {Py_sq_inplace_concat, refuse_iadd}, {Py_sq_inplace_repeat, refuse_irepeat}, {0, NULL},
+};
+static PyType_Slot dict_slots[] = {
+    FROZEN_COMMON_SLOTS, {Py_tp_traverse, frozen_traverse}, {Py_tp_methods, dict_methods},
+    {Py_mp_ass_subscript, refuse_ass_subscript}, {Py_nb_inplace_or, refuse_ior}, {0, NULL},
+};
+static PyType_Slot set_slots[] = {
+    FROZEN_COMMON_SLOTS, {Py_tp_traverse, frozen_traverse}, {Py_tp_methods, set_methods},
+    {Py_nb_inplace_or, refuse_ior}, {Py_nb_inplace_and, refuse_iand}, {Py_nb_inplace_subtract, refuse_isub},
+    {Py_nb_inplace_xor, refuse_ixor}, {0, NULL},
+};
+static PyType_Slot bytearray_slots[] = {
+    FROZEN_COMMON_SLOTS, {Py_tp_methods, bytearray_methods},
+    {Py_mp_ass_subscript, refuse_ass_subscript}, {Py_sq_ass_item, refuse_ass_item},
+    {Py_sq_inplace_concat, refuse_iadd}, {Py_sq_inplace_repeat, refuse_irepeat},
+    {Py_bf_getbuffer, frozen_getbuffer}, {Py_bf_releasebuffer, frozen_releasebuffer}, {0, NULL},
+};
+
+#define FROZEN_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
+
+static const struct {
+    PyTypeObject *base;
+    PyType_Spec spec;
+} frozen_kinds[FROZEN_KINDS] = {
+    {&PyList_Type, {"region.FrozenList", 0, 0, FROZEN_FLAGS | Py_TPFLAGS_HAVE_GC, list_slots}},
+    {&PyDict_Type, {"region.FrozenDict", 0, 0, FROZEN_FLAGS | Py_TPFLAGS_HAVE_GC, dict_slots}},
+    {&PySet_Type, {"region.FrozenSet", 0, 0, FROZEN_FLAGS | Py_TPFLAGS_HAVE_GC, set_slots}},
+    {&PyByteArray_Type, {"region.FrozenByteArray", 0, 0, FROZEN_FLAGS, bytearray_slots}},
+};
+
+int frozen_types_init(void) {
+    binding_state_t *state = binding_state();
+    for (int k = 0; k < FROZEN_KINDS; k++) {
+        /* PyType_FromSpecWithBases takes the spec as non-const; it does not write it. */
+        PyType_Spec spec = frozen_kinds[k].spec;
+        state->frozen_types[k] = (PyTypeObject *)PyType_FromSpecWithBases(&spec, (PyObject *)frozen_kinds[k].base);
+        if (!state->frozen_types[k]) return -1;
+        assert(state->frozen_types[k]->tp_basicsize == frozen_kinds[k].base->tp_basicsize);
+    }
+    return 0;
+}
+
+/* The frozen type for an object of exact type `type`, or NULL. */
+static PyTypeObject *frozen_builtin_for(PyTypeObject *type) {
+    for (int k = 0; k < FROZEN_KINDS; k++)
+        if (frozen_kinds[k].base == type) return binding_state()->frozen_types[k];
+    return NULL;
+}
+
+static bool is_frozen_builtin(PyTypeObject *type) {
+    for (int k = 0; k < FROZEN_KINDS; k++)
+        if (binding_state()->frozen_types[k] == type) return true;
+    return false;
+}
+
+/* ---- Frozen subclasses of classes ---- */
+
+/* The name in a frozen subclass's namespace that marks it and holds its class. */
+#define FROZEN_MARK "__region_frozen_from__"
+
+static PyObject *refuse_setattr_method(PyObject *self, PyObject *args) {
+    PyObject *name = PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : Py_None;
+    refuse_setattro(self, name, Py_None);
+    return NULL;
+}
+
+static PyObject *refuse_delattr_method(PyObject *self, PyObject *args) {
+    PyObject *name = PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : Py_None;
+    refuse_setattro(self, name, NULL);
+    return NULL;
+}
+
+#define REFUSE_SLOT_METHOD(name, what)                                                             \
+    static PyObject *refuse_##name(PyObject *self, PyObject *args) {                               \
+        (void)args;                                                                                \
+        return frozen_raise(self, what);                                                           \
+    }
+REFUSE_SLOT_METHOD(setitem, "item assignment")
+REFUSE_SLOT_METHOD(delitem, "item deletion")
+REFUSE_SLOT_METHOD(inplace, "an in-place operator")
+
+/* What the class's own __reduce_ex__ gives, with the frozen subclass replaced by the class itself
+ * where copyreg names the class to make (copyreg.__newobj__ and _reconstructor take it first). */
+static PyObject *reduce_instance(PyObject *self, PyObject *protocol) {
+    PyTypeObject *sub = Py_TYPE(self), *cls = sub->tp_base;
+    PyObject *reduce = PyObject_GetAttrString((PyObject *)cls, "__reduce_ex__");
+    PyObject *rv = reduce ? PyObject_CallFunctionObjArgs(reduce, self, protocol, NULL) : NULL;
+    Py_XDECREF(reduce);
+    if (!rv || !PyTuple_Check(rv) || PyTuple_GET_SIZE(rv) < 2) return rv;
+    PyObject *args = PyTuple_GET_ITEM(rv, 1);
+    if (!PyTuple_Check(args) || PyTuple_GET_SIZE(args) < 1 || PyTuple_GET_ITEM(args, 0) != (PyObject *)sub)
+        return rv;
+    PyObject *new_args = PyTuple_GetSlice(args, 0, PyTuple_GET_SIZE(args));
+    PyObject *new_rv = new_args ? PyTuple_GetSlice(rv, 0, PyTuple_GET_SIZE(rv)) : NULL;
+    if (new_rv) {
+        Py_SETREF(PyTuple_GET_ITEM(new_args, 0), Py_NewRef((PyObject *)cls));
+        Py_SETREF(PyTuple_GET_ITEM(new_rv, 1), new_args);
+        new_args = NULL;
+    }
+    Py_XDECREF(new_args);
+    Py_DECREF(rv);
+    return new_rv;
+}
+
+/* An instance's __class__ is its class, not the frozen subclass: pickle checks that copyreg's
+ * __newobj__ makes obj.__class__ (reduce_instance names the class). */
+static PyObject *class_get(PyObject *self, void *closure) {
+    (void)closure;
+    return Py_NewRef((PyObject *)Py_TYPE(self)->tp_base);
+}
+
+static PyGetSetDef class_getset = {"__class__", class_get, NULL, "The class the object was frozen from.", NULL};
+
+/* Method descriptors over `object`, so that they take any instance as self. */
+static PyMethodDef instance_methods[] = {
+    {"__setattr__", (PyCFunction)refuse_setattr_method, METH_VARARGS, "Refused: the object is frozen."},
+    {"__delattr__", (PyCFunction)refuse_delattr_method, METH_VARARGS, "Refused: the object is frozen."},
+    {"__reduce_ex__", (PyCFunction)reduce_instance, METH_O, "Reduce to the class itself (a mutable copy)."},
+    {NULL, NULL, 0, NULL},
+};
+static PyMethodDef container_methods[] = {   /* for a class derived from list, dict, set, bytearray */
+    REFUSED(append), REFUSED(extend), REFUSED(insert), REFUSED(pop), REFUSED(remove), REFUSED(clear),
+    REFUSED(sort), REFUSED(reverse), REFUSED(popitem), REFUSED(setdefault), REFUSED(update), REFUSED(add),
+    REFUSED(discard), REFUSED(intersection_update), REFUSED(difference_update),
+    REFUSED(symmetric_difference_update),
+    {"__setitem__", (PyCFunction)refuse_setitem, METH_VARARGS, "Refused: the object is frozen."},
+    {"__delitem__", (PyCFunction)refuse_delitem, METH_VARARGS, "Refused: the object is frozen."},
+    {"__iadd__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {"__imul__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {"__ior__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {"__iand__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {"__isub__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {"__ixor__", (PyCFunction)refuse_inplace, METH_VARARGS, "Refused: the object is frozen."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int add_descriptors(PyObject *namespace, PyMethodDef *defs, bool only_if_defined_by, PyTypeObject *cls) {
+    for (PyMethodDef *def = defs; def->ml_name; def++) {
+        if (only_if_defined_by && !PyObject_HasAttrString((PyObject *)cls, def->ml_name)) continue;
+        PyObject *descr = PyDescr_NewMethod(&PyBaseObject_Type, def);
+        if (!descr || PyDict_SetItemString(namespace, def->ml_name, descr) < 0) {
+            Py_XDECREF(descr);
+            return -1;
+        }
+        Py_DECREF(descr);
+    }
+    return 0;
+}
+
+static int add_class_getter(PyObject *namespace) {
+    PyObject *descr = PyDescr_NewGetSet(&PyBaseObject_Type, &class_getset);
+    int result = descr ? PyDict_SetItemString(namespace, "__class__", descr) : -1;
+    Py_XDECREF(descr);
+    return result;
+}
+
+static bool is_frozen_class(PyTypeObject *type) {
+    return (type->tp_flags & Py_TPFLAGS_HEAPTYPE) && type->tp_dict &&
+           PyDict_GetItemString(type->tp_dict, FROZEN_MARK) != NULL;
+}
+
+/* The frozen subclass of cls (made once per freeze: `made` maps classes to them), a new reference;
+ * NULL with FrozenError when cls cannot have one. */
+static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
+    PyObject *sub = PyDict_GetItemWithError(made, (PyObject *)cls);
+    if (sub || PyErr_Occurred()) return (PyTypeObject *)Py_XNewRef(sub);
+    PyObject *namespace = PyDict_New();
+    PyObject *slots = PyTuple_New(0);
+    PyObject *module = PyObject_GetAttrString((PyObject *)cls, "__module__");
+    PyObject *qualname = module ? PyObject_GetAttrString((PyObject *)cls, "__qualname__") : NULL;
+    if (namespace && slots && qualname && PyDict_SetItemString(namespace, "__slots__", slots) == 0 &&
+        PyDict_SetItemString(namespace, "__module__", module) == 0 &&
+        PyDict_SetItemString(namespace, "__qualname__", qualname) == 0 &&
+        PyDict_SetItemString(namespace, FROZEN_MARK, (PyObject *)cls) == 0 &&
+        add_class_getter(namespace) == 0 &&
+        add_descriptors(namespace, instance_methods, false, cls) == 0 &&
+        add_descriptors(namespace, container_methods, true, cls) == 0) {
+        PyObject *name = PyObject_GetAttrString((PyObject *)cls, "__name__");
+        if (name) sub = PyObject_CallFunction((PyObject *)&PyType_Type, "O(O)O", name, (PyObject *)cls, namespace);
+        Py_XDECREF(name);
+    }
+    Py_XDECREF(namespace);
+    Py_XDECREF(slots);
+    Py_XDECREF(module);
+    Py_XDECREF(qualname);
+    if (sub && (!PyType_Check(sub) || ((PyTypeObject *)sub)->tp_basicsize != cls->tp_basicsize ||
+                ((PyTypeObject *)sub)->tp_itemsize != cls->tp_itemsize)) {
+        Py_CLEAR(sub);
+        PyErr_Format(PyExc_TypeError, "its frozen subclass would not have the layout of %s", cls->tp_name);
+    }
+    if (!sub || PyDict_SetItem(made, (PyObject *)cls, sub) < 0) {
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyErr_Format(FrozenError, "class %s cannot have a frozen subclass: %S", cls->tp_name, value ? value : Py_None);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        Py_XDECREF(sub);
+        return NULL;
+    }
+    return (PyTypeObject *)sub;
+}
+
+/* ---- The plan: what each object becomes ---- */
+
+typedef struct frozen_step {
+    PyObject *obj;             /* borrowed: the region holds it, and no code runs that could free it */
+    PyTypeObject *to;          /* strong */
+} frozen_step_t;
+
+typedef struct frozen_plan {
+    frozen_step_t *steps;
+    size_t count;
+    PyObject *made;            /* class -> its frozen subclass */
+} frozen_plan_t;
+
+static void plan_free(frozen_plan_t *plan) {
+    for (size_t i = 0; i < plan->count; i++) Py_DECREF(plan->steps[i].to);
+    PyMem_RawFree(plan->steps);
+    Py_CLEAR(plan->made);
+    *plan = (frozen_plan_t){0};
+}
+
+static bool is_immutable(PyTypeObject *t) {
+    return t == &PyLong_Type || t == &PyBool_Type || t == &PyFloat_Type || t == &PyComplex_Type ||
+           t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyTuple_Type || t == &PyFrozenSet_Type ||
+           t == &PyRange_Type || t == &PySlice_Type || t == &PyCode_Type || t == Py_TYPE(Py_None) ||
+           t == Py_TYPE(Py_Ellipsis) || t == Py_TYPE(Py_NotImplemented);
+}
+
+/* Raises FrozenError for an object freeze() cannot make read-only: its type, and its path. */
+static void refuse_object(rpy_region_t *self, PyObject *obj, const char *why) {
+    PyObject *proxy = binding_proxy(self);
+    PyObject *audit = proxy ? PyImport_ImportModule("region._audit") : NULL;
+    PyObject *path = audit ? PyObject_CallMethod(audit, "path_to", "OO", proxy, obj) : NULL;
+    PyObject *desc = path ? region_describe(self) : NULL;
+    if (desc)
+        PyErr_Format(FrozenError, "cannot freeze %U: %U is a %.100s, %s", desc, path, Py_TYPE(obj)->tp_name, why);
+    Py_XDECREF(proxy);
+    Py_XDECREF(audit);
+    Py_XDECREF(path);
+    Py_XDECREF(desc);
+}
+
+/* Fills plan with the object each mutable object of self becomes; 0, or -1 with an exception (an
+ * object that cannot be frozen: FrozenError).  Caches the hashes of immutable objects. */
+static int plan_make(rpy_region_t *self, frozen_plan_t *plan) {
+    *plan = (frozen_plan_t){.made = PyDict_New()};
+    PyObject **objects = NULL;
+    size_t count = 0;
+    if (!plan->made || proof_heap_objects(self, false, &objects, &count) < 0) goto fail;
+    plan->steps = PyMem_RawMalloc((count ? count : 1) * sizeof *plan->steps);
+    if (!plan->steps) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    for (size_t i = 0; i < count; i++) {
+        PyObject *obj = objects[i];
+        PyTypeObject *t = Py_TYPE(obj), *to = frozen_builtin_for(t);
+        if (to) {
+            Py_INCREF(to);
+        } else if (is_immutable(t)) {
+            if ((t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyFrozenSet_Type) && PyObject_Hash(obj) == -1)
+                PyErr_Clear();
+            continue;
+        } else if (is_frozen_builtin(t) || is_frozen_class(t)) {
+            continue;   /* frozen already (a close that failed is freezing again) */
+        } else if (PyType_Check(obj)) {
+            refuse_object(self, obj, "a class made in the region: its attributes cannot be made read-only");
+            goto fail;
+        } else if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !binding_owns_type(t) && !membership_region_of((PyObject *)t)) {
+            if (!(to = frozen_class(t, plan->made))) goto fail;
+        } else {
+            refuse_object(self, obj, "which freeze() cannot make read-only (it freezes lists, dicts, sets, "
+                          "bytearrays and instances of classes, and keeps immutable objects as they are)");
+            goto fail;
+        }
+        plan->steps[plan->count++] = (frozen_step_t){obj, to};
+    }
+    PyMem_RawFree(objects);
+    return 0;
+fail:
+    PyMem_RawFree(objects);
+    plan_free(plan);
+    return -1;
+}
+
+/* obj.__class__ = to, through object's own setter, whatever obj's class defines (a frozen subclass
+ * defines a getter of its own). */
+static int set_class(PyObject *obj, PyTypeObject *to) {
+    PyObject *name = PyUnicode_InternFromString("__class__");
+    PyObject *class_setter = name ? _PyType_Lookup(&PyBaseObject_Type, name) : NULL;   /* borrowed */
+    Py_XDECREF(name);
+    if (!class_setter || !Py_TYPE(class_setter)->tp_descr_set) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "object has no __class__ setter");
+        return -1;
+    }
+    return Py_TYPE(class_setter)->tp_descr_set(class_setter, obj, (PyObject *)to);
+}
+
+/* Gives each object its type, as `__class__` assignment does: the builtin types directly (same
+ * layout, static bases: nothing else to do), instances through object's __class__ setter, which
+ * also detaches what the old class's layout shared (3.12+ inline values).  Runs in a block of self,
+ * so anything that allocates lands in the region.  0, or -1 with an exception (a setter failed;
+ * the steps before it are done). */
+static int plan_apply(rpy_region_t *self, frozen_plan_t *plan) {
+    if (placement_enter(self) < 0) return -1;
+    int result = 0;
+    for (size_t i = 0; i < plan->count && result == 0; i++) {
+        PyObject *obj = plan->steps[i].obj;
+        PyTypeObject *to = plan->steps[i].to;
+        if (is_frozen_builtin(to)) {
+            Py_INCREF(to);   /* the object's reference; the old type is static and held none */
+            Py_SET_TYPE(obj, to);
+        } else {
+            result = set_class(obj, to);
+        }
+    }
+    if (placement_exit(self) < 0) result = -1;
+    return result;
+}
+
+/* Makes the __dict__ of every instance of self that keeps its attributes inline, in a block of self
+ * (so the dict is the region's): reading a frozen instance's __dict__ must not write it.  0 or -1. */
+static int materialize_dicts(rpy_region_t *self) {
+    PyObject **objects = NULL;
+    size_t count = 0;
+    if (proof_heap_objects(self, false, &objects, &count) < 0) return -1;
+    int result = placement_enter(self);
+    if (result == 0) {
+        for (size_t i = 0; i < count && result == 0; i++) {
+            PyTypeObject *t = Py_TYPE(objects[i]);
+            if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || PyType_Check(objects[i])) continue;
+            if (t->tp_dictoffset == 0 && !(t->tp_flags & Py_TPFLAGS_MANAGED_DICT)) continue;
+            PyObject *dict = PyObject_GenericGetDict(objects[i], NULL);
+            if (!dict) result = -1;
+            Py_XDECREF(dict);
+        }
+        if (placement_exit(self) < 0) result = -1;
+    }
+    PyMem_RawFree(objects);
+    return result;
+}
+
+/* ---- r.freeze() ---- */
+
+static int freeze_owned(rpy_region_t *self) {
+    frozen_plan_t plan;
+    if (plan_make(self, &plan) < 0) return -1;
+    int result = plan_apply(self, &plan);
+    plan_free(&plan);
+    if (result < 0) return -1;
+    self->frozen_gil = binding_gil();
+    __atomic_store_n(&self->frozen, true, __ATOMIC_RELEASE);
+    ownership_give_up(self);
+    return 0;
+}
+
+PyObject *frozen_freeze(RegionObject *o, PyObject *unused) {
+    rpy_region_t *self = o->rec;
+    (void)unused;
+    if (frozen_check_mutable(self, "freeze") < 0 || region_check_owner(self, "freeze") < 0) return NULL;
+    bool refers_to_classes, refers_to_mortal;
+    if (ownership_prove(self, "freeze", &refers_to_classes, &refers_to_mortal) < 0) return NULL;
+    /* Garbage would be frozen too, never to be collected, and may hold what cannot be frozen. */
+    if (collect_region(self) < 0 && PyErr_Occurred()) return NULL;
+    if (!self->r) {   /* a finalizer closed it */
+        region_check_owner(self, "freeze");
+        return NULL;
+    }
+    if (materialize_dicts(self) < 0) return NULL;
+    if (freeze_owned(self) < 0) return NULL;
+    /* Instances refer to their classes (now their frozen subclasses), this interpreter's. */
+    self->classes_of = refers_to_classes ? binding_current_interp() : -1;
+    Py_RETURN_NONE;
+}
+
+/* ---- Who may do what ---- */
+
+int frozen_check_mutable(rpy_region_t *self, const char *what) {
+    if (!__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) || !self->r) return 0;
+    PyObject *desc = region_describe(self);
+    if (desc)
+        PyErr_Format(RegionError, "%s: %U is frozen: it has no owner, so it cannot be acquired, released "
+                     "or entered, and it is read-only; read it from any thread (region.adopt(id) in "
+                     "another interpreter) and close() it when done", what, desc);
+    Py_XDECREF(desc);
+    return -1;
+}
+
+int frozen_check_reader(rpy_region_t *self, const char *what) {
+    if (!__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) || !self->r) return region_check_owner(self, what);
+    PyObject *desc = NULL;
+    int64_t here = binding_current_interp();
+    if (binding_gil() != self->frozen_gil) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "%s: %U was frozen under another GIL than interpreter %lld's: frozen "
+                     "regions are read under the GIL they were frozen under (threads, and interpreters "
+                     "sharing that GIL); not under another one yet (docs/python.md, 'Frozen regions')",
+                     what, desc, (long long)here);
+    } else if (self->classes_of >= 0 && self->classes_of != here &&
+               rpy_interp_kind(self->classes_of) != RPY_INTERP_GONE) {
+        desc = region_describe(self);
+        PyErr_Format(IsolationError, "%s: %U cannot be read in interpreter %lld: its objects are "
+                     "instances of classes of interpreter %lld, which froze it", what, desc,
+                     (long long)here, (long long)self->classes_of);
+    } else {
+        return 0;
+    }
+    Py_XDECREF(desc);
+    return -1;
+}
+
+bool frozen_shareable(rpy_region_t *self) {
+    return self->r && __atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) && binding_gil() == self->frozen_gil &&
+           self->classes_of < 0;
+}
+
+int frozen_check_adoptable(rpy_region_t *self) {
+    if (!__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) || binding_gil() == self->frozen_gil) return 0;
+    return frozen_check_reader(self, "adopt");
+}
+
+/* ---- close() ---- */
+
+/* Interpreters of other GILs that hold a Region of self. */
+static int holders_elsewhere(rpy_region_t *self) {
+    int holders = 0;
+    binding_lock();
+    for (int g = 0; g < RPY_MAX_GILS; g++) holders += g != self->frozen_gil && self->proxies[g];
+    binding_unlock();
+    return holders;
+}
+
+/* Gives every frozen object of self its own type back (the caller owns self).  0 or -1. */
+static int thaw(rpy_region_t *self) {
+    PyObject **objects = NULL;
+    size_t count = 0;
+    if (proof_heap_objects(self, false, &objects, &count) < 0) return -1;
+    int result = placement_enter(self);
+    if (result == 0) {
+        for (size_t i = 0; i < count && result == 0; i++) {
+            PyObject *obj = objects[i];
+            PyTypeObject *t = Py_TYPE(obj);
+            if (is_frozen_builtin(t)) {
+                Py_SET_TYPE(obj, t->tp_base);
+                Py_DECREF(t);
+            } else if (is_frozen_class(t)) {
+                result = set_class(obj, t->tp_base);
+            }
+        }
+        if (placement_exit(self) < 0) result = -1;
+    }
+    PyMem_RawFree(objects);
+    return result;
+}
+
+int frozen_thaw_for_close(rpy_region_t *self) {
+    PyObject *desc = NULL;
+    if (frozen_check_reader(self, "close") < 0) return -1;
+    int holders = holders_elsewhere(self);
+    if (holders) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "cannot close %U: %d interpreter(s) with a GIL of their own still hold a "
+                     "Region of it (region.adopt); they must drop it first", desc, holders);
+        Py_XDECREF(desc);
+        return -1;
+    }
+    /* Nobody owns a frozen region, so the lock is free: this takes it without waiting. */
+    if (!PyThread_acquire_lock(self->ownership, NOWAIT_LOCK)) {
+        PyErr_SetString(PyExc_SystemError, "a frozen region's ownership lock is held");
+        return -1;
+    }
+    ownership_set_caller(self);
+    /* Proven with the objects still frozen: no reader can add a reference meanwhile.  Strictly: an
+     * ordinary close() gives what only the interpreter's state holds back to the ordinary heap
+     * (audit_incoming), but the holder of a frozen object may be another region, which no referrer
+     * search sees, so every holder is refused. */
+    bool refers_to_classes, refers_to_mortal;
+    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
+    if (proven == 0) {
+        PyObject *isolated = audit_check(self);
+        proven = isolated ? 1 : -1;
+        Py_XDECREF(isolated);
+    }
+    if (proven < 0 || thaw(self) < 0) {
+        ownership_give_up(self);
+        return -1;
+    }
+    __atomic_store_n(&self->frozen, false, __ATOMIC_RELEASE);
+    return 0;
+}
+
+void frozen_refreeze_after_failed_close(rpy_region_t *self) {
+    PyObject *type, *value, *traceback;
+    PyErr_Fetch(&type, &value, &traceback);
+    if (freeze_owned(self) < 0) {
+        /* Left thawed and owned by the caller: say so beside the close's own error. */
+        PyErr_WriteUnraisable(NULL);
+    }
+    PyErr_Restore(type, value, traceback);
+}
+
+/* ---- r.frozen ---- */
+
+PyObject *frozen_get(RegionObject *o, void *closure) {
+    (void)closure;
+    return PyBool_FromLong(o->rec->r && __atomic_load_n(&o->rec->frozen, __ATOMIC_ACQUIRE));
+}
