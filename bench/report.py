@@ -4,7 +4,7 @@ with PNG plots, and prints the headline table (every goal, met or not, with its 
     .venv/bin/python bench/report.py [--results results] [--docs docs/benchmarks.md]
 
 Reads from the results folder whatever is there of python-bench.json, requests-bench.json, alloc-bench.json,
-numa-bench.json, transfer-bench.json, proof-bench.json, parallel-bench.json, limits.json and limits-static.json (with the Markdown tables
+numa-bench.json, transfer-bench.json, proof-bench.json, frozen-bench.json, parallel-bench.json, limits.json and limits-static.json (with the Markdown tables
 the drivers wrote beside them), and writes report.md and plots/*.png there.  --docs also puts the
 report into that file, between its "report:begin" and "report:end" markers, with the plots copied
 into a folder beside it (docs/benchmarks/), so the documentation carries the latest full run.
@@ -37,6 +37,9 @@ SECTIONS = [
     ("proof-bench", "Proof", "Python: the isolation proof per object, beside one streaming pass",
      "PYTHONPATH=build/python .venv/bin/python bench/proof_bench.py --json results/proof-bench.json "
      "--md results/proof-bench.md"),
+    ("frozen-bench", "Frozen", "Python: a frozen region read by several interpreters",
+     "PYTHONPATH=build/python .venv/bin/python bench/frozen_bench.py --json results/frozen-bench.json "
+     "--md results/frozen-bench.md"),
     ("parallel-bench", "Parallel", "Python 3.13: regions handed between interpreters with their own GIL",
      "PYTHONPATH=build-py313/python .venv-313/bin/python bench/parallel_bench.py --json results/parallel-bench.json "
      "--md results/parallel-bench.md"),

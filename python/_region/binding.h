@@ -114,6 +114,7 @@ typedef struct RegionObject {
 typedef struct binding_state {
     PyTypeObject *region_type, *handle_type, *ownership_type;
     PyTypeObject *frozen_types[FROZEN_KINDS];
+    PyObject *frozen_mark;     /* the key in a frozen subclass's namespace naming its class */
     PyObject *region_error, *isolation_error, *ownership_error, *handle_error, *frozen_error;
     bool counted;              /* in binding_own_gils */
 } binding_state_t;
@@ -422,10 +423,24 @@ int teardown_bulk(rpy_region_t *self);
  * the scan stopped short). */
 int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal);
 
+/* proof_isolated, calling each(op, arg) for every object the scan finds, right after it read op's
+ * count: each runs inside the scan (no Python code, nothing allocated in the region; it may take a
+ * reference to op, and to objects outside the region).  each(NULL, arg) starts a new pass: forget the
+ * objects of the last one (the scan runs again when a kept type set was out of date).  When the
+ * result is 1, each saw every object of the region. */
+int proof_isolated_visiting(rpy_region_t *self, void (*each)(PyObject *op, void *arg), void *arg,
+                            bool *refers_to_classes, bool *refers_to_mortal);
+
 /* Every object in self's object heap, found by scanning its blocks (an array in raw memory for the
  * caller to PyMem_RawFree; borrowed pointers).  Shared ones (interned strings) only if asked.  0, or
  * -1 with MemoryError. */
 int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count);
+
+/* Calls fn(op, arg) for every object in self's object heap, shared ones included, in address order
+ * (a fresh type set: every object is found).  fn runs inside the scan of the heap's pages: it must run
+ * no Python code and allocate nothing in the region (it may change reference counts); returning
+ * false stops the scan.  0 when every object was visited, 1 when fn stopped it, -1 with MemoryError. */
+int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg), void *arg);
 
 /* The benchmarks' floor (bench/proof_bench.py): one read of each 64-byte line of the pages of
  * self's object and buffer heaps, the least any pass over the region's memory costs.  Returns the

@@ -13,8 +13,7 @@
  *     mutators too (a subclass of list, say).  Its __dict__ is made first if it kept its attributes
  *     inline (inside a block, so the dict is the region's), and it is a dict of the region like any
  *     other: it becomes a FrozenDict (CPython allows any dict subclass as an instance's __dict__);
- *   - immutable objects keep their type; strs, bytes and frozensets get their hash cached now, so no
- *     read writes it later.
+ *   - immutable objects keep their type (a str's hash is still cached by its first read, as ever).
  * Anything else (a function, a class, a generator, a cell ...) makes freeze() refuse with FrozenError
  * naming the object, its type and its path from the root; nothing has changed then but the
  * materialized __dict__s.  Then the region has no owner (ownership_give_up) and `frozen` is set.
@@ -41,6 +40,9 @@
  * on a frozen object (list.append(v, x), object.__setattr__(v, "x", 1)): both bypass the type.
  */
 #include "binding.h"
+
+/* The name in a frozen subclass's namespace that marks it and holds its class. */
+#define FROZEN_MARK "__region_frozen_from__"
 
 /* ---- Refusing ---- */
 
@@ -246,6 +248,7 @@ static const struct {
 
 int frozen_types_init(void) {
     binding_state_t *state = binding_state();
+    if (!(state->frozen_mark = PyUnicode_InternFromString(FROZEN_MARK))) return -1;
     for (int k = 0; k < FROZEN_KINDS; k++) {
         /* PyType_FromSpecWithBases takes the spec as non-const; it does not write it. */
         PyType_Spec spec = frozen_kinds[k].spec;
@@ -256,23 +259,22 @@ int frozen_types_init(void) {
     return 0;
 }
 
-/* The frozen type for an object of exact type `type`, or NULL. */
-static PyTypeObject *frozen_builtin_for(PyTypeObject *type) {
+/* The frozen type for an object of exact type `type`, or NULL.  `state` is binding_state(), which
+ * the callers that run once per object of a region read once (on 3.12+ it costs a thread-local
+ * lookup). */
+static PyTypeObject *frozen_builtin_for(binding_state_t *state, PyTypeObject *type) {
     for (int k = 0; k < FROZEN_KINDS; k++)
-        if (frozen_kinds[k].base == type) return binding_state()->frozen_types[k];
+        if (frozen_kinds[k].base == type) return state->frozen_types[k];
     return NULL;
 }
 
-static bool is_frozen_builtin(PyTypeObject *type) {
+static bool is_frozen_builtin(binding_state_t *state, PyTypeObject *type) {
     for (int k = 0; k < FROZEN_KINDS; k++)
-        if (binding_state()->frozen_types[k] == type) return true;
+        if (state->frozen_types[k] == type) return true;
     return false;
 }
 
 /* ---- Frozen subclasses of classes ---- */
-
-/* The name in a frozen subclass's namespace that marks it and holds its class. */
-#define FROZEN_MARK "__region_frozen_from__"
 
 static PyObject *refuse_setattr_method(PyObject *self, PyObject *args) {
     PyObject *name = PyTuple_GET_SIZE(args) ? PyTuple_GET_ITEM(args, 0) : Py_None;
@@ -370,9 +372,9 @@ static int add_class_getter(PyObject *namespace) {
     return result;
 }
 
-static bool is_frozen_class(PyTypeObject *type) {
-    return (type->tp_flags & Py_TPFLAGS_HEAPTYPE) && type->tp_dict &&
-           PyDict_GetItemString(type->tp_dict, FROZEN_MARK) != NULL;
+static bool is_frozen_class(binding_state_t *state, PyTypeObject *type) {
+    return (type->tp_flags & Py_TPFLAGS_HEAPTYPE) && type->tp_dict && !is_frozen_builtin(state, type) &&
+           PyDict_GetItemWithError(type->tp_dict, state->frozen_mark) != NULL;   /* a str key: cannot fail */
 }
 
 /* The frozen subclass of cls (made once per freeze: `made` maps classes to them), a new reference;
@@ -387,7 +389,7 @@ static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
     if (namespace && slots && qualname && PyDict_SetItemString(namespace, "__slots__", slots) == 0 &&
         PyDict_SetItemString(namespace, "__module__", module) == 0 &&
         PyDict_SetItemString(namespace, "__qualname__", qualname) == 0 &&
-        PyDict_SetItemString(namespace, FROZEN_MARK, (PyObject *)cls) == 0 &&
+        PyDict_SetItem(namespace, binding_state()->frozen_mark, (PyObject *)cls) == 0 &&
         add_class_getter(namespace) == 0 &&
         add_descriptors(namespace, instance_methods, false, cls) == 0 &&
         add_descriptors(namespace, container_methods, true, cls) == 0) {
@@ -417,24 +419,52 @@ static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
     return (PyTypeObject *)sub;
 }
 
-/* ---- The plan: what each object becomes ---- */
+/* ---- The plan: what each object becomes ----
+ *
+ * One scan of the region's object heap (proof_foreach_object) sorts every object; no Python code may
+ * run inside it, so it only records: the mutable objects with their frozen types (NULL for instances,
+ * whose frozen subclasses are made after the scan, which runs Python code), and the first object it
+ * cannot freeze.  Each recorded object is held by a reference until the plan is freed, so the code
+ * that runs afterwards (making classes and __dict__s, a finalizer of a collection) cannot free it. */
 
 typedef struct frozen_step {
-    PyObject *obj;             /* borrowed: the region holds it, and no code runs that could free it */
-    PyTypeObject *to;          /* strong */
+    PyObject *obj;             /* strong */
+    PyTypeObject *to;          /* strong; NULL until an instance's frozen subclass is made */
 } frozen_step_t;
 
 typedef struct frozen_plan {
     frozen_step_t *steps;
-    size_t count;
-    PyObject *made;            /* class -> its frozen subclass */
+    size_t count, capacity;
+    PyObject *refused;         /* strong: the first object that cannot be frozen, or NULL */
+    const char *why;           /* ... and why */
+    bool failed;               /* out of memory during the scan */
+    bool thawing;              /* the scan of a thaw: record frozen objects, refuse nothing */
+    binding_state_t *state;    /* binding_state() */
 } frozen_plan_t;
 
 static void plan_free(frozen_plan_t *plan) {
-    for (size_t i = 0; i < plan->count; i++) Py_DECREF(plan->steps[i].to);
+    for (size_t i = 0; i < plan->count; i++) {
+        Py_DECREF(plan->steps[i].obj);
+        Py_XDECREF(plan->steps[i].to);
+    }
     PyMem_RawFree(plan->steps);
-    Py_CLEAR(plan->made);
-    *plan = (frozen_plan_t){0};
+    Py_CLEAR(plan->refused);
+    *plan = (frozen_plan_t){.thawing = plan->thawing, .state = plan->state};
+}
+
+static bool plan_add(frozen_plan_t *plan, PyObject *obj, PyTypeObject *to) {
+    if (plan->count == plan->capacity) {
+        size_t capacity = plan->capacity ? 2 * plan->capacity : 64;
+        frozen_step_t *grown = PyMem_RawRealloc(plan->steps, capacity * sizeof *grown);
+        if (!grown) {
+            plan->failed = true;
+            return false;
+        }
+        plan->steps = grown;
+        plan->capacity = capacity;
+    }
+    plan->steps[plan->count++] = (frozen_step_t){Py_NewRef(obj), (PyTypeObject *)Py_XNewRef((PyObject *)to)};
+    return true;
 }
 
 static bool is_immutable(PyTypeObject *t) {
@@ -442,6 +472,56 @@ static bool is_immutable(PyTypeObject *t) {
            t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyTuple_Type || t == &PyFrozenSet_Type ||
            t == &PyRange_Type || t == &PySlice_Type || t == &PyCode_Type || t == Py_TYPE(Py_None) ||
            t == Py_TYPE(Py_Ellipsis) || t == Py_TYPE(Py_NotImplemented);
+}
+
+static bool plan_refuse(frozen_plan_t *plan, PyObject *obj, const char *why) {
+    if (!plan->refused) {
+        plan->refused = Py_NewRef(obj);
+        plan->why = why;
+    }
+    return false;
+}
+
+/* The scan's visitor (no Python code: see above). */
+static bool plan_visit(PyObject *obj, void *arg) {
+    frozen_plan_t *plan = arg;
+    binding_state_t *state = plan->state;
+    PyTypeObject *t = Py_TYPE(obj), *to;
+    if (plan->thawing) {
+        return is_frozen_builtin(state, t) || is_frozen_class(state, t) ? plan_add(plan, obj, t->tp_base) : true;
+    } else if ((to = frozen_builtin_for(state, t))) {
+        return plan_add(plan, obj, to);
+    } else if (is_immutable(t)) {
+        return true;   /* a str's cached hash and UTF-8 copy are written by the first read, as ever:
+                          under one GIL that write is serialized like a reference count's */
+    } else if (is_frozen_builtin(state, t) || is_frozen_class(state, t)) {
+        return true;   /* frozen already (a close that failed is freezing again) */
+    } else if (PyType_Check(obj)) {
+        return plan_refuse(plan, obj, "a class made in the region: its attributes cannot be made read-only");
+    } else if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !binding_owns_type(t) && !membership_region_of((PyObject *)t)) {
+        return plan_add(plan, obj, NULL);
+    }
+    return plan_refuse(plan, obj, "which freeze() cannot make read-only (it freezes lists, dicts, sets, "
+                       "bytearrays and instances of classes, and keeps immutable objects as they are)");
+}
+
+/* The visitor riding on freeze()'s isolation proof (proof_isolated_visiting): the same sorting, no
+ * scan of its own.  NULL: the proof starts a pass again. */
+static void plan_each(PyObject *obj, void *arg) {
+    if (obj) (void)plan_visit(obj, arg);
+    else plan_free(arg);
+}
+
+/* Scans self into plan: 0, or -1 with an exception (out of memory; FrozenError is the caller's, from
+ * plan->refused). */
+static int plan_scan(rpy_region_t *self, frozen_plan_t *plan, bool thawing) {
+    *plan = (frozen_plan_t){.thawing = thawing, .state = binding_state()};
+    if (proof_foreach_object(self, plan_visit, plan) < 0 || plan->failed) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        plan_free(plan);
+        return -1;
+    }
+    return 0;
 }
 
 /* Raises FrozenError for an object freeze() cannot make read-only: its type, and its path. */
@@ -458,49 +538,6 @@ static void refuse_object(rpy_region_t *self, PyObject *obj, const char *why) {
     Py_XDECREF(desc);
 }
 
-/* Fills plan with the object each mutable object of self becomes; 0, or -1 with an exception (an
- * object that cannot be frozen: FrozenError).  Caches the hashes of immutable objects. */
-static int plan_make(rpy_region_t *self, frozen_plan_t *plan) {
-    *plan = (frozen_plan_t){.made = PyDict_New()};
-    PyObject **objects = NULL;
-    size_t count = 0;
-    if (!plan->made || proof_heap_objects(self, false, &objects, &count) < 0) goto fail;
-    plan->steps = PyMem_RawMalloc((count ? count : 1) * sizeof *plan->steps);
-    if (!plan->steps) {
-        PyErr_NoMemory();
-        goto fail;
-    }
-    for (size_t i = 0; i < count; i++) {
-        PyObject *obj = objects[i];
-        PyTypeObject *t = Py_TYPE(obj), *to = frozen_builtin_for(t);
-        if (to) {
-            Py_INCREF(to);
-        } else if (is_immutable(t)) {
-            if ((t == &PyUnicode_Type || t == &PyBytes_Type || t == &PyFrozenSet_Type) && PyObject_Hash(obj) == -1)
-                PyErr_Clear();
-            continue;
-        } else if (is_frozen_builtin(t) || is_frozen_class(t)) {
-            continue;   /* frozen already (a close that failed is freezing again) */
-        } else if (PyType_Check(obj)) {
-            refuse_object(self, obj, "a class made in the region: its attributes cannot be made read-only");
-            goto fail;
-        } else if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !binding_owns_type(t) && !membership_region_of((PyObject *)t)) {
-            if (!(to = frozen_class(t, plan->made))) goto fail;
-        } else {
-            refuse_object(self, obj, "which freeze() cannot make read-only (it freezes lists, dicts, sets, "
-                          "bytearrays and instances of classes, and keeps immutable objects as they are)");
-            goto fail;
-        }
-        plan->steps[plan->count++] = (frozen_step_t){obj, to};
-    }
-    PyMem_RawFree(objects);
-    return 0;
-fail:
-    PyMem_RawFree(objects);
-    plan_free(plan);
-    return -1;
-}
-
 /* obj.__class__ = to, through object's own setter, whatever obj's class defines (a frozen subclass
  * defines a getter of its own). */
 static int set_class(PyObject *obj, PyTypeObject *to) {
@@ -514,20 +551,54 @@ static int set_class(PyObject *obj, PyTypeObject *to) {
     return Py_TYPE(class_setter)->tp_descr_set(class_setter, obj, (PyObject *)to);
 }
 
-/* Gives each object its type, as `__class__` assignment does: the builtin types directly (same
- * layout, static bases: nothing else to do), instances through object's __class__ setter, which
- * also detaches what the old class's layout shared (3.12+ inline values).  Runs in a block of self,
- * so anything that allocates lands in the region.  0, or -1 with an exception (a setter failed;
- * the steps before it are done). */
+/* Completes a freeze's plan: the frozen subclass of each instance's class, and each instance's
+ * __dict__ (made in a block of self, so it is the region's: reading a frozen instance's __dict__ must
+ * not make one), which is frozen like any dict.  0, or -1 with an exception. */
+static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
+    PyObject *made = PyDict_New();   /* class -> its frozen subclass, for this freeze */
+    if (!made) return -1;
+    int result = 0;
+    size_t scanned = plan->count;
+    for (size_t i = 0; i < scanned && result == 0; i++) {
+        if (plan->steps[i].to) continue;
+        if (!(plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made))) result = -1;
+    }
+    Py_DECREF(made);
+    if (result < 0 || placement_enter(self) < 0) return -1;
+    for (size_t i = 0; i < scanned && result == 0; i++) {
+        PyObject *obj = plan->steps[i].obj;
+        PyTypeObject *t = Py_TYPE(obj);
+        if (is_frozen_builtin(plan->state, plan->steps[i].to)) continue;
+        if (t->tp_dictoffset == 0 && !(t->tp_flags & Py_TPFLAGS_MANAGED_DICT)) continue;
+        PyObject *dict = PyObject_GenericGetDict(obj, NULL);
+        if (!dict) result = -1;
+        else if (Py_IS_TYPE(dict, &PyDict_Type) && !plan_add(plan, dict, frozen_builtin_for(plan->state, &PyDict_Type)))
+            result = -1;
+        Py_XDECREF(dict);
+    }
+    if (placement_exit(self) < 0) result = -1;
+    if (plan->failed && !PyErr_Occurred()) PyErr_NoMemory();
+    return result;
+}
+
+/* Gives each object of the plan its new type, as `__class__` assignment does: the builtin containers
+ * directly (same layout; the static type held no reference, the frozen one gets one), instances
+ * through object's __class__ setter, which also detaches what the old class's layout shared (3.12+
+ * inline values).  In a block of self, so anything that allocates lands in the region.  0, or -1
+ * with an exception (the steps before it are done). */
 static int plan_apply(rpy_region_t *self, frozen_plan_t *plan) {
     if (placement_enter(self) < 0) return -1;
     int result = 0;
     for (size_t i = 0; i < plan->count && result == 0; i++) {
         PyObject *obj = plan->steps[i].obj;
-        PyTypeObject *to = plan->steps[i].to;
-        if (is_frozen_builtin(to)) {
-            Py_INCREF(to);   /* the object's reference; the old type is static and held none */
+        PyTypeObject *from = Py_TYPE(obj), *to = plan->steps[i].to;
+        if (from == to) continue;   /* a __dict__ found by the scan and again through its instance */
+        if (is_frozen_builtin(plan->state, to)) {            /* freezing a container */
+            Py_INCREF(to);
             Py_SET_TYPE(obj, to);
+        } else if (is_frozen_builtin(plan->state, from)) {   /* thawing one */
+            Py_SET_TYPE(obj, to);
+            Py_DECREF(from);
         } else {
             result = set_class(obj, to);
         }
@@ -536,35 +607,35 @@ static int plan_apply(rpy_region_t *self, frozen_plan_t *plan) {
     return result;
 }
 
-/* Makes the __dict__ of every instance of self that keeps its attributes inline, in a block of self
- * (so the dict is the region's): reading a frozen instance's __dict__ must not write it.  0 or -1. */
-static int materialize_dicts(rpy_region_t *self) {
-    PyObject **objects = NULL;
-    size_t count = 0;
-    if (proof_heap_objects(self, false, &objects, &count) < 0) return -1;
-    int result = placement_enter(self);
-    if (result == 0) {
-        for (size_t i = 0; i < count && result == 0; i++) {
-            PyTypeObject *t = Py_TYPE(objects[i]);
-            if (!(t->tp_flags & Py_TPFLAGS_HEAPTYPE) || PyType_Check(objects[i])) continue;
-            if (t->tp_dictoffset == 0 && !(t->tp_flags & Py_TPFLAGS_MANAGED_DICT)) continue;
-            PyObject *dict = PyObject_GenericGetDict(objects[i], NULL);
-            if (!dict) result = -1;
-            Py_XDECREF(dict);
-        }
-        if (placement_exit(self) < 0) result = -1;
-    }
-    PyMem_RawFree(objects);
-    return result;
-}
-
 /* ---- r.freeze() ---- */
 
-static int freeze_owned(rpy_region_t *self) {
-    frozen_plan_t plan;
-    if (plan_make(self, &plan) < 0) return -1;
-    int result = plan_apply(self, &plan);
-    plan_free(&plan);
+/* The plan of a freeze (the caller owns self, proven isolated): 0, or -1 with an exception.  What
+ * cannot be frozen may be garbage: one collection, and a second look, before refusing. */
+static int freeze_plan(rpy_region_t *self, frozen_plan_t *plan) {
+    if (plan_scan(self, plan, false) < 0) return -1;
+    if (plan->refused) {
+        plan_free(plan);
+        if (collect_region(self) < 0 && PyErr_Occurred()) return -1;
+        if (!self->r) return region_check_owner(self, "freeze");   /* a finalizer closed it */
+        if (plan_scan(self, plan, false) < 0) return -1;
+    }
+    if (plan->refused) {
+        refuse_object(self, plan->refused, plan->why);
+        plan_free(plan);
+        return -1;
+    }
+    if (plan_complete(self, plan) < 0) {
+        plan_free(plan);
+        return -1;
+    }
+    return 0;
+}
+
+/* Applies a freeze's plan (and frees it): self is frozen and nobody owns it.  0, or -1 with an
+ * exception. */
+static int freeze_owned(rpy_region_t *self, frozen_plan_t *plan) {
+    int result = plan_apply(self, plan);
+    plan_free(plan);
     if (result < 0) return -1;
     self->frozen_gil = binding_gil();
     __atomic_store_n(&self->frozen, true, __ATOMIC_RELEASE);
@@ -576,16 +647,26 @@ PyObject *frozen_freeze(RegionObject *o, PyObject *unused) {
     rpy_region_t *self = o->rec;
     (void)unused;
     if (frozen_check_mutable(self, "freeze") < 0 || region_check_owner(self, "freeze") < 0) return NULL;
+    /* The common case costs one scan: the plan is made by the proof's own pass.  Otherwise (not
+     * proven at once, something that cannot be frozen, a block open) release()'s whole proof decides,
+     * and a scan of its own makes the plan. */
+    frozen_plan_t plan = {.state = binding_state()};
     bool refers_to_classes, refers_to_mortal;
-    if (ownership_prove(self, "freeze", &refers_to_classes, &refers_to_mortal) < 0) return NULL;
-    /* Garbage would be frozen too, never to be collected, and may hold what cannot be frozen. */
-    if (collect_region(self) < 0 && PyErr_Occurred()) return NULL;
-    if (!self->r) {   /* a finalizer closed it */
-        region_check_owner(self, "freeze");
+    int proven = self->blocks_open || self->collecting ? 0
+               : proof_isolated_visiting(self, plan_each, &plan, &refers_to_classes, &refers_to_mortal);
+    if (proven == 1 && !plan.refused && !plan.failed) {
+        proven = plan_complete(self, &plan);
+    } else {
+        plan_free(&plan);
+        if (proven < 0 || ownership_prove(self, "freeze", &refers_to_classes, &refers_to_mortal) < 0 ||
+            freeze_plan(self, &plan) < 0)
+            return NULL;
+        proven = 0;
+    }
+    if (proven < 0 || freeze_owned(self, &plan) < 0) {
+        plan_free(&plan);
         return NULL;
     }
-    if (materialize_dicts(self) < 0) return NULL;
-    if (freeze_owned(self) < 0) return NULL;
     /* Instances refer to their classes (now their frozen subclasses), this interpreter's. */
     self->classes_of = refers_to_classes ? binding_current_interp() : -1;
     Py_RETURN_NONE;
@@ -650,24 +731,10 @@ static int holders_elsewhere(rpy_region_t *self) {
 
 /* Gives every frozen object of self its own type back (the caller owns self).  0 or -1. */
 static int thaw(rpy_region_t *self) {
-    PyObject **objects = NULL;
-    size_t count = 0;
-    if (proof_heap_objects(self, false, &objects, &count) < 0) return -1;
-    int result = placement_enter(self);
-    if (result == 0) {
-        for (size_t i = 0; i < count && result == 0; i++) {
-            PyObject *obj = objects[i];
-            PyTypeObject *t = Py_TYPE(obj);
-            if (is_frozen_builtin(t)) {
-                Py_SET_TYPE(obj, t->tp_base);
-                Py_DECREF(t);
-            } else if (is_frozen_class(t)) {
-                result = set_class(obj, t->tp_base);
-            }
-        }
-        if (placement_exit(self) < 0) result = -1;
-    }
-    PyMem_RawFree(objects);
+    frozen_plan_t plan;
+    if (plan_scan(self, &plan, true) < 0) return -1;
+    int result = plan_apply(self, &plan);
+    plan_free(&plan);
     return result;
 }
 
@@ -710,7 +777,8 @@ int frozen_thaw_for_close(rpy_region_t *self) {
 void frozen_refreeze_after_failed_close(rpy_region_t *self) {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
-    if (freeze_owned(self) < 0) {
+    frozen_plan_t plan;
+    if (freeze_plan(self, &plan) < 0 || freeze_owned(self, &plan) < 0) {
         /* Left thawed and owned by the caller: say so beside the close's own error. */
         PyErr_WriteUnraisable(NULL);
     }

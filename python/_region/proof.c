@@ -144,6 +144,9 @@ typedef struct proof {
     /* the vetting of the outside targets */
     bool outside_safe;
     bool refers_to_classes, refers_to_mortal;
+    /* proof_isolated_visiting's visitor, or NULL */
+    void (*each)(PyObject *op, void *arg);
+    void *each_arg;
 } proof_t;
 
 /* The filter's slow answer (rpy_type_filter_t has the fast ones). */
@@ -216,6 +219,7 @@ static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *blo
     }
     p->counts += (uint64_t)Py_REFCNT(op);
     p->objects++;
+    if (p->each) p->each(op, p->each_arg);   /* after op's count was read: it may take a reference */
     scan_references(p, op);
     PyTypeObject *t = Py_TYPE(op);
     p->gc_objects += PyType_IS_GC(t);
@@ -261,10 +265,13 @@ static void vet_outside(proof_t *p) {
 /* Runs the scan: 0 (the verdict in proof_isolated), or -1 with an exception.  Collection is paused
  * until proof_end. */
 static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
+    void (*each)(PyObject *, void *) = p->each;
+    void *each_arg = p->each_arg;
     membership_sync();
     *gc_was_enabled = rpy_gc_pause();
     for (bool fresh = false;; fresh = true) {
-        *p = (proof_t){.self = self, .all_releasable = true};
+        *p = (proof_t){.self = self, .all_releasable = true, .each = each, .each_arg = each_arg};
+        if (each) each(NULL, each_arg);   /* a new pass: forget the last one's visits */
         if (type_set_take(&p->types, self->r, fresh) < 0) return -1;
         p->filter = type_filter(&p->types);
         if (riso_begin(&p->scan, self->r) != REGION_OK) {
@@ -300,7 +307,12 @@ static void proof_end(proof_t *p, bool gc_was_enabled) {
 }
 
 int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal) {
-    proof_t p;
+    return proof_isolated_visiting(self, NULL, NULL, refers_to_classes, refers_to_mortal);
+}
+
+int proof_isolated_visiting(rpy_region_t *self, void (*each)(PyObject *op, void *arg), void *arg,
+                            bool *refers_to_classes, bool *refers_to_mortal) {
+    proof_t p = {.each = each, .each_arg = arg};
     bool gc_was_enabled;
     int result = -1;
     *refers_to_classes = *refers_to_mortal = true;   /* unless the scan proves otherwise */
@@ -352,7 +364,7 @@ static void release_outside(proof_t *p) {
 }
 
 int teardown_bulk(rpy_region_t *self) {
-    proof_t p;
+    proof_t p = {0};
     bool gc_was_enabled;
     int result = TEARDOWN_ERROR;
     if (proof_run(&p, self, &gc_was_enabled) == 0) {
@@ -425,6 +437,36 @@ int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***obje
     *objects = h.found;
     *count = h.count;
     return 0;
+}
+
+typedef struct foreach {
+    proof_t *p;
+    bool (*fn)(PyObject *op, void *arg);
+    void *arg;
+    bool stopped;
+} foreach_t;
+
+static bool foreach_block(void *block, size_t size, void *arg) {
+    foreach_t *f = arg;
+    PyObject *obj = rpy_object_in_block(block, size, &f->p->filter);
+    if (obj && !f->fn(obj, f->arg)) f->stopped = true;
+    return !f->stopped;
+}
+
+int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg), void *arg) {
+    proof_t p = {.self = self};   /* for its filter */
+    foreach_t f = {.p = &p, .fn = fn, .arg = arg};
+    if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
+    p.filter = type_filter(&p.types);
+    region_status status = riso_begin(&p.scan, self->r);
+    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){NULL, foreach_block, &f});
+    riso_end(&p.scan);
+    type_set_release(&p.types);
+    if (status != REGION_OK) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return f.stopped ? 1 : 0;
 }
 
 /* ---- The floor: one streaming read of the same memory ---- */

@@ -46,6 +46,7 @@ void binding_state_forget(void) {
     Py_CLEAR(state->ownership_error);
     Py_CLEAR(state->handle_error);
     Py_CLEAR(state->frozen_error);
+    Py_CLEAR(state->frozen_mark);
     for (int k = 0; k < FROZEN_KINDS; k++) Py_CLEAR(state->frozen_types[k]);
 }
 
