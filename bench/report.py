@@ -37,8 +37,8 @@ SECTIONS = [
     ("proof-bench", "Proof", "Python: the isolation proof per object, beside one streaming pass",
      "PYTHONPATH=build/python .venv/bin/python bench/proof_bench.py --json results/proof-bench.json "
      "--md results/proof-bench.md"),
-    ("frozen-bench", "Frozen", "Python: a frozen region read by several interpreters",
-     "PYTHONPATH=build/python .venv/bin/python bench/frozen_bench.py --json results/frozen-bench.json "
+    ("frozen-bench", "Frozen", "Python 3.13: a frozen region read by several interpreters",
+     "PYTHONPATH=build-py313/python .venv-313/bin/python bench/frozen_bench.py --json results/frozen-bench.json "
      "--md results/frozen-bench.md"),
     ("parallel-bench", "Parallel", "Python 3.13: regions handed between interpreters with their own GIL",
      "PYTHONPATH=build-py313/python .venv-313/bin/python bench/parallel_bench.py --json results/parallel-bench.json "

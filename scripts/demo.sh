@@ -48,9 +48,6 @@ $py bench/transfer_bench.py $quick --json results/transfer-bench.json --md resul
 step "Python: the isolation proof that release(), close() and r.check() run, per object, beside one streaming pass over the same memory (bench/proof_bench.py)"
 $py bench/proof_bench.py $quick --json results/proof-bench.json --md results/proof-bench.md
 
-step "Python: a frozen region read by several interpreters vs pickle in each; freeze() vs release() (bench/frozen_bench.py)"
-$py bench/frozen_bench.py $quick --json results/frozen-bench.json --md results/frozen-bench.md
-
 step "Python 3.13: two interpreters with their own GIL on regions handed back and forth, vs one (bench/parallel_bench.py)"
 if [ -x .venv-313/bin/python ]; then
   configure_313() {
@@ -63,6 +60,14 @@ if [ -x .venv-313/bin/python ]; then
     --json results/parallel-bench.json --md results/parallel-bench.md
 else
   echo "skipped: no CPython 3.13 on this machine (scripts/setup.sh looks for pyenv's, or PYTHON313)"
+fi
+
+step "Python: a frozen region read by several interpreters (own GIL on 3.13) vs pickle in each; freeze() vs release() (bench/frozen_bench.py)"
+if [ -x .venv-313/bin/python ]; then   # built by the step above
+  PYTHONPATH=build-py313/python .venv-313/bin/python bench/frozen_bench.py $quick \
+    --json results/frozen-bench.json --md results/frozen-bench.md
+else
+  $py bench/frozen_bench.py $quick --json results/frozen-bench.json --md results/frozen-bench.md
 fi
 
 step "C: the region-per-phase pattern against other allocators (bench/alloc_bench.py)"

@@ -84,6 +84,10 @@ typedef struct rpy_region {
      * binding_gil() it was frozen under, the only one that may read it. */
     bool frozen;
     int frozen_gil;
+    /* close() of a frozen region sets `closing` under binding_lock when no other GIL holds a Region
+     * of it, and from then on no other GIL may read it (frozen_view.c, LIFETIME).  Sequentially
+     * consistent atomics. */
+    bool closing;
 
     /* collection statistics (r.collect, automatic collections) */
     uint64_t collections;
@@ -109,12 +113,13 @@ typedef struct RegionObject {
 /* What the binding's Python side is made of, per GIL (binding_gil): its types and exceptions.  The
  * interpreters that share a GIL share these (and the Region objects); an interpreter with its own GIL
  * has its own, since a Python object touched under two GILs is a refcount data race. */
-#define FROZEN_KINDS 4   /* list, dict, set, bytearray (frozen.c) */
+#define FROZEN_KINDS 4   /* list, dict, set, bytearray, in this order (frozen.c's frozen_kinds) */
 
 typedef struct binding_state {
     PyTypeObject *region_type, *handle_type, *ownership_type;
     PyTypeObject *frozen_types[FROZEN_KINDS];
     PyObject *frozen_mark;     /* the key in a frozen subclass's namespace naming its class */
+    PyTypeObject *frozen_view_type, *frozen_view_iter_type;   /* frozen_view.c */
     PyObject *region_error, *isolation_error, *ownership_error, *handle_error, *frozen_error;
     bool counted;              /* in binding_own_gils */
 } binding_state_t;
@@ -487,5 +492,18 @@ int frozen_check_adoptable(rpy_region_t *self);
  * frozen_refreeze_after_failed_close), or -1 with an exception and nothing changed. */
 int frozen_thaw_for_close(rpy_region_t *self);
 void frozen_refreeze_after_failed_close(rpy_region_t *self);
+
+/* Whether self is frozen and the calling GIL is not the one it was frozen under: then r.root is a
+ * FrozenView (frozen_view.c), and nothing else of the region may be read. */
+bool frozen_read_elsewhere(rpy_region_t *self);
+
+/* ---- frozen_view.c ---- */
+
+/* The calling GIL's FrozenView types (binding_state); at the module's set-up.  0 or -1. */
+int frozen_view_types_init(void);
+
+/* r.root of a frozen region under another GIL: a FrozenView of it (or a copy of an immutable root,
+ * or None); NULL with an exception. */
+PyObject *frozen_view_root(RegionObject *self);
 
 #endif /* REGION_PY_BINDING_H */

@@ -248,6 +248,9 @@ static const struct {
 
 int frozen_types_init(void) {
     binding_state_t *state = binding_state();
+    /* module.c exports frozen_types[] by index under these names. */
+    assert(frozen_kinds[0].base == &PyList_Type && frozen_kinds[1].base == &PyDict_Type &&
+           frozen_kinds[2].base == &PySet_Type && frozen_kinds[3].base == &PyByteArray_Type);
     if (!(state->frozen_mark = PyUnicode_InternFromString(FROZEN_MARK))) return -1;
     for (int k = 0; k < FROZEN_KINDS; k++) {
         /* PyType_FromSpecWithBases takes the spec as non-const; it does not write it. */
@@ -685,16 +688,25 @@ int frozen_check_mutable(rpy_region_t *self, const char *what) {
     return -1;
 }
 
+bool frozen_read_elsewhere(rpy_region_t *self) {
+    /* Not self->r: close() may be writing it (frozen_view_root says why that read is then harmless). */
+    return __atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) && binding_gil() != self->frozen_gil;
+}
+
 int frozen_check_reader(rpy_region_t *self, const char *what) {
     if (!__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) || !self->r) return region_check_owner(self, what);
     PyObject *desc = NULL;
     int64_t here = binding_current_interp();
-    if (binding_gil() != self->frozen_gil) {
+    if (binding_gil() != self->frozen_gil && self->classes_of >= 0) {
         desc = region_describe(self);
-        PyErr_Format(RegionError, "%s: %U was frozen under another GIL than interpreter %lld's: frozen "
-                     "regions are read under the GIL they were frozen under (threads, and interpreters "
-                     "sharing that GIL); not under another one yet (docs/python.md, 'Frozen regions')",
-                     what, desc, (long long)here);
+        PyErr_Format(IsolationError, "%s: %U cannot be read under another GIL than the one it was frozen "
+                     "under: its objects are instances of classes of interpreter %lld", what, desc,
+                     (long long)self->classes_of);
+    } else if (binding_gil() != self->frozen_gil) {
+        desc = region_describe(self);
+        PyErr_Format(RegionError, "%s: %U was frozen under another GIL than interpreter %lld's: there, "
+                     "r.root (a region.FrozenView) is all that may be read (docs/python.md, 'Frozen "
+                     "regions')", what, desc, (long long)here);
     } else if (self->classes_of >= 0 && self->classes_of != here &&
                rpy_interp_kind(self->classes_of) != RPY_INTERP_GONE) {
         desc = region_describe(self);
@@ -714,17 +726,19 @@ bool frozen_shareable(rpy_region_t *self) {
 }
 
 int frozen_check_adoptable(rpy_region_t *self) {
-    if (!__atomic_load_n(&self->frozen, __ATOMIC_ACQUIRE) || binding_gil() == self->frozen_gil) return 0;
+    if (!frozen_read_elsewhere(self) || self->classes_of < 0) return 0;
     return frozen_check_reader(self, "adopt");
 }
 
 /* ---- close() ---- */
 
-/* Interpreters of other GILs that hold a Region of self. */
+/* Interpreters of other GILs that hold a Region of self (their views hold it too).  When there are
+ * none, self is `closing` from here on: no other GIL may start reading it (frozen_view.c). */
 static int holders_elsewhere(rpy_region_t *self) {
     int holders = 0;
     binding_lock();
     for (int g = 0; g < RPY_MAX_GILS; g++) holders += g != self->frozen_gil && self->proxies[g];
+    if (!holders) __atomic_store_n(&self->closing, true, __ATOMIC_SEQ_CST);
     binding_unlock();
     return holders;
 }
@@ -745,12 +759,14 @@ int frozen_thaw_for_close(rpy_region_t *self) {
     if (holders) {
         desc = region_describe(self);
         PyErr_Format(RegionError, "cannot close %U: %d interpreter(s) with a GIL of their own still hold a "
-                     "Region of it (region.adopt); they must drop it first", desc, holders);
+                     "Region of it, or a view into it (region.FrozenView); they must drop them first", desc,
+                     holders);
         Py_XDECREF(desc);
         return -1;
     }
     /* Nobody owns a frozen region, so the lock is free: this takes it without waiting. */
     if (!PyThread_acquire_lock(self->ownership, NOWAIT_LOCK)) {
+        __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
         PyErr_SetString(PyExc_SystemError, "a frozen region's ownership lock is held");
         return -1;
     }
@@ -767,6 +783,7 @@ int frozen_thaw_for_close(rpy_region_t *self) {
         Py_XDECREF(isolated);
     }
     if (proven < 0 || thaw(self) < 0) {
+        __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
         ownership_give_up(self);
         return -1;
     }
@@ -777,6 +794,7 @@ int frozen_thaw_for_close(rpy_region_t *self) {
 void frozen_refreeze_after_failed_close(rpy_region_t *self) {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
+    __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
     frozen_plan_t plan;
     if (freeze_plan(self, &plan) < 0 || freeze_owned(self, &plan) < 0) {
         /* Left thawed and owned by the caller: say so beside the close's own error. */

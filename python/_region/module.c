@@ -220,6 +220,7 @@ static PyObject *Region_exit(RegionObject *o, PyObject *args) {
 static PyObject *Region_get_root(RegionObject *o, void *closure) {
     rpy_region_t *self = o->rec;
     (void)closure;
+    if (frozen_read_elsewhere(self)) return frozen_view_root(o);
     if (frozen_check_reader(self, "root") < 0) return NULL;
     return Py_NewRef(self->root ? self->root : Py_None);
 }
@@ -674,7 +675,7 @@ static int make_binding_state(PyObject *module) {
                         Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, Region_slots};
     Region_Type = (PyTypeObject *)PyType_FromSpec(&spec);
     if (!Region_Type || add_exceptions(module) < 0 || handle_type_init(module) < 0 || ownership_type_init(module) < 0 ||
-        frozen_types_init() < 0)
+        frozen_types_init() < 0 || frozen_view_types_init() < 0)
         return -1;
     return 0;
 }
@@ -688,6 +689,11 @@ static int add_binding_state(PyObject *module) {
            PyModule_AddObjectRef(module, "OwnershipError", state->ownership_error) < 0 ||
            PyModule_AddObjectRef(module, "HandleError", state->handle_error) < 0 ||
            PyModule_AddObjectRef(module, "FrozenError", state->frozen_error) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenList", (PyObject *)state->frozen_types[0]) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenDict", (PyObject *)state->frozen_types[1]) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenSet", (PyObject *)state->frozen_types[2]) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenByteArray", (PyObject *)state->frozen_types[3]) < 0 ||
+           PyModule_AddObjectRef(module, "FrozenView", (PyObject *)state->frozen_view_type) < 0 ||
            PyModule_AddStringConstant(module, "__version__", region_version()) < 0 ||
            capi_add(module) < 0 ? -1 : 0;
 }

@@ -394,51 +394,6 @@ int teardown_bulk(rpy_region_t *self) {
 
 /* ---- The objects of the heap, for the audit ---- */
 
-typedef struct heap_objects {
-    proof_t *p;
-    bool include_shared;
-    PyObject **found;
-    size_t count, capacity;
-    bool failed;
-} heap_objects_t;
-
-static bool collect_block(void *block, size_t size, void *arg) {
-    heap_objects_t *h = arg;
-    PyObject *obj = rpy_object_in_block(block, size, &h->p->filter);
-    if (!obj || (!h->include_shared && rpy_is_shared(obj))) return true;
-    if (h->count == h->capacity) {
-        size_t capacity = h->capacity ? h->capacity * 2 : 64;
-        PyObject **found = PyMem_RawRealloc(h->found, capacity * sizeof *found);
-        if (!found) {
-            h->failed = true;
-            return false;
-        }
-        h->found = found;
-        h->capacity = capacity;
-    }
-    h->found[h->count++] = obj;
-    return true;
-}
-
-int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
-    proof_t p = {.self = self};   /* for its filter */
-    heap_objects_t h = {.p = &p, .include_shared = include_shared};
-    if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
-    p.filter = type_filter(&p.types);
-    region_status status = riso_begin(&p.scan, self->r);
-    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){NULL, collect_block, &h});
-    riso_end(&p.scan);
-    type_set_release(&p.types);
-    if (status != REGION_OK || h.failed) {
-        PyMem_RawFree(h.found);
-        PyErr_NoMemory();
-        return -1;
-    }
-    *objects = h.found;
-    *count = h.count;
-    return 0;
-}
-
 typedef struct foreach {
     proof_t *p;
     bool (*fn)(PyObject *op, void *arg);
@@ -467,6 +422,43 @@ int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg)
         return -1;
     }
     return f.stopped ? 1 : 0;
+}
+
+typedef struct heap_objects {
+    bool include_shared;
+    PyObject **found;
+    size_t count, capacity;
+    bool failed;
+} heap_objects_t;
+
+static bool collect_object(PyObject *obj, void *arg) {
+    heap_objects_t *h = arg;
+    if (!h->include_shared && rpy_is_shared(obj)) return true;
+    if (h->count == h->capacity) {
+        size_t capacity = h->capacity ? h->capacity * 2 : 64;
+        PyObject **found = PyMem_RawRealloc(h->found, capacity * sizeof *found);
+        if (!found) {
+            h->failed = true;
+            return false;
+        }
+        h->found = found;
+        h->capacity = capacity;
+    }
+    h->found[h->count++] = obj;
+    return true;
+}
+
+int proof_heap_objects(rpy_region_t *self, bool include_shared, PyObject ***objects, size_t *count) {
+    heap_objects_t h = {.include_shared = include_shared};
+    int status = proof_foreach_object(self, collect_object, &h);
+    if (status < 0 || h.failed) {
+        PyMem_RawFree(h.found);
+        if (status >= 0) PyErr_NoMemory();
+        return -1;
+    }
+    *objects = h.found;
+    *count = h.count;
+    return 0;
 }
 
 /* ---- The floor: one streaming read of the same memory ---- */

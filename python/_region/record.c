@@ -47,6 +47,8 @@ void binding_state_forget(void) {
     Py_CLEAR(state->handle_error);
     Py_CLEAR(state->frozen_error);
     Py_CLEAR(state->frozen_mark);
+    Py_CLEAR(state->frozen_view_type);
+    Py_CLEAR(state->frozen_view_iter_type);
     for (int k = 0; k < FROZEN_KINDS; k++) Py_CLEAR(state->frozen_types[k]);
 }
 
@@ -54,7 +56,8 @@ bool binding_owns_type(PyTypeObject *type) {
     binding_state_t *state = binding_state();
     for (int k = 0; k < FROZEN_KINDS; k++)
         if (type == state->frozen_types[k]) return true;
-    return type == state->region_type || type == state->handle_type || type == state->ownership_type;
+    return type == state->region_type || type == state->handle_type || type == state->ownership_type ||
+           type == state->frozen_view_type || type == state->frozen_view_iter_type;
 }
 
 PyObject *region_describe(rpy_region_t *self) {

@@ -19,7 +19,12 @@ import atexit as _atexit
 
 from . import _region
 from ._region import (
+    FrozenByteArray,
+    FrozenDict,
     FrozenError,
+    FrozenList,
+    FrozenSet,
+    FrozenView,
     Handle,
     HandleError,
     IsolationError,
@@ -36,7 +41,12 @@ from ._audit import Escape
 
 __all__ = [
     "Escape",
+    "FrozenByteArray",
+    "FrozenDict",
     "FrozenError",
+    "FrozenList",
+    "FrozenSet",
+    "FrozenView",
     "Handle",
     "HandleError",
     "IsolationError",

@@ -5,6 +5,7 @@ same GIL reads the very same objects with no acquire, every mutation from Python
 import collections
 import copy
 import json
+import os
 import pickle
 import re
 import sys
@@ -82,6 +83,8 @@ def test_reads_work_as_on_the_ordinary_types(frozen):
     assert isinstance(v["raw"], bytearray) and isinstance(v["point"], Point) and isinstance(v["tags"], Tags)
     assert isinstance(v["tags"], list) and isinstance(v["pair"], Pair)
     assert v["point"].__class__ is Point
+    assert (type(v), type(v["words"]), type(v["seen"]), type(v["raw"])) == (
+        region.FrozenDict, region.FrozenList, region.FrozenSet, region.FrozenByteArray)
     assert v["words"] == ["alpha", "beta", "gamma"] and len(v["words"]) == 3 and "beta" in v["words"]
     assert sorted(v["counts"].items()) == [("alpha", 1), ("beta", 2)] and v["counts"].get("gamma") is None
     assert 2 in v["seen"] and v["seen"] | {4} == {1, 2, 3, 4} and v["raw"].decode() == "abc"
@@ -375,23 +378,140 @@ except region.FrozenError as e:
     r.close()
 
 
-@pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from 3.12")
-def test_an_interpreter_with_its_own_gil_may_not_read_it_yet(r):
+needs_own_gil = pytest.mark.skipif(sys.version_info < (3, 12), reason="interpreters with their own GIL exist from 3.12")
+
+
+def vocabulary(r, n=1000):
     with r:
-        r.root = ["alpha"]
+        r.root = {f"w{i}": (i, i * 7, f"s{i}") for i in range(n)}
+        r.root["nested"] = {"list": [1, 2.5, "x", (3, 4), None], "set": {1, 2}, 5: "five", "raw": bytearray(b"ab"),
+                            ("a", 1): "tuple key", "big": 2 ** 70}
     r.freeze()
+
+
+@needs_own_gil
+def test_an_interpreter_with_its_own_gil_reads_it_through_views(r):
+    vocabulary(r)
+    sub = interpreters.Sub(isolated=True)
+    try:
+        sub.run("""
+v = region.adopt(rid).root
+t = v["w5"]
+n = v["nested"]
+seen = (type(v).__name__, len(v), t[0], t[1], t[2], list(t), t[-1], "w7" in v, "zz" in v, v.get("zz", 9),
+        n["list"][:3], type(n["list"][3]).__name__, n["list"][3][1], sorted(n["set"]), 2 in n["set"], n[5], n["raw"], n[("a", 1)], n["big"],
+        sorted(k for k in n if isinstance(k, str)), n.copy()["list"], n["list"] == [1, 2.5, "x", (3, 4), None],
+        type(n.copy()).__name__, region.region_of(t))
+refused = []
+for attempt in (lambda: v.__setitem__("x", 1), lambda: n["list"].append(0), lambda: n["set"].add(3)):
+    try:
+        attempt()
+    except region.FrozenError as e:
+        refused.append(str(e))
+try:
+    v[[1]]
+except TypeError as e:
+    refused.append(str(e))
+""" + sub.send("(seen, refused)"), rid=r.id)
+        seen, refused = eval(sub.result())
+        assert seen[:10] == ("FrozenView", 1001, 5, 35, "s5", [5, 35, "s5"], "s5", True, False, 9)
+        assert seen[10] == [1, 2.5, "x"] and seen[11:] == ("FrozenView", 4, [1, 2], True, "five", b"ab", "tuple key", 2 ** 70,
+                                                               ["big", "list", "raw", "set"], [1, 2.5, "x", (3, 4), None],
+                                                               True, "dict", None)
+        assert len(refused) == 4 and all("frozen region 'test'" in m for m in refused[:3])
+        assert "looked up with str, int" in refused[3]
+        with pytest.raises(region.RegionError, match=r"1 interpreter\(s\) with a GIL of their own still hold"):
+            r.close()
+        assert r.frozen and r.root["w5"][2] == "s5"
+    finally:
+        sub.destroy()
+    r.close()
+    assert r.closed
+
+
+@needs_own_gil
+def test_under_another_gil_only_the_root_is_read(r):
+    vocabulary(r)
+    sub = interpreters.Sub(isolated=True)
+    try:
+        sub.run("""
+mine = region.adopt(rid)
+errors = []
+for attempt in (mine.check, mine.stats, mine.close, mine.objects, mine.acquire, lambda: mine.handle(None)):
+    try:
+        attempt()
+    except region.RegionError as e:
+        errors.append(type(e).__name__ + ": " + str(e))
+""" + sub.send("errors"), rid=r.id)
+        errors = eval(sub.result())
+    finally:
+        sub.destroy()
+    assert len(errors) == 6, errors
+    assert all("r.root (a region.FrozenView) is all that may be read" in e or "is frozen: it has no owner" in e
+               for e in errors), errors
+    r.close()
+
+
+@needs_own_gil
+def test_a_frozen_region_of_instances_is_not_read_under_another_gil(frozen):
     sub = interpreters.Sub(isolated=True)
     try:
         sub.run("""
 try:
     region.adopt(rid)
-except region.RegionError as e:
+except region.IsolationError as e:
     refused = str(e)
-""" + sub.send("refused"), rid=r.id)
+""" + sub.send("refused"), rid=frozen.id)
         refused = eval(sub.result())
     finally:
         sub.destroy()
-    assert "frozen under another GIL" in refused
+    assert "instances of classes of interpreter" in refused
+
+
+@needs_own_gil
+def test_two_interpreters_with_their_own_gil_read_in_parallel_with_the_main_one(r):
+    """The issue's stress test: 2 own-GIL readers, 10^6 lookups each (REGION_FROZEN_LOOKUPS), results
+    checked, while the main interpreter's threads read the same objects (their reference counts
+    changing under the main GIL)."""
+    n = 10_000
+    lookups = int(os.environ.get("REGION_FROZEN_LOOKUPS", "1000000"))
+    vocabulary(r, n)
+    subs = [interpreters.Sub(isolated=True) for _ in range(2)]
+    results, errors = [], []
+
+    def reader(sub):
+        try:
+            sub.run(f"""
+v = region.adopt(rid).root
+total = 0
+for i in range({lookups}):
+    t = v["w%d" % (i % {n})]
+    total += t[1] + len(t[2])
+""" + sub.send("total"), rid=r.id)
+            results.append(eval(sub.result()))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    stop = threading.Event()
+
+    def main_reader():
+        while not stop.is_set():
+            for i in range(0, n, 7):
+                assert r.root[f"w{i}"][1] == i * 7
+
+    threads = [threading.Thread(target=reader, args=(s,)) for s in subs] + [threading.Thread(target=main_reader)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads[:2]:
+            t.join()
+        stop.set()
+        threads[2].join()
+    finally:
+        for s in subs:
+            s.destroy()
+    expected = sum((i % n) * 7 + len(f"s{i % n}") for i in range(lookups))
+    assert not errors and results == [expected, expected]
     r.close()
 
 

@@ -63,6 +63,7 @@
 #  define RPY_312 0
 #  define RPY_313 1
 #  include <internal/pycore_freelist.h>
+#  include <internal/pycore_setobject.h>
 #  include <internal/pycore_typeobject.h>
 #  include <internal/pycore_unicodeobject.h>
 #  ifndef WITH_FREELISTS
@@ -766,6 +767,14 @@ bool rpy_dict_traverse_skips_keys(PyObject *dict) {
     /* dict_traverse visits keys only for DICT_KEYS_GENERAL tables (dictobject.c:3532-3561). */
     PyDictObject *mp = (PyDictObject *)dict;
     return !mp->ma_values && mp->ma_keys->dk_kind != DICT_KEYS_GENERAL;
+}
+
+bool rpy_set_next(PyObject *set, Py_ssize_t *position, PyObject **key, Py_hash_t *hash) {
+    return _PySet_NextEntry(set, position, key, hash) != 0;   /* 3.13: internal, still exported */
+}
+
+bool rpy_dict_has_str_keys(PyObject *dict) {
+    return DK_IS_UNICODE(((PyDictObject *)dict)->ma_keys);
 }
 
 void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {

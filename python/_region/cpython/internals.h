@@ -248,6 +248,14 @@ typedef struct rpy_dict_view {
 } rpy_dict_view_t;
 void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view);
 
+/* Whether every key of the dict is a str, so that a str is looked up by CPython's unicode lookup,
+ * which compares without taking a reference (frozen_view.c). */
+bool rpy_dict_has_str_keys(PyObject *dict);
+
+/* The set's next entry from *position on: its key (borrowed) and hash; false at the end.  Reads only:
+ * no reference is taken (frozen_view.c reads other GILs' sets with it). */
+bool rpy_set_next(PyObject *set, Py_ssize_t *position, PyObject **key, Py_hash_t *hash);
+
 /* Debug builds count every reference in _Py_RefTotal; a bulk teardown drops n references without
  * a Py_DECREF each, and says so here.  Returns false when the build tracks every object in a list
  * (Py_TRACE_REFS), where a bulk teardown is impossible. */
