@@ -1,9 +1,8 @@
 /* frozen.c - frozen regions: r.freeze(), the read-only types a frozen region's objects take, and who
  * may read a region that has no owner.
  *
- * FREEZING.  r.freeze() proves the region isolated exactly as release() does (ownership_prove),
- * collects its garbage (which would otherwise be frozen for good), then gives each mutable object of the region a read-only type of the same layout, as `__class__`
- * assignment would:
+ * FREEZING.  r.freeze() proves the region isolated as release() does, then gives each mutable object
+ * of the region a read-only type of the same layout, as `__class__` assignment would:
  *   - list, dict, set, bytearray objects become FrozenList, FrozenDict, FrozenSet, FrozenByteArray:
  *     subtypes made once per GIL (binding_state, like Region), so isinstance(x, list) stays true and
  *     every read is the base type's own code, while every slot and method that mutates raises
@@ -15,21 +14,25 @@
  *     other: it becomes a FrozenDict (CPython allows any dict subclass as an instance's __dict__);
  *   - immutable objects keep their type (a str's hash is still cached by its first read, as ever).
  * Anything else (a function, a class, a generator, a cell ...) makes freeze() refuse with FrozenError
- * naming the object, its type and its path from the root; nothing has changed then but the
- * materialized __dict__s.  Then the region has no owner (ownership_give_up) and `frozen` is set.
+ * naming the object, its type and its path from the root - after one collection, in case it is
+ * garbage; nothing has changed then but the materialized __dict__s.  Then the region has no owner
+ * (ownership_give_up) and `frozen` is set.  The plan (which object becomes what) is made by a visitor
+ * on the proof's own pass ("The plan", below), so the common case costs one scan.
  *
  * READING.  Nobody owns a frozen region and nobody may: acquire(), release(), `with r:` refuse.  Any
  * thread of any interpreter that runs under the GIL it was frozen under reads it (frozen_check_reader):
- * reference counts, cached hashes and the GC header stay real, serialized by that GIL.  An
- * interpreter with its own GIL may not (3.12+): its reads would write the reference counts in
- * parallel.  An interpreter other than the freezing one may not either when the region's objects
- * refer to classes (the frozen subclasses among them): those belong to the interpreter that made them
- * (ownership.c, "Crossing interpreters").
+ * reference counts, cached hashes and the GC header stay real, serialized by that GIL.  Under another
+ * GIL (3.12+) only r.root is read, and it is a region.FrozenView (frozen_view.c), never a region
+ * object.  Neither an interpreter other than the freezing one nor another GIL reads it when the
+ * region's objects refer to classes (the frozen subclasses among them): those belong to the
+ * interpreter that made them (ownership.c, "Crossing interpreters").
  *
- * CLOSING.  close() takes the region as its owner would, proves nothing outside refers in with the
- * objects still frozen (so a reader cannot change that meanwhile; every holder counts, other regions
- * included), gives each object its type back (thaw), and closes as for any region; if that close
- * still fails, the objects are frozen again and the region released.
+ * CLOSING.  close() refuses while another GIL holds a Region of the region (its views hold one), and
+ * from then on no other GIL may start reading it (`closing`).  Then it takes the region as its owner
+ * would, proves nothing outside refers in with the objects still frozen (so a reader cannot change
+ * that meanwhile; every holder counts, other regions included), gives each object its type back
+ * (thaw), and closes as for any region; if that close still fails, the objects are frozen again and
+ * the region released.
  *
  * SHARING.  Objects of other regions, and of no region, may refer to a frozen region's objects
  * (frozen_shareable; audit.c accepts such references): it has no owner whose changes could race with
