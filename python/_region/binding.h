@@ -106,6 +106,9 @@ typedef struct RegionObject {
     rpy_region_t *rec;         /* strong (a count in rec->refs) */
     PyObject *name;            /* str, of this GIL's interpreters */
     PyObject *weakreflist;
+    void *spare_views;         /* frozen_view.c: memory of dead views, for the next ones (a list
+                                  linked through their first word); freed with the Region */
+    int spare_view_count;
 } RegionObject;
 
 /* ---- record.c: records, their proxies, GILs ---- */
@@ -501,6 +504,9 @@ bool frozen_read_elsewhere(rpy_region_t *self);
 
 /* The calling GIL's FrozenView types (binding_state); at the module's set-up.  0 or -1. */
 int frozen_view_types_init(void);
+
+/* Frees the spare views of a Region that is going away. */
+void frozen_view_spares_free(RegionObject *self);
 
 /* r.root of a frozen region under another GIL: a FrozenView of it (or a copy of an immutable root,
  * or None); NULL with an exception. */

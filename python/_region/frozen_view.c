@@ -47,17 +47,46 @@ static bool is_dict(PyObject *op) { return PyDict_Check(op); }
 static bool is_sequence(PyObject *op) { return PyList_Check(op) || PyTuple_Check(op); }
 static bool is_set(PyObject *op) { return PyAnySet_Check(op); }
 
-static PyObject *new_view(RegionObject *region, PyObject *target) {
-    FrozenViewObject *view = PyObject_GC_New(FrozenViewObject, FrozenView_Type);
+/* A read that returns a container makes a view, and most die at once (v[key][1]): their memory is
+ * kept on their Region for the next ones (at most SPARE_VIEWS), instead of a trip through the
+ * allocator and its hook each.  Only the Region's GIL touches its spares. */
+#define SPARE_VIEWS 64
+
+typedef struct spare_view {
+    struct spare_view *next;
+} spare_view_t;
+
+void frozen_view_spares_free(RegionObject *self) {
+    while (self->spare_views) {
+        spare_view_t *spare = self->spare_views;
+        self->spare_views = spare->next;
+        PyObject_Free(spare);
+    }
+    self->spare_view_count = 0;
+}
+
+/* Views are not GC types: what they refer to (their Region) never refers back, and a read that makes
+ * one per value read would otherwise count towards the reader's collections. */
+static PyObject *new_view(RegionObject *region, PyTypeObject *type, PyObject *target) {
+    FrozenViewObject *view;
+    spare_view_t *spare = region->spare_views;
+    if (spare) {
+        region->spare_views = spare->next;
+        region->spare_view_count--;
+        view = (FrozenViewObject *)PyObject_Init((PyObject *)spare, type);
+    } else {
+        view = PyObject_New(FrozenViewObject, type);
+    }
     if (!view) return NULL;
     view->region = (RegionObject *)Py_NewRef(region);
     view->target = target;
-    PyObject_GC_Track(view);
     return (PyObject *)view;
 }
 
-/* What reading x (an object of the region) gives the reader: a view, a copy, or a singleton. */
-static PyObject *read_value(RegionObject *region, PyObject *x) {
+/* What reading x (an object of the region) gives the reader: a view (of `type`, the calling GIL's
+ * FrozenView type, which a view passes on as its own type: binding_state() is a thread-local lookup
+ * on 3.12+), a copy, or a singleton. */
+static PyObject *read_value(RegionObject *region, PyTypeObject *type, PyObject *x) {
     if (x == Py_None || x == Py_True || x == Py_False || x == Py_Ellipsis) return Py_NewRef(x);   /* immortal */
     PyTypeObject *t = Py_TYPE(x);
     if (t == &PyUnicode_Type)
@@ -67,7 +96,7 @@ static PyObject *read_value(RegionObject *region, PyObject *x) {
     if (t == &PyComplex_Type) return PyComplex_FromCComplex(((PyComplexObject *)x)->cval);
     if (t == &PyBytes_Type) return PyBytes_FromStringAndSize(PyBytes_AS_STRING(x), PyBytes_GET_SIZE(x));
     if (PyByteArray_Check(x)) return PyBytes_FromStringAndSize(PyByteArray_AS_STRING(x), PyByteArray_GET_SIZE(x));
-    if (is_dict(x) || is_sequence(x) || is_set(x)) return new_view(region, x);
+    if (is_dict(x) || is_sequence(x) || is_set(x)) return new_view(region, type, x);
     PyErr_Format(FrozenError, "a %.100s of frozen region %R cannot be read under another GIL: only "
                  "containers (dict, list, tuple, set, frozenset) and immutable values are", t->tp_name,
                  region->name);
@@ -114,7 +143,7 @@ static PyObject *materialize_items(RegionObject *region, PyObject *x, int depth)
 }
 
 static PyObject *materialize(RegionObject *region, PyObject *x, int depth) {
-    if (!is_dict(x) && !is_sequence(x) && !is_set(x)) return read_value(region, x);
+    if (!is_dict(x) && !is_sequence(x) && !is_set(x)) return read_value(region, NULL, x);   /* no view */
     if (depth > 200) {
         PyErr_SetString(PyExc_RecursionError, "a frozen region's containers nest too deep to copy");
         return NULL;
@@ -178,7 +207,7 @@ static PyObject *view_subscript(FrozenViewObject *self, PyObject *key) {
         PyObject *found;
         int status = dict_find(self, key, &found);
         if (status == 0) PyErr_SetObject(PyExc_KeyError, key);
-        return status == 1 ? read_value(self->region, found) : NULL;
+        return status == 1 ? read_value(self->region, Py_TYPE(self), found) : NULL;
     }
     if (!is_sequence(x)) {
         PyErr_SetString(PyExc_TypeError, "a frozen set is not subscriptable");
@@ -192,7 +221,7 @@ static PyObject *view_subscript(FrozenViewObject *self, PyObject *key) {
         Py_ssize_t count = PySlice_AdjustIndices(n, &start, &stop, step);
         PyObject *list = PyList_New(count);
         for (Py_ssize_t i = 0, at = start; list && i < count; i++, at += step) {
-            PyObject *item = read_value(self->region, items[at]);
+            PyObject *item = read_value(self->region, Py_TYPE(self), items[at]);
             if (!item) Py_CLEAR(list);
             else PyList_SET_ITEM(list, i, item);
         }
@@ -205,7 +234,7 @@ static PyObject *view_subscript(FrozenViewObject *self, PyObject *key) {
         PyErr_SetString(PyExc_IndexError, "index out of range");
         return NULL;
     }
-    return read_value(self->region, items[i]);
+    return read_value(self->region, Py_TYPE(self), items[i]);
 }
 
 static int view_contains(FrozenViewObject *self, PyObject *key) {
@@ -257,8 +286,8 @@ static PyObject *view_list(FrozenViewObject *self, int which) {
     PyObject *list = PyList_New(0), *key, *value;
     Py_ssize_t pos = 0;
     while (list && PyDict_Next(self->target, &pos, &key, &value)) {
-        PyObject *k = which != 1 ? read_value(self->region, key) : NULL;
-        PyObject *v = which != 0 ? read_value(self->region, value) : NULL;
+        PyObject *k = which != 1 ? read_value(self->region, Py_TYPE(self), key) : NULL;
+        PyObject *v = which != 0 ? read_value(self->region, Py_TYPE(self), value) : NULL;
         PyObject *entry = which == 0 ? Py_XNewRef(k) : which == 1 ? Py_XNewRef(v)
                         : (k && v) ? PyTuple_Pack(2, k, v) : NULL;
         if (!entry || PyList_Append(list, entry) < 0) Py_CLEAR(list);
@@ -281,7 +310,7 @@ static PyObject *view_get(FrozenViewObject *self, PyObject *const *args, Py_ssiz
     PyObject *found;
     int status = dict_find(self, args[0], &found);
     if (status < 0) return NULL;
-    return status ? read_value(self->region, found) : Py_NewRef(nargs == 2 ? args[1] : Py_None);
+    return status ? read_value(self->region, Py_TYPE(self), found) : Py_NewRef(nargs == 2 ? args[1] : Py_None);
 }
 
 static PyObject *view_copy(FrozenViewObject *self, PyObject *unused) {
@@ -320,30 +349,25 @@ static PyObject *view_repr(FrozenViewObject *self) {
 }
 
 static PyObject *view_iter(FrozenViewObject *self) {
-    FrozenViewIterObject *it = PyObject_GC_New(FrozenViewIterObject, FrozenViewIter_Type);
+    FrozenViewIterObject *it = PyObject_New(FrozenViewIterObject, FrozenViewIter_Type);
     if (!it) return NULL;
     it->view = (FrozenViewObject *)Py_NewRef(self);
     it->position = 0;
-    PyObject_GC_Track(it);
     return (PyObject *)it;
-}
-
-static int view_traverse(FrozenViewObject *self, visitproc visit, void *arg) {
-    Py_VISIT(Py_TYPE(self));
-    Py_VISIT(self->region);   /* not the target: it is the region's, and never counted here */
-    return 0;
-}
-
-static int view_clear(FrozenViewObject *self) {
-    Py_CLEAR(self->region);
-    return 0;
 }
 
 static void view_dealloc(FrozenViewObject *self) {
     PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    view_clear(self);
-    PyObject_GC_Del(self);
+    RegionObject *region = self->region;   /* never the target: it is the region's, and never counted */
+    if (region->spare_view_count < SPARE_VIEWS) {
+        spare_view_t *spare = (spare_view_t *)self;
+        spare->next = region->spare_views;
+        region->spare_views = spare;
+        region->spare_view_count++;
+    } else {
+        PyObject_Free(self);
+    }
+    Py_DECREF(region);   /* after: its deallocator frees the spares, this one included */
     Py_DECREF(type);
 }
 
@@ -390,8 +414,6 @@ static PyType_Slot view_slots[] = {
     {Py_tp_doc, "A read of a frozen region under another GIL than the one it was frozen under: a "
                 "container of the region, read in place (docs/python.md, 'Frozen regions')."},
     {Py_tp_dealloc, view_dealloc},
-    {Py_tp_traverse, view_traverse},
-    {Py_tp_clear, view_clear},
     {Py_tp_repr, view_repr},
     {Py_tp_iter, view_iter},
     {Py_tp_richcompare, view_richcompare},
@@ -408,33 +430,24 @@ static PyType_Slot view_slots[] = {
 static PyObject *iter_next(FrozenViewIterObject *it) {
     PyObject *value = NULL;
     PyObject *entry = view_next_entry(it->view->target, &it->position, &value);
-    return entry ? read_value(it->view->region, entry) : NULL;
-}
-
-static int iter_traverse(FrozenViewIterObject *it, visitproc visit, void *arg) {
-    Py_VISIT(Py_TYPE(it));
-    Py_VISIT(it->view);
-    return 0;
+    return entry ? read_value(it->view->region, Py_TYPE(it->view), entry) : NULL;
 }
 
 static void iter_dealloc(FrozenViewIterObject *it) {
     PyTypeObject *type = Py_TYPE(it);
-    PyObject_GC_UnTrack(it);
-    Py_CLEAR(it->view);
-    PyObject_GC_Del(it);
+    Py_DECREF(it->view);
+    PyObject_Free(it);
     Py_DECREF(type);
 }
 
 static PyType_Slot iter_slots[] = {
     {Py_tp_dealloc, iter_dealloc},
-    {Py_tp_traverse, iter_traverse},
     {Py_tp_iter, PyObject_SelfIter},
     {Py_tp_iternext, iter_next},
     {0, NULL},
 };
 
-#define VIEW_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE | \
-                    Py_TPFLAGS_DISALLOW_INSTANTIATION)
+#define VIEW_FLAGS (Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_DISALLOW_INSTANTIATION)
 
 int frozen_view_types_init(void) {
     PyType_Spec view_spec = {"region.FrozenView", sizeof(FrozenViewObject), 0, VIEW_FLAGS, view_slots};
@@ -458,5 +471,5 @@ PyObject *frozen_view_root(RegionObject *o) {
         return NULL;
     }
     if (!self->root) Py_RETURN_NONE;
-    return read_value(o, self->root);
+    return read_value(o, FrozenView_Type, self->root);
 }

@@ -178,6 +178,7 @@ static void Region_dealloc(RegionObject *self) {
     rpy_region_t *rec = binding_proxy_gone(self);
     if (rec) record_unref(rec);
     Py_CLEAR(self->name);
+    frozen_view_spares_free(self);
     type->tp_free(self);
     Py_DECREF(type);
 }
