@@ -85,8 +85,8 @@ typedef struct rpy_region {
     bool frozen;
     int frozen_gil;
     /* close() of a frozen region sets `closing` under binding_lock when no other GIL holds a Region
-     * of it, and from then on no other GIL may read it (frozen_view.c, LIFETIME).  Sequentially
-     * consistent atomics. */
+     * of it, and from then on no other GIL may start reading it (frozen_view.c, LIFETIME).  Cleared
+     * if the close fails.  Sequentially consistent atomics. */
     bool closing;
 
     /* collection statistics (r.collect, automatic collections) */
@@ -492,7 +492,8 @@ int frozen_check_adoptable(rpy_region_t *self);
 
 /* close() of a frozen region: makes the caller its owner, proves nothing outside refers in, gives
  * every object its own type back.  0 (then close it as any owned region, and on failure call
- * frozen_refreeze_after_failed_close), or -1 with an exception and nothing changed. */
+ * frozen_refreeze_after_failed_close, which freezes it again if it is still proven isolated), or -1
+ * with an exception and the region frozen as before. */
 int frozen_thaw_for_close(rpy_region_t *self);
 void frozen_refreeze_after_failed_close(rpy_region_t *self);
 

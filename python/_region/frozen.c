@@ -32,7 +32,7 @@
  * would, proves nothing outside refers in with the objects still frozen (so a reader cannot change
  * that meanwhile; every holder counts, other regions included), gives each object its type back
  * (thaw), and closes as for any region; if that close still fails, the objects are frozen again and
- * the region released.
+ * the region released, when it is still proven isolated (else it stays the caller's, unfrozen).
  *
  * SHARING.  Objects of other regions, and of no region, may refer to a frozen region's objects
  * (frozen_shareable; audit.c accepts such references): it has no owner whose changes could race with
@@ -733,7 +733,11 @@ int frozen_check_adoptable(rpy_region_t *self) {
     return frozen_check_reader(self, "adopt");
 }
 
-/* ---- close() ---- */
+/* ---- close() ----
+ *
+ * The region is not frozen from the moment the proof has passed, before the thaw: this GIL's other
+ * threads then need the owner, the closing thread, to read it, so none takes an object while the GIL
+ * switches during the thaw (it may collect, and run finalizers) and changes it once thawed. */
 
 /* Interpreters of other GILs that hold a Region of self (their views hold it too).  When there are
  * none, self is `closing` from here on: no other GIL may start reading it (frozen_view.c). */
@@ -785,12 +789,19 @@ int frozen_thaw_for_close(rpy_region_t *self) {
         proven = isolated ? 1 : -1;
         Py_XDECREF(isolated);
     }
-    if (proven < 0 || thaw(self) < 0) {
+    if (proven < 0) {
         __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
         ownership_give_up(self);
         return -1;
     }
+    /* Not frozen from here on, so this GIL's other threads need the owner - the caller - to read
+     * it: none can take an object while the GIL switches during the thaw (it may collect, and run
+     * finalizers) and change it once thawed. */
     __atomic_store_n(&self->frozen, false, __ATOMIC_RELEASE);
+    if (thaw(self) < 0) {
+        frozen_refreeze_after_failed_close(self);   /* the objects thawed so far are frozen again */
+        return -1;
+    }
     return 0;
 }
 
@@ -798,11 +809,13 @@ void frozen_refreeze_after_failed_close(rpy_region_t *self) {
     PyObject *type, *value, *traceback;
     PyErr_Fetch(&type, &value, &traceback);
     __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
+    /* The close ran finalizers in the calling thread, which may have changed the thawed objects: only
+     * a region still proven isolated is frozen again.  Otherwise it stays the caller's, unfrozen. */
+    bool refers_to_classes, refers_to_mortal;
     frozen_plan_t plan;
-    if (freeze_plan(self, &plan) < 0 || freeze_owned(self, &plan) < 0) {
-        /* Left thawed and owned by the caller: say so beside the close's own error. */
-        PyErr_WriteUnraisable(NULL);
-    }
+    int proven = proof_isolated(self, &refers_to_classes, &refers_to_mortal);
+    if (proven == 1 && (freeze_plan(self, &plan) < 0 || freeze_owned(self, &plan) < 0)) proven = -1;
+    if (proven < 0) PyErr_WriteUnraisable(NULL);   /* beside the close's own error */
     PyErr_Restore(type, value, traceback);
 }
 

@@ -585,3 +585,4 @@ def test_garbage_is_collected_before_freezing(r):
     del loop
     r.freeze()
     assert r.frozen and not any(isinstance(o, types.SimpleNamespace) for o in r.objects())
+
