@@ -1,15 +1,17 @@
 """Frozen regions (issue 15): one read-mostly data set read by several interpreters, frozen once
 instead of unpickled in each.
 
-    PYTHONPATH=build/python .venv/bin/python bench/frozen_bench.py [--quick] [--json FILE] [--md FILE]
+    PYTHONPATH=build-py313/python .venv-313/bin/python bench/frozen_bench.py [--quick] [--json FILE] [--md FILE]
+
+(any of 3.11-3.13; the own-GIL measurements need 3.12+, and the demo runs it with 3.13)
 
 The data set is the issue's: a dict of str -> (int, int, str), N entries (about 4N objects), built in
 a region.  In one process, taking turns round after round:
 
   - freeze vs release: r.freeze() of the region against r.release() of one built the same way (both
     prove isolation; freeze also makes every object read-only);
-  - ready in K interpreters (K = 1, 2, 4 subinterpreters that share the main interpreter's GIL, the
-    kind frozen regions are read from today): from the built data until every interpreter has read
+  - ready in K interpreters (K = 1, 2, 4 subinterpreters that share the main interpreter's GIL):
+    from the built data until every interpreter has read
     one entry - freeze() once, then region.adopt(id).root in each, against pickle.dumps once, then
     pickle.loads in each (the data handed over as bytes);
   - the memory each extra interpreter adds once it can read (resident set, /proc/self/statm), as a
