@@ -384,7 +384,7 @@ static bool is_frozen_class(binding_state_t *state, PyTypeObject *type) {
 }
 
 /* The frozen subclass of cls (made once per freeze: `made` maps classes to them), a new reference;
- * NULL with FrozenError when cls cannot have one. */
+ * NULL with the error that kept cls from having one (its __init_subclass__, its metaclass, ...). */
 static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
     PyObject *sub = PyDict_GetItemWithError(made, (PyObject *)cls);
     if (sub || PyErr_Occurred()) return (PyTypeObject *)Py_XNewRef(sub);
@@ -412,16 +412,7 @@ static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
         Py_CLEAR(sub);
         PyErr_Format(PyExc_TypeError, "its frozen subclass would not have the layout of %s", cls->tp_name);
     }
-    if (!sub || PyDict_SetItem(made, (PyObject *)cls, sub) < 0) {
-        PyObject *type, *value, *traceback;
-        PyErr_Fetch(&type, &value, &traceback);
-        PyErr_Format(FrozenError, "class %s cannot have a frozen subclass: %S", cls->tp_name, value ? value : Py_None);
-        Py_XDECREF(type);
-        Py_XDECREF(value);
-        Py_XDECREF(traceback);
-        Py_XDECREF(sub);
-        return NULL;
-    }
+    if (sub && PyDict_SetItem(made, (PyObject *)cls, sub) < 0) Py_CLEAR(sub);
     return (PyTypeObject *)sub;
 }
 
@@ -567,7 +558,22 @@ static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
     size_t scanned = plan->count;
     for (size_t i = 0; i < scanned && result == 0; i++) {
         if (plan->steps[i].to) continue;
-        if (!(plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made))) result = -1;
+        if ((plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made))) continue;
+        /* FrozenError with the object's path, as for anything else freeze() refuses. */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyObject *cause = value ? PyObject_Str(value) : NULL;
+        const char *text = cause ? PyUnicode_AsUTF8(cause) : NULL;
+        char why[320];
+        snprintf(why, sizeof why, "whose class cannot have the frozen subclass freeze() makes: %.250s",
+                 text ? text : "?");
+        PyErr_Clear();
+        refuse_object(self, plan->steps[i].obj, why);
+        Py_XDECREF(cause);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(traceback);
+        result = -1;
     }
     Py_DECREF(made);
     if (result < 0 || placement_enter(self) < 0) return -1;

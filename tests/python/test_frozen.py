@@ -279,6 +279,27 @@ def test_freeze_refuses_an_object_it_cannot_make_read_only_and_changes_nothing(r
     assert r.frozen
 
 
+class Sealed:
+    """A class whose __init_subclass__ refuses, once sealed: freeze() cannot make its subclass."""
+    sealed = False
+
+    def __init_subclass__(cls, **kwargs):
+        if Sealed.sealed:
+            raise RuntimeError("Sealed takes no more subclasses")
+        super().__init_subclass__(**kwargs)
+
+
+def test_freeze_refuses_an_instance_whose_class_cannot_be_subclassed(r, monkeypatch):
+    with r:
+        r.root = {"item": Sealed()}
+    monkeypatch.setattr(Sealed, "sealed", True)
+    with pytest.raises(region.FrozenError, match=r"cannot freeze region 'test' \(id \d+\): root\['item'\] is a "
+                                                 r"Sealed, whose class cannot have the frozen subclass freeze\(\) "
+                                                 r"makes: Sealed takes no more subclasses"):
+        r.freeze()
+    assert r.owned and not r.frozen and type(r.root["item"]) is Sealed
+
+
 def test_freeze_needs_the_owner_and_no_open_block(r):
     build(r)
     with r:
