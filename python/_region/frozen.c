@@ -261,6 +261,10 @@ int frozen_types_init(void) {
         state->frozen_types[k] = (PyTypeObject *)PyType_FromSpecWithBases(&spec, (PyObject *)frozen_kinds[k].base);
         if (!state->frozen_types[k]) return -1;
         assert(state->frozen_types[k]->tp_basicsize == frozen_kinds[k].base->tp_basicsize);
+        /* No weak reference to a frozen object (a set's): making or dropping one writes the
+         * object's list of them.  Sound because freeze() refuses an object that has any
+         * (plan_visit), so none is ever unlinked through this offset. */
+        state->frozen_types[k]->tp_weaklistoffset = 0;
     }
     return 0;
 }
@@ -303,10 +307,43 @@ REFUSE_SLOT_METHOD(setitem, "item assignment")
 REFUSE_SLOT_METHOD(delitem, "item deletion")
 REFUSE_SLOT_METHOD(inplace, "an in-place operator")
 
+static bool inherits_from_object(PyTypeObject *cls, const char *name) {
+    PyObject *key = PyUnicode_InternFromString(name);
+    bool same = key && _PyType_Lookup(cls, key) == _PyType_Lookup(&PyBaseObject_Type, key);
+    Py_XDECREF(key);
+    PyErr_Clear();   /* out of memory here: the general path below */
+    return same;
+}
+
+/* object.__reduce_ex__(protocol >= 2) of an instance of a class that adds nothing to pickling and is
+ * not a list or a dict: what CPython's reduce_newobj gives, (copyreg.__newobj__, (cls,), state, None,
+ * None), made here because its check that the object holds nothing but its __dict__ and slots
+ * counts a weak list the frozen subclass does not declare (plan_apply).  NULL with no exception where
+ * that does not apply. */
+static PyObject *reduce_plain_instance(PyObject *self, PyTypeObject *cls, PyObject *protocol) {
+    long proto = PyLong_Check(protocol) ? PyLong_AsLong(protocol) : -1;
+    if (proto < 2 || PyList_Check(self) || PyDict_Check(self) || !inherits_from_object(cls, "__reduce_ex__") ||
+        !inherits_from_object(cls, "__reduce__") || !inherits_from_object(cls, "__getnewargs_ex__") ||
+        !inherits_from_object(cls, "__getnewargs__")) {
+        PyErr_Clear();
+        return NULL;
+    }
+    PyObject *copyreg = PyImport_ImportModule("copyreg");
+    PyObject *newobj = copyreg ? PyObject_GetAttrString(copyreg, "__newobj__") : NULL;
+    PyObject *state = newobj ? PyObject_CallMethod(self, "__getstate__", NULL) : NULL;
+    PyObject *rv = state ? Py_BuildValue("(O(O)OOO)", newobj, (PyObject *)cls, state, Py_None, Py_None) : NULL;
+    Py_XDECREF(copyreg);
+    Py_XDECREF(newobj);
+    Py_XDECREF(state);
+    return rv;
+}
+
 /* What the class's own __reduce_ex__ gives, with the frozen subclass replaced by the class itself
  * where copyreg names the class to make (copyreg.__newobj__ and _reconstructor take it first). */
 static PyObject *reduce_instance(PyObject *self, PyObject *protocol) {
     PyTypeObject *sub = Py_TYPE(self), *cls = sub->tp_base;
+    PyObject *plain = reduce_plain_instance(self, cls, protocol);
+    if (plain || PyErr_Occurred()) return plain;
     PyObject *reduce = PyObject_GetAttrString((PyObject *)cls, "__reduce_ex__");
     PyObject *rv = reduce ? PyObject_CallFunctionObjArgs(reduce, self, protocol, NULL) : NULL;
     Py_XDECREF(reduce);
@@ -383,9 +420,24 @@ static bool is_frozen_class(binding_state_t *state, PyTypeObject *type) {
            PyDict_GetItemWithError(type->tp_dict, state->frozen_mark) != NULL;   /* a str key: cannot fail */
 }
 
+/* The name CPython's own messages give sub's objects (its tp_name: "cannot create weak reference
+ * to 'Point (frozen in region ...)' object") names the region; __name__ and __qualname__ (what
+ * Python code reads: repr(), f"{type(self).__name__}(...)") stay the class's.  The text is kept in
+ * sub's namespace, which lives as long as sub: no message is made of a class being collected. */
+static int name_in_messages(PyTypeObject *sub, PyTypeObject *cls, PyObject *region_desc) {
+    const char *dot = strrchr(cls->tp_name, '.');
+    PyObject *text = PyUnicode_FromFormat("%s (frozen in %U)", dot ? dot + 1 : cls->tp_name, region_desc);
+    const char *utf8 = text && PyObject_SetAttrString((PyObject *)sub, "__region_frozen_name__", text) == 0
+                     ? PyUnicode_AsUTF8(text) : NULL;
+    Py_XDECREF(text);
+    if (!utf8) return -1;
+    sub->tp_name = utf8;
+    return 0;
+}
+
 /* The frozen subclass of cls (made once per freeze: `made` maps classes to them), a new reference;
  * NULL with the error that kept cls from having one (its __init_subclass__, its metaclass, ...). */
-static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
+static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made, PyObject *region_desc) {
     PyObject *sub = PyDict_GetItemWithError(made, (PyObject *)cls);
     if (sub || PyErr_Occurred()) return (PyTypeObject *)Py_XNewRef(sub);
     PyObject *namespace = PyDict_New();
@@ -403,6 +455,7 @@ static PyTypeObject *frozen_class(PyTypeObject *cls, PyObject *made) {
         if (name) sub = PyObject_CallFunction((PyObject *)&PyType_Type, "O(O)O", name, (PyObject *)cls, namespace);
         Py_XDECREF(name);
     }
+    if (sub && PyType_Check(sub) && name_in_messages((PyTypeObject *)sub, cls, region_desc) < 0) Py_CLEAR(sub);
     Py_XDECREF(namespace);
     Py_XDECREF(slots);
     Py_XDECREF(module);
@@ -479,6 +532,16 @@ static bool plan_refuse(frozen_plan_t *plan, PyObject *obj, const char *why) {
     return false;
 }
 
+/* Adds a mutable object to freeze, unless weak references point to it: a frozen object has none,
+ * so that none is made or dropped (either writes the object), and its frozen type may refuse them
+ * (no weak list offset: frozen_types_init, plan_apply) without stranding one. */
+static bool plan_freeze(frozen_plan_t *plan, PyObject *obj, PyTypeObject *to) {
+    if (rpy_has_weakrefs(obj))
+        return plan_refuse(plan, obj, "which weak references point to: a frozen object can have none "
+                           "(making or dropping one writes the object), so drop them first");
+    return plan_add(plan, obj, to);
+}
+
 /* The scan's visitor (no Python code: see above). */
 static bool plan_visit(PyObject *obj, void *arg) {
     frozen_plan_t *plan = arg;
@@ -487,7 +550,7 @@ static bool plan_visit(PyObject *obj, void *arg) {
     if (plan->thawing) {
         return is_frozen_builtin(state, t) || is_frozen_class(state, t) ? plan_add(plan, obj, t->tp_base) : true;
     } else if ((to = frozen_builtin_for(state, t))) {
-        return plan_add(plan, obj, to);
+        return plan_freeze(plan, obj, to);
     } else if (is_immutable(t)) {
         return true;   /* a str's cached hash and UTF-8 copy are written by the first read, as ever:
                           under one GIL that write is serialized like a reference count's */
@@ -496,7 +559,7 @@ static bool plan_visit(PyObject *obj, void *arg) {
     } else if (PyType_Check(obj)) {
         return plan_refuse(plan, obj, "a class made in the region: its attributes cannot be made read-only");
     } else if ((t->tp_flags & Py_TPFLAGS_HEAPTYPE) && !binding_owns_type(t) && !membership_region_of((PyObject *)t)) {
-        return plan_add(plan, obj, NULL);
+        return plan_freeze(plan, obj, NULL);
     }
     return plan_refuse(plan, obj, "which freeze() cannot make read-only (it freezes lists, dicts, sets, "
                        "bytearrays and instances of classes, and keeps immutable objects as they are)");
@@ -553,12 +616,16 @@ static int set_class(PyObject *obj, PyTypeObject *to) {
  * not make one), which is frozen like any dict.  0, or -1 with an exception. */
 static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
     PyObject *made = PyDict_New();   /* class -> its frozen subclass, for this freeze */
-    if (!made) return -1;
+    PyObject *desc = made ? region_describe(self) : NULL;
+    if (!desc) {
+        Py_XDECREF(made);
+        return -1;
+    }
     int result = 0;
     size_t scanned = plan->count;
     for (size_t i = 0; i < scanned && result == 0; i++) {
         if (plan->steps[i].to) continue;
-        if ((plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made))) continue;
+        if ((plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made, desc))) continue;
         /* FrozenError with the object's path, as for anything else freeze() refuses. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
@@ -576,6 +643,7 @@ static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
         result = -1;
     }
     Py_DECREF(made);
+    Py_DECREF(desc);
     if (result < 0 || placement_enter(self) < 0) return -1;
     for (size_t i = 0; i < scanned && result == 0; i++) {
         PyObject *obj = plan->steps[i].obj;
@@ -612,8 +680,16 @@ static int plan_apply(rpy_region_t *self, frozen_plan_t *plan) {
             Py_SET_TYPE(obj, to);
             Py_DECREF(from);
         } else {
+            /* The __class__ setter wants the layouts alike, weak list offsets included. */
+            if (plan->thawing) from->tp_weaklistoffset = to->tp_weaklistoffset;
             result = set_class(obj, to);
         }
+    }
+    /* Frozen instances refuse weak references: their frozen subclasses lose the offset once every
+     * instance has its subclass (none has a weak reference: plan_freeze), until the thaw. */
+    for (size_t i = 0; i < plan->count && result == 0 && !plan->thawing; i++) {
+        PyTypeObject *to = plan->steps[i].to;
+        if (!is_frozen_builtin(plan->state, to)) to->tp_weaklistoffset = 0;
     }
     if (placement_exit(self) < 0) result = -1;
     return result;

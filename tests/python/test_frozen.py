@@ -205,6 +205,57 @@ def test_copies_are_ordinary_mutable_objects(frozen, copier):
     assert region.region_of(c) is None
 
 
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_pickle_protocol_gives_the_classes_back(frozen, protocol):
+    c = pickle.loads(pickle.dumps(frozen.root, protocol))
+    assert type(c["point"]) is Point and vars(c["point"]) == {"x": 3, "y": 4}
+    assert type(c["slotted"]) is Slotted and (c["slotted"].a, c["slotted"].b) == (1, [2])
+    assert type(c["tags"]) is Tags and c["tags"] == ["x"] and type(c["pair"]) is Pair
+
+
+def test_weak_references_to_frozen_objects_are_refused(frozen):
+    import weakref
+    point, seen = frozen.root["point"], frozen.root["seen"]
+    for make in (weakref.ref, weakref.proxy, lambda x: weakref.WeakSet().add(x),
+                 lambda x: weakref.WeakValueDictionary().__setitem__("k", x)):
+        with pytest.raises(TypeError, match=r"cannot create weak reference to 'Point \(frozen in region "
+                                            r"'test' \(id \d+\)\)' object"):
+            make(point)
+        with pytest.raises(TypeError, match="cannot create weak reference to 'region.FrozenSet' object"):
+            make(seen)
+    # What Python code reads of the class is unchanged: only CPython's own messages name the region.
+    assert type(point).__name__ == "Point" and type(point).__qualname__ == "Point" and point.__class__ is Point
+    del point, seen
+    frozen.close()
+
+
+def test_freeze_refuses_an_object_that_weak_references_point_to(r):
+    import weakref
+    build(r)
+    for key, pattern in [("point", r"root\['point'\] is a Point"), ("seen", r"root\['seen'\] is a set")]:
+        held = weakref.ref(r.root[key])
+        with pytest.raises(region.FrozenError, match=r"cannot freeze region 'test' \(id \d+\): " + pattern +
+                                                     ", which weak references point to: a frozen object can have "
+                                                     "none"):
+            r.freeze()
+        assert r.owned and not r.frozen and type(r.root[key]) in (Point, set) and held() is r.root[key]
+        del held
+    r.freeze()
+    assert r.frozen
+
+
+def test_a_close_that_fails_leaves_weak_references_refused(frozen):
+    import weakref
+    held = frozen.root["point"]
+    with pytest.raises(region.RegionError):
+        frozen.close()
+    assert frozen.frozen
+    with pytest.raises(TypeError, match="cannot create weak reference"):
+        weakref.ref(held)
+    del held
+    frozen.close()
+
+
 def test_a_frozen_region_has_no_owner_and_takes_none(frozen):
     for what, attempt in [("acquire", frozen.acquire), ("release", frozen.release),
                           ("with", frozen.__enter__), ("acquire", lambda: frozen.ownership().__enter__()),

@@ -570,6 +570,10 @@ static bool no_weakrefs(PyObject *op) {
     return *(PyObject **)((char *)op + t->tp_weaklistoffset) == NULL;
 }
 
+bool rpy_has_weakrefs(PyObject *op) {
+    return !no_weakrefs(op);
+}
+
 /* A str's blocks besides its own: the UTF-8 copy a non-ASCII str caches, and (3.11) the wchar_t
  * copy, each unless it is the str's own data (unicodeobject.c _PyUnicode_HAS_UTF8_MEMORY and
  * _PyUnicode_HAS_WSTR_MEMORY).  Whether it has any. */

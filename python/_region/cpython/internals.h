@@ -224,6 +224,9 @@ static inline bool rpy_str_is_plain(PyObject *op) {
 #endif
 }
 
+/* Whether a weak reference points to op (not a class: their lists are kept elsewhere on 3.12+). */
+bool rpy_has_weakrefs(PyObject *op);
+
 /* Calls visit(child, arg) for every reference op holds: tp_traverse (which visits the class of an
  * instance), plus the str keys dict_traverse skips and the ints of a range (not a GC type). */
 void rpy_visit_references(PyObject *op, visitproc visit, void *arg);
