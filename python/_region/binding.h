@@ -472,6 +472,9 @@ int frozen_types_init(void);
 /* r.freeze(), r.frozen. */
 PyObject *frozen_freeze(RegionObject *self, PyObject *unused);
 PyObject *frozen_get(RegionObject *self, void *closure);
+/* r.snapshot(name=None, *, node=None, binding="preferred"): a new frozen region holding a copy of
+ * r's graph; r stays as it was (its owner's, or frozen). */
+PyObject *frozen_snapshot(RegionObject *self, PyObject *args, PyObject *kwargs);
 
 /* 0 unless self is frozen; then -1 with RegionError: `what` (acquire, release, with, root = ...)
  * needs an owner, or changes the region. */

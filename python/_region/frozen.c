@@ -760,6 +760,103 @@ PyObject *frozen_freeze(RegionObject *o, PyObject *unused) {
     Py_RETURN_NONE;
 }
 
+/* ---- r.snapshot(): single writer, many readers ----
+ *
+ * The writer keeps its region, owned and mutable; each snapshot is a new region holding a copy of the
+ * root's graph, frozen, for any number of readers (docs/design.md, "Frozen regions").  The copy is
+ * pickle's: dumped outside any block (pickling may fill caches of classes, copyreg's __slotnames__,
+ * which must not be region objects) and loaded in a block of the new region, so it holds only new
+ * objects, laid out as a private unpickled copy is. */
+
+/* The snapshot's arguments: Region()'s, with the name defaulting to "<name> snapshot". */
+static PyObject *snapshot_arguments(RegionObject *o, PyObject *args, PyObject *kwargs) {
+    if (PyTuple_GET_SIZE(args) > 0 || (kwargs && PyDict_GetItemString(kwargs, "name"))) return Py_NewRef(args);
+    PyObject *name = o->name == Py_None ? Py_NewRef(Py_None) : PyUnicode_FromFormat("%U snapshot", o->name);
+    PyObject *with_name = name ? PyTuple_Pack(1, name) : NULL;
+    Py_XDECREF(name);
+    return with_name;
+}
+
+/* Loads `bytes` into a block of snapshot (region._snapshot_loader: pickle.loads, with the names it
+ * looks up copied out of the block) and makes the result its root.  The loader is looked up before:
+ * a name made in the block would be the region's, and the type attribute cache keeps the names it is
+ * asked for.  0, or -1 with an exception. */
+static int snapshot_fill(RegionObject *snapshot, PyObject *bytes) {
+    PyObject *package = PyImport_ImportModule("region");
+    PyObject *loads = package ? PyObject_CallMethod(package, "_snapshot_loader", NULL) : NULL;
+    Py_XDECREF(package);
+    if (!loads || placement_enter(snapshot->rec) < 0) {
+        Py_XDECREF(loads);
+        return -1;
+    }
+    PyObject *copy = PyObject_CallOneArg(loads, bytes);
+    int result = placement_exit(snapshot->rec) < 0 || !copy ? -1 : PyObject_SetAttrString((PyObject *)snapshot, "root", copy);
+    Py_XDECREF(copy);
+    Py_DECREF(loads);
+    return result;
+}
+
+/* pickle refused self's graph: RegionError naming the region, caused by pickle's error. */
+static void snapshot_refused(rpy_region_t *self) {
+    PyObject *type, *cause, *traceback;
+    PyErr_Fetch(&type, &cause, &traceback);
+    PyErr_NormalizeException(&type, &cause, &traceback);
+    if (cause && traceback) PyException_SetTraceback(cause, traceback);
+    PyObject *desc = region_describe(self);
+    if (desc)
+        PyErr_Format(RegionError, "snapshot: the graph of %U cannot be copied: pickle refused it: %S", desc,
+                     cause ? cause : Py_None);
+    Py_XDECREF(desc);
+    if (cause) {
+        PyObject *etype, *error, *etraceback;
+        PyErr_Fetch(&etype, &error, &etraceback);
+        PyErr_NormalizeException(&etype, &error, &etraceback);
+        if (error) PyException_SetCause(error, Py_NewRef(cause));   /* steals the new reference */
+        PyErr_Restore(etype, error, etraceback);
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(cause);
+    Py_XDECREF(traceback);
+}
+
+PyObject *frozen_snapshot(RegionObject *o, PyObject *args, PyObject *kwargs) {
+    rpy_region_t *self = o->rec;
+    if (frozen_check_reader(self, "snapshot") < 0) return NULL;
+    if (!self->root) {
+        PyObject *desc = region_describe(self);
+        if (desc) PyErr_Format(RegionError, "snapshot: %U has no root to copy (set r.root first)", desc);
+        Py_XDECREF(desc);
+        return NULL;
+    }
+    /* Outside any block the caller has open: the bytes, and the new Region, are not to be its. */
+    if (placement_suspend() < 0) return NULL;
+    PyObject *pickle = PyImport_ImportModule("pickle");
+    PyObject *root = Py_NewRef(self->root);   /* held: pickling may run code */
+    PyObject *bytes = pickle ? PyObject_CallMethod(pickle, "dumps", "Oi", root, -1) : NULL;
+    Py_DECREF(root);
+    if (!bytes && pickle) snapshot_refused(self);
+    PyObject *snapshot_args = bytes ? snapshot_arguments(o, args, kwargs) : NULL;
+    PyObject *snapshot = snapshot_args ? PyObject_Call((PyObject *)Py_TYPE(o), snapshot_args, kwargs) : NULL;
+    PyObject *frozen = NULL;
+    if (snapshot && snapshot_fill((RegionObject *)snapshot, bytes) == 0)
+        frozen = frozen_freeze((RegionObject *)snapshot, NULL);
+    if (snapshot && !frozen) {   /* nothing half-made is left: close it, keeping the first error */
+        PyObject *type, *value, *traceback;
+        PyErr_Fetch(&type, &value, &traceback);
+        PyObject *closed = PyObject_CallMethod(snapshot, "close", NULL);
+        if (!closed) PyErr_WriteUnraisable(snapshot);
+        Py_XDECREF(closed);
+        PyErr_Restore(type, value, traceback);
+        Py_CLEAR(snapshot);
+    }
+    Py_XDECREF(frozen);
+    Py_XDECREF(snapshot_args);
+    Py_XDECREF(bytes);
+    Py_XDECREF(pickle);
+    if (placement_resume() < 0) Py_CLEAR(snapshot);
+    return snapshot;
+}
+
 /* ---- Who may do what ---- */
 
 int frozen_check_mutable(rpy_region_t *self, const char *what) {

@@ -531,6 +531,10 @@ static PyMethodDef Region_methods[] = {
     {"freeze", (PyCFunction)frozen_freeze, METH_NOARGS,
      "Prove the region isolated, make every object of it read-only and give up ownership: from then on "
      "any thread reads it with no acquire (FrozenError for an object that cannot be made read-only)."},
+    {"snapshot", (PyCFunction)(void (*)(void))frozen_snapshot, METH_VARARGS | METH_KEYWORDS,
+     "snapshot(name=None, *, node=None, binding='preferred'): a new frozen region holding a copy of "
+     "this region's graph (made by pickle), for readers, while this region stays its owner's to "
+     "change: single writer, many readers.  The name defaults to '<name> snapshot'."},
     {"check", (PyCFunction)Region_check, METH_NOARGS,
      "Isolation audit: None if the region is isolated, else raise IsolationError naming every escape."},
     {"objects", (PyCFunction)Region_objects, METH_NOARGS,

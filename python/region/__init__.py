@@ -102,6 +102,27 @@ def region(name=None, *, node=None, binding="preferred"):
     return Region(name, node=node, binding=binding)
 
 
+_snapshot_unpickler = None
+
+
+def _snapshot_loader():
+    """What r.snapshot() (python/_region/frozen.c) calls outside any block to get the function it runs
+    in a block of the snapshot: pickle.loads, except that the module and class names the stream holds,
+    made in the block, are copied out before they are looked up - CPython 3.11's type attribute cache
+    keeps the names it is asked for, and would hold region objects."""
+    global _snapshot_unpickler
+    if _snapshot_unpickler is None:
+        import io
+        import pickle
+
+        class SnapshotUnpickler(pickle.Unpickler):
+            def find_class(self, module, name):
+                return super().find_class(_region._copy_out(module), _region._copy_out(name))
+
+        _snapshot_unpickler = lambda data: SnapshotUnpickler(io.BytesIO(data)).load()  # noqa: E731
+    return _snapshot_unpickler
+
+
 # This interpreter may use regions: its entry, and (in a subinterpreter) the hook that gives up its
 # regions when it ends.  The allocator hook, the gc callbacks and the freelist guards wait for its
 # first region (placement.c, ACTIVATION): importing the package alone changes no allocator.

@@ -4,6 +4,7 @@ same GIL reads the very same objects with no acquire, every mutation from Python
 (a TypeError and a RegionError) naming the region, and close() frees it once nothing holds on."""
 import collections
 import copy
+import gc
 import json
 import os
 import pickle
@@ -658,3 +659,139 @@ def test_garbage_is_collected_before_freezing(r):
     r.freeze()
     assert r.frozen and not any(isinstance(o, types.SimpleNamespace) for o in r.objects())
 
+
+
+# ---- r.snapshot(): single writer, many readers ----
+
+def test_a_snapshot_is_a_frozen_copy_and_the_writer_keeps_its_region(r):
+    build(r)
+    snap = r.snapshot()
+    assert snap.frozen and not snap.owned and snap.name == "test snapshot" and snap.id != r.id
+    assert r.owned and not r.frozen
+    v = snap.root
+    assert v["words"] == ["alpha", "beta", "gamma"] and v["point"].norm() == 25 and v["tags"] == ["x"]
+    assert type(v["words"]) is region.FrozenList and v["point"].__class__ is Point
+    assert v["words"] is not r.root["words"] and region.region_of(v["words"]) is snap
+    with pytest.raises(region.FrozenError, match="region 'test snapshot'"):
+        v["words"].append("x")
+    with r:                                   # the writer goes on changing its own region
+        r.root["words"].append("delta")
+        r.root["counts"]["alpha"] = 10
+    assert v["words"] == ["alpha", "beta", "gamma"] and v["counts"]["alpha"] == 1
+    named = r.snapshot("v2")
+    assert named.name == "v2" and named.root["words"][-1] == "delta" and named.root["counts"]["alpha"] == 10
+    del v
+    for s in (snap, named):
+        s.close()
+
+
+def test_readers_read_snapshots_while_the_writer_changes_and_publishes(r):
+    with r:
+        r.root = {"version": 0, "items": list(range(100))}
+    published = [r.snapshot()]
+    stop, errors = threading.Event(), []
+
+    def reader():
+        try:
+            while not stop.is_set():
+                snap = region.adopt(published[-1].id)
+                root = snap.root
+                assert root["items"] == [i + root["version"] for i in range(100)], root["version"]
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for version in range(1, 20):
+        with r:
+            r.root["version"] = version
+            r.root["items"] = [i + version for i in range(100)]
+        published.append(r.snapshot())
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for snap in published:                    # every reader let go: each old snapshot closes
+        snap.close()
+    assert all(s.closed for s in published) and r.owned
+
+
+def test_an_old_snapshot_stays_open_while_a_reader_holds_it(r):
+    with r:
+        r.root = {"items": [1, 2]}
+    snap = r.snapshot()
+    held = snap.root["items"]
+    with pytest.raises(region.IsolationError, match="region 'test snapshot'"):
+        snap.close()
+    assert snap.frozen and held == [1, 2]
+    del held
+    snap.close()
+
+
+def test_snapshot_needs_the_owner_a_root_and_a_picklable_graph(r):
+    with pytest.raises(region.RegionError, match=r"snapshot: region 'test' \(id \d+\) has no root to copy"):
+        r.snapshot()
+    with r:
+        r.root = {"f": lambda: 1}
+    with pytest.raises(region.RegionError, match=r"snapshot: the graph of region 'test' \(id \d+\) cannot be "
+                                                 r"copied: pickle refused it") as info:
+        r.snapshot()
+    assert info.value.__cause__ is not None and r.owned and callable(r.root["f"])
+    with r:
+        r.root = {"n": 1}
+    with pytest.raises(region.OwnershipError, match="snapshot: region 'test'"):
+        in_thread(r.snapshot)
+    with pytest.raises(ValueError, match="needs a node"):
+        r.snapshot(binding="strict")
+    r.close()
+    with pytest.raises(region.RegionError, match="snapshot: region 'test'.* is closed"):
+        r.snapshot()
+
+
+def test_a_snapshot_that_cannot_be_frozen_leaves_no_region_behind(r):
+    import types
+    with r:
+        r.root = {"ns": types.SimpleNamespace(a=1)}   # picklable, but freeze() refuses it
+    with pytest.raises(region.FrozenError, match=r"cannot freeze region 'test snapshot'.*types.SimpleNamespace"):
+        r.snapshot()
+    gc.collect()
+    assert [o for o in gc.get_objects() if isinstance(o, region.Region) and o.name == "test snapshot"] == []
+    assert r.owned and type(r.root["ns"]) is types.SimpleNamespace
+
+
+@needs_debug_build
+def test_snapshot_leaks_no_reference():
+    def work():
+        w = region.region("writer")
+        build(w)
+        snap = w.snapshot()
+        snap.close()
+        w.close()
+    assert refcount_growth(work) < 20
+
+
+def test_a_snapshot_taken_inside_a_block_lands_in_no_open_region(r):
+    with r:
+        r.root = {"n": [1]}
+        snap = r.snapshot()
+        assert region.region_of(snap) is None and region.region_of(snap.root) is snap
+    assert r.check() is None
+    snap.close()
+
+
+@needs_own_gil
+def test_interpreters_with_their_own_gil_read_a_snapshot_while_the_writer_changes(r):
+    with r:
+        r.root = {"w%d" % i: (i, "s%d" % i) for i in range(1000)}
+    snap = r.snapshot()
+    sub = interpreters.Sub(isolated=True)
+    try:
+        with r:                               # the writer's change is not the snapshot's
+            r.root["w1"] = (-1, "changed")
+        sub.run("v = region.adopt(rid).root\n" + sub.send("(v['w1'][0], v['w999'][1], len(v))"), rid=snap.id)
+        assert sub.result() == "(1, 's999', 1000)"
+        sub.run("del v")
+    finally:
+        sub.destroy()
+    snap.close()
