@@ -10,6 +10,8 @@ a region.  In one process, taking turns round after round:
 
   - freeze vs release: r.freeze() of the region against r.release() of one built the same way (both
     prove isolation; freeze also makes every object read-only);
+  - a snapshot (r.snapshot(): the writer keeps its region, readers get a frozen copy) against one
+    private copy made by pickle.dumps + loads;
   - ready in K interpreters (K = 1, 2, 4 subinterpreters that share the main interpreter's GIL):
     from the built data until every interpreter has read
     one entry - freeze() once, then region.adopt(id).root in each, against pickle.dumps once, then
@@ -110,6 +112,17 @@ def freeze_vs_release(n):
     return frozen, released
 
 
+def snapshot_vs_pickle(n):
+    """r.snapshot() of a built region (a frozen copy: single writer, many readers) against one private
+    copy by pickle.dumps + pickle.loads of the same root: the seconds of each."""
+    r = build(n)
+    snapshot_seconds, snap = timed(r.snapshot)
+    copy_seconds, _ = timed(lambda: pickle.loads(pickle.dumps(r.root, protocol=pickle.HIGHEST_PROTOCOL)))
+    snap.close()
+    r.close()
+    return snapshot_seconds, copy_seconds
+
+
 def time_to_read(n, k, how, own_gil=False):
     """Seconds from built data to k interpreters having read it (how: "frozen" or "pickle"), and the
     memory they added."""
@@ -191,7 +204,7 @@ def main():
     n = 50_000 if args.quick else 250_000
     rounds = 3 if args.quick else 7
     size = data_size(n)
-    times = {"freeze": [], "release": []}
+    times = {"freeze": [], "release": [], "snapshot": [], "pickle copy": []}
     kinds = ("shared", "own") if OWN_GIL else ("shared",)
     ready = {(gil, how, k): [] for gil in kinds for how in ("frozen", "pickle") for k in KS}
     added = {(gil, how, k): [] for gil in kinds for how in ("frozen", "pickle") for k in KS}
@@ -203,6 +216,9 @@ def main():
         frozen, released = freeze_vs_release(n)
         times["freeze"].append(frozen)
         times["release"].append(released)
+        snapshot, pickled = snapshot_vs_pickle(n)
+        times["snapshot"].append(snapshot)
+        times["pickle copy"].append(pickled)
         for gil in kinds:
             for k in KS:
                 for how in ("frozen", "pickle"):
@@ -215,13 +231,17 @@ def main():
     print()
     m = {name: stats(v) for name, v in times.items()}
     results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "entries": n, "data_bytes": size,
-               "freeze": m["freeze"], "release": m["release"],
+               "freeze": m["freeze"], "release": m["release"], "snapshot": m["snapshot"], "pickle_copy": m["pickle copy"],
                "ready": {f"{gil}-{how}-{k}": stats(v) for (gil, how, k), v in ready.items()},
                "added_per_interpreter": {f"{gil}-{how}-{k}": stats(v) for (gil, how, k), v in added.items()},
                "lookups_per_second": {f"{how}-{k}": stats(v) for (how, k), v in throughput.items()}}
     over = ratio(m["freeze"], m["release"])
     rows = [(f"freeze() of {4 * n:,} objects {cell(m['freeze'])} vs release() of the same region "
              f"{cell(m['release'])}", f"{over[0]:.2f}× ({over[1]:.2f}..{over[2]:.2f})", "≤ 2×", over[0] <= 2)]
+    publication = ratio(m["snapshot"], m["pickle copy"])
+    rows.append((f"r.snapshot() (a frozen copy for readers, the writer keeps its region) {cell(m['snapshot'])} vs "
+                 f"one private copy by pickle.dumps + loads {cell(m['pickle copy'])}",
+                 f"{publication[0]:.2f}× ({publication[1]:.2f}..{publication[2]:.2f})", "-", None))
     for gil in kinds:
         words = "shared-GIL" if gil == "shared" else "own-GIL"
         for k in KS:
