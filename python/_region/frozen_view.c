@@ -340,6 +340,21 @@ static PyObject *view_richcompare(FrozenViewObject *self, PyObject *other, int o
     return result;
 }
 
+/* A view of a tuple or a frozenset hashes as the object it reads (the hash of its copy, which is
+ * equal to it: the same hash); the mutable ones are unhashable, as theirs are. */
+static Py_hash_t view_hash(FrozenViewObject *self) {
+    PyObject *x = self->target;
+    if (!PyTuple_Check(x) && !PyFrozenSet_Check(x)) {
+        PyErr_Format(PyExc_TypeError, "unhashable type: a region.FrozenView of a %s",
+                     is_dict(x) ? "dict" : PyList_Check(x) ? "list" : "set");
+        return -1;
+    }
+    PyObject *copy = materialize(self->region, x, 0);
+    Py_hash_t hash = copy ? PyObject_Hash(copy) : -1;
+    Py_XDECREF(copy);
+    return hash;
+}
+
 static PyObject *view_repr(FrozenViewObject *self) {
     PyObject *x = self->target;
     const char *kind = is_dict(x) ? "dict" : PyList_Check(x) ? "list" : PyTuple_Check(x) ? "tuple"
@@ -417,7 +432,7 @@ static PyType_Slot view_slots[] = {
     {Py_tp_repr, view_repr},
     {Py_tp_iter, view_iter},
     {Py_tp_richcompare, view_richcompare},
-    {Py_tp_hash, PyObject_HashNotImplemented},
+    {Py_tp_hash, view_hash},
     {Py_tp_methods, view_methods},
     {Py_mp_length, view_length},
     {Py_mp_subscript, view_subscript},

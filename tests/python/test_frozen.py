@@ -781,6 +781,30 @@ def test_a_snapshot_taken_inside_a_block_lands_in_no_open_region(r):
 
 
 @needs_own_gil
+def test_a_view_of_a_tuple_hashes_as_the_tuple_and_mutable_ones_are_unhashable(r):
+    vocabulary(r, 10)
+    sub = interpreters.Sub(isolated=True)
+    try:
+        sub.run("""
+v = region.adopt(rid).root
+t = v["w5"]
+seen = [hash(t) == hash((5, 35, "s5")), {t: "found"}[(5, 35, "s5")], hash(v["nested"][("a", 1)]) == hash("tuple key")]
+for mutable in (v, v["nested"]["list"], v["nested"]["set"]):
+    try:
+        hash(mutable)
+    except TypeError as e:
+        seen.append(str(e))
+del v, t
+""" + sub.send("seen"), rid=r.id)
+        seen = eval(sub.result())
+    finally:
+        sub.destroy()
+    assert seen == [True, "found", True, "unhashable type: a region.FrozenView of a dict",
+                    "unhashable type: a region.FrozenView of a list", "unhashable type: a region.FrozenView of a set"]
+    r.close()
+
+
+@needs_own_gil
 def test_interpreters_with_their_own_gil_read_a_snapshot_while_the_writer_changes(r):
     with r:
         r.root = {"w%d" % i: (i, "s%d" % i) for i in range(1000)}
