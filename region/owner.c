@@ -86,27 +86,59 @@ static region_status acquire_locked(region_t *r, uint64_t id, const struct times
     return REGION_OK;
 }
 
-static region_status acquire(region_t *r, const struct timespec *deadline, bool wait) {
+/* expected_id 0: whatever region r is now. */
+static region_status acquire(region_t *r, uint64_t expected_id, const struct timespec *deadline, bool wait) {
     if (!r) return rerror(REGION_EINVAL, "acquire: region is NULL");
     pthread_mutex_lock(&r->owner_lock);
     uint64_t id = r->id;
-    region_status status = id ? acquire_locked(r, id, deadline, wait)
-                              : rerror(REGION_EDEAD, "acquire: the region was destroyed");
+    region_status status = id && (!expected_id || id == expected_id)
+                         ? acquire_locked(r, id, deadline, wait)
+                         : rerror(REGION_EDEAD, "acquire: the region was destroyed");
     pthread_mutex_unlock(&r->owner_lock);
     return status;
 }
 
-region_status region_acquire(region_t *r) { return acquire(r, NULL, true); }
-
-region_status region_try_acquire(region_t *r) { return acquire(r, NULL, false); }
-
-region_status region_acquire_timed(region_t *r, uint64_t timeout_ns) {
+static struct timespec deadline_after(uint64_t timeout_ns) {
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
     uint64_t ns = (uint64_t)deadline.tv_nsec + timeout_ns % 1000000000u;
     deadline.tv_sec += (time_t)(timeout_ns / 1000000000u + ns / 1000000000u);
     deadline.tv_nsec = (long)(ns % 1000000000u);
-    return acquire(r, &deadline, true);
+    return deadline;
+}
+
+region_status region_acquire(region_t *r) { return acquire(r, 0, NULL, true); }
+
+region_status region_try_acquire(region_t *r) { return acquire(r, 0, NULL, false); }
+
+region_status region_acquire_timed(region_t *r, uint64_t timeout_ns) {
+    struct timespec deadline = deadline_after(timeout_ns);
+    return acquire(r, 0, &deadline, true);
+}
+
+/* ---- Hosts (region-host.h, HOST OWNERSHIP) ---- */
+
+region_status rhost_acquire(region_t *r, uint64_t id, uint64_t timeout_ns) {
+    if (id == 0) return rerror(REGION_EINVAL, "acquire: region id 0 names no region");
+    if (timeout_ns == 0) return acquire(r, id, NULL, false);
+    struct timespec deadline = deadline_after(timeout_ns);
+    return acquire(r, id, &deadline, true);
+}
+
+uint64_t rhost_owner(const region_t *r, uint64_t id) {
+    /* Read between two reads of the id, which no region reuses: an owner read while r was destroyed
+     * and made again could be the next region's, and then the ids differ. */
+    if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != id) return 0;
+    uint64_t owner = __atomic_load_n(&r->owner, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&r->id, __ATOMIC_ACQUIRE) == id ? owner : 0;
+}
+
+void rhost_disown(region_t *r) {
+    pthread_mutex_lock(&r->owner_lock);
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELEASE);
+    r->handed = false;
+    if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
+    pthread_mutex_unlock(&r->owner_lock);
 }
 
 /* ---- Release and hand-off ---- */

@@ -1,12 +1,17 @@
 /* region-host.h - what a host runtime built on libregion (the Python binding, python/) uses on its
  * hot paths.
  *
- * The public API checks on every call that the calling THREAD owns the region.  A host that keeps its
- * own notion of owner (the Python binding: an interpreter, whichever of its threads runs) cannot pass
- * those checks from an allocator hook that any thread may enter, so it compiles libregion's sources
- * into itself and uses these entry points instead.  Each one states what the host must guarantee in
- * place of the thread check.  Lifecycle, statistics and census still go through the public API: the
- * host takes the thread ownership around those calls (region_acquire .. region_release).
+ * HOST OWNERSHIP: a host's owners are libregion's: a region is owned by a thread (its
+ * region_thread_token()), and the host adds what it knows beside - the Python binding, which
+ * interpreter the thread used it in - and blocks in its own way (with its interpreter lock released,
+ * waking for signals: rhost_acquire with a timeout, in slices).  Its owner calls the public API as
+ * any owner does.  What the host needs besides: waiting for one region and not for whatever region
+ * the struct holds next (rhost_acquire), reading the owner from threads that may race with the
+ * region's end (rhost_owner), and letting go on behalf of an owner that cannot (rhost_disown).
+ *
+ * The allocator hook of a host (the Python binding's) runs in any thread: frees come from wherever
+ * the last reference dies.  The entry points below skip the public API's owner check; each states
+ * what the host guarantees in its place.  A host compiles libregion's sources into itself.
  *
  * HOST HEAPS: a host puts object-like blocks (Python objects) in r->object_heap and the buffers its
  * objects own in r->heap, so that "could this block be an object" is a page-map lookup; buffers no
@@ -17,6 +22,21 @@
 #define REGION_HOST_H
 
 #include "region-internal.h"
+
+/* Makes the calling thread the owner of r while r is still the region `id` (region_id): REGION_OK,
+ * REGION_EDEAD when r was destroyed (or is another region now), REGION_EOWNED when the calling thread
+ * owns it already, REGION_EBUSY when timeout_ns is 0 and another thread owns it, REGION_ETIMEDOUT
+ * when the wait of timeout_ns passed.  Thread-safe; the caller must not hold locks the owner needs. */
+region_status rhost_acquire(region_t *r, uint64_t id, uint64_t timeout_ns);
+
+/* The owner's thread token of region `id`, 0 when it has none or r is no longer that region.  Any
+ * thread; lock-free. */
+uint64_t rhost_owner(const region_t *r, uint64_t id);
+
+/* r has no owner from now on, whoever owned it, and its waiters wake.  For a host letting go on its
+ * owner's behalf (a region closed or frozen by its owner, one whose owner's interpreter ended); the
+ * host guarantees that no thread still uses r as its owner. */
+void rhost_disown(region_t *r);
 
 /* The region whose slot contains p, whether or not it is still live (id may be 0 only if the host
  * destroyed it with blocks still allocated, which a host must never do); NULL when p is outside the

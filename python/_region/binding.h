@@ -32,7 +32,7 @@
  * counts) - and what every GIL shares is locked or atomic: the region records' counts and Region
  * objects, the registry, the orphans under binding_lock; the owner fields, the block count and the
  * region memory bounds atomically.  A region's own state (its heap, GC list, root, statistics) is
- * used by its owner only, and the ownership lock orders one owner after the next.
+ * used by its owner only, and libregion's owner lock orders one owner after the next.
  */
 #ifndef REGION_PY_BINDING_H
 #define REGION_PY_BINDING_H
@@ -60,14 +60,10 @@ typedef struct rpy_region {
     void *blocks_stack;        /* placement.c: the stack of the thread they were entered in, or NULL */
     bool collecting;           /* collect_region is running on it (finalizers may be running) */
     /* OWNERSHIP: at most one thread owns the region, and only it may use it (region_check_owner).
-     * `ownership` is held exactly while some thread owns the region; owner_token is that thread's
-     * region_thread_token() (never reused, unlike thread idents), 0 while nobody owns it, and
-     * owner_interp the id of the interpreter it used the region in (a thread can run several: a
-     * subinterpreter's run_string runs in the calling thread).  A waiting acquire() blocks on the lock
-     * with the GIL released; release() and close() unlock it.  Both fields are written by the owner
-     * and read by anyone (other GILs too): atomically (ownership_owner). */
-    PyThread_type_lock ownership;
-    uint64_t owner_token;
+     * The owner is libregion's (ownership_token: that thread's region_thread_token(), 0 while nobody
+     * owns it), and owner_interp the id of the interpreter the thread used the region in (a thread
+     * can run several: a subinterpreter's run_string runs in the calling thread), written by the
+     * owner and read by anyone (other GILs too): atomically. */
     int64_t owner_interp;
     /* What the proof of the last release found the region referring to outside it (ownership.c,
      * "Crossing interpreters"): classes_of is the interpreter whose classes its objects refer to, or
@@ -335,13 +331,11 @@ int region_check_owner(rpy_region_t *self, const char *what);
  * exception (IsolationError naming every escape).  The caller owns self. */
 int ownership_prove(rpy_region_t *self, const char *what, bool *refers_to_classes, bool *refers_to_mortal);
 
-/* The calling thread becomes the owner of self, whose ownership lock it has just taken. */
-void ownership_set_caller(rpy_region_t *self);
-
-/* The creating thread becomes the owner; -1 with MemoryError. */
-int ownership_init(rpy_region_t *self);
-void ownership_free(rpy_region_t *self);
-/* Nobody owns self any more (close, dissolve): waiters of acquire() wake up. */
+/* The creating thread, libregion's owner of the region it just made, owns self. */
+void ownership_init(rpy_region_t *self);
+/* The calling thread takes self if nobody owns it (a frozen region's close): whether it did. */
+bool ownership_try_take(rpy_region_t *self);
+/* Nobody owns self any more (release, freeze, close): waiters of acquire() wake up. */
 void ownership_give_up(rpy_region_t *self);
 /* The calling thread's interpreter ends while owning self: gives it up, noting first (as release()
  * does) what another GIL's acquire() must know (ownership.c, "Crossing interpreters"). */
@@ -359,9 +353,12 @@ static inline int64_t binding_current_interp(void) {
     return PyInterpreterState_GetID(PyInterpreterState_Get());
 }
 
-/* The owner fields, read by anyone, written by the owner (relaxed atomics: the ownership lock is what
- * orders the hand-over itself). */
-static inline uint64_t ownership_token(rpy_region_t *self) { return __atomic_load_n(&self->owner_token, __ATOMIC_RELAXED); }
+/* The owner, read by anyone: libregion's thread token (0 for none, or once self is closed) and the
+ * interpreter it used self in (a relaxed atomic: libregion's owner lock orders the hand-over). */
+static inline uint64_t ownership_token(rpy_region_t *self) {
+    region_t *r = __atomic_load_n(&self->r, __ATOMIC_RELAXED);
+    return r ? rhost_owner(r, self->id) : 0;
+}
 static inline int64_t ownership_interp(rpy_region_t *self) { return __atomic_load_n(&self->owner_interp, __ATOMIC_RELAXED); }
 
 /* Whether the calling thread owns self, which is open (no exception). */

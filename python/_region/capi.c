@@ -4,9 +4,8 @@
  * Every call is the Python API's, with its checks and its exceptions: the same owner check
  * (region_check_owner), the same handles, the same acquire and release.  What is new is raw memory in
  * a region's detached heap on request (PyRegion_Malloc), and region.h's memory calls on a package region
- * (PyRegion_Lib), which follow the package's notion of owner instead of libregion's thread ownership:
- * the binding takes libregion's thread ownership only around its own calls (region-host.h), so
- * region.h's public functions would refuse the extension's thread.
+ * (PyRegion_Lib), which check the package's owner (the thread, in the interpreter it used the region
+ * in: r.owned) and put what they allocate in the detached heap, not where region.h's own calls would.
  *
  * THREADS: every call runs with the GIL of the calling interpreter held (pyregion.h's rule); the
  * Region and Handle types checked are that GIL's (binding.h).

@@ -950,13 +950,12 @@ int frozen_thaw_for_close(rpy_region_t *self) {
         Py_XDECREF(desc);
         return -1;
     }
-    /* Nobody owns a frozen region, so the lock is free: this takes it without waiting. */
-    if (!PyThread_acquire_lock(self->ownership, NOWAIT_LOCK)) {
+    /* Nobody owns a frozen region: this takes it without waiting. */
+    if (!ownership_try_take(self)) {
         __atomic_store_n(&self->closing, false, __ATOMIC_SEQ_CST);
-        PyErr_SetString(PyExc_SystemError, "a frozen region's ownership lock is held");
+        PyErr_SetString(PyExc_SystemError, "a frozen region has an owner");
         return -1;
     }
-    ownership_set_caller(self);
     /* Proven with the objects still frozen: no reader can add a reference meanwhile.  Strictly: an
      * ordinary close() gives what only the interpreter's state holds back to the ordinary heap
      * (audit_incoming), but the holder of a frozen object may be another region, which no referrer

@@ -28,8 +28,9 @@ void lifecycle_sweep_orphans(void) {
     binding_lock();
     for (unsigned i = 0; i < orphan_count;) {
         region_t *r = orphans[i];
-        if (rhost_owned_blocks(r) == 0) {
-            region_acquire(r);
+        /* Disowned when it was closed; a waiter of acquire() that took it since gives it back at
+         * once, and it is swept next time (waiting here would hold binding_lock, which it needs). */
+        if (rhost_owned_blocks(r) == 0 && region_try_acquire(r) == REGION_OK) {
             region_destroy(r);
             orphans[i] = orphans[--orphan_count];
         } else {
@@ -61,8 +62,8 @@ void region_dissolve(rpy_region_t *self, const char *why) {
     self->gone = why;
     membership_unregister(self);
     region_t *r = self->r;
-    self->r = NULL;
-    ownership_give_up(self);   /* wakes the threads waiting in acquire(): they find it gone */
+    __atomic_store_n(&self->r, NULL, __ATOMIC_RELAXED);
+    rhost_disown(r);   /* wakes the threads waiting in acquire(): they find it gone */
     Py_CLEAR(self->root);      /* an ordinary object now, for the interpreter to collect */
     binding_lock();
     if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;

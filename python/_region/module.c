@@ -20,16 +20,15 @@ static void raise_region_status(PyObject *type, const char *what, region_status 
     PyErr_Format(type, "%s: %s (%s)", what, region_last_error(), region_strerror(status));
 }
 
-/* Runs a public libregion call that needs thread ownership: take it, call, give it back.  The GIL
- * serializes all binding calls, so the acquire never waits. */
-#define WITH_THREAD_OWNERSHIP(r, call)                         \
-    ({                                                         \
-        region_status _s = region_acquire(r);                  \
-        if (_s == REGION_OK) {                                 \
-            _s = (call);                                       \
-            region_release(r);                                 \
-        }                                                      \
-        _s;                                                    \
+/* Runs a public libregion call, which needs its owner, for the caller, who may read self: its owner
+ * (libregion's too), or a reader of a frozen region, which nobody owns, and which the reader then
+ * owns for the call (the GIL serializes the readers: none finds it taken). */
+#define AS_OWNER(self, call)                                                       \
+    ({                                                                             \
+        bool _taken = !region_owned((self)->r) && ownership_try_take(self);        \
+        region_status _s = region_owned((self)->r) ? (call) : REGION_ENOTOWNER;   \
+        if (_taken) ownership_give_up(self);                                       \
+        _s;                                                                        \
     })
 
 /* ---- Region: creation and teardown ---- */
@@ -137,7 +136,6 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
                             "cannot create a region", status);
         return NULL;
     }
-    region_release(r);   /* the binding takes thread ownership only around libregion calls */
     /* The reservation exists from the first region on and never moves.  Atomic: the freelist
      * wrappers read both in every interpreter, own-GIL ones included (a wrong answer there only frees
      * an object instead of keeping it on a freelist). */
@@ -159,8 +157,7 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (!self) region_dissolve(rec, "gone");   /* nothing was placed in it yet */
     return self;
 fail:
-    region_acquire(r);
-    region_destroy(r);
+    region_destroy(r);   /* the calling thread made it, and owns it */
     return NULL;
 }
 
@@ -294,7 +291,7 @@ static PyObject *Region_stats(RegionObject *o, PyObject *unused) {
     if (frozen_check_reader(self, "stats") < 0) return NULL;
     membership_sync();
     region_stats_t s;
-    region_status status = WITH_THREAD_OWNERSHIP(self->r, region_stats(self->r, &s));
+    region_status status = AS_OWNER(self, region_stats(self->r, &s));
     if (status != REGION_OK) {
         raise_region_status(RegionError, "stats", status);
         return NULL;
@@ -331,7 +328,7 @@ static PyObject *Region_census(RegionObject *o, PyObject *unused) {
     (void)unused;
     if (frozen_check_reader(self, "census") < 0) return NULL;
     region_census_t c;
-    region_status status = WITH_THREAD_OWNERSHIP(self->r, region_census(self->r, &c));
+    region_status status = AS_OWNER(self, region_census(self->r, &c));
     if (status != REGION_OK) {
         raise_region_status(RegionError, "census", status);
         return NULL;

@@ -9,11 +9,12 @@
  * way to anything the next owner cannot use.  acquire() waits for the region to be free and takes
  * it.  No object is copied or moved: the next owner reads the very same memory.
  *
- * THE LOCK: rpy_region_t.ownership is a PyThread lock held exactly while some thread owns the region
- * (a binary semaphore: the releasing thread need not be the acquiring one).  owner_token says which
- * thread, with libregion's thread token (never reused, unlike thread idents).  A waiting acquire()
- * sleeps on the lock with the GIL released, as threading.Lock does.  close() unlocks too, so that
- * waiters wake up and find the region closed.
+ * THE OWNER is libregion's (region-host.h, HOST OWNERSHIP): the thread whose region_thread_token()
+ * the region's owner field holds (never reused, unlike thread idents), plus owner_interp, the
+ * interpreter the thread used it in, which only the binding knows.  A waiting acquire() sleeps in
+ * libregion's wait with the GIL released, in slices, so that signal handlers run between them as
+ * threading.Lock's do.  What lets go on the owner's behalf (close, freeze, an interpreter's end)
+ * disowns the region (rhost_disown), which wakes the waiters: they find it closed, or take it.
  *
  * INTERPRETERS: the owner is a thread in an interpreter.  adopt(id) finds the region's record
  * anywhere and returns the calling GIL's Region object for it (binding.h), and the same lock hands the
@@ -21,8 +22,8 @@
  * What may cross is decided under "Crossing interpreters".
  *
  * THREADS: every function here runs with a GIL held, except the wait inside ownership_wait().
- * owner_token and owner_interp are written by the owner and read by anyone (atomics); the fields the
- * release proof leaves for the next owner are ordered by the lock.
+ * owner_interp is written by the owner and read by anyone (atomic); the fields the release proof
+ * leaves for the next owner are ordered by libregion's owner lock.
  */
 #include "binding.h"
 
@@ -30,9 +31,9 @@
 #include <string.h>
 #include <time.h>
 
-static void set_owner(rpy_region_t *self, uint64_t token, int64_t interp) {
-    __atomic_store_n(&self->owner_interp, interp, __ATOMIC_RELAXED);
-    __atomic_store_n(&self->owner_token, token, __ATOMIC_RELAXED);
+/* Called by the thread libregion has just made the owner: the interpreter it uses the region in. */
+static void set_owner_interp(rpy_region_t *self) {
+    __atomic_store_n(&self->owner_interp, binding_current_interp(), __ATOMIC_RELAXED);
 }
 
 int region_check_owner(rpy_region_t *self, const char *what) {
@@ -62,31 +63,20 @@ int region_check_owner(rpy_region_t *self, const char *what) {
     return -1;
 }
 
-int ownership_init(rpy_region_t *self) {
-    self->ownership = PyThread_allocate_lock();
-    if (!self->ownership) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    PyThread_acquire_lock(self->ownership, NOWAIT_LOCK);   /* a new lock is free: this takes it */
-    set_owner(self, region_thread_token(), binding_current_interp());
+void ownership_init(rpy_region_t *self) {
+    assert(region_owned(self->r));   /* region_create made the creating thread the owner */
+    set_owner_interp(self);
     self->classes_of = -1;   /* made here: nothing to cross yet */
-    return 0;
 }
 
-void ownership_free(rpy_region_t *self) {
-    if (self->ownership) PyThread_free_lock(self->ownership);
-    self->ownership = NULL;
-}
-
-void ownership_set_caller(rpy_region_t *self) {
-    set_owner(self, region_thread_token(), binding_current_interp());
+bool ownership_try_take(rpy_region_t *self) {
+    if (!self->r || rhost_acquire(self->r, self->id, 0) != REGION_OK) return false;
+    set_owner_interp(self);
+    return true;
 }
 
 void ownership_give_up(rpy_region_t *self) {
-    if (ownership_token(self) == 0) return;
-    set_owner(self, 0, ownership_interp(self));
-    PyThread_release_lock(self->ownership);
+    if (self->r && ownership_token(self)) rhost_disown(self->r);
 }
 
 /* ---- acquire ---- */
@@ -125,26 +115,55 @@ static int parse_timeout(PyObject *args, PyObject *kwargs, const char *format, d
     return timeout_seconds(timeout, seconds);
 }
 
-/* Takes the lock: 1 taken, 0 timed out, -1 with an exception (a signal handler raised).  The wait
- * releases the GIL; a wait interrupted by a signal runs the handlers and waits for the rest. */
+/* How long one slice of a wait lasts: signal handlers run between slices (libregion's wait is a
+ * condition variable, which a signal does not interrupt), so this is how late Ctrl-C can be. */
+#define WAIT_SLICE_SECONDS 0.02
+
+/* One attempt to take r, the region `id`, waiting up to `seconds` with the GIL released. */
+static region_status take_within(region_t *r, uint64_t id, double seconds) {
+    if (seconds <= 0) return rhost_acquire(r, id, 0);
+    region_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = rhost_acquire(r, id, (uint64_t)(seconds * 1e9) + 1);
+    Py_END_ALLOW_THREADS
+    return status;
+}
+
+/* Makes the calling thread libregion's owner of self's region: 1 taken, 0 timed out (or seconds 0 and
+ * busy), -1 with an exception (a signal handler raised, or a wait with no timeout for a region the
+ * calling thread owns already in another interpreter, which would never end).  Closed while waiting: 1 with self->r NULL (the caller tells).  The waits
+ * release the GIL. */
 static int ownership_wait(rpy_region_t *self, double seconds) {
-    if (PyThread_acquire_lock_timed(self->ownership, 0, 0) == PY_LOCK_ACQUIRED) return 1;
-    if (seconds == 0) return 0;
+    region_t *r = self->r;
+    uint64_t id = self->id;
     double deadline = seconds > 0 ? monotonic_seconds() + seconds : 0;
-    for (;;) {
-        PY_TIMEOUT_T us = -1;
-        if (seconds > 0) {
-            double left = deadline - monotonic_seconds();
-            if (left <= 0) return 0;
-            us = left * 1e6 > (double)PY_TIMEOUT_MAX ? PY_TIMEOUT_MAX : (PY_TIMEOUT_T)(left * 1e6);
+    for (double slice = 0;; slice = WAIT_SLICE_SECONDS) {
+        if (seconds >= 0) {
+            double left = seconds == 0 ? 0 : deadline - monotonic_seconds();
+            if (slice > 0 && left <= 0) return 0;
+            if (slice > left) slice = left;
         }
-        PyLockStatus status;
-        Py_BEGIN_ALLOW_THREADS
-        status = PyThread_acquire_lock_timed(self->ownership, us, 1);
-        Py_END_ALLOW_THREADS
-        if (status == PY_LOCK_ACQUIRED) return 1;
-        if (status == PY_LOCK_FAILURE) return 0;
-        if (Py_MakePendingCalls() < 0) return -1;   /* PY_LOCK_INTR: run the signal handlers */
+        if (!self->r) return 1;   /* closed, between two slices */
+        region_status status = take_within(r, id, slice);
+        if (status == REGION_OK || status == REGION_EDEAD) return 1;
+        if (status == REGION_EOWNED && seconds > 0 && slice > 0) {
+            /* This thread owns it in another interpreter, which cannot run meanwhile: the wait ends
+             * at the timeout, False as any timed wait's.  Libregion does not wait for its own owner,
+             * so the slice is slept here. */
+            Py_BEGIN_ALLOW_THREADS
+            struct timespec nap = {0, (long)(slice * 1e9)};
+            nanosleep(&nap, NULL);
+            Py_END_ALLOW_THREADS
+        } else if (status == REGION_EOWNED && seconds < 0) {   /* a wait that would never end */
+            PyObject *desc = region_describe(self);
+            if (desc)
+                PyErr_Format(OwnershipError, "acquire: the calling thread owns %U already, in interpreter "
+                             "%lld: release it there first", desc, (long long)ownership_interp(self));
+            Py_XDECREF(desc);
+            return -1;
+        }
+        if (seconds == 0) return 0;   /* not free, and no wait wanted */
+        if (PyErr_CheckSignals() < 0) return -1;
     }
 }
 
@@ -289,13 +308,14 @@ int ownership_take(rpy_region_t *self, double seconds) {
     }
     if (!self->r) return region_check_owner(self, "acquire");
     if (placement_activate() < 0) return -1;   /* before any of its objects can be freed here */
+    region_t *r = self->r;
     int got = ownership_wait(self, seconds);
     if (got <= 0) return got;
-    if (!self->r) {   /* closed while this thread waited: close() unlocked to wake the waiters */
-        PyThread_release_lock(self->ownership);   /* and the next waiter finds out the same way */
+    if (!self->r) {   /* closed while this thread waited: it may have taken what the close left */
+        if (region_owned(r)) rhost_disown(r);   /* for the next waiter, and the orphans' sweep */
         return region_check_owner(self, "acquire");
     }
-    set_owner(self, region_thread_token(), binding_current_interp());
+    set_owner_interp(self);
     if (crossing_refused(self)) {
         ownership_give_up(self);   /* it stays free for the interpreter it belongs to */
         return -1;

@@ -379,8 +379,7 @@ int teardown_bulk(rpy_region_t *self) {
             self->root = NULL;                      /* its reference is among those dropped */
             region_t *r = self->r;
             membership_forget(self);                /* the members die with the heaps: no list may keep them */
-            region_acquire(r);
-            region_destroy(r);                      /* every block at once */
+            region_destroy(r);                      /* every block at once (its owner is the caller) */
             self->r = NULL;
             self->gone = "closed (freed in bulk)";
             rpy_gc_objects_freed(p.gc_objects);     /* as p.gc_objects PyObject_GC_Del calls would */

@@ -3,7 +3,7 @@
  * WHY TWO: interpreters with their own GIL (3.12+) run in parallel, so a Python object that two of
  * them touch has its reference count updated by two threads at once.  A region handed from one to
  * another must therefore be reached through an object of each: the record (raw memory: the region,
- * its list head, its ownership lock, its root) is shared, and each GIL has its own Region object
+ * its list head, its owner, its root) is shared, and each GIL has its own Region object
  * over it, of its own Region type.  Interpreters that share a GIL (all of 3.11's; the "legacy" ones
  * of 3.12 and 3.13) share one Region object per region, so there a region id names the same object
  * in every interpreter.
@@ -81,15 +81,11 @@ rpy_region_t *record_new(region_t *r, const char *name) {
     rec->id = region_id(r);
     rec->name = copy;
     rec->released_by = -1;
-    if (ownership_init(rec) < 0) {   /* the creating thread owns the region */
-        record_discard(rec);
-        return NULL;
-    }
+    ownership_init(rec);   /* the creating thread owns the region */
     return rec;
 }
 
 void record_discard(rpy_region_t *rec) {
-    ownership_free(rec);
     PyMem_RawFree(rec->gil_crossing_report);
     PyMem_RawFree(rec->name);
     PyMem_RawFree(rec);

@@ -358,3 +358,39 @@ def test_release_collects_garbage_that_refers_out_first(r):
     assert finalized == [True]          # in the releasing thread, before anyone else could acquire
     assert r.acquire(timeout=0)
     assert r.stats()["collections"] == collections + 1
+
+
+def test_a_signal_handler_interrupts_a_waiting_acquire(r):
+    """The wait releases the GIL and wakes every 20 ms to run signal handlers, as threading.Lock's does."""
+    import signal
+
+    class Interrupted(Exception):
+        pass
+
+    def handler(signum, frame):
+        raise Interrupted
+
+    held, done = threading.Event(), threading.Event()
+
+    def owner():
+        r.acquire()
+        held.set()
+        done.wait(10)
+        r.release()
+
+    r.release()
+    thread = threading.Thread(target=owner)
+    thread.start()
+    assert held.wait(5)
+    previous = signal.signal(signal.SIGUSR1, handler)
+    try:
+        threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGUSR1)).start()
+        start = time.monotonic()
+        with pytest.raises(Interrupted):
+            r.acquire()
+        assert 0.15 < time.monotonic() - start < 3
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        done.set()
+        thread.join()
+    assert r.acquire(timeout=5) is True

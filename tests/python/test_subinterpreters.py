@@ -3,6 +3,7 @@ _xxsubinterpreters, 3.13's _interpreters; tests/python/subinterp.py): a region b
 released, adopted by id and acquired in another, read and changed there, and handed back - the
 very same objects, no copy, no pickle.  Also: what may cross (classes may not), the end of an
 interpreter that owns a region, and every non-owner access raising in either direction."""
+import re
 import sys
 import textwrap
 import threading
@@ -96,6 +97,22 @@ except TimeoutError as e:
     got, waited, timeout_error = eval(sub.result())
     assert got is False and waited >= 0.09
     assert "could not acquire region 'test'" in timeout_error
+
+
+def test_a_wait_without_timeout_for_a_region_the_thread_owns_elsewhere_is_refused(r, sub):
+    """The calling thread owns r in the main interpreter, so a wait for it in the subinterpreter (run
+    by the same thread) could never end: OwnershipError, where a timed wait says False."""
+    build(r)
+    sub.run("""
+mine = region.adopt(rid)
+try:
+    mine.acquire()
+except region.OwnershipError as e:
+    refused = str(e)
+""" + sub.send("refused"), rid=r.id)
+    assert re.search(r"acquire: the calling thread owns region 'test' \(id \d+\) already, in interpreter 0: "
+                     r"release it there first", eval(sub.result()))
+    assert r.owned
 
 
 RELEASE_REFUSED = {

@@ -1,0 +1,124 @@
+/* Host ownership (region/region-host.h, HOST OWNERSHIP): the owner a host such as the Python binding
+ * uses is libregion's own, with three entry points besides the public API - rhost_acquire (one
+ * region, by id, with a timeout), rhost_owner (the owner, read from any thread) and rhost_disown
+ * (letting go on the owner's behalf).  White-box: compiled with libregion's sources, like a host. */
+#include <pthread.h>
+#include <time.h>
+
+#include "test-util.h"
+#include "region-host.h"
+
+static void *owner_of(void *arg) {
+    region_t *r = arg;
+    static uint64_t seen;
+    seen = rhost_owner(r, region_id(r));
+    return &seen;
+}
+
+static void the_owner_is_read_from_any_thread_and_by_id(void **state) {
+    (void)state;
+    region_t *r = new_region("host owner");
+    uint64_t id = region_id(r);
+    assert_int_equal(rhost_owner(r, id), region_thread_token());
+    assert_int_equal(*(uint64_t *)run_on_thread(owner_of, r), region_thread_token());
+    assert_int_equal(rhost_owner(r, id + 1), 0);          /* another region's id: none */
+    assert_ok(region_release(r));
+    assert_int_equal(rhost_owner(r, id), 0);
+    assert_ok(rhost_acquire(r, id, 0));
+    assert_status(rhost_acquire(r, id, 0), REGION_EOWNED);
+    assert_ok(region_destroy(r));
+    assert_int_equal(rhost_owner(r, id), 0);              /* destroyed: no owner, whatever the slot holds */
+}
+
+static void *try_take(void *arg) {
+    region_t *r = arg;
+    static region_status status;
+    status = rhost_acquire(r, region_id(r), 0);
+    return &status;
+}
+
+static void *take_timed(void *arg) {
+    region_t *r = arg;
+    static region_status status;
+    status = rhost_acquire(r, region_id(r), 20 * 1000 * 1000);
+    return &status;
+}
+
+static void a_busy_region_is_refused_or_waited_for(void **state) {
+    (void)state;
+    region_t *r = new_region("busy");
+    assert_int_equal(*(region_status *)run_on_thread(try_take, r), REGION_EBUSY);
+    assert_int_equal(*(region_status *)run_on_thread(take_timed, r), REGION_ETIMEDOUT);
+    assert_status(rhost_acquire(r, 0, 0), REGION_EINVAL);
+    assert_ok(region_destroy(r));
+}
+
+typedef struct {
+    region_t *r;
+    uint64_t id;
+    region_status status;
+    uint64_t owner_after;
+} waiter_t;
+
+static void *wait_long(void *arg) {
+    waiter_t *w = arg;
+    w->status = rhost_acquire(w->r, w->id, 10ull * 1000 * 1000 * 1000);
+    w->owner_after = rhost_owner(w->r, w->id);
+    if (w->status == REGION_OK) rhost_disown(w->r);
+    return NULL;
+}
+
+static void wait_until_waiting(region_t *r) {
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&r->owner_lock);
+        unsigned waiters = r->waiters;
+        pthread_mutex_unlock(&r->owner_lock);
+        if (waiters) return;
+        struct timespec ms = {0, 1000 * 1000};
+        nanosleep(&ms, NULL);
+    }
+    fail_msg("the waiter never waited");
+}
+
+static void disown_hands_the_region_to_a_waiter(void **state) {
+    (void)state;
+    region_t *r = new_region("disowned");
+    waiter_t w = {.r = r, .id = region_id(r)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_long, &w), 0);
+    wait_until_waiting(r);
+    rhost_disown(r);                                      /* as a host does for an owner that cannot */
+    pthread_join(t, NULL);
+    assert_ok(w.status);
+    assert_int_not_equal(w.owner_after, 0);
+    assert_int_not_equal(w.owner_after, region_thread_token());
+    assert_int_equal(rhost_owner(r, w.id), 0);            /* the waiter disowned it as it ended */
+    assert_ok(rhost_acquire(r, w.id, 0));
+    assert_ok(region_destroy(r));
+}
+
+static void a_waiter_for_a_destroyed_region_gets_edead(void **state) {
+    (void)state;
+    region_t *r = new_region("gone");
+    waiter_t w = {.r = r, .id = region_id(r)};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, wait_long, &w), 0);
+    wait_until_waiting(r);
+    assert_ok(region_destroy(r));
+    pthread_join(t, NULL);
+    assert_status(w.status, REGION_EDEAD);
+    region_t *next = new_region("next in the slot");      /* may reuse the struct: the old id stays dead */
+    assert_status(rhost_acquire(r, w.id, 0), REGION_EDEAD);
+    assert_int_equal(rhost_owner(r, w.id), 0);
+    assert_ok(region_destroy(next));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(the_owner_is_read_from_any_thread_and_by_id),
+        cmocka_unit_test(a_busy_region_is_refused_or_waited_for),
+        cmocka_unit_test(disown_hands_the_region_to_a_waiter),
+        cmocka_unit_test(a_waiter_for_a_destroyed_region_gets_edead),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
