@@ -14,7 +14,9 @@
  *   audit.c        the pass that names escapes and their paths
  *   crossing.c     what a region takes along to another GIL
  *   proof.c        the isolation engine's fast pass: release, close, r.check
- *   frozen.c       frozen regions: r.freeze(), their read-only types, reading without an owner
+ *   frozen.c       frozen regions: r.freeze(), their read-only types, reading without an owner,
+ *                  r.snapshot()
+ *   frozen_view.c  region.FrozenView: reading a frozen region under another GIL
  *
  * All of them sit on region-host.h (libregion).  module.c is the top: nothing calls into it but the
  * interpreter, and capi.c for region_of and current.

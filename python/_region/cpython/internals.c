@@ -125,7 +125,6 @@ static struct _gc_runtime_state *gcstate(void) { return &_PyInterpreterState_GET
 
 void rpy_gclist_init(rpy_gclist_t *list) { gc_list_init(as_head(list)); }
 
-bool rpy_gclist_is_empty(const rpy_gclist_t *list) { return list->next == (uintptr_t)list; }
 
 Py_ssize_t rpy_gclist_length(const rpy_gclist_t *list) {
     Py_ssize_t n = 0;
@@ -304,10 +303,6 @@ bool rpy_tracemalloc_tracing(void) { return _Py_tracemalloc_config.tracing != 0;
 void *rpy_block_of(PyObject *op) {
     assert(rpy_preheader_size(Py_TYPE(op)) == _PyType_PreHeaderSize(Py_TYPE(op)));
     return (char *)op - _PyType_PreHeaderSize(Py_TYPE(op));
-}
-
-PyObject *rpy_object_at(void *block, PyTypeObject *type) {
-    return (PyObject *)((char *)block + _PyType_PreHeaderSize(type));
 }
 
 bool rpy_is_immortal(PyObject *op) {

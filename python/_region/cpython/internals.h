@@ -31,7 +31,6 @@ int rpy_internals_init(void);
 /* ---- GC lists ---- */
 
 void rpy_gclist_init(rpy_gclist_t *list);
-bool rpy_gclist_is_empty(const rpy_gclist_t *list);
 Py_ssize_t rpy_gclist_length(const rpy_gclist_t *list);
 
 /* Calls fn(op, arg) for each member in list order; stops early when fn returns nonzero (and returns
@@ -82,9 +81,6 @@ bool rpy_tracemalloc_tracing(void);
 
 /* Where op's memory block starts: before the GC header and the managed-dict pointers, if any. */
 void *rpy_block_of(PyObject *op);
-
-/* The object whose block starts at `block`, given its type (the inverse of rpy_block_of). */
-PyObject *rpy_object_at(void *block, PyTypeObject *type);
 
 /* Whether op is one of the interpreter-wide immutable singletons every interpreter uses: None, True,
  * False, Ellipsis, NotImplemented, the small ints, interned strings, the empty tuple, bytes and str,
