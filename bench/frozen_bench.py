@@ -24,10 +24,9 @@ region.FrozenView (copies of the values they read), and the lookup job run in pa
 K = 1, and against the same job on a private unpickled copy in each interpreter.  For that comparison
 the frozen region is made as the private copies are, by pickle.loads of the same bytes (in a block),
 so that both read objects laid out alike and the ratio is the cost of reading through views; the same
-job on a region built by the dict comprehension is reported beside it.  (That layout reads slower:
-the comprehension's temporary strs are freed between the keys it allocates, and mimalloc hands freed
-blocks out again only once a page's free list runs dry, where pymalloc reuses them at once, so
-consecutive keys lie further apart.)
+job on a region built by the dict comprehension is reported beside it, for what the layout a build
+leaves costs (the comprehension frees temporary strs between the keys it keeps: see mimalloc patch
+0008, thirdparty/mimalloc/README.md).
 """
 import argparse
 import gc

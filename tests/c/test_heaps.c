@@ -1,6 +1,7 @@
 /* A slot's heaps outlive its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
  * when only the destroying thread has allocated from a heap, destroy empties it, keeping one page per
- * size (patch 0007), and the slot's next region takes it; otherwise it is destroyed.  White-box: compiled with libregion's sources, to see
+ * size (patch 0007), and the slot's next region takes it; otherwise it is destroyed.  And a freed block is
+ * the next allocation's (patch 0008).  White-box: compiled with libregion's sources, to see
  * which heap a region got. */
 #include <stdlib.h>
 
@@ -220,12 +221,35 @@ static void destroy_races_the_exit_of_a_thread_that_allocated(void **state) {
     free(h.blocks);
 }
 
+/* mimalloc patch 0008: a block its page's thread frees is what the next allocation of its size gets,
+ * so objects made between temporaries stay next to each other; and a freed block on a page whose
+ * fresh blocks were known zero does not make calloc skip the zeroing. */
+static void a_freed_block_is_reused_first_and_calloc_still_zeroes(void **state) {
+    (void)state;
+    region_t *r = new_region("reuse");
+    unsigned char *kept = region_alloc(r, 48), *temporary = region_alloc(r, 48);
+    assert_non_null(kept);
+    assert_non_null(temporary);
+    memset(temporary, 0xAB, 48);
+    assert_ok(region_free(r, temporary));
+    unsigned char *next = region_alloc(r, 48);
+    assert_ptr_equal(next, temporary);                  /* reused at once, not a fresh block */
+    memset(next, 0xCD, 48);
+    assert_ok(region_free(r, next));
+    unsigned char *zeroed = region_calloc(r, 1, 48);   /* the same dirty block: zeroed all the same */
+    assert_ptr_equal(zeroed, temporary);
+    for (int i = 0; i < 48; i++) assert_int_equal(zeroed[i], 0);
+    assert_ptr_not_equal(kept, zeroed);
+    assert_ok(region_destroy(r));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_thread_reuses_the_heaps),
         cmocka_unit_test(a_reset_heap_keeps_one_empty_page_per_size),
         cmocka_unit_test(a_live_theap_of_another_thread_means_destroy),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
+        cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

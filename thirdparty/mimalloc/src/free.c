@@ -37,9 +37,13 @@ static inline void mi_free_block_local(mi_page_t* page, mi_block_t* block, bool 
   #endif
   if (track_stats) { mi_track_free_size(block, mi_page_usable_size_of(page, block, was_guarded)); } // faster then mi_usable_size as we already know the page and that p is unaligned
 
-  // actual free: push on the local free list
-  mi_block_set_next(page, block, page->local_free);
-  page->local_free = block;
+  // region patch: push on the free list, not local_free, so that the next allocation of this size
+  // reuses the block at once (as pymalloc does): objects made one after another stay next to each
+  // other when temporaries are freed between them, where local_free handed the freed blocks out only
+  // once the page's free list ran dry, scattering later objects into the holes
+  mi_block_set_next(page, block, page->free);
+  page->free = block;
+  page->free_is_zero = false;   // the list holds a used block now
   if mi_unlikely(--page->used == 0) {
     if (page->retire_expire==0) { // no need to re-retire retired pages (happens when we alloc/free one block repeatedly in an empty page)
       _mi_page_retire(page); 
