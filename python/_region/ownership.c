@@ -131,8 +131,8 @@ static region_status take_within(region_t *r, uint64_t id, double seconds) {
 
 /* Makes the calling thread libregion's owner of self's region: 1 taken, 0 timed out (or seconds 0 and
  * busy), -1 with an exception (a signal handler raised, or a wait with no timeout for a region the
- * calling thread owns already in another interpreter, which would never end).  Closed while waiting: 1 with self->r NULL (the caller tells).  The waits
- * release the GIL. */
+ * calling thread owns already in another interpreter, which would never end).  Closed while waiting:
+ * 1 with self->r NULL (the caller tells).  The waits release the GIL. */
 static int ownership_wait(rpy_region_t *self, double seconds) {
     region_t *r = self->r;
     uint64_t id = self->id;
