@@ -207,7 +207,9 @@ def main():
     kinds = ("shared", "own") if OWN_GIL else ("shared",)
     ready = {(gil, how, k): [] for gil in kinds for how in ("frozen", "pickle") for k in KS}
     added = {(gil, how, k): [] for gil in kinds for how in ("frozen", "pickle") for k in KS}
-    lookups = 50_000 if args.quick else 300_000
+    # Each reader's job is timed from before its thread starts: a million or more lookups (about half
+    # a second) make the start's jitter small against it, where 300,000 spread a round's figures 2×.
+    lookups = 200_000 if args.quick else 1_500_000
     throughput = ({("frozen", 1): [], ("frozen", 2): [], ("private", 2): [], ("comprehension", 2): []}
                   if OWN_GIL else {})
     print(f"a dict of {n:,} str -> (int, int, str) entries, {size >> 20} MiB resident", end=" ", flush=True)
