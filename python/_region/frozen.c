@@ -489,6 +489,7 @@ typedef struct frozen_plan {
     const char *why;           /* ... and why */
     bool failed;               /* out of memory during the scan */
     bool thawing;              /* the scan of a thaw: record frozen objects, refuse nothing */
+    PyObject *subclasses;      /* strong: class -> the frozen subclass this freeze made (plan_complete) */
     binding_state_t *state;    /* binding_state() */
 } frozen_plan_t;
 
@@ -499,6 +500,7 @@ static void plan_free(frozen_plan_t *plan) {
     }
     PyMem_RawFree(plan->steps);
     Py_CLEAR(plan->refused);
+    Py_CLEAR(plan->subclasses);
     *plan = (frozen_plan_t){.thawing = plan->thawing, .state = plan->state};
 }
 
@@ -615,17 +617,16 @@ static int set_class(PyObject *obj, PyTypeObject *to) {
  * __dict__ (made in a block of self, so it is the region's: reading a frozen instance's __dict__ must
  * not make one), which is frozen like any dict.  0, or -1 with an exception. */
 static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
-    PyObject *made = PyDict_New();   /* class -> its frozen subclass, for this freeze */
-    PyObject *desc = made ? region_describe(self) : NULL;
-    if (!desc) {
-        Py_XDECREF(made);
+    PyObject *desc = region_describe(self);
+    if (!desc || !(plan->subclasses = PyDict_New())) {
+        Py_XDECREF(desc);
         return -1;
     }
     int result = 0;
     size_t scanned = plan->count;
     for (size_t i = 0; i < scanned && result == 0; i++) {
         if (plan->steps[i].to) continue;
-        if ((plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), made, desc))) continue;
+        if ((plan->steps[i].to = frozen_class(Py_TYPE(plan->steps[i].obj), plan->subclasses, desc))) continue;
         /* FrozenError with the object's path, as for anything else freeze() refuses. */
         PyObject *type, *value, *traceback;
         PyErr_Fetch(&type, &value, &traceback);
@@ -642,7 +643,6 @@ static int plan_complete(rpy_region_t *self, frozen_plan_t *plan) {
         Py_XDECREF(traceback);
         result = -1;
     }
-    Py_DECREF(made);
     Py_DECREF(desc);
     if (result < 0 || placement_enter(self) < 0) return -1;
     for (size_t i = 0; i < scanned && result == 0; i++) {
@@ -687,10 +687,10 @@ static int plan_apply(rpy_region_t *self, frozen_plan_t *plan) {
     }
     /* Frozen instances refuse weak references: their frozen subclasses lose the offset once every
      * instance has its subclass (none has a weak reference: plan_freeze), until the thaw. */
-    for (size_t i = 0; i < plan->count && result == 0 && !plan->thawing; i++) {
-        PyTypeObject *to = plan->steps[i].to;
-        if (!is_frozen_builtin(plan->state, to)) to->tp_weaklistoffset = 0;
-    }
+    PyObject *cls, *sub;
+    Py_ssize_t pos = 0;
+    while (result == 0 && plan->subclasses && PyDict_Next(plan->subclasses, &pos, &cls, &sub))
+        ((PyTypeObject *)sub)->tp_weaklistoffset = 0;
     if (placement_exit(self) < 0) result = -1;
     return result;
 }
