@@ -10,8 +10,8 @@
  *   - owner != 0 exactly while some thread owns the region (or has been handed it: `handed`).
  *   - A thread waiting in acquire remembers the region's id; if the id changes while it waits, the
  *     region was destroyed and it returns REGION_EDEAD (the struct itself is never freed).
- *   - Release signals one waiter; hand-off and destroy broadcast, because the waiter that matters may
- *     not be the one a signal would pick.
+ *   - Release signals one waiter; hand-off, destroy and a host's disown broadcast, because the waiter
+ *     that matters may not be the one a signal would pick.
  */
 #include <errno.h>
 #include <time.h>
@@ -41,6 +41,19 @@ static void owner_set_locked(region_t *r, uint64_t token, bool handed, int memor
     if (token != r->creator) r->owned_by_others = true;
     r->handed = handed;
     __atomic_store_n(&r->owner, token, memory_order);
+}
+
+/* r has no owner from here on (a release store: the next owner sees every write of this one); wakes
+ * one waiter, or all of them. */
+static void owner_clear(region_t *r, bool wake_all) {
+    pthread_mutex_lock(&r->owner_lock);
+    __atomic_store_n(&r->owner, 0, __ATOMIC_RELEASE);
+    r->handed = false;
+    if (r->waiters) {
+        if (wake_all) pthread_cond_broadcast(&r->owner_cond);
+        else pthread_cond_signal(&r->owner_cond);
+    }
+    pthread_mutex_unlock(&r->owner_lock);
 }
 
 region_status rowner_check(const region_t *r, const char *what) {
@@ -133,13 +146,7 @@ uint64_t rhost_owner(const region_t *r, uint64_t id) {
     return __atomic_load_n(&r->id, __ATOMIC_ACQUIRE) == id ? owner : 0;
 }
 
-void rhost_disown(region_t *r) {
-    pthread_mutex_lock(&r->owner_lock);
-    __atomic_store_n(&r->owner, 0, __ATOMIC_RELEASE);
-    r->handed = false;
-    if (r->waiters) pthread_cond_broadcast(&r->owner_cond);
-    pthread_mutex_unlock(&r->owner_lock);
-}
+void rhost_disown(region_t *r) { owner_clear(r, true); }
 
 /* ---- Release and hand-off ---- */
 
@@ -150,11 +157,7 @@ region_status region_release(region_t *r) {
     region_status status = rowner_check(r, "release");
     if (status == REGION_OK) status = rcollect_check_idle(r, "release");
     if (status != REGION_OK) return status;
-    pthread_mutex_lock(&r->owner_lock);
-    __atomic_store_n(&r->owner, 0, __ATOMIC_RELEASE);
-    r->handed = false;
-    if (r->waiters) pthread_cond_signal(&r->owner_cond);
-    pthread_mutex_unlock(&r->owner_lock);
+    owner_clear(r, false);
     return REGION_OK;
 }
 
