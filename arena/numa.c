@@ -1,8 +1,8 @@
-/* numa.c - binding slots to NUMA nodes and counting where their pages are.
+/* numa.c - binding arenas to NUMA nodes and counting where their pages are.
  *
- * Placement is done by us, with mbind() on the slot's address range, never by mimalloc: a mimalloc
+ * Placement is done by us, with mbind() on an arena's address range, never by mimalloc: a mimalloc
  * arena tagged with a node returns NULL to threads running on another node (mimalloc-2.0.9 notes,
- * section 3), so every slot is registered with numa_node = -1.  The policy set here survives
+ * section 3), so every arena is registered with numa_node = -1.  The policy set here survives
  * mimalloc's commit (mprotect) and purge (MADV_DONTNEED), which keep the mapping.
  *
  * A census uses mincore() to find resident pages, then move_pages() with nodes == NULL, which only
@@ -15,7 +15,6 @@
 #include <numa.h>
 #include <numaif.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -49,7 +48,7 @@ region_status rarena_bind(char *base, size_t size, int node, region_binding bind
     if (binding != REGION_BIND_NONE) {
         mask[node / (8 * sizeof(unsigned long))] |= 1UL << (node % (8 * sizeof(unsigned long)));
         nodemask = mask;
-        /* MOVE: a recycled slot may hold pages placed under its previous region's policy. */
+        /* MOVE: a rebound arena may hold pages placed under its previous binding. */
         mode = binding == REGION_BIND_STRICT ? MPOL_BIND : MPOL_PREFERRED;
         flags = MPOL_MF_MOVE | (binding == REGION_BIND_STRICT ? MPOL_MF_STRICT : 0);
     }
@@ -80,7 +79,6 @@ static void census_batch(void **pages, int *status, size_t n, int target, region
 }
 
 region_status rarena_census(char *base, size_t size, int target, region_census_t *out) {
-    memset(out, 0, sizeof *out);
     size_t page = (size_t)sysconf(_SC_PAGESIZE);
     size_t count = size / page;
     unsigned char *resident = malloc(count);
@@ -89,7 +87,7 @@ region_status rarena_census(char *base, size_t size, int target, region_census_t
     region_status result = REGION_OK;
     if (!resident || !pages || !status) { result = REGION_ENOMEM; goto done; }
     if (mincore(base, size, resident) != 0) { result = REGION_EOS; goto done; }
-    out->pages_scanned = count;
+    out->pages_scanned += count;
     size_t n = 0;
     for (size_t i = 0; i < count; i++) {
         if (!(resident[i] & 1)) continue;

@@ -1,24 +1,34 @@
-/* reserve.c - the address-space reservation and its slots.
+/* reserve.c - the address-space reservation and its arenas.
  *
- * One mmap(PROT_NONE, MAP_NORESERVE) reserves slot_count * slot_size bytes, aligned to RARENA_ALIGN.
+ * One mmap(PROT_NONE, MAP_NORESERVE) reserves arena_count * arena_size bytes, aligned to RARENA_ALIGN.
  * Nothing is committed: mimalloc commits 64 KiB pieces with mprotect as a heap needs them, and purges
- * with MADV_DONTNEED.  Neither replaces the mapping, so an mbind() policy set on a slot survives both
- * (docs/design.md, "NUMA").
+ * with MADV_DONTNEED.  Neither replaces the mapping, so an mbind() policy set on an arena survives
+ * both (docs/design.md, "NUMA").
+ *
+ * WHICH ARENA A REGION GETS: each arena serves one binding (node and policy) at a time, set when a
+ * binding takes it.  A new region goes to the arena of its binding that has the fewest live regions;
+ * among equals the one a region left last (its memory is warm, and the heaps that region left are
+ * kept there: region/region.c, "Heaps").  While every one of them has a region and the binding holds
+ * fewer than rarena_share_threshold() arenas, it takes one more (never used first, else one with no live region, rebound).  So the first
+ * regions get an arena each, as many as the threshold allows, and later ones share, spread evenly:
+ * regions sharing an arena share its size, which bounds what they can hold together.  The threshold
+ * is a quarter of the arenas, so that one binding cannot take them all from the others.
  *
  * INVARIANTS
- *   - A slot is registered as an exclusive mimalloc arena at most once (mimalloc 3.4 has no way to
- *     unregister, and a process has at most 160 arenas).  `registered` never goes back.
- *   - A slot is registered only while it is still untouched: mimalloc assumes a new arena's memory
+ *   - An arena is registered with mimalloc at most once (mimalloc 3.4 has no way to unregister, and
+ *     a process has at most 160 arenas).  `registered` never goes back.
+ *   - An arena is registered only while it is still untouched: mimalloc assumes a new arena's memory
  *     is zero, and a fresh anonymous mapping is.
- *   - A slot is in exactly one of: taken (owned by one region), on the free list (registered, free),
- *     or never used (index >= next_fresh).
- *   - `bound` is false only while the slot's range has the default NUMA policy (rarena_slot_bind
- *     skips mbind on that alone).  Only the slot's taker reads or writes it.
+ *   - An arena's binding changes only while it has no live region (`regions` == 0): its live regions
+ *     rely on the placement they were made with.
+ *   - `bound` is false only while the arena's range has the default NUMA policy (a binding to none
+ *     skips mbind on that alone).
  *
- * THREADS: slot_lock guards the free list and next_fresh.  The reservation fields are written once
- * under init_lock before `ready` is published, then only read.
+ * THREADS: arena_lock guards every arena's fields and next_fresh.  The reservation fields are written
+ * once under init_lock before `ready` is published, then only read.
  */
 #define _GNU_SOURCE
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -28,22 +38,24 @@
 
 rarena_reservation_t rarena_reservation;
 
-typedef struct rarena_slot {
-    mi_arena_id_t arena;
+typedef struct rarena_arena {
+    mi_arena_id_t id;
     bool registered;
-    bool bound;            /* the slot's range has a NUMA policy other than the default (mbind) */
-    long next_free;        /* free-list link, -1 at the end */
-} rarena_slot_t;
+    bool bound;            /* the range has a NUMA policy other than the default (mbind) */
+    int node;              /* the binding it serves (-1 with REGION_BIND_NONE) */
+    region_binding binding;
+    unsigned regions;      /* live regions in it */
+} rarena_arena_t;
 
 /* How long free pages stay committed before mimalloc purges them by itself (it multiplies the delay
  * by 10 for arenas: 10 minutes).  region_trim() purges them at once. */
 #define RARENA_PURGE_DELAY_MS 60000
 
 static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
-static rarena_slot_t *slots;
-static long free_head = -1;
-static unsigned next_fresh;
+static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
+static rarena_arena_t *arenas;
+static unsigned next_fresh;   /* arenas [next_fresh, arena_count) were never used */
+static long last_given = -1;  /* the arena a region left last: warm, and holding its kept heaps */
 
 /* ---- mimalloc configuration ---- */
 
@@ -57,7 +69,7 @@ static void configure_mimalloc(void) {
      * any address of an object page (robject_of), which is safe only then.  0 is the default; it is
      * set here so that a mimalloc with another default cannot change it under us. */
     mi_option_set(mi_option_page_commit_on_demand, 0);
-    /* Exhausting a slot is an expected, reported condition (REGION_EFULL), not a message. */
+    /* Exhausting an arena is an expected, reported condition (REGION_EFULL), not a message. */
     mi_option_set(mi_option_show_errors, 0);
     mi_option_set(mi_option_max_warnings, 0);
 }
@@ -76,20 +88,20 @@ static char *reserve_aligned(size_t size) {
     return aligned;
 }
 
-region_status rarena_init(size_t slot_size, unsigned slot_count) {
+region_status rarena_init(size_t arena_size, unsigned arena_count) {
     region_status status = REGION_OK;
     pthread_mutex_lock(&init_lock);
     if (rarena_ready()) goto done;
-    slots = calloc(slot_count, sizeof *slots);
-    if (!slots) { status = REGION_ENOMEM; goto done; }
-    char *base = reserve_aligned(slot_size * slot_count);
-    if (!base) { free(slots); slots = NULL; status = REGION_EOS; goto done; }
+    arenas = calloc(arena_count, sizeof *arenas);
+    if (!arenas) { status = REGION_ENOMEM; goto done; }
+    char *base = reserve_aligned(arena_size * arena_count);
+    if (!base) { free(arenas); arenas = NULL; status = REGION_EOS; goto done; }
     configure_mimalloc();
     rarena_reservation.base = base;
-    rarena_reservation.slot_size = slot_size;
-    rarena_reservation.slot_count = slot_count;
-    rarena_reservation.span = slot_size * slot_count;
-    rarena_reservation.slot_shift = (slot_size & (slot_size - 1)) == 0 ? (unsigned)__builtin_ctzll(slot_size) : 0;
+    rarena_reservation.arena_size = arena_size;
+    rarena_reservation.arena_count = arena_count;
+    rarena_reservation.span = arena_size * arena_count;
+    rarena_reservation.arena_shift = (arena_size & (arena_size - 1)) == 0 ? (unsigned)__builtin_ctzll(arena_size) : 0;
     __atomic_store_n(&rarena_reservation.ready, 1, __ATOMIC_RELEASE);
 done:
     pthread_mutex_unlock(&init_lock);
@@ -100,56 +112,104 @@ bool rarena_ready(void) {
     return __atomic_load_n(&rarena_reservation.ready, __ATOMIC_ACQUIRE) != 0;
 }
 
-/* ---- Slots ---- */
+/* ---- Arenas ---- */
 
-static region_status register_slot(unsigned index) {
-    rarena_slot_t *slot = &slots[index];
-    bool ok = mi_manage_os_memory_ex(rarena_slot_base(index), rarena_reservation.slot_size,
+unsigned rarena_share_threshold(void) {
+    unsigned quarter = rarena_reservation.arena_count / 4;
+    return quarter ? quarter : 1;
+}
+
+static region_status register_arena(unsigned index) {
+    rarena_arena_t *a = &arenas[index];
+    bool ok = mi_manage_os_memory_ex(rarena_base(index), rarena_reservation.arena_size,
                                      /*is_committed*/ false, /*is_pinned*/ false, /*is_zero*/ true,
-                                     /*numa_node*/ -1, /*exclusive*/ true, &slot->arena);
+                                     /*numa_node*/ -1, /*exclusive*/ true, &a->id);
     if (!ok) {
-        /* mimalloc's own arena table is full (other arenas in our private copy); the slot stays
+        /* mimalloc's own arena table is full (other arenas in our private copy); the arena stays
          * untouched and usable later only in theory, so treat the pool as exhausted. */
         errno = ENOSPC;
         return REGION_ELIMIT;
     }
-    slot->registered = true;
+    a->registered = true;
     return REGION_OK;
 }
 
-region_status rarena_slot_take(unsigned *index, mi_arena_id_t *arena) {
-    region_status status = REGION_OK;
-    pthread_mutex_lock(&slot_lock);
-    if (free_head >= 0) {
-        *index = (unsigned)free_head;
-        free_head = slots[free_head].next_free;
-    } else if (next_fresh < rarena_reservation.slot_count) {
-        status = register_slot(next_fresh);
-        if (status == REGION_OK) *index = next_fresh++;
-    } else {
-        status = REGION_ELIMIT;
+static bool serves(const rarena_arena_t *a, int node, region_binding binding) {
+    return a->registered && a->binding == binding && a->node == node;
+}
+
+/* Makes arena `index` (unused: never, or no live region) serve the binding. */
+static region_status adopt(unsigned index, int node, region_binding binding) {
+    rarena_arena_t *a = &arenas[index];
+    assert(a->regions == 0);
+    if (!a->registered) {
+        region_status status = register_arena(index);
+        if (status != REGION_OK) return status;
     }
-    if (status == REGION_OK) *arena = slots[*index].arena;
-    pthread_mutex_unlock(&slot_lock);
+    /* A fresh mapping has the default policy, and so has an arena whose last binding was to none. */
+    if (binding != REGION_BIND_NONE || a->bound) {
+        region_status status = rarena_bind(rarena_base(index), rarena_reservation.arena_size, node, binding);
+        /* After a failed bind the range's policy is unknown: count it as bound, so that a later
+         * binding to none resets it, and as serving no binding. */
+        a->bound = !(status == REGION_OK && binding == REGION_BIND_NONE);
+        if (status != REGION_OK) {
+            a->binding = REGION_BIND_NONE, a->node = INT32_MIN;
+            return status;
+        }
+    }
+    a->node = node, a->binding = binding;
+    return REGION_OK;
+}
+
+/* An arena no region uses that the binding can take, or -1: one never used first (no pages to move),
+ * else one whose regions all ended. */
+static long unused_arena(void) {
+    if (next_fresh < rarena_reservation.arena_count) return next_fresh;
+    for (unsigned i = 0; i < next_fresh; i++)
+        if (arenas[i].regions == 0) return i;
+    return -1;
+}
+
+region_status rarena_take(int node, region_binding binding, unsigned *index, mi_arena_id_t *id) {
+    region_status status = REGION_OK;
+    pthread_mutex_lock(&arena_lock);
+    long best = -1;
+    unsigned held = 0;
+    for (unsigned i = 0; i < next_fresh; i++) {
+        if (!serves(&arenas[i], node, binding)) continue;
+        held++;
+        if (best < 0 || arenas[i].regions < arenas[best].regions ||
+            (arenas[i].regions == arenas[best].regions && (long)i == last_given))
+            best = i;
+    }
+    if ((best < 0 || arenas[best].regions > 0) && held < rarena_share_threshold()) {
+        long unused = unused_arena();
+        if (unused >= 0) {
+            status = adopt((unsigned)unused, node, binding);
+            if (status == REGION_OK) {
+                if ((unsigned)unused == next_fresh) next_fresh++;
+                best = unused;
+            } else if (best >= 0) {
+                status = REGION_OK;   /* no room for another arena, or it could not be bound: share */
+            }
+        }
+    }
+    if (status == REGION_OK && best < 0) status = REGION_ELIMIT;
+    if (status == REGION_OK) {
+        arenas[best].regions++;
+        *index = (unsigned)best;
+        *id = arenas[best].id;
+    }
+    pthread_mutex_unlock(&arena_lock);
     return status;
 }
 
-void rarena_slot_give(unsigned index) {
-    pthread_mutex_lock(&slot_lock);
-    slots[index].next_free = free_head;
-    free_head = (long)index;
-    pthread_mutex_unlock(&slot_lock);
-}
-
-region_status rarena_slot_bind(unsigned index, int node, region_binding binding) {
-    rarena_slot_t *slot = &slots[index];
-    /* A fresh mapping has the default policy, and so has a slot whose last bind was to none. */
-    if (binding == REGION_BIND_NONE && !slot->bound) return REGION_OK;
-    region_status status = rarena_bind(rarena_slot_base(index), rarena_reservation.slot_size, node, binding);
-    /* After a failed bind the range's policy is unknown: count it as bound, so the next region's
-     * "none" resets it. */
-    slot->bound = !(status == REGION_OK && binding == REGION_BIND_NONE);
-    return status;
+void rarena_give(unsigned index) {
+    pthread_mutex_lock(&arena_lock);
+    assert(arenas[index].regions > 0);
+    arenas[index].regions--;
+    last_given = index;
+    pthread_mutex_unlock(&arena_lock);
 }
 
 void rarena_trim(void) {
@@ -160,9 +220,9 @@ void rarena_trim(void) {
      * thread that never allocated with our copy (its default theap is not initialized, theap.c's
      * mi_theap_collect_ex): mi_thread_init() first, so that any thread can trim. */
     mi_thread_init();
-    pthread_mutex_lock(&slot_lock);
+    pthread_mutex_lock(&arena_lock);
     mi_option_set(mi_option_purge_delay, 1);
     mi_collect(true);
     mi_option_set(mi_option_purge_delay, RARENA_PURGE_DELAY_MS);
-    pthread_mutex_unlock(&slot_lock);
+    pthread_mutex_unlock(&arena_lock);
 }

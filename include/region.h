@@ -1,8 +1,9 @@
 /* region.h - the public C API of libregion.
  *
- * A region is a set of memory blocks that live and die together.  Each region has its own mimalloc
- * heap inside its own exclusive address range (a "slot"), so no other region's blocks ever share its
- * pages.  A region can be bound to a NUMA node, has at most one owner thread at a time, hands weak
+ * A region is a set of memory blocks that live and die together.  Each region has mimalloc heaps of
+ * its own, in an arena that regions of the same NUMA binding share, so no other region's blocks ever
+ * share its pages.  A process can hold as many regions as its memory allows (about 13 KiB each when
+ * empty, up to REGION_MAX_LIVE_REGIONS).  A region can be bound to a NUMA node, has at most one owner thread at a time, hands weak
  * handles to its blocks to anyone, collects its own garbage objects without looking at any other
  * region, and is freed in bulk.
  *
@@ -62,7 +63,7 @@ typedef enum region_status {
     REGION_EINVAL,           /* an argument is invalid (NULL region, bad flag, zero count ...) */
     REGION_ENOMEM,           /* the system could not provide memory for the runtime's own bookkeeping */
     REGION_EFULL,            /* the region's reserved address range is exhausted (see region_config) */
-    REGION_ELIMIT,           /* every region slot is in use: too many regions alive at once */
+    REGION_ELIMIT,           /* too many regions alive at once, or no arena left for a binding */
     REGION_ENOTOWNER,        /* the calling thread does not own the region */
     REGION_EOWNED,           /* the calling thread already owns the region (acquire is not recursive) */
     REGION_EBUSY,            /* try-acquire: another thread owns the region */
@@ -87,7 +88,7 @@ const char *region_strerror(region_status status);
 region_status region_last_status(void);
 
 /* A message describing the last failing call on this thread, with the region's name and id and the
- * cause ("region 'cache' (id 3): slot of 4096 MiB exhausted allocating 100 bytes").  The string is
+ * cause ("region 'cache' (id 3): alloc of 100 bytes: the region's arena of 4096 MiB is exhausted ...").  The string is
  * thread-local and valid until the next failing call on this thread.  Empty string if none. */
 const char *region_last_error(void);
 
@@ -96,17 +97,22 @@ const char *region_last_error(void);
  * ---------------------------------------------------------------------------------------------- */
 
 typedef struct region_config {
-    /* Bytes of address space reserved for each region (its maximum size).  Rounded up to a multiple of
-     * 64 MiB; at least 64 MiB.  Default 4 GiB.  Address space only: nothing is committed up front. */
-    size_t slot_size;
-    /* How many regions may be alive at once.  Each one is a mimalloc arena, and mimalloc allows at
-     * most 160 per process, some of which it may take for its own memory; the default and the
-     * maximum is 150.  */
-    unsigned max_regions;
+    /* Bytes of address space reserved for each arena: the most one region can hold, and what the
+     * regions sharing the arena hold together.  Rounded up to a multiple of 64 MiB; at least 64 MiB.
+     * Default 4 GiB.  Address space only: nothing is committed up front. */
+    size_t arena_size;
+    /* How many arenas the process reserves.  Each is a mimalloc arena, and mimalloc allows at most 160
+     * per process, some of which it may take for its own memory; the default and the maximum is 150.
+     * Regions of one NUMA binding (node and policy) get arenas of their own while that binding holds
+     * fewer than a quarter of them, and share those, the least used first, after that. */
+    unsigned max_arenas;
 } region_config_t;
 
+/* Regions alive at once, at most (their records: region ids name them). */
+#define REGION_MAX_LIVE_REGIONS 4194304u
+
 /* Sets the configuration.  Only before the first region is created (REGION_ESTATE afterwards);
- * REGION_EINVAL for a slot size over 1 TiB or max_regions of 0 or above the maximum. */
+ * REGION_EINVAL for an arena size over 1 TiB or max_arenas of 0 or above the maximum. */
 region_status region_configure(const region_config_t *config);
 
 /* The configuration in force (defaults until region_configure() or the first region). */
@@ -136,7 +142,8 @@ typedef struct region_options {
 /* Creates a region owned by the calling thread.  opts may be NULL (defaults).
  * Errors: REGION_EINVAL (node given without binding or binding without node, bad binding value),
  *         REGION_ENONODE (node does not exist or has no memory), REGION_EBIND (strict binding could
- *         not be applied), REGION_ELIMIT (max_regions alive), REGION_ENOMEM, REGION_EOS. */
+ *         not be applied to a new arena), REGION_ELIMIT (REGION_MAX_LIVE_REGIONS alive, or every arena
+ *         serves another binding), REGION_ENOMEM (memory for the region's heaps), REGION_EOS. */
 region_status region_create(const region_options_t *opts, region_t **out);
 
 /* Destroys the region and frees every block in it in bulk: O(pages), not O(blocks).  Finalizers of
@@ -146,7 +153,7 @@ region_status region_create(const region_options_t *opts, region_t **out);
  * collection of this region. */
 region_status region_destroy(region_t *r);
 
-/* Gives the committed-but-free pages of every region slot back to the operating system now
+/* Gives the committed-but-free pages of every arena back to the operating system now
  * (MADV_DONTNEED): the pages of destroyed regions, and the pages that blocks freed by their owner
  * emptied.  Any thread, whether or not it ever used a region. */
 region_status region_trim(void);
@@ -163,15 +170,16 @@ const char *region_name(const region_t *r);
  * it, acquire it. */
 region_t *region_from_id(uint64_t id);
 
-/* The region whose address range contains p, or NULL.  O(1), never dereferences p, safe for any
- * pointer (stack, glibc, freed, garbage).  Any thread. */
+/* The region whose memory holds p, or NULL.  O(1): a range test, then mimalloc's page map and the
+ * header of p's page.  Safe for any pointer (stack, glibc, freed, garbage): p itself is never read.
+ * Any thread. */
 region_t *region_of(const void *p);
 
 /* ------------------------------------------------------------------------------------------------
  * Allocation (owner only)
  * ---------------------------------------------------------------------------------------------- */
 
-/* The largest block one allocation may ask for: 2 GiB - 8 MiB, whatever region_config.slot_size is
+/* The largest block one allocation may ask for: 2 GiB - 8 MiB, whatever region_config.arena_size is
  * (mimalloc 3.4 places one block in at most about 2 GiB of an arena).  Larger data takes several
  * blocks. */
 #define REGION_MAX_BLOCK_SIZE (((size_t)2 << 30) - ((size_t)8 << 20))
@@ -383,7 +391,7 @@ typedef struct region_stats {
     uint64_t id;
     size_t bytes_in_use;      /* bytes in live blocks (block sizes, not requested sizes) */
     size_t bytes_committed;   /* bytes of pages that hold blocks (used or free) */
-    size_t bytes_reserved;    /* the slot's address range */
+    size_t bytes_reserved;    /* the size of the region's arena: the most it can hold */
     size_t blocks;            /* live blocks (objects included) */
     size_t pages;             /* mimalloc pages holding blocks */
     size_t heaps;             /* mimalloc heaps of the region: 2 (blocks, objects), usable from any thread */
@@ -403,7 +411,7 @@ region_status region_stats(region_t *r, region_stats_t *out);
 #define REGION_MAX_NODES 64
 
 typedef struct region_census {
-    size_t pages_scanned;                  /* OS pages (4 KiB) in the scanned range */
+    size_t pages_scanned;                  /* OS pages (4 KiB) of the region's mimalloc pages */
     size_t pages_present;                  /* of those, resident in memory */
     size_t pages_on_node[REGION_MAX_NODES];/* resident pages per node */
     size_t pages_on_target;                /* resident pages on the bound node (0 if unbound) */

@@ -1,18 +1,18 @@
 /* alloc.c - allocation in a region.
  *
  * Every block comes from the region's own mimalloc heap, which allocates only inside the region's
- * exclusive arena: a block can never come from outside the slot, and a full slot gives NULL, which
- * we report as REGION_EFULL.  realloc always goes through the region's heap (mi_heap_realloc), never
+ * exclusive arena (shared with regions of the same binding, each on pages of its own): a block can
+ * never come from elsewhere, and a full arena gives NULL, which we report as REGION_EFULL.  realloc always goes through the region's heap (mi_heap_realloc), never
  * mi_realloc, which would move a growing block into the thread's default heap.
  *
- * "p is a block of r" is checked as: p lies in r's slot and mimalloc's page map says r's heap owns
+ * "p is a block of r" is checked as: p lies in the arenas and mimalloc's page map says r's heap owns
  * it.  Both checks are safe for any pointer value.  Whether p is the START of a LIVE block mimalloc
  * cannot say; builds with REGION_BLOCK_CHECKS keep a set of live blocks for that (a pointer map,
  * ptrmap.c), and release builds take the caller's word, as free() does.
  *
  * SIZES: one block is at most REGION_MAX_BLOCK_SIZE (include/region.h).  mimalloc 3.4 cannot place a
  * single block in more than about 2 GiB of an arena, whatever the arena's size (measured: 2,143,158,592
- * bytes succeed in slots of 3 to 64 GiB, 2,144,207,104 fail), so a larger request is an invalid
+ * bytes succeed in arenas of 3 to 64 GiB, 2,144,207,104 fail), so a larger request is an invalid
  * argument, not a full region.  The check shares the fast path's one unlikely branch.
  *
  * THREADS: owner only (checked); the heap itself is usable from whichever thread owns the region.
@@ -34,12 +34,12 @@ static void *alloc_failed(region_t *r, size_t size, const char *what) {
         rowner_check(r, what);
     } else if (size > REGION_MAX_BLOCK_SIZE) {
         rerror_region(r, REGION_EINVAL, "%s of %zu bytes: one block is at most %zu bytes "
-                      "(REGION_MAX_BLOCK_SIZE, mimalloc's limit, whatever the slot size); allocate "
+                      "(REGION_MAX_BLOCK_SIZE, mimalloc's limit, whatever the arena size); allocate "
                       "larger data in pieces", what, size, (size_t)REGION_MAX_BLOCK_SIZE);
     } else {
-        rerror_region(r, REGION_EFULL, "%s of %zu bytes: the region's %zu MiB address range is "
-                      "exhausted (raise region_config.slot_size)", what, size,
-                      rarena_reservation.slot_size >> 20);
+        rerror_region(r, REGION_EFULL, "%s of %zu bytes: the region's arena of %zu MiB is exhausted, by "
+                      "this region and the others of its binding that share it (raise "
+                      "region_config.arena_size)", what, size, rarena_reservation.arena_size >> 20);
     }
     return NULL;
 }

@@ -98,7 +98,7 @@ static bool link_followable(const region_t *r, const robject_t *link) {
 robject_t *robject_of(const region_t *r, const void *obj) {
     /* Every read is of memory proven mapped first, so any pointer value is safe.  User bytes posing as
      * a header fail the link test, since live headers link only to live headers (or the sentinels);
-     * a dead header left by an earlier region of the slot has another stamp. */
+     * a dead header left by an earlier region in the same memory has another stamp. */
     if (!obj || !header_readable(r, obj)) return NULL;
     robject_t *h = robject_header(obj);
     if (h->stamp != r->object_stamp || !link_followable(r, h->next) || !link_followable(r, h->prev))
@@ -381,7 +381,7 @@ region_status region_collect(region_t *r, unsigned flags, region_collect_stats_t
  *
  * region_check decides with one scan of the object pages, every live object traced once, reachable or
  * not (garbage holds its pointers until a collection frees it): a pointer is a violation when it is
- * outside r's slot and inside another live region's.  Only when the scan finds one does a second
+ * outside r and inside another live region's.  Only when the scan finds one does a second
  * scan name the first holder, its type and both regions. */
 
 typedef struct check_scan {
@@ -414,7 +414,7 @@ static bool check_block(void *block, size_t usable, void *arg) {
 /* Whether the scan met a pointer into another live region. */
 static bool outside_crosses(riso_t *s) {
     rptrmap_foreach(&s->outside, cell)
-        if (rregion_of(cell->key)) return true;   /* outside r's slot: not r */
+        if (rregion_of(cell->key)) return true;   /* outside r's memory: not r */
     return false;
 }
 

@@ -1,4 +1,4 @@
-/* handle.c - weak handles: (region id, slot, generation) values that name a block.
+/* handle.c - weak handles: (region id, entry, generation) values that name a block.
  *
  * Each region has a table of entries, one per block that has handles, and an index from block
  * address to entry.  A handle is valid while its region id is still the region's id (destroying a
@@ -168,13 +168,13 @@ region_status region_handle_resolve(region_handle_t h, void **out) {
     if (out) *out = NULL;
     region_status status = handle_validate(h);
     if (status != REGION_OK) return status;
-    region_t *r = &regions[h.region & REGION_ID_SLOT_MASK];
+    region_t *r = &regions[h.region & REGION_ID_INDEX_MASK];
     if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != h.region)
         return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
                       (unsigned long long)h.region);
     status = rowner_check(r, "resolve");
     if (status != REGION_OK) return status;
-    /* The caller owns the slot's region now, so it cannot be destroyed under us; rhost_handle_resolve
+    /* The caller owns the record's region now, so it cannot be destroyed under us; rhost_handle_resolve
      * re-checks that it is still the handle's region (destroyed and re-created in between). */
     return rhost_handle_resolve(h, out);
 }
@@ -183,7 +183,7 @@ region_status rhost_handle_resolve(region_handle_t h, void **out) {
     if (out) *out = NULL;
     region_status status = handle_validate(h);
     if (status != REGION_OK) return status;
-    region_t *r = &regions[h.region & REGION_ID_SLOT_MASK];
+    region_t *r = &regions[h.region & REGION_ID_INDEX_MASK];
     if (__atomic_load_n(&r->id, __ATOMIC_ACQUIRE) != h.region)
         return rerror(REGION_EDEAD, "resolve: the handle's region (id %llu) was destroyed",
                       (unsigned long long)h.region);

@@ -1,6 +1,6 @@
 /* isolation.c - the isolation engine's scan: one pass over a region's object pages that sorts every
- * reference its objects hold into "to this region's objects", "somewhere else in this region's slot"
- * and "outside", counting each outside target.
+ * reference its objects hold into "to this region's objects", "to this region's other memory" and
+ * "outside", counting each outside target.
  *
  * Its users decide what the counts mean: region_check (collect.c) looks for outside targets that are
  * another region's memory; the Python binding (python/_region/proof.c) compares the references to
@@ -14,9 +14,11 @@
  * bitmap.  Every object of the heap is visited, reachable or not: garbage counts for the
  * references it holds, as it does for CPython's own collector.
  *
- * OBJECT MEMORY: the 64 KiB slices of r's slot that pages of r's object heap cover (a bitmap made
- * before the scan from the heap's pages).  A mimalloc page belongs to one heap, and a slice to at
- * most one page, so a reference into an object slice is a reference to an object-heap block.
+ * OBJECT MEMORY: the 64 KiB slices of r's arena that pages of r's object heap cover (a bitmap made
+ * before the scan from the heap's pages); BUFFER MEMORY likewise for r's other heaps.  A mimalloc
+ * page belongs to one heap, and a slice to at most one page, so a reference into an object slice is
+ * a reference to an object-heap block, and one into the arena but neither map is another region's
+ * (the arena is shared) or free memory: outside.
  *
  * THREADS: the region's owner (or its host's) only, with no allocation or free in the object heap
  * while a scan runs.
@@ -25,51 +27,72 @@
 
 #include "region-internal.h"
 
-/* The slices [first, last] of a page's memory, as offsets from the slot base. */
-static void page_slices(const riso_t *s, const mi_heap_area_t *area, uintptr_t *first, uintptr_t *last) {
-    uintptr_t start = (uintptr_t)area->blocks - s->base;
+typedef struct slices_build {
+    riso_slices_t *map;
+    uintptr_t base;            /* the arena's */
+} slices_build_t;
+
+/* The slices [first, last] of a page's memory, as offsets from the arena base. */
+static void page_slices(uintptr_t base, const mi_heap_area_t *area, uintptr_t *first, uintptr_t *last) {
+    uintptr_t start = (uintptr_t)area->blocks - base;
     *first = start >> RISO_SLICE_SHIFT;
     *last = (start + (area->reserved ? area->reserved : 1) - 1) >> RISO_SLICE_SHIFT;
 }
 
-/* First round: the span of slices the object pages cover, so the bitmap is as small as they are. */
+/* First round: the span of slices the pages cover, so the bitmap is as small as they are. */
 static bool span_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
     (void)heap, (void)block, (void)size;
-    riso_t *s = arg;
+    slices_build_t *b = arg;
+    riso_slices_t *m = b->map;
     uintptr_t first, last;
-    page_slices(s, area, &first, &last);
-    if (!s->slice_count || first < s->first_slice) {
-        s->slice_count += s->slice_count ? s->first_slice - first : 0;
-        s->first_slice = first;
+    page_slices(b->base, area, &first, &last);
+    if (!m->count || first < m->first) {
+        m->count += m->count ? m->first - first : 0;
+        m->first = first;
     }
-    if (last - s->first_slice + 1 > s->slice_count) s->slice_count = last - s->first_slice + 1;
+    if (last - m->first + 1 > m->count) m->count = last - m->first + 1;
     return true;
 }
 
 /* Second round: each page's slices in the bitmap. */
 static bool mark_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
     (void)heap, (void)block, (void)size;
-    riso_t *s = arg;
+    slices_build_t *b = arg;
+    riso_slices_t *m = b->map;
     uintptr_t first, last;
-    page_slices(s, area, &first, &last);
-    for (uintptr_t i = first - s->first_slice; i <= last - s->first_slice; i++) {
-        rassert(i < s->slice_count);   /* span_page saw the same pages: no page is made while scanning */
-        s->object_slices[i >> 6] |= (uint64_t)1 << (i & 63);
+    page_slices(b->base, area, &first, &last);
+    for (uintptr_t i = first - m->first; i <= last - m->first; i++) {
+        rassert(i < m->count);   /* span_page saw the same pages: no page is made while scanning */
+        m->bits[i >> 6] |= (uint64_t)1 << (i & 63);
     }
     return true;
 }
 
+/* The slices of up to two heaps (NULL: none) of the arena at base; false when out of memory. */
+static bool map_heaps(riso_slices_t *m, uintptr_t base, mi_heap_t *a, mi_heap_t *b) {
+    slices_build_t build = {m, base};
+    *m = (riso_slices_t){0};
+    if (a) mi_heap_visit_blocks(a, false, span_page, &build);
+    if (b) mi_heap_visit_blocks(b, false, span_page, &build);
+    if (!m->count) return true;
+    m->bits = calloc((m->count + 63) / 64, sizeof *m->bits);
+    if (!m->bits) {
+        m->count = 0;
+        return false;
+    }
+    if (a) mi_heap_visit_blocks(a, false, mark_page, &build);
+    if (b) mi_heap_visit_blocks(b, false, mark_page, &build);
+    return true;
+}
+
 region_status riso_begin(riso_t *s, region_t *r) {
-    *s = (riso_t){.r = r, .base = (uintptr_t)rarena_slot_base(r->slot), .size = rarena_reservation.slot_size};
+    *s = (riso_t){.r = r, .base = (uintptr_t)rarena_base(r->arena_index), .size = rarena_reservation.arena_size};
     mi_heap_collect_frees(r->object_heap);   /* fold the frees pending in the calling thread's pages in */
-    mi_heap_visit_blocks(r->object_heap, false, span_page, s);
-    if (!s->slice_count) return REGION_OK;   /* no object pages: every reference into the slot is stray */
-    s->object_slices = calloc((s->slice_count + 63) / 64, sizeof *s->object_slices);
-    if (!s->object_slices) {
-        s->slice_count = 0;
+    if (!map_heaps(&s->objects, s->base, r->object_heap, NULL) ||
+        !map_heaps(&s->buffers, s->base, r->heap, r->detached_heap)) {
+        riso_end(s);
         return rerror_region(r, REGION_ENOMEM, "isolation scan: out of memory");
     }
-    mi_heap_visit_blocks(r->object_heap, false, mark_page, s);
     return REGION_OK;
 }
 
@@ -149,7 +172,8 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
 }
 
 void riso_end(riso_t *s) {
-    free(s->object_slices);
+    free(s->objects.bits);
+    free(s->buffers.bits);
     rptrmap_clear(&s->outside);
-    s->object_slices = NULL;
+    s->objects = s->buffers = (riso_slices_t){0};
 }

@@ -38,13 +38,16 @@ uint64_t rhost_owner(const region_t *r, uint64_t id);
  * host guarantees that no thread still uses r as its owner. */
 void rhost_disown(region_t *r);
 
-/* The region whose slot contains p, whether or not it is still live (id may be 0 only if the host
- * destroyed it with blocks still allocated, which a host must never do); NULL when p is outside the
- * reservation.  O(1), never reads p. */
-static inline region_t *rhost_slot_region(const void *p) {
-    long slot = rarena_slot_of(p);
-    return slot < 0 ? NULL : &regions[slot];
-}
+/* The region whose heap holds p's page, whether or not it is still live (id may be 0 only if the
+ * host destroyed it with blocks still allocated, which a host must never do); NULL when p is in no
+ * region's page.  O(1): a range test, then mimalloc's page map (rregion_of_page). */
+static inline region_t *rhost_region_of(const void *p) { return rregion_of_page(p); }
+
+/* HOST FIELDS: r->host (the host's record of the region, stored and read atomically: any thread may
+ * look a block's region up) and r->host_counts (the owner's counters) are the host's alone; create
+ * zeroes them. */
+static inline void *rhost_record(const region_t *r) { return __atomic_load_n(&r->host, __ATOMIC_ACQUIRE); }
+static inline void rhost_set_record(region_t *r, void *record) { __atomic_store_n(&r->host, record, __ATOMIC_RELEASE); }
 
 /* Allocation in r's object or buffer heap.  The host guarantees that no other thread is inside
  * rhost_alloc/realloc/free for r at the same time unless mimalloc 3 allows it (it does: heaps are
@@ -57,7 +60,7 @@ static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t 
     return mi_heap_calloc(object ? r->object_heap : r->heap, count ? count : 1, size ? size : 1);
 }
 
-/* p is a block of region r (rhost_slot_region(p) == r).  The block stays in its own heap (and so in
+/* p is a block of region r (rhost_region_of(p) == r).  The block stays in its own heap (and so in
  * its region) when it moves; handles follow it.  The host serializes calls that touch r's handle
  * table (the Python binding: the GIL). */
 static inline void *rhost_realloc(region_t *r, void *p, size_t size) {

@@ -1,20 +1,24 @@
 /* region-internal.h - what the files of the region layer share.
  *
- * A region is one slot of the arena layer plus one mimalloc heap in that slot's exclusive arena
- * (mimalloc 3.x heaps can be used from any thread, so the heap follows the owner; docs/design.md).
+ * A region is a record (below) plus mimalloc heaps of its own in one exclusive arena of the arena
+ * layer, which regions of the same NUMA binding share (mimalloc 3.x heaps can be used from any
+ * thread, so the heaps follow the owner; docs/design.md).  Each heap points back to its region
+ * (mi_heap_set_data, mimalloc patch 0009), so the region of any block is found through mimalloc's
+ * page map: arena range test, page, heap, region (rregion_of).
  *
- * REGION STRUCTS ARE NEVER FREED.  regions[] has one struct per slot; a destroyed region's struct is
- * reused by the next region in that slot, under a new id.  So any thread may read a struct through a
- * stale pointer or a handle without faulting, and decide from `id` whether it is still the region it
- * meant.  This is what makes handle resolution and region_from_id() safe from any thread.
+ * REGION RECORDS ARE NEVER FREED.  regions[] is one reservation of REGION_MAX_RECORDS records,
+ * touched as they are first handed out; a destroyed region's record goes on a free list and is
+ * reused by a later region under a new id.  So any thread may read a record through a stale pointer
+ * or a handle without faulting, and decide from `id` whether it is still the region it meant.  This
+ * is what makes handle resolution and region_from_id() safe from any thread.
  *
- * IDS: id = (generation << REGION_ID_SLOT_BITS) | slot, where generation counts the regions the slot
- * has held (1 for its first).  An id is never reused; id & mask gives the slot in O(1); id == 0 means
- * "no region in this slot".  Because each slot counts its own generations, any value can be judged
- * exactly: an id whose generation the slot has not reached yet was never made (REGION_EBADHANDLE),
- * an older one was destroyed (REGION_EDEAD).
+ * IDS: id = (generation << REGION_ID_INDEX_BITS) | index, where generation counts the regions the
+ * record has held (1 for its first).  An id is never reused; id & mask gives the record in O(1);
+ * id == 0 means "no region in this record".  Because each record counts its own generations, any
+ * value can be judged exactly: an id whose generation the record has not reached yet was never made
+ * (REGION_EBADHANDLE), an older one was destroyed (REGION_EDEAD).
  *
- * OWNERSHIP: `owner` is the owning thread's token (0 = none).  Only the owner changes `heap`, the
+ * OWNERSHIP: `owner` is the owning thread's token (0 = none).  Only the owner changes the heaps, the
  * object list, the roots and the handle table, so those need no lock: acquire/release go through
  * owner_lock, whose mutex gives the happens-before edge from one owner's writes to the next owner's
  * reads.  `owner` itself is atomic so region_owned() can read it from any thread without the lock.
@@ -29,9 +33,12 @@
 #include "arena.h"
 #include "region.h"
 
-#define REGION_ID_SLOT_BITS 8
-#define REGION_ID_SLOT_MASK ((1u << REGION_ID_SLOT_BITS) - 1)
-#define REGION_MAX_SLOTS 150u   /* mimalloc 3.4 has at most 160 arenas per process (MI_MAX_ARENAS) */
+#define REGION_ID_INDEX_BITS 22
+#define REGION_ID_INDEX_MASK ((1u << REGION_ID_INDEX_BITS) - 1)
+/* Records, live or free: 4,194,304.  The reservation is address space; a record becomes memory when
+ * it is first handed out. */
+#define REGION_MAX_RECORDS (1u << REGION_ID_INDEX_BITS)
+_Static_assert(REGION_MAX_RECORDS == REGION_MAX_LIVE_REGIONS, "include/region.h names the limit");
 #define REGION_NAME_MAX 64
 
 #define likely(x) __builtin_expect(!!(x), 1)
@@ -65,12 +72,13 @@ typedef struct robject {
     uint32_t epoch;                  /* == region's mark_epoch when marked in the current collection */
 } robject_t;
 
-/* A region's object_stamp: distinct for each region a slot holds (its generation, IDS below), so the
- * headers a destroyed region left in memory that a later region of the slot reuses never pass for
- * objects of the later one (destroy frees in bulk without clearing them).  Odd, so never 0. */
+/* A region's object_stamp: distinct for each of the first 2^31 regions of the process (`serial`
+ * counts them), so the headers a destroyed region left in memory that a later region reuses (its
+ * arena is shared) never pass for objects of the later one (destroy frees in bulk without clearing
+ * them).  Odd, so never 0. */
 #define ROBJECT_MAGIC 0x6a624f52u    /* "RObj" */
-static inline uint32_t robject_stamp_of(uint64_t generation) {
-    return ROBJECT_MAGIC ^ ((uint32_t)generation << 1 | 1u);
+static inline uint32_t robject_stamp_of(uint64_t serial) {
+    return ROBJECT_MAGIC ^ ((uint32_t)serial << 1 | 1u);
 }
 
 static inline void *robject_body(robject_t *h) { return h + 1; }
@@ -125,9 +133,10 @@ struct region {
                                         with block checks (every raw block is entered in live_blocks) */
     uint64_t owner;                  /* atomic; thread token, 0 = none (ownership, owner.c) */
 
-    uint64_t id;                     /* atomic; 0 while the slot is free */
-    uint64_t generation;             /* atomic; regions this slot has held (IDS above) */
-    unsigned slot;
+    uint64_t id;                     /* atomic; 0 while the record is free */
+    uint64_t generation;             /* atomic; regions this record has held (IDS above) */
+    unsigned index;                  /* in regions[] */
+    unsigned next_free;              /* the record free list's link, index + 1 (0 ends it) */
     char name[REGION_NAME_MAX];
     int node;
     region_binding binding;
@@ -135,10 +144,12 @@ struct region {
     mi_heap_t *object_heap;          /* region objects, header included; same arena */
     mi_heap_t *detached_heap;        /* a host's buffers that no object owns (region-host.h, DETACHED
                                         BUFFERS); same arena; made on first use, NULL until then */
-    mi_arena_id_t arena;             /* the slot's arena: where detached_heap is made */
-    mi_heap_t *spare_heap;           /* empty heaps the slot's last region left for the next one (its */
-    mi_heap_t *spare_object_heap;    /* heaps reset, not destroyed: region.c, "Heaps"), or NULL; only */
-    mi_heap_t *spare_detached_heap;  /* the slot's taker touches them */
+    unsigned arena_index;            /* the arena layer's arena holding the heaps */
+    mi_arena_id_t arena;             /* its mimalloc id: where detached_heap is made */
+
+    /* A host's own (region-host.h, HOST FIELDS); zero at create */
+    void *host;                      /* atomic; the host's record of the region */
+    uint32_t host_counts[3];
 
     /* ownership (owner.c; `owner` is above) */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */
@@ -171,8 +182,12 @@ _Static_assert(offsetof(struct region, inline_heap) == offsetof(region_inline_vi
                offsetof(struct region, owner) == offsetof(region_inline_view_t, owner),
                "the inline allocation path reads struct region through region_inline_view_t");
 
-/* regions[slot]; see "REGION STRUCTS ARE NEVER FREED" above. */
-extern struct region regions[REGION_MAX_SLOTS];
+/* REGION_MAX_RECORDS records; see "REGION RECORDS ARE NEVER FREED" above.  NULL until the first
+ * region_create. */
+extern struct region *regions;
+
+/* Records handed out so far: regions[0 .. rregion_records()) have been initialized.  Any thread. */
+unsigned rregion_records(void);
 
 /* ---- error.c ---- */
 
@@ -221,16 +236,32 @@ region_status rcollect_check_idle(const region_t *r, const char *what);
 
 /* ---- region.c ---- */
 
-/* Whether id was ever a region's id: its slot exists and has reached id's generation (IDS above). */
+/* The raw-block heap the arena keeps on top for its next region (region.c, "Heaps"), or NULL. */
+mi_heap_t *rheap_kept_top(unsigned arena_index);
+
+/* Whether id was ever a region's id: its record exists and has reached id's generation (IDS above). */
 bool rregion_id_was_made(uint64_t id);
 
-/* The live region whose slot contains p (region_of without the public wrapper). */
-region_t *rregion_of(const void *p);
+/* The region whose heaps hold p's page, live or not (NULL when p is in no page of a region's heap):
+ * the arena range test, then mimalloc's page map.  Any thread; reads no byte of p's page but the
+ * page's header, which mimalloc keeps while the page map names it. */
+static inline region_t *rregion_of_page(const void *p) {
+    if (rarena_index_of(p) < 0) return NULL;
+    mi_heap_t *heap = mi_heap_of(p);
+    return heap ? (region_t *)mi_heap_get_data(heap) : NULL;
+}
 
-/* Whether p lies in a page of `heap`, one of r's heaps.  The slot check comes first: it is what makes
+/* The live region holding p (region_of without the public wrapper). */
+static inline region_t *rregion_of(const void *p) {
+    region_t *r = rregion_of_page(p);
+    return r && __atomic_load_n(&r->id, __ATOMIC_ACQUIRE) ? r : NULL;
+}
+
+/* Whether p lies in a page of `heap`, one of r's heaps.  The range check comes first: it is what makes
  * the page-map lookup, and any read near p afterwards, safe for any pointer value. */
 static inline bool rheap_owns(const region_t *r, const mi_heap_t *heap, const void *p) {
-    return rregion_of(p) == r && mi_heap_of(p) == heap;
+    (void)r;
+    return rarena_index_of(p) >= 0 && mi_heap_of(p) == heap;
 }
 
 /* ---- handle.c ---- */
@@ -282,21 +313,32 @@ typedef struct riso_recent {
     uint64_t count;
 } riso_recent_t;
 
+/* Which 64 KiB slices of an arena pages of some heaps cover: bit i is slice `first` + i. */
+typedef struct riso_slices {
+    uint64_t *bits;
+    uintptr_t first;
+    size_t count;
+} riso_slices_t;
+
+static inline bool riso_slices_have(const riso_slices_t *m, uintptr_t offset) {
+    uintptr_t bit = (offset >> RISO_SLICE_SHIFT) - m->first;   /* wraps to a huge value below first */
+    return bit < m->count && (m->bits[bit >> 6] >> (bit & 63) & 1);
+}
+
 typedef struct riso {
     region_t *r;
-    uintptr_t base;            /* r's slot: [base, base + size) */
+    uintptr_t base;            /* r's arena: [base, base + size) */
     size_t size;
-    uint64_t *object_slices;   /* bit i: slice first_slice + i of the slot is object-heap memory */
-    uintptr_t first_slice;
-    size_t slice_count;
+    riso_slices_t objects;     /* the slices of r's object heap */
+    riso_slices_t buffers;     /* the slices of r's other heaps (raw blocks, detached buffers) */
     uint64_t internal;         /* references to r's object memory */
-    bool stray;                /* a reference into r's slot but not its object memory (a raw block) */
+    bool stray;                /* a reference into r's memory but not its object memory (a raw block) */
     bool failed;               /* out of memory: the outside counts are short */
     rptrmap_t outside;         /* outside target -> references to it (complete after riso_scan) */
     riso_recent_t recent[RISO_RECENT];
 } riso_t;
 
-/* Prepares a scan of r's object heap (the bitmap of its pages); REGION_ENOMEM recorded. */
+/* Prepares a scan of r's object heap (the bitmaps of its heaps' pages); REGION_ENOMEM recorded. */
 region_status riso_begin(riso_t *s, region_t *r);
 
 void riso_note_outside(riso_t *s, const void *target);   /* the slow path of riso_reference */
@@ -304,8 +346,13 @@ void riso_note_outside(riso_t *s, const void *target);   /* the slow path of ris
 /* Whether p lies in r's object memory (a page of its object heap). */
 static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
     uintptr_t offset = (uintptr_t)p - s->base;
-    uintptr_t bit = (offset >> RISO_SLICE_SHIFT) - s->first_slice;   /* wraps to a huge value below first_slice */
-    return offset < s->size && bit < s->slice_count && (s->object_slices[bit >> 6] >> (bit & 63) & 1);
+    return offset < s->size && riso_slices_have(&s->objects, offset);
+}
+
+/* Whether p lies in r's other memory (a page of its raw or detached heap). */
+static inline bool riso_in_buffer_memory(const riso_t *s, const void *p) {
+    uintptr_t offset = (uintptr_t)p - s->base;
+    return offset < s->size && riso_slices_have(&s->buffers, offset);
 }
 
 size_t riso_block_size(const void *block);   /* the usable size of a live block of object memory */
@@ -322,10 +369,12 @@ static inline size_t riso_probe_size(const void *block, size_t reach) {
 
 /* Sorts one reference an object holds (NULL is none).  Inline: it runs once per reference. */
 static inline void riso_reference(riso_t *s, const void *target) {
-    if ((uintptr_t)target - s->base < s->size) {
-        if (likely(riso_in_object_memory(s, target))) s->internal++;
-        else s->stray = true;
-    } else if (target) {
+    uintptr_t offset = (uintptr_t)target - s->base;
+    if (offset < s->size && riso_slices_have(&s->objects, offset)) {
+        s->internal++;
+    } else if (offset < s->size && riso_slices_have(&s->buffers, offset)) {
+        s->stray = true;
+    } else if (target) {   /* outside r: elsewhere, or another region's memory in the same arena */
         riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
         if (likely(recent->target == target)) recent->count++;
         else riso_note_outside(s, target);

@@ -1,25 +1,29 @@
 /* region.c - region lifecycle: configuration, create, destroy, lookup, statistics, placement.
  *
- * Creating a region takes a slot from the arena layer, binds it to the requested NUMA node and takes
- * two mimalloc heaps in the slot's exclusive arena (those the slot's last region left, or new ones:
- * "Heaps" below).  Destroying it clears the id so every handle and waiter sees the region is gone,
- * frees every block in bulk (mimalloc frees whole pages, O(pages)), keeping the emptied heaps for the
- * slot's next region where it can, and gives the slot back with its pages still committed.
+ * Creating a region takes a record (region-internal.h, REGION RECORDS), an arena of its binding from
+ * the arena layer, and two mimalloc heaps in that arena (heaps a destroyed region of the arena left,
+ * or new ones: "Heaps" below).  Destroying it clears the id so every handle and waiter sees the
+ * region is gone, frees every block in bulk (mimalloc frees whole pages, O(pages)), keeping the
+ * emptied heaps for the arena's next region where it can, and gives the record and its place in the
+ * arena back, the pages still committed.
  *
- * THREADS: config_lock guards the configuration.  A region's own fields are changed only by its owner
- * (region-internal.h), except id, generation and owner, which are changed under owner_lock and read
- * atomically by anyone.
+ * THREADS: config_lock guards the configuration, record_lock the record free list, spare_lock the
+ * kept heaps.  A region's own fields are changed only by its owner (region-internal.h), except id,
+ * generation and owner, which are changed under owner_lock and read atomically by anyone.
  */
+#define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "region-host.h"
 
-struct region regions[REGION_MAX_SLOTS];
+struct region *regions;
 
 static pthread_mutex_t config_lock = PTHREAD_MUTEX_INITIALIZER;
-static region_config_t config = {.slot_size = (size_t)4 << 30, .max_regions = REGION_MAX_SLOTS};
+static region_config_t config = {.arena_size = (size_t)4 << 30, .max_arenas = RARENA_MAX};
 
 /* ---- Version and configuration ---- */
 /* meson.build passes its project version; the header must say the same (one place: meson.build). */
@@ -33,18 +37,17 @@ const char *region_version(void) { return REGION_PROJECT_VERSION; }
 
 region_status region_configure(const region_config_t *c) {
     if (!c) return rerror(REGION_EINVAL, "configure: config is NULL");
-    if (c->slot_size == 0 || c->slot_size > ((size_t)1 << 40))
-        return rerror(REGION_EINVAL, "configure: slot_size %zu is not in 1 .. 1 TiB", c->slot_size);
-    if (c->max_regions == 0 || c->max_regions > REGION_MAX_SLOTS)
-        return rerror(REGION_EINVAL, "configure: max_regions %u is not in 1 .. %u", c->max_regions,
-                      REGION_MAX_SLOTS);
+    if (c->arena_size == 0 || c->arena_size > ((size_t)1 << 40))
+        return rerror(REGION_EINVAL, "configure: arena_size %zu is not in 1 .. 1 TiB", c->arena_size);
+    if (c->max_arenas == 0 || c->max_arenas > RARENA_MAX)
+        return rerror(REGION_EINVAL, "configure: max_arenas %u is not in 1 .. %u", c->max_arenas, RARENA_MAX);
     pthread_mutex_lock(&config_lock);
     region_status status = REGION_OK;
     if (rarena_ready()) {
         status = rerror(REGION_ESTATE, "configure: regions already exist; configure before the first");
     } else {
-        config.slot_size = (c->slot_size + RARENA_ALIGN - 1) & ~(RARENA_ALIGN - 1);
-        config.max_regions = c->max_regions;
+        config.arena_size = (c->arena_size + RARENA_ALIGN - 1) & ~(RARENA_ALIGN - 1);
+        config.max_arenas = c->max_arenas;
     }
     pthread_mutex_unlock(&config_lock);
     return status;
@@ -73,28 +76,74 @@ static region_status check_options(const region_options_t *o) {
     return REGION_OK;
 }
 
+/* The arenas, and the reservation of the records (address space: a record's memory is touched when
+ * it is first handed out). */
 static region_status ensure_arena(void) {
     if (rarena_ready()) return REGION_OK;
     pthread_mutex_lock(&config_lock);
-    region_status status = rarena_init(config.slot_size, config.max_regions);
+    region_status status = REGION_OK;
+    if (!regions) {
+        void *records = mmap(NULL, (size_t)REGION_MAX_RECORDS * sizeof *regions, PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (records == MAP_FAILED) status = REGION_EOS;
+        else __atomic_store_n(&regions, (struct region *)records, __ATOMIC_RELEASE);
+    }
+    if (status == REGION_OK) status = rarena_init(config.arena_size, config.max_arenas);
     pthread_mutex_unlock(&config_lock);
     if (status == REGION_EOS)
-        return rerror(status, "create: reserving %u slots of %zu MiB failed: %s", config.max_regions,
-                      config.slot_size >> 20, strerror(errno));
+        return rerror(status, "create: reserving %u arenas of %zu MiB and %u region records failed: %s",
+                      config.max_arenas, config.arena_size >> 20, REGION_MAX_RECORDS, strerror(errno));
     if (status != REGION_OK) return rerror(status, "create: out of memory initialising the runtime");
     return REGION_OK;
 }
 
-static void init_struct(region_t *r, unsigned slot, const region_options_t *o, uint64_t id) {
-    r->slot = slot;
+/* ---- Records ---- */
+
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+static unsigned records_made;      /* atomic for readers; written under record_lock */
+static unsigned record_free_head;  /* index + 1; 0: the free list is empty */
+
+unsigned rregion_records(void) { return __atomic_load_n(&records_made, __ATOMIC_ACQUIRE); }
+
+/* A free record, the most recently freed first (its memory is warm); NULL when all
+ * REGION_MAX_RECORDS are live. */
+static region_t *take_record(void) {
+    region_t *r = NULL;
+    pthread_mutex_lock(&record_lock);
+    if (record_free_head) {
+        r = &regions[record_free_head - 1];
+        record_free_head = r->next_free;
+    } else if (records_made < REGION_MAX_RECORDS) {
+        r = &regions[records_made];
+        r->index = records_made;
+        pthread_mutex_init(&r->owner_lock, NULL);
+        pthread_cond_init(&r->owner_cond, NULL);
+        __atomic_store_n(&records_made, records_made + 1, __ATOMIC_RELEASE);
+    }
+    pthread_mutex_unlock(&record_lock);
+    return r;
+}
+
+static void give_record(region_t *r) {
+    pthread_mutex_lock(&record_lock);
+    r->next_free = record_free_head;
+    record_free_head = r->index + 1;
+    pthread_mutex_unlock(&record_lock);
+}
+
+static uint64_t serial;   /* regions ever created; atomic (robject_stamp_of) */
+
+static void init_struct(region_t *r, const region_options_t *o, uint64_t id) {
     r->node = o->node;
     r->binding = o->binding;
     if (o->name) snprintf(r->name, sizeof r->name, "%s", o->name);
     else snprintf(r->name, sizeof r->name, "region-%llu", (unsigned long long)id);
     r->collections = r->collected = 0;
     r->phase = RCOLLECT_IDLE;
-    r->object_stamp = robject_stamp_of(id >> REGION_ID_SLOT_BITS);
+    r->object_stamp = robject_stamp_of(__atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
     r->root = NULL;
+    r->host = NULL;
+    memset(r->host_counts, 0, sizeof r->host_counts);
     memset(&r->handles, 0, sizeof r->handles);
     robjects_init(r);
 }
@@ -103,37 +152,61 @@ static void init_struct(region_t *r, unsigned slot, const region_options_t *o, u
  *
  * Destroying a region frees every block of its heaps at once.  When only the destroying thread has
  * allocated from a heap since it was last emptied, mimalloc (patch 0004, mi_heap_reset) empties it
- * and keeps it - the heap, its page info in the slot's arena, the thread's theap and, emptied, one of
- * its pages per size of small blocks (patch 0007) - and the slot's next region takes it: no heap to
- * free and make again, no page to take from the arena and give back for each size a short region
- * allocates.  Otherwise the heap is destroyed and the next region makes a new one.  A slot's heaps
- * are of the slot's arena, so whichever region takes them allocates where it must; a kept page is the
- * slot's memory, placed by the slot's NUMA policy, which mbind moves with the rest of the slot when a
- * region of another binding takes it (arena/numa.c). */
+ * and keeps it - the heap, its page info in the arena, the thread's theap and, emptied, one of its
+ * pages per size of small blocks (patch 0007) - and a later region of the same arena takes it: no
+ * heap to free and make again, no page to take from the arena and give back for each size a short
+ * region allocates.  Otherwise, or when the arena keeps SPARES_PER_ARENA of that kind already, the
+ * heap is destroyed and a later region makes a new one.  An arena's heaps allocate only in it, so
+ * whichever region takes them allocates where its binding says; a kept page is the arena's memory,
+ * placed by the arena's NUMA policy, which mbind moves with the rest of the arena when another
+ * binding takes it (arena/numa.c).  A heap points back to its region (mi_heap_set_data), and to
+ * nothing while it is kept. */
 
-/* A heap for the region taking this slot: the one its last region left, or a new one (NULL: out of
- * memory). */
-static mi_heap_t *take_heap(mi_heap_t **spare, mi_arena_id_t arena) {
-    mi_heap_t *heap = *spare;
-    *spare = NULL;
-    return heap ? heap : mi_heap_new_in_arena(arena);
+enum { HEAP_RAW, HEAP_OBJECT, HEAP_DETACHED, HEAP_KINDS };
+#define SPARES_PER_ARENA 16
+
+typedef struct spare_heaps {
+    mi_heap_t *heaps[HEAP_KINDS][SPARES_PER_ARENA];
+    unsigned count[HEAP_KINDS];
+} spare_heaps_t;
+
+static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
+static spare_heaps_t spares[RARENA_MAX];   /* by arena index */
+
+/* A heap of kind for region r in its arena: one kept there, or a new one (NULL: out of memory). */
+static mi_heap_t *take_heap(region_t *r, int kind) {
+    mi_heap_t *heap = NULL;
+    spare_heaps_t *kept = &spares[r->arena_index];
+    pthread_mutex_lock(&spare_lock);
+    if (kept->count[kind]) heap = kept->heaps[kind][--kept->count[kind]];
+    pthread_mutex_unlock(&spare_lock);
+    if (!heap) heap = mi_heap_new_in_arena(r->arena);
+    if (heap) mi_heap_set_data(heap, r);
+    return heap;
 }
 
-/* Frees every block of heap (NULL: none), keeping it empty in *spare when mimalloc can. */
-static void retire_heap(mi_heap_t *heap, mi_heap_t **spare) {
+mi_heap_t *rheap_kept_top(unsigned arena_index) {
+    spare_heaps_t *kept = &spares[arena_index];
+    pthread_mutex_lock(&spare_lock);
+    mi_heap_t *heap = kept->count[HEAP_RAW] ? kept->heaps[HEAP_RAW][kept->count[HEAP_RAW] - 1] : NULL;
+    pthread_mutex_unlock(&spare_lock);
+    return heap;
+}
+
+/* Frees every block of heap (NULL: none), of kind, keeping it empty for the arena's next region
+ * when mimalloc can and the arena has room. */
+static void retire_heap(unsigned arena_index, mi_heap_t *heap, int kind) {
     if (!heap) return;
-    rassert(*spare == NULL);
-    if (mi_heap_reset(heap)) *spare = heap;
-    else mi_heap_destroy(heap);
-}
-
-static pthread_once_t locks_once = PTHREAD_ONCE_INIT;
-
-static void init_locks(void) {
-    for (unsigned i = 0; i < REGION_MAX_SLOTS; i++) {
-        pthread_mutex_init(&regions[i].owner_lock, NULL);
-        pthread_cond_init(&regions[i].owner_cond, NULL);
+    mi_heap_set_data(heap, NULL);
+    if (mi_heap_reset(heap)) {
+        spare_heaps_t *kept = &spares[arena_index];
+        pthread_mutex_lock(&spare_lock);
+        bool keep = kept->count[kind] < SPARES_PER_ARENA;
+        if (keep) kept->heaps[kind][kept->count[kind]++] = heap;
+        pthread_mutex_unlock(&spare_lock);
+        if (keep) return;
     }
+    mi_heap_destroy(heap);
 }
 
 region_status region_create(const region_options_t *opts, region_t **out) {
@@ -144,42 +217,40 @@ region_status region_create(const region_options_t *opts, region_t **out) {
     region_status status = check_options(o);
     if (status == REGION_OK) status = ensure_arena();
     if (status != REGION_OK) return status;
-    pthread_once(&locks_once, init_locks);
 
-    unsigned slot;
-    mi_arena_id_t arena;
-    status = rarena_slot_take(&slot, &arena);
-    if (status != REGION_OK)
-        return rerror(status, "create%s%s: all %u region slots are in use; destroy a region first "
-                      "(the limit is region_config.max_regions, at most %u)",
-                      o->name ? " " : "", o->name ? o->name : "", rarena_reservation.slot_count,
-                      REGION_MAX_SLOTS);
-    region_t *r = &regions[slot];
-    status = rarena_slot_bind(slot, o->node, o->binding);
+    region_t *r = take_record();
+    if (!r)
+        return rerror(REGION_ELIMIT, "create%s%s: all %u region records are in use; destroy a region first",
+                      o->name ? " " : "", o->name ? o->name : "", REGION_MAX_RECORDS);
+    status = rarena_take(o->node, o->binding, &r->arena_index, &r->arena);
     if (status != REGION_OK) {
         int err = errno;
-        rarena_slot_give(slot);
-        return rerror(status, "create%s%s: binding to NUMA node %d (mbind) failed: %s",
+        give_record(r);
+        if (status == REGION_ELIMIT)
+            return rerror(status, "create%s%s: every one of the %u arenas serves regions of another NUMA "
+                          "binding (the limit is region_config.max_arenas, at most %u)",
+                          o->name ? " " : "", o->name ? o->name : "", rarena_reservation.arena_count, RARENA_MAX);
+        return rerror(status, "create%s%s: binding an arena to NUMA node %d (mbind) failed: %s",
                       o->name ? " " : "", o->name ? o->name : "", o->node, strerror(err));
     }
-    mi_heap_t *heap = take_heap(&r->spare_heap, arena);
-    mi_heap_t *object_heap = heap ? take_heap(&r->spare_object_heap, arena) : NULL;
+    mi_heap_t *heap = take_heap(r, HEAP_RAW);
+    mi_heap_t *object_heap = heap ? take_heap(r, HEAP_OBJECT) : NULL;
     if (!object_heap) {
-        retire_heap(heap, &r->spare_heap);
-        rarena_slot_give(slot);
+        retire_heap(r->arena_index, heap, HEAP_RAW);
+        rarena_give(r->arena_index);
+        give_record(r);
         return rerror(REGION_ENOMEM, "create: mimalloc could not make a heap");
     }
     pthread_mutex_lock(&r->owner_lock);
-    /* The slot is ours (rarena_slot_take), so nobody else bumps its generation. */
+    /* The record is ours (take_record), so nobody else bumps its generation. */
     uint64_t generation = r->generation + 1;
-    uint64_t id = (generation << REGION_ID_SLOT_BITS) | slot;
+    uint64_t id = (generation << REGION_ID_INDEX_BITS) | r->index;
     __atomic_store_n(&r->generation, generation, __ATOMIC_RELEASE);
-    init_struct(r, slot, o, id);
+    init_struct(r, o, id);
     r->heap = heap;
     r->inline_heap = REGION_BLOCK_CHECKS ? NULL : heap;
     r->object_heap = object_heap;
     r->detached_heap = NULL;
-    r->arena = arena;
     rowner_init(r, rowner_self());
     __atomic_store_n(&r->id, id, __ATOMIC_RELEASE);
     pthread_mutex_unlock(&r->owner_lock);
@@ -200,16 +271,17 @@ region_status region_destroy(region_t *r) {
     rowner_wake_all(r);
     pthread_mutex_unlock(&r->owner_lock);
 
-    retire_heap(r->heap, &r->spare_heap);
-    retire_heap(r->object_heap, &r->spare_object_heap);
-    retire_heap(r->detached_heap, &r->spare_detached_heap);
+    retire_heap(r->arena_index, r->heap, HEAP_RAW);
+    retire_heap(r->arena_index, r->object_heap, HEAP_OBJECT);
+    retire_heap(r->arena_index, r->detached_heap, HEAP_DETACHED);
     r->heap = r->inline_heap = r->object_heap = r->detached_heap = NULL;
     robjects_release(r);
     rhandle_table_free(&r->handles);
 #if REGION_BLOCK_CHECKS
     rptrmap_clear(&r->live_blocks);
 #endif
-    rarena_slot_give(r->slot);
+    rarena_give(r->arena_index);
+    give_record(r);
     return REGION_OK;
 }
 
@@ -225,25 +297,19 @@ uint64_t region_id(const region_t *r) { return r ? __atomic_load_n(&r->id, __ATO
 const char *region_name(const region_t *r) { return r ? r->name : ""; }
 
 bool rregion_id_was_made(uint64_t id) {
-    unsigned slot = (unsigned)(id & REGION_ID_SLOT_MASK);
-    uint64_t generation = id >> REGION_ID_SLOT_BITS;
-    return slot < REGION_MAX_SLOTS && generation != 0 &&
-           generation <= __atomic_load_n(&regions[slot].generation, __ATOMIC_ACQUIRE);
+    unsigned index = (unsigned)(id & REGION_ID_INDEX_MASK);
+    uint64_t generation = id >> REGION_ID_INDEX_BITS;
+    return index < rregion_records() && generation != 0 &&
+           generation <= __atomic_load_n(&regions[index].generation, __ATOMIC_ACQUIRE);
 }
 
 region_t *region_from_id(uint64_t id) {
-    unsigned slot = (unsigned)(id & REGION_ID_SLOT_MASK);
-    if (rregion_id_was_made(id) && __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == id)
-        return &regions[slot];
+    unsigned index = (unsigned)(id & REGION_ID_INDEX_MASK);
+    if (rregion_id_was_made(id) && __atomic_load_n(&regions[index].id, __ATOMIC_ACQUIRE) == id)
+        return &regions[index];
     rerror(REGION_EDEAD, "region id %llu: no such region (%s)", (unsigned long long)id,
            rregion_id_was_made(id) ? "destroyed" : "never created");
     return NULL;
-}
-
-region_t *rregion_of(const void *p) {
-    long slot = rarena_slot_of(p);
-    if (slot < 0 || __atomic_load_n(&regions[slot].id, __ATOMIC_ACQUIRE) == 0) return NULL;
-    return &regions[slot];
 }
 
 region_t *region_of(const void *p) { return rregion_of(p); }
@@ -306,8 +372,8 @@ size_t rhost_owned_blocks(region_t *r) {
 }
 
 mi_heap_t *rhost_detached_heap(region_t *r) {
-    rassert(r->id != 0);   /* a live region: a destroyed one's arena may belong to the next */
-    if (!r->detached_heap) r->detached_heap = take_heap(&r->spare_detached_heap, r->arena);
+    rassert(r->id != 0);   /* a live region: a destroyed one's heaps went back to its arena */
+    if (!r->detached_heap) r->detached_heap = take_heap(r, HEAP_DETACHED);
     return r->detached_heap;
 }
 
@@ -327,7 +393,7 @@ region_status region_stats(region_t *r, region_stats_t *out) {
         .id = r->id,
         .bytes_in_use = sum.in_use,
         .bytes_committed = sum.committed,
-        .bytes_reserved = rarena_reservation.slot_size,
+        .bytes_reserved = rarena_reservation.arena_size,
         .blocks = sum.blocks,
         .pages = sum.pages,
         .heaps = 2,
@@ -341,11 +407,34 @@ region_status region_stats(region_t *r, region_stats_t *out) {
     return REGION_OK;
 }
 
+typedef struct census {
+    region_census_t *out;
+    int target;
+    region_status status;
+} census_t;
+
+/* Counts a page's memory, [blocks, blocks + reserved) rounded out to OS pages: what mimalloc commits
+ * for it (pages are committed whole: arena/reserve.c). */
+static bool census_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    census_t *c = arg;
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = (uintptr_t)area->blocks & ~(page - 1);
+    uintptr_t end = ((uintptr_t)area->blocks + area->committed + page - 1) & ~(page - 1);
+    c->status = rarena_census((char *)start, end - start, c->target, c->out);
+    return c->status == REGION_OK;
+}
+
 region_status region_census(region_t *r, region_census_t *out) {
     region_status status = rowner_check(r, "census");
     if (status != REGION_OK) return status;
     if (!out) return rerror_region(r, REGION_EINVAL, "census: out is NULL");
-    status = rarena_census(rarena_slot_base(r->slot), rarena_reservation.slot_size, r->node, out);
+    *out = (region_census_t){0};
+    census_t census = {out, r->node, REGION_OK};
+    mi_heap_t *heaps[] = {r->heap, r->object_heap, r->detached_heap};
+    for (size_t i = 0; i < sizeof heaps / sizeof *heaps && census.status == REGION_OK; i++)
+        if (heaps[i]) mi_heap_visit_blocks(heaps[i], false, census_page, &census);
+    status = census.status;
     if (status == REGION_EOS) return rerror_region(r, status, "census: mincore failed: %s", strerror(errno));
     if (status != REGION_OK) return rerror_region(r, status, "census: out of memory");
     return REGION_OK;

@@ -276,11 +276,12 @@ int main(int argc, char **argv) {
         }
         i++;
     }
-    /* Three triad arrays and the chase block share one region slot (default 4 GiB). */
+    /* Three triad arrays and the chase block share one region, whose arena holds at most arena_size
+     * (default 4 GiB). */
     region_config_t config;
     region_get_config(&config);
-    if (o.chase_bytes + 3 * o.triad_bytes + (64u << 20) > config.slot_size) {
-        config.slot_size = o.chase_bytes + 3 * o.triad_bytes + (256u << 20);
+    if (o.chase_bytes + 3 * o.triad_bytes + (64u << 20) > config.arena_size) {
+        config.arena_size = o.chase_bytes + 3 * o.triad_bytes + (256u << 20);
         if (region_configure(&config) != REGION_OK) die("region_configure");
     }
     int nodes = region_numa_nodes();

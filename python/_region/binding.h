@@ -21,8 +21,9 @@
  * All of them sit on region-host.h (libregion).  module.c is the top: nothing calls into it but the
  * interpreter, and capi.c for region_of and current.
  *
- * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in the region's slot
- * (rhost_slot_region, O(1)) and the region is open (registry[slot] is its record).  Which thread made
+ * MEMBERSHIP: an object belongs to a region exactly when its memory block lies in a page of the
+ * region's heaps (rhost_region_of, O(1): libregion's page lookup) and the region is open (the
+ * region's host field is its record).  Which thread made
  * it, and where, does not matter; placement (placement.c) is what puts the objects a block creates
  * into the region's memory.  The GC-tracked members are kept on the region's own GC list, never in
  * the interpreter's generations (membership.c).
@@ -95,6 +96,7 @@ typedef struct rpy_region {
 
     Py_ssize_t refs;
     struct RegionObject *proxies[RPY_MAX_GILS];   /* by binding_gil(); borrowed */
+    struct rpy_region *open_next, *open_prev;      /* the open regions (membership.c), binding_lock */
 } rpy_region_t;
 
 /* region.Region: one per region and GIL (every interpreter that shares a GIL shares its Region

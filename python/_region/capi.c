@@ -88,7 +88,7 @@ static void capi_not_a_buffer(rpy_region_t *rec, void *p, const char *why) {
  * and a deallocator of one of them gives its buffer back here). */
 static void capi_free(PyObject *region, void *p) {
     if (!p) return;
-    region_t *in = rhost_slot_region(p);
+    region_t *in = rhost_region_of(p);
     if (region) {
         rpy_region_t *rec = capi_owned_record(region, "PyRegion_Free");
         if (!rec) return;
@@ -156,10 +156,10 @@ static region_t *capi_as_region(PyObject *region) {
 /* REGION_OK when r is a live region of the package that the calling thread owns (r.owned), else the
  * status recorded.  Any pointer value is safe: r is compared with the region table before any read. */
 static region_status lib_check(const region_t *r, const char *what) {
-    uintptr_t first = (uintptr_t)&regions[0], at = (uintptr_t)r;
-    if (!r || at < first || at >= (uintptr_t)&regions[REGION_MAX_SLOTS] || (at - first) % sizeof *r)
+    uintptr_t first = (uintptr_t)regions, at = (uintptr_t)r;
+    if (!r || !first || at < first || at >= (uintptr_t)(regions + rregion_records()) || (at - first) % sizeof *r)
         return rerror(REGION_EINVAL, "%s: %p is not a region (use PyRegion_AsRegion)", what, (const void *)r);
-    rpy_region_t *rec = membership_region_of_block(rarena_slot_base(r->slot));
+    rpy_region_t *rec = rhost_record(r);
     if (!rec || rec->r != r) return rerror(REGION_EDEAD, "%s: the region at %p is closed", what, (const void *)r);
     if (!ownership_is_caller(rec))
         return rerror_region(r, REGION_ENOTOWNER, "%s: the calling thread does not own the region (r.owned "

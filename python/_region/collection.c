@@ -43,6 +43,24 @@ static uint64_t monotonic_ns(void) {
 
 /* ---- The region collection ---- */
 
+/* A collection's scope (rpy_scope_t): the slices of the region's object pages, from the isolation
+ * engine's map of them.  Out of memory the map is empty, and the collection frees nothing (every
+ * member looks outside). */
+typedef struct region_scope {
+    rpy_scope_t view;          /* first: refresh gets it */
+    region_t *r;
+    riso_t slices;
+} region_scope_t;
+
+static void scope_refresh(rpy_scope_t *view) {
+    region_scope_t *scope = (region_scope_t *)view;
+    if (scope->slices.r) riso_end(&scope->slices);
+    if (riso_begin(&scope->slices, scope->r) != REGION_OK) scope->slices = (riso_t){.r = scope->r};
+    const riso_slices_t *objects = &scope->slices.objects;
+    *view = (rpy_scope_t){.base = scope->slices.base, .size = scope->slices.size, .bits = objects->bits,
+                          .first = objects->first, .count = objects->count, .refresh = scope_refresh};
+}
+
 /* One collection of self's list.  Returns the objects freed, or -1 (without an exception) when the
  * region's own collection is already running: like gc.collect(), a collection requested from one of
  * its finalizers does nothing.  Collections of other regions, and the interpreter's in any thread,
@@ -53,8 +71,10 @@ Py_ssize_t collect_region(rpy_region_t *self) {
     uint64_t start = monotonic_ns();
     Py_ssize_t collected, uncollectable;
     self->collecting = true;
-    rpy_collect(self->members, rarena_slot_base(self->r->slot), rarena_reservation.slot_size, &collected,
-                &uncollectable);
+    region_scope_t scope = {.r = self->r, .view.refresh = scope_refresh};
+    scope_refresh(&scope.view);
+    rpy_collect(self->members, &scope.view, &collected, &uncollectable);
+    riso_end(&scope.slices);
     self->collecting = false;
     uint64_t pause = monotonic_ns() - start;
     /* A finalizer may have closed the region (r.close() from __del__ returns early: it needs no

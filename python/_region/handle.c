@@ -89,12 +89,7 @@ static PyObject *live_target(HandleObject *self, void *block) {
 
 /* The handle's region, open, as a new reference (record_unref it), or NULL. */
 static rpy_region_t *handle_region(HandleObject *self) {
-    rpy_region_t *r = membership_hold_block(rarena_slot_base((unsigned)(self->h.region & REGION_ID_SLOT_MASK)));
-    if (r && r->id != self->h.region) {
-        record_unref(r);
-        r = NULL;
-    }
-    return r;
+    return membership_find(self->h.region);
 }
 
 static PyObject *Handle_call(HandleObject *self, PyObject *args, PyObject *kwargs) {

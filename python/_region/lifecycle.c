@@ -2,18 +2,29 @@
  * object gone) or left behind, the memory it leaves (orphans), the interpreter's shutdown, and a
  * subinterpreter's end.
  *
- * LIFETIME OF THE MEMORY: a region's record (record.c) owns a libregion region (a slot with its
- * heaps).  When the region goes away its objects become ordinary objects (membership.c) but still
- * live in the slot's memory, so the libregion region must outlive them: it becomes an ORPHAN,
+ * LIFETIME OF THE MEMORY: a region's record (record.c) owns a libregion region (its heaps).  When
+ * the region goes away its objects become ordinary objects (membership.c) but still live in the
+ * region's memory, so the libregion region must outlive them: it becomes an ORPHAN,
  * destroyed by lifecycle_sweep_orphans() once its heaps hold no live block.  A region is never
  * destroyed with a live block in it (the allocator hook frees region blocks by pointer; a destroyed
- * slot's blocks would be freed twice).
+ * region's blocks would be freed twice).
  */
 #include "binding.h"
 
 /* Under binding_lock. */
-static region_t *orphans[REGION_MAX_SLOTS];
-static unsigned orphan_count;
+static region_t **orphans;
+static unsigned orphan_count, orphan_capacity;
+
+/* Room for one more orphan; false when out of memory (binding_lock held). */
+static bool orphans_reserve(void) {
+    if (orphan_count < orphan_capacity) return true;
+    unsigned capacity = orphan_capacity ? 2 * orphan_capacity : 16;
+    region_t **grown = PyMem_RawRealloc(orphans, capacity * sizeof *grown);
+    if (!grown) return false;
+    orphans = grown;
+    orphan_capacity = capacity;
+    return true;
+}
 
 unsigned lifecycle_orphans(void) {
     binding_lock();
@@ -66,7 +77,8 @@ void region_dissolve(rpy_region_t *self, const char *why) {
     rhost_disown(r);   /* wakes the threads waiting in acquire(): they find it gone */
     Py_CLEAR(self->root);      /* an ordinary object now, for the interpreter to collect */
     binding_lock();
-    if (orphan_count < REGION_MAX_SLOTS) orphans[orphan_count++] = r;
+    /* Out of memory: the region stays, never destroyed, rather than be freed under its objects. */
+    if (orphans_reserve()) orphans[orphan_count++] = r;
     binding_unlock();
     lifecycle_sweep_orphans();
 }

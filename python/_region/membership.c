@@ -25,24 +25,26 @@
  */
 #include "binding.h"
 
-/* Open region by slot (borrowed; cleared by membership_unregister before the record is freed).
- * Written under binding_lock, read with atomic loads: every GIL looks its objects up here. */
-static rpy_region_t *registry[REGION_MAX_SLOTS];
+/* The open regions: each one's record is r->host (rhost_set_record), found from any block's memory
+ * through libregion's page map, and on the list `open_regions` for the walks by id and of all.
+ * Borrowed: cleared by membership_unregister before the record is freed.  Written under
+ * binding_lock, the host field read with atomic loads: every GIL looks its objects up there. */
+static rpy_region_t *open_regions;
 static rpy_gclist_t holding[RPY_MAX_INTERPRETERS];   /* by rpy_interp_index */
 static bool holding_ready[RPY_MAX_INTERPRETERS];
 
 rpy_region_t *membership_region_of_block(const void *p) {
-    long slot = rarena_slot_of(p);
-    return slot < 0 ? NULL : __atomic_load_n(&registry[slot], __ATOMIC_ACQUIRE);
+    region_t *r = rhost_region_of(p);
+    return r ? rhost_record(r) : NULL;
 }
 
 rpy_region_t *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
 
 rpy_region_t *membership_hold_block(const void *p) {
-    long slot = rarena_slot_of(p);
-    if (slot < 0) return NULL;
+    region_t *r = rhost_region_of(p);
+    if (!r) return NULL;
     binding_lock();
-    rpy_region_t *rec = registry[slot];
+    rpy_region_t *rec = rhost_record(r);
     if (rec) rec->refs++;
     binding_unlock();
     return rec;
@@ -58,13 +60,22 @@ int membership_register(rpy_region_t *self) {
     }
     rpy_gclist_init(self->members);
     binding_lock();
-    __atomic_store_n(&registry[self->r->slot], self, __ATOMIC_RELEASE);
+    rhost_set_record(self->r, self);
+    self->open_prev = NULL;
+    self->open_next = open_regions;
+    if (open_regions) open_regions->open_prev = self;
+    open_regions = self;
     binding_unlock();
     return 0;
 }
 
 void membership_unlist_locked(rpy_region_t *self) {
-    if (self->r && registry[self->r->slot] == self) __atomic_store_n(&registry[self->r->slot], NULL, __ATOMIC_RELEASE);
+    if (!self->r || rhost_record(self->r) != self) return;
+    rhost_set_record(self->r, NULL);
+    if (self->open_prev) self->open_prev->open_next = self->open_next;
+    else open_regions = self->open_next;
+    if (self->open_next) self->open_next->open_prev = self->open_prev;
+    self->open_next = self->open_prev = NULL;
 }
 
 static void unlist(rpy_region_t *self) {
@@ -90,7 +101,7 @@ void membership_forget(rpy_region_t *self) {
 }
 
 /* An object's memory block may start before it (GC header); any address inside the block is in the
- * same slot, so the object pointer itself tells the region. */
+ * same mimalloc page, so the object pointer itself tells the region. */
 static rpy_gclist_t *route_by_memory(PyObject *op, void *arg) {
     (void)arg;
     rpy_region_t *owner = membership_region_of(op);
@@ -123,28 +134,29 @@ void membership_blocks_closed(void) {
 }
 
 void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {
-    rpy_region_t *open[REGION_MAX_SLOTS];
-    unsigned n = 0;
+    size_t n = 0, capacity = 0;
+    rpy_region_t **open = NULL;
     binding_lock();
-    for (unsigned i = 0; i < REGION_MAX_SLOTS; i++) {
-        if (!registry[i]) continue;
-        registry[i]->refs++;
-        open[n++] = registry[i];
+    for (rpy_region_t *rec = open_regions; rec; rec = rec->open_next) capacity++;
+    open = capacity ? PyMem_RawMalloc(capacity * sizeof *open) : NULL;
+    for (rpy_region_t *rec = open_regions; rec && open; rec = rec->open_next) {
+        rec->refs++;
+        open[n++] = rec;
     }
     binding_unlock();
-    for (unsigned i = 0; i < n; i++) fn(open[i], arg);
-    for (unsigned i = 0; i < n; i++) record_unref(open[i]);
+    for (size_t i = 0; i < n; i++) fn(open[i], arg);
+    for (size_t i = 0; i < n; i++) record_unref(open[i]);
+    PyMem_RawFree(open);
 }
 
 rpy_region_t *membership_find(uint64_t id) {
+    /* A record of libregion's, read without region_from_id's error for a dead id */
+    region_t *r = rregion_id_was_made(id) ? &regions[id & REGION_ID_INDEX_MASK] : NULL;
     rpy_region_t *found = NULL;
     binding_lock();
-    for (unsigned i = 0; i < REGION_MAX_SLOTS && !found; i++) {
-        if (registry[i] && registry[i]->id == id) {
-            found = registry[i];
-            found->refs++;
-        }
-    }
+    if (r) found = rhost_record(r);
+    if (found && found->id == id) found->refs++;
+    else found = NULL;
     binding_unlock();
     return found;
 }

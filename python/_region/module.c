@@ -116,8 +116,8 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     region_t *r;
     region_status status = region_create(&options, &r);
     if (status == REGION_ELIMIT && lifecycle_orphans()) {
-        /* Closed regions whose objects live on (given back, or resurrected) keep their slots until
-         * those objects die; a full collection may free some. */
+        /* Closed regions whose objects live on (given back, or resurrected) keep their records and
+         * their places in the arenas until those objects die; a full collection may free some. */
         (void)PyGC_Collect();
         lifecycle_sweep_orphans();
         status = region_create(&options, &r);
@@ -125,11 +125,11 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     unsigned orphans = status == REGION_ELIMIT ? lifecycle_orphans() : 0;
     if (status != REGION_OK) {
         if (orphans) {
-            PyErr_Format(RegionError, "cannot create a region: all %u region slots are in use, %u of them by "
-                         "closed regions whose objects are still alive (given back to the ordinary heap by "
-                         "close(), e.g. strings the interpreter interned or cached, or resurrected by a "
-                         "finalizer); a slot is reused once its last object dies (%s)",
-                         rarena_reservation.slot_count, orphans, region_strerror(status));
+            PyErr_Format(RegionError, "cannot create a region: %s; %u closed regions whose objects are "
+                         "still alive (given back to the ordinary heap by close(), e.g. strings the "
+                         "interpreter interned or cached, or resurrected by a finalizer) keep their places "
+                         "until their last object dies (%s)",
+                         region_last_error(), orphans, region_strerror(status));
             return NULL;
         }
         raise_region_status(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError,

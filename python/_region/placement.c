@@ -91,22 +91,22 @@ static block_stack_t detached;
 /* Blocks open per attached interpreter (rpy_interp_index), all threads. */
 static int interp_blocks[RPY_MAX_INTERPRETERS];
 
-/* Object allocations per region slot since its last collection; the threshold the user set (0:
- * never collect automatically); and the count that triggers the next automatic collection.  The
- * trigger is the threshold, or as many as survived the last collection when that is more: a
- * collection walks the whole region (there are no generations inside a region), so letting the
- * region double between collections keeps the collection work linear in what a program allocates,
- * where a fixed threshold would make building a large region quadratic.  A slot's counts are read
- * and written by its region's owner only (the one thread that allocates there); collection_scheduled
- * by any thread, atomically. */
-static uint32_t allocations[REGION_MAX_SLOTS], thresholds[REGION_MAX_SLOTS], triggers[REGION_MAX_SLOTS];
+/* Object allocations per region since its last collection; the threshold the user set (0: never
+ * collect automatically); and the count that triggers the next automatic collection: libregion's
+ * host counters of the region (region-host.h, HOST FIELDS), zero at its creation.  The trigger is
+ * the threshold, or as many as survived the last collection when that is more: a collection walks
+ * the whole region (there are no generations inside a region), so letting the region double between
+ * collections keeps the collection work linear in what a program allocates, where a fixed threshold
+ * would make building a large region quadratic.  A region's counts are read and written by its owner
+ * only (the one thread that allocates there); collection_scheduled by any thread, atomically. */
+enum { ALLOCATIONS, THRESHOLD, TRIGGER };
 static bool collection_scheduled;
 
 static inline __attribute__((always_inline)) void count_allocation(region_t *r) {
-    unsigned slot = r->slot;
+    uint32_t *counts = r->host_counts;
     bool unscheduled = false;
     /* Threads of different GILs may cross a trigger at once: one of them schedules. */
-    if (unlikely(++allocations[slot] == triggers[slot]) &&
+    if (unlikely(++counts[ALLOCATIONS] == counts[TRIGGER]) &&
         __atomic_compare_exchange_n(&collection_scheduled, &unscheduled, true, false, __ATOMIC_RELAXED,
                                     __ATOMIC_RELAXED)) {
         /* Py_AddPendingCall fails only when its queue is full; the next trigger crossing retries. */
@@ -116,24 +116,24 @@ static inline __attribute__((always_inline)) void count_allocation(region_t *r) 
 }
 
 void placement_set_threshold(region_t *r, uint32_t threshold) {
-    thresholds[r->slot] = triggers[r->slot] = threshold;
+    r->host_counts[THRESHOLD] = r->host_counts[TRIGGER] = threshold;
 }
 
-uint32_t placement_threshold(region_t *r) { return thresholds[r->slot]; }
-uint32_t placement_allocations(region_t *r) { return allocations[r->slot]; }
+uint32_t placement_threshold(region_t *r) { return r->host_counts[THRESHOLD]; }
+uint32_t placement_allocations(region_t *r) { return r->host_counts[ALLOCATIONS]; }
 bool placement_collection_due(region_t *r) {
-    return triggers[r->slot] && allocations[r->slot] >= triggers[r->slot];
+    return r->host_counts[TRIGGER] && r->host_counts[ALLOCATIONS] >= r->host_counts[TRIGGER];
 }
 
-void placement_reset_allocations(region_t *r) { allocations[r->slot] = 0; }
+void placement_reset_allocations(region_t *r) { r->host_counts[ALLOCATIONS] = 0; }
 
 void placement_collected(region_t *r, size_t survivors) {
-    unsigned slot = r->slot;
-    allocations[slot] = 0;
-    if (thresholds[slot] && survivors > thresholds[slot])
-        triggers[slot] = survivors > UINT32_MAX ? UINT32_MAX : (uint32_t)survivors;
+    uint32_t *counts = r->host_counts;
+    counts[ALLOCATIONS] = 0;
+    if (counts[THRESHOLD] && survivors > counts[THRESHOLD])
+        counts[TRIGGER] = survivors > UINT32_MAX ? UINT32_MAX : (uint32_t)survivors;
     else
-        triggers[slot] = thresholds[slot];
+        counts[TRIGGER] = counts[THRESHOLD];
 }
 
 void placement_collection_ran(void) { __atomic_store_n(&collection_scheduled, false, __ATOMIC_RELAXED); }
@@ -201,7 +201,7 @@ static inline __attribute__((always_inline)) region_t *placing(bool object) {
     }                                                                                             \
     static void *domain##_realloc(void *ctx, void *p, size_t size) {                              \
         if (!p) return domain##_malloc(ctx, size);                                                \
-        region_t *owner = rhost_slot_region(p);                                                   \
+        region_t *owner = rhost_region_of(p);                                                     \
         return owner ? rhost_realloc(owner, p, size) : prev.realloc(prev.ctx, p, size);          \
     }                                                                                             \
     /* No keys_guard() on free: CPython empties the keys freelist with a loop of frees              \
@@ -209,7 +209,7 @@ static inline __attribute__((always_inline)) region_t *placing(bool object) {
     static void domain##_free(void *ctx, void *p) {                                               \
         (void)ctx;                                                                                \
         if (!p) return;                                                                           \
-        region_t *owner = rhost_slot_region(p);                                                   \
+        region_t *owner = rhost_region_of(p);                                                     \
         if (owner) rhost_free(owner, p);                                                          \
         else prev.free(prev.ctx, p);                                                              \
     }
@@ -518,13 +518,14 @@ static int watch_thread_end(void) {
  * context could pop it; the top one (the next to be popped) must be the current context's memory.
  * Ordinary spares below the top may stay in a region context (at worst a placement miss when several
  * pops happen without an allocation between them), which keeps a block entry at one replacement.
- * The rule is by address (rpy_spare_rule_t): a region's memory is its slot. */
+ * The rule (rpy_spare_rule_t): region memory is the arenas' range, and whose it is the page map's. */
+static const void *region_of_spare(const void *table) { return rhost_region_of(table); }
+
 static void replace_wrong_spares(void) {
     region_t *here = receiving(rpy_current_interp());
     rpy_keys_freelist_replace(&(rpy_spare_rule_t){
         .regions = (uintptr_t)rarena_reservation.base, .regions_size = rarena_reservation.span,
-        .here = here ? (uintptr_t)rarena_slot_base(here->slot) : 0,
-        .here_size = here ? rarena_reservation.slot_size : 0});
+        .here = here, .region_of = region_of_spare});
 }
 
 int placement_suspend(void) {

@@ -18,8 +18,8 @@
  *     copy), counted block for block (proof_unreferenced), so no object of another type escapes
  *     the sum; an owned block that even looks like an object stops the proof (count_owned), so the
  *     count of buffers cannot hide one;
- *   - a reference into the region's slot but outside its object pages (an object in a buffer block)
- *     is never counted as internal: the scan refuses it (riso_t.stray);
+ *   - a reference into the region's other memory (its buffer pages, not its object pages: an object in
+ *     a buffer block) is never counted as internal: the scan refuses it (riso_t.stray);
  *   - tp_traverse visits each reference an object OWNS, once: CPython's cycle collector relies on the
  *     same contract (gcmodule.c subtract_refs would drive a count below zero otherwise, which debug
  *     builds assert), and the engine visits the str keys dict_traverse skips itself, and a split
@@ -63,7 +63,7 @@ typedef struct type_set {
     type_cache_t *cache;       /* the interpreter's, or `own` when it is not attached */
     type_cache_t own;
     bool fresh;                /* taken for this proof */
-    uintptr_t base;            /* the region's slot, [base, base + size) ... */
+    uintptr_t base;            /* the region's arena, [base, base + size) ... */
     size_t size;
     size_t in_region;          /* ... and how many types live there */
 } type_set_t;
@@ -96,7 +96,7 @@ static void type_cache_clear(type_cache_t *cache) {
  * out of date.  0, or -1 with MemoryError. */
 static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
     int index = rpy_interp_index();
-    *set = (type_set_t){.base = (uintptr_t)rarena_slot_base(r->slot), .size = rarena_reservation.slot_size};
+    *set = (type_set_t){.base = (uintptr_t)rarena_base(r->arena_index), .size = rarena_reservation.arena_size};
     set->cache = index >= 0 ? &type_caches[index] : &set->own;
     type_cache_t *cache = set->cache;
     int64_t interp = binding_current_interp();
@@ -135,9 +135,9 @@ typedef struct proof {
     size_t objects;
     size_t gc_objects;           /* those of them the collector counts (PyType_IS_GC) */
     size_t other_blocks;         /* object-heap blocks that hold no object */
-    size_t owned_in_objects;     /* blocks the objects own, in object memory / elsewhere in the slot */
+    size_t owned_in_objects;     /* blocks the objects own, in object memory / in its other memory */
     size_t owned_in_buffers;
-    bool owned_outside;          /* an owned block outside the slot */
+    bool owned_outside;          /* an owned block outside the region's memory */
     bool unproven;               /* something the proof cannot account for (see above) */
     bool all_releasable;         /* every object's blocks known, and releasable ("Bulk teardown") */
     Py_ssize_t hidden;           /* rpy_hidden_references, summed */
@@ -170,15 +170,14 @@ static int visit_reference(PyObject *child, void *arg) {
  * size, where reading the header words cannot run past committed memory: riso_probe_size). */
 static inline void count_owned(void *block, void *arg) {
     proof_t *p = arg;
-    uintptr_t offset = (uintptr_t)block - p->scan.base;
-    if (offset >= p->scan.size) {
-        p->owned_outside = true;
-    } else if (riso_in_object_memory(&p->scan, block)) {
+    if (riso_in_object_memory(&p->scan, block)) {
         p->owned_in_objects++;
         if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter))
             p->unproven = true;
-    } else {
+    } else if (riso_in_buffer_memory(&p->scan, block)) {
         p->owned_in_buffers++;
+    } else {
+        p->owned_outside = true;
     }
 }
 

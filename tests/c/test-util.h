@@ -37,6 +37,18 @@ static inline region_t *new_region(const char *name) {
     return r;
 }
 
+/* The process's resident memory, in KiB (/proc/self/statm); 0 when it cannot be read. */
+#include <stdio.h>
+static inline long rss_kib(void) {
+    long pages = 0, resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
+        fclose(f);
+    }
+    return resident * 4;
+}
+
 /* Runs fn(arg) on a new thread and waits for it. */
 #include <pthread.h>
 static inline void *run_on_thread(void *(*fn)(void *), void *arg) {

@@ -1,6 +1,6 @@
-/* A slot's heaps outlive its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
+/* An arena keeps the heaps of its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
  * when only the destroying thread has allocated from a heap, destroy empties it, keeping one page per
- * size (patch 0007), and the slot's next region takes it; otherwise it is destroyed.  And a freed block is
+ * size (patch 0007), and the arena's next region takes it; otherwise it is destroyed.  And a freed block is
  * the next allocation's (patch 0008).  White-box: compiled with libregion's sources, to see
  * which heap a region got. */
 #include <stdlib.h>
@@ -38,22 +38,22 @@ static void same_thread_reuses_the_heaps(void **state) {
     (void)state;
     unsigned char **blocks = malloc(BLOCKS * sizeof *blocks);
     region_t *r = new_region("first");
-    unsigned slot = r->slot;
+    unsigned arena = r->arena_index;
     mi_heap_t *heap = r->heap;
     fill(r, blocks);
     check(r, blocks);
     assert_ok(region_destroy(r));
-    assert_ptr_equal(regions[slot].spare_heap, heap);   /* emptied and kept */
+    assert_ptr_equal(rheap_kept_top(arena), heap);   /* emptied and kept */
 
     region_t *next = new_region("next");
-    assert_int_equal(next->slot, slot);                 /* the slot free list is last in, first out */
+    assert_int_equal(next->arena_index, arena);         /* the arena a region left last comes first */
     assert_ptr_equal(next->heap, heap);
-    assert_null(regions[slot].spare_heap);
+    assert_null(rheap_kept_top(arena));
     region_stats_t s;
     assert_ok(region_stats(next, &s));
     assert_int_equal(s.blocks, 0);                      /* nothing of the first region is left */
     assert_int_equal(s.pages, 0);
-    fill(next, blocks);                                 /* the kept heap allocates again, in the slot */
+    fill(next, blocks);                                 /* the kept heap allocates again, in the arena */
     check(next, blocks);
     for (int i = 0; i < BLOCKS; i += 2) assert_ok(region_free(next, blocks[i]));
     assert_ok(region_destroy(next));
@@ -72,7 +72,7 @@ static bool count_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *
 
 #define PAGE_OF(p) ((uintptr_t)(p) >> 16)   /* small pages are 64 KiB, aligned */
 
-/* A reset heap keeps, empty, one page per size of small blocks its thread used; the slot's next
+/* A reset heap keeps, empty, one page per size of small blocks its thread used; the arena's next
  * region allocates there first, and the rest of the kept page is free blocks. */
 static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
     (void)state;
@@ -80,7 +80,7 @@ static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
     static const size_t kinds[] = {64, 200};
     void **blocks = malloc(2 * MANY * sizeof *blocks);
     region_t *r = new_region("pages");
-    unsigned slot = r->slot;
+    unsigned arena = r->arena_index;
     mi_heap_t *heap = r->heap;
     for (int i = 0; i < 2 * MANY; i++) assert_non_null(blocks[i] = region_alloc(r, kinds[i % 2]));
     region_stats_t s;
@@ -91,12 +91,12 @@ static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
     assert_ok(region_destroy(r));
 
     size_t counts[2] = {0, 0};   /* pages, blocks in use */
-    mi_heap_visit_blocks(regions[slot].spare_heap, false, count_page, counts);
+    mi_heap_visit_blocks(rheap_kept_top(arena), false, count_page, counts);
     assert_int_equal(counts[0], 2);   /* one per size, the others given back */
     assert_int_equal(counts[1], 0);   /* empty */
 
     region_t *next = new_region("next");
-    assert_int_equal(next->slot, slot);
+    assert_int_equal(next->arena_index, arena);
     assert_ptr_equal(next->heap, heap);
     /* (no region_stats here: its collect gives back pages with no block in use, kept ones too) */
     for (int i = 0; i < 2 * MANY; i++) {
@@ -171,18 +171,18 @@ static void a_live_theap_of_another_thread_means_destroy(void **state) {
     (void)state;
     helper_t h = {.r = new_region("shared"), .blocks = malloc(BLOCKS * sizeof(unsigned char *)),
                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-    unsigned slot = h.r->slot;
+    unsigned arena = h.r->arena_index;
     pthread_t t = fill_on_a_helper(&h, fill_then_wait);
     assert_ok(region_destroy(h.r));
-    assert_null(regions[slot].spare_heap);              /* the helper's theap is alive: destroyed */
+    assert_null(rheap_kept_top(arena));              /* the helper's theap is alive: destroyed */
     pthread_mutex_lock(&h.lock);
     h.may_exit = true;
     pthread_cond_broadcast(&h.cond);
     pthread_mutex_unlock(&h.lock);
     assert_int_equal(pthread_join(t, NULL), 0);
 
-    region_t *next = new_region("after");               /* a new heap for the slot, working */
-    assert_int_equal(next->slot, slot);
+    region_t *next = new_region("after");               /* a new heap in the arena, working */
+    assert_int_equal(next->arena_index, arena);
     fill(next, h.blocks);
     check(next, h.blocks);
     assert_ok(region_destroy(next));
@@ -193,7 +193,7 @@ static void a_live_theap_of_another_thread_means_destroy(void **state) {
  *
  * Each round a helper fills the region and ends, unjoined, while the main thread destroys it: the
  * helper's exit (abandoning its pages, freeing its theap) races the reset's check of the heap's
- * theaps.  Whichever wins, destroy must free everything and the slot's next region must work. */
+ * theaps.  Whichever wins, destroy must free everything and the arena's next region must work. */
 
 static void *fill_and_end(void *arg) {
     helper_t *h = arg;

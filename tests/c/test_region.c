@@ -204,9 +204,10 @@ static void configure_after_first_region_is_refused(void **state) {
     region_t *r = new_region("cfg");
     region_config_t c;
     region_get_config(&c);
-    assert_int_equal(c.slot_size, (size_t)4 << 30);
+    assert_int_equal(c.arena_size, (size_t)4 << 30);
+    assert_int_equal(c.max_arenas, 150);
     assert_status(region_configure(&c), REGION_ESTATE);
-    c.max_regions = 0;
+    c.max_arenas = 0;
     assert_status(region_configure(&c), REGION_EINVAL);
     assert_status(region_configure(NULL), REGION_EINVAL);
     assert_ok(region_destroy(r));

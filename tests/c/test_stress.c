@@ -1,8 +1,8 @@
-/* A million regions, made and destroyed (issue 17): resident memory stays flat once the slots are
+/* A million regions, made and destroyed (issue 17): resident memory stays flat once the arenas are
  * warm, ids are never reused, and a stale id or handle of the first region still gets its error.
  *
- * A window of WINDOW regions is alive at any time, so that many slots - each keeping its emptied
- * heaps for its next region (region/region.c, "Heaps") - take turns.  Each region gets raw blocks of
+ * A window of WINDOW regions is alive at any time, so that many records and arenas - each arena
+ * keeping emptied heaps for its next regions (region/region.c, "Heaps") - take turns.  Each region gets raw blocks of
  * mixed sizes, a realloc, a free, a handle and C objects.  REGION_STRESS_REGIONS sets how many
  * regions (default 1,000,000). */
 #include <stdio.h>
@@ -20,16 +20,6 @@
 #else
 #define RSS_SAYS_ANYTHING 1
 #endif
-
-static long rss_kib(void) {
-    long pages = 0, resident = 0;
-    FILE *f = fopen("/proc/self/statm", "r");
-    if (f) {
-        if (fscanf(f, "%ld %ld", &pages, &resident) != 2) resident = 0;
-        fclose(f);
-    }
-    return resident * 4;
-}
 
 static void trace_pair(const void *obj, region_visit_fn visit, void *ctx) {
     void *const *pair = obj;

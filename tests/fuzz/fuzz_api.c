@@ -295,7 +295,7 @@ static size_t pick_size(void) {
     switch (below(10)) {
     case 0: return 0;
     case 1: return REGION_MAX_BLOCK_SIZE + 1 + below(100);
-    case 2: return (size_t)100 << 20;                 /* more than the 64 MiB slot */
+    case 2: return (size_t)100 << 20;                 /* more than the 64 MiB arena */
     case 3: return 1024 + 1024 * below(64);           /* up to 64 KiB */
     default: return 1 + below(200);
     }
@@ -913,7 +913,7 @@ static void init_once(void) {
     static bool done;
     if (done) return;
     done = true;
-    region_config_t c = {.slot_size = (size_t)64 << 20, .max_regions = 8};
+    region_config_t c = {.arena_size = (size_t)64 << 20, .max_arenas = 16};   /* an arena per region */
     if (region_configure(&c) != REGION_OK) abort();
     block_checks = region_block_checks();
     self_actor = MAIN;

@@ -24,7 +24,7 @@
  *     tp_clear run.  The interpreter's collector and other regions' touch only COLLECTING objects
  *     (visit_decref, visit_reachable, visit_move), so a collection that starts inside one of ours
  *     (from a finalizer, or in another thread meanwhile) never touches our members.
- *   - Our visits touch only objects in this region's memory (in_scope: the slot, an address test),
+ *   - Our visits touch only objects in this region's memory (in_scope: the slices of its pages, an address test and a bit),
  *     so the COLLECTING objects of a collection paused elsewhere are never ours to count or move.
  * So gc.collecting is neither set nor checked here; only a second collection of the SAME region (from
  * one of its finalizers) is refused (collection.c, collect_region).
@@ -79,10 +79,9 @@
 /* The memory of the region being collected: set before each stretch of the collection that visits
  * references (no Python code runs inside one, so a collection nested in a finalizer cannot change it
  * under a visit). */
-static uintptr_t scope_base;
-static size_t scope_span;
+static const rpy_scope_t *scope;
 
-static inline bool in_scope(const void *op) { return (uintptr_t)op - scope_base < scope_span; }
+static inline bool in_scope(const void *op) { return rpy_scope_has(scope, op); }
 
 /* COLLECTING, and ours: what the copied visits below act on. */
 static inline int gc_is_collecting_here(PyObject *op, PyGC_Head *gc) { return gc_is_collecting(gc) && in_scope(op); }
@@ -703,7 +702,7 @@ static void handle_legacy_finalizers(PyThreadState *tstate, struct _gc_runtime_s
     gc_list_merge(finalizers, old);
 }
 
-void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *collected,
+void rpy_collect(rpy_gclist_t *list, rpy_scope_t *region_scope, Py_ssize_t *collected,
                  Py_ssize_t *uncollectable) {
     PyThreadState *tstate = _PyThreadState_GET();
     struct _gc_runtime_state *gcstate = &tstate->interp->gc;
@@ -713,7 +712,7 @@ void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *
     PyErr_Fetch(&saved_type, &saved_value, &saved_tb);
 
     /* No Python code runs from here to the weakref callbacks. */
-    scope_base = (uintptr_t)base, scope_span = span;
+    scope = region_scope;
     deduce_unreachable(young, &unreachable);
     untrack_atomic_containers(young);                    /* the survivors, as a full collection does */
     gc_list_init(&finalizers);
@@ -721,7 +720,8 @@ void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *
     move_legacy_finalizer_reachable(&finalizers);
     handle_weakrefs(&unreachable, young);                 /* callbacks run (flags cleared first) */
     finalize_garbage(tstate, &unreachable);
-    scope_base = (uintptr_t)base, scope_span = span;     /* a finalizer may have collected elsewhere */
+    region_scope->refresh(region_scope);   /* a finalizer may have allocated in the region */
+    scope = region_scope;                  /* ... and collected elsewhere */
     handle_resurrected_objects(&unreachable, &final_unreachable, young);
     *collected = gc_list_size(&final_unreachable);
     delete_garbage(tstate, &final_unreachable, young);

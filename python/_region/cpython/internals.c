@@ -1207,10 +1207,8 @@ void rpy_keys_freelist_refill(void) {
 }
 
 static inline bool spare_is_wrong(const rpy_spare_rule_t *rule, const void *table, bool on_top) {
-    uintptr_t at = (uintptr_t)table;
-    bool here = at - rule->here < rule->here_size;
-    if (at - rule->regions < rule->regions_size) return !here;
-    return on_top && rule->here_size != 0;
+    if ((uintptr_t)table - rule->regions < rule->regions_size) return rule->region_of(table) != rule->here;
+    return on_top && rule->here != NULL;
 }
 
 void rpy_keys_freelist_replace(const rpy_spare_rule_t *rule) {

@@ -56,14 +56,31 @@ void rpy_gclist_merge_into_oldest(rpy_gclist_t *from);
 /* New GC-tracked objects go to `list` instead of the youngest generation (NULL: back to normal). */
 void rpy_tracking_redirect(rpy_gclist_t *list);
 
+/* The memory a region collection calls its region's: the 64 KiB slices of [base, base + size) that
+ * `bits` marks (bit i: slice `first` + i).  refresh(scope) makes it anew: code that ran (a finalizer)
+ * may have given the region new pages. */
+typedef struct rpy_scope {
+    uintptr_t base;
+    size_t size;
+    const uint64_t *bits;
+    uintptr_t first;
+    size_t count;
+    void (*refresh)(struct rpy_scope *scope);
+} rpy_scope_t;
+
+static inline bool rpy_scope_has(const rpy_scope_t *scope, const void *p) {
+    uintptr_t offset = (uintptr_t)p - scope->base;
+    uintptr_t bit = (offset >> 16) - scope->first;   /* wraps to a huge value below first */
+    return offset < scope->size && bit < scope->count && (scope->bits[bit >> 6] >> (bit & 63) & 1);
+}
+
 /* Collects the cycles of `list` alone, the way the interpreter collects a generation (collector.c):
  * *collected is the number of unreachable objects freed, *uncollectable those kept for a legacy
- * finalizer (appended to gc.garbage).  The list's members are the objects in [base, base + span).
+ * finalizer (appended to gc.garbage).  The list's members are the objects in `scope`.
  * Runs finalizers and weakref callbacks (arbitrary code).  Safe while other collections run (the
  * interpreter's in any thread, other lists'), never while one of the same list does: the caller
  * refuses that. */
-void rpy_collect(rpy_gclist_t *list, const void *base, size_t span, Py_ssize_t *collected,
-                 Py_ssize_t *uncollectable);
+void rpy_collect(rpy_gclist_t *list, rpy_scope_t *scope, Py_ssize_t *collected, Py_ssize_t *uncollectable);
 
 /* The interpreter's youngest generation. */
 rpy_gclist_t *rpy_generation0(void);
@@ -330,15 +347,16 @@ static inline bool rpy_keys_freelist_intact(PyInterpreterState *interp) {
 void rpy_keys_freelist_bind(void *(*alloc)(size_t size), void (*release)(void *table));
 void rpy_keys_freelist_refill(void);
 
-/* Which spare tables a context change replaces, by address alone (the loop runs over every spare at
- * each block entry and exit, so it makes no call per spare): a table in region memory,
- * [regions, regions + regions_size), outside the current context's, [here, here + here_size), is
- * wrong wherever it is; the top one (the next pop takes it) is wrong unless it is the current
- * context's memory - here_size 0: the context is ordinary memory, which any table outside region
- * memory is. */
+/* Which spare tables a context change replaces (the loop runs over every spare at each block entry
+ * and exit, so a spare outside region memory costs a range test and no call): a table in region
+ * memory, [regions, regions + regions_size), that is not the current context's region's (region_of
+ * tells, `here` is the context's region) is wrong wherever it is; the top one (the next pop takes it)
+ * is wrong unless it is the current context's memory - `here` NULL: the context is ordinary memory,
+ * which any table outside region memory is. */
 typedef struct rpy_spare_rule {
     uintptr_t regions, regions_size;
-    uintptr_t here, here_size;
+    const void *here;
+    const void *(*region_of)(const void *table);
 } rpy_spare_rule_t;
 
 /* Replaces every spare table the rule calls wrong with one from the current context. */

@@ -235,6 +235,8 @@ mi_decl_export void mi_heap_delete(mi_heap_t* heap);            // move live blo
 mi_decl_export void mi_heap_destroy(mi_heap_t* heap);           // free all live blocks
 mi_decl_export bool mi_heap_reset(mi_heap_t* heap);             // region patch: free all live blocks, keep the heap (false: not done, see heap.c)
 mi_decl_export void mi_heap_collect_frees(mi_heap_t* heap);     // region patch: mi_heap_collect(heap, false) less all but folding in pending frees (theap.c)
+mi_decl_export void  mi_heap_set_data(mi_heap_t* heap, void* data);  // region patch: an embedder's pointer kept with the heap (heap.c)
+mi_decl_export void* mi_heap_get_data(const mi_heap_t* heap);        // region patch: what mi_heap_set_data stored, NULL before
 mi_decl_export void mi_heap_set_numa_affinity(mi_heap_t* heap, int numa_node);
 mi_decl_export void mi_heap_collect(mi_heap_t* heap, bool force);
 

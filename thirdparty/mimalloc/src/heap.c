@@ -285,6 +285,16 @@ bool mi_heap_reset(mi_heap_t* heap) {
   return true;
 }
 
+// region patch: one pointer of the embedder's per heap, so that mi_heap_of(p) leads to the embedder's
+// own record of the heap (libregion: its region) in two loads.  Atomic: read from any thread.
+void mi_heap_set_data(mi_heap_t* heap, void* data) {
+  mi_atomic_store_ptr_release(void, &heap->data, data);
+}
+
+void* mi_heap_get_data(const mi_heap_t* heap) {
+  return mi_atomic_load_ptr_acquire(void, &((mi_heap_t*)heap)->data);
+}
+
 mi_heap_t* mi_heap_of(const void* p) {
   mi_page_t* page = _mi_safe_ptr_page(p);
   if (page==NULL) return NULL;

@@ -45,7 +45,7 @@ mi_decl_thread mi_thread_locals_t* mi_thread_locals = &mi_thread_locals_empty;  
 #if MI_SIZE_BITS < 64
 #define MI_TLS_IDX_BITS     (MI_SIZE_BITS/2)      // half for the index, half for the version
 #else
-#define MI_TLS_IDX_BITS     (MI_SIZE_BITS/4)      // 16 bits for the index, 48 bits for the version
+#define MI_TLS_IDX_BITS     (3*MI_SIZE_BITS/8)    // region patch: 24 bits for the index, 40 bits for the version (a heap takes one index: 16 bits allowed 65,535 heaps at once)
 #endif
 #define MI_TLS_IDX_MASK     ((MI_ZU(1)<<MI_TLS_IDX_BITS)-1)
 #define MI_TLS_IDX_MAX      MI_TLS_IDX_MASK
@@ -77,11 +77,8 @@ static mi_thread_locals_t* mi_thread_locals_expand(size_t least_idx) {
     tls_old = NULL; // so we allocate fresh from mi_thread_locals_empty
     count = 16;     // start with 16 slots
   } 
-  else if (count_old >= 1024) {
-    count = count_old + 1024;  // at some point increase linearly
-  }
   else {
-    count = 2*count_old;       // and double initially
+    count = 2*count_old;       // region patch: always double (growing by 1024 copied the array once per 1024 heaps: quadratic in the heaps a thread uses)
   }
   if (count <= least_idx) {   
     count = least_idx + 1;

@@ -567,6 +567,7 @@ typedef size_t mi_thread_local_t;
 
 typedef struct mi_heap_s {
   mi_subproc_t*         subproc;                        // a heap belongs to a subprocess
+  _Atomic(void*)        data;                           // region patch: the embedder's pointer (mi_heap_set_data), NULL at first
   size_t                heap_seq;                       // unique sequence number for heaps in this subprocess
   mi_heap_t*            next;                           // list of heaps in this subprocess
   mi_heap_t*            prev;
