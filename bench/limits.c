@@ -1,10 +1,11 @@
 /* limits.c - the runtime's limits and fixed costs, measured (docs/design.md, "Limits").
  *
- *   live regions      how many regions can be alive at once (default configuration)
+ *   live regions      100,000 regions alive at once (20,000 with --quick), each holding one block:
+ *                     the time to make each, and the resident memory each costs empty and with its
+ *                     block (heap structs, page info, theap, first page; the arenas are shared)
  *   create+destroy    time for an empty region's whole life
- *   fixed memory      resident memory a new region holding one block costs (heap structs, theaps,
- *                     page info, first page): in slots never used, then in slots a region used before
- *                     (whose emptied heaps the next region takes: region.c, "Heaps")
+ *   fixed memory      the same memory figures for 100 regions in arenas whose earlier regions left
+ *                     their emptied heaps for the next ones (region.c, "Heaps")
  *   region_of         cost of a pointer -> region lookup
  *   alloc ratio       region_alloc vs raw mi_heap_malloc in the same mimalloc, 1M x 48 B then bulk destroy
  *
@@ -56,13 +57,30 @@ static void die(const char *what) {
 
 /* ---- live regions ---- */
 
-static int max_live_regions(void) {
-    static region_t *live[1000];
-    int n = 0;
-    while (n < 1000 && region_create(NULL, &live[n]) == REGION_OK) n++;
-    if (region_last_status() != REGION_ELIMIT) die("expected REGION_ELIMIT");
-    for (int i = 0; i < n; i++) region_destroy(live[i]);
-    return n;
+typedef struct fixed_kib {
+    double empty, one_block;   /* per region: made, then after its first 16-byte block */
+    double create_us;          /* per region, made while the others live */
+} fixed_kib_t;
+
+/* count regions made and kept alive, then a 16-byte block in each, then all destroyed. */
+static fixed_kib_t live_regions(int count) {
+    region_t **rs = malloc((size_t)count * sizeof *rs);
+    if (!rs) die("malloc");
+    region_trim();
+    long before = rss_kib();
+    double start = now_s();
+    for (int i = 0; i < count; i++)
+        if (region_create(NULL, &rs[i]) != REGION_OK) die("create");
+    double made_s = now_s() - start;
+    long made = rss_kib();
+    for (int i = 0; i < count; i++)
+        if (!region_alloc(rs[i], 16)) die("alloc");
+    long after = rss_kib();
+    for (int i = 0; i < count; i++)
+        if (region_destroy(rs[i]) != REGION_OK) die("destroy");
+    free(rs);
+    region_trim();
+    return (fixed_kib_t){(double)(made - before) / count, (double)(after - before) / count, made_s / count * 1e6};
 }
 
 /* ---- create + destroy ---- */
@@ -80,27 +98,6 @@ static summary_t create_destroy_us(int reps) {
         t[i] = (now_s() - start) / 100 * 1e6;
     }
     return summarize(t, reps);
-}
-
-/* ---- fixed memory ---- */
-
-typedef struct fixed_kib {
-    double empty, one_block;   /* per region: made, then after its first 16-byte block */
-} fixed_kib_t;
-
-static fixed_kib_t fixed_kib_per_region(int count) {
-    region_t *rs[150];
-    region_trim();
-    long before = rss_kib();
-    for (int i = 0; i < count; i++)
-        if (region_create(NULL, &rs[i]) != REGION_OK) die("create");
-    long made = rss_kib();
-    for (int i = 0; i < count; i++)
-        if (!region_alloc(rs[i], 16)) die("alloc");
-    long after = rss_kib();
-    for (int i = 0; i < count; i++) region_destroy(rs[i]);
-    region_trim();
-    return (fixed_kib_t){(double)(made - before) / count, (double)(after - before) / count};
 }
 
 /* ---- lookup ---- */
@@ -150,7 +147,7 @@ static double raw_run(size_t n, mi_arena_id_t arena) {
 }
 
 static summary_t alloc_ratio(int reps, size_t n) {
-    /* The raw baseline gets an exclusive arena of its own, like a region's slot. */
+    /* The raw baseline gets an exclusive arena of its own, as the first regions do. */
     size_t size = (size_t)4 << 30, align = (size_t)64 << 20;
     char *p = mmap(NULL, size + align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     char *base = (char *)(((uintptr_t)p + align - 1) & ~(align - 1));
@@ -178,33 +175,35 @@ int main(int argc, char **argv) {
     size_t n = quick ? 200000 : 1000000;
 
     /* The process's first region pays for the runtime (the reservation, mimalloc's own state): made
-     * and kept aside, so that the next 100 measure slots never used before, and nothing else. */
+     * and kept aside, so that the live regions measure regions and nothing else. */
+    int live = quick ? 20000 : 100000;
     region_t *first;
     if (region_create(NULL, &first) != REGION_OK || !region_alloc(first, 16)) die("first region");
-    fixed_kib_t fixed = fixed_kib_per_region(100);
+    fixed_kib_t fixed = live_regions(live);
     region_destroy(first);
-    int live = max_live_regions();
-    fixed_kib_t fixed_reused = fixed_kib_per_region(100);   /* every slot has been used now */
+    fixed_kib_t fixed_reused = live_regions(100);   /* the arenas keep emptied heaps now */
     summary_t life = create_destroy_us(reps);
     summary_t lookup = lookup_ns(reps);
     summary_t ratio = alloc_ratio(reps, n);
 
     printf("| measure | median | spread (min..max) |\n|---|---|---|\n");
-    printf("| regions alive at once (default config) | %d | - |\n", live);
+    printf("| regions alive at once, each holding one block (all made; no limit but memory) | %d | - |\n", live);
+    printf("| making each of them, the others alive | %.2f us | - |\n", fixed.create_us);
+    printf("| resident memory of each: empty / holding one block | %.1f / %.1f KiB | - |\n", fixed.empty,
+           fixed.one_block);
+    printf("| the same for 100 regions in arenas that kept their earlier regions' heaps | %.1f / %.1f KiB | - |\n",
+           fixed_reused.empty, fixed_reused.one_block);
     printf("| empty region create + 1 alloc + destroy | %.2f us | %.2f..%.2f us |\n", life.median, life.min, life.max);
-    printf("| resident memory of a new region in a fresh slot: empty / holding one block (100 regions) | %.0f / %.0f KiB | - |\n",
-           fixed.empty, fixed.one_block);
-    printf("| the same in slots used before | %.0f / %.0f KiB | - |\n", fixed_reused.empty, fixed_reused.one_block);
     printf("| region_of(p) lookup | %.2f ns | %.2f..%.2f ns |\n", lookup.median, lookup.min, lookup.max);
     printf("| region_alloc / mi_heap_malloc, %zu x 48 B + destroy | %.3fx | %.3f..%.3fx |\n", n, ratio.median,
            ratio.min, ratio.max);
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) { perror(json); return 1; }
-        fprintf(f, "{\"live_regions\": %d, \"create_destroy_us\": [%.3f, %.3f, %.3f], "
+        fprintf(f, "{\"live_regions\": %d, \"live_create_us\": %.3f, \"create_destroy_us\": [%.3f, %.3f, %.3f], "
                    "\"fixed_kib\": [%.1f, %.1f], \"fixed_kib_reused\": [%.1f, %.1f], \"lookup_ns\": [%.3f, %.3f, %.3f], "
                    "\"alloc_ratio\": [%.4f, %.4f, %.4f], \"reps\": %d, \"blocks\": %zu}\n",
-                live, life.median, life.min, life.max, fixed.empty, fixed.one_block, fixed_reused.empty,
+                live, fixed.create_us, life.median, life.min, life.max, fixed.empty, fixed.one_block, fixed_reused.empty,
                 fixed_reused.one_block, lookup.median, lookup.min, lookup.max,
                 ratio.median, ratio.min, ratio.max, reps, n);
         fclose(f);

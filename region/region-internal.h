@@ -246,9 +246,7 @@ bool rregion_id_was_made(uint64_t id);
  * the arena range test, then mimalloc's page map.  Any thread; reads no byte of p's page but the
  * page's header, which mimalloc keeps while the page map names it. */
 static inline region_t *rregion_of_page(const void *p) {
-    if (rarena_index_of(p) < 0) return NULL;
-    mi_heap_t *heap = mi_heap_of(p);
-    return heap ? (region_t *)mi_heap_get_data(heap) : NULL;
+    return rarena_index_of(p) < 0 ? NULL : (region_t *)mi_heap_data_of(p);
 }
 
 /* The live region holding p (region_of without the public wrapper). */

@@ -295,6 +295,14 @@ void* mi_heap_get_data(const mi_heap_t* heap) {
   return mi_atomic_load_ptr_acquire(void, &((mi_heap_t*)heap)->data);
 }
 
+// region patch: mi_heap_get_data(mi_heap_of(p)) in one call, for a lookup on every free
+void* mi_heap_data_of(const void* p) {
+  mi_page_t* page = _mi_safe_ptr_page(p);
+  if (page==NULL) return NULL;
+  mi_heap_t* heap = mi_page_heap(page);
+  return (heap==NULL ? NULL : mi_atomic_load_ptr_acquire(void, &heap->data));
+}
+
 mi_heap_t* mi_heap_of(const void* p) {
   mi_page_t* page = _mi_safe_ptr_page(p);
   if (page==NULL) return NULL;
