@@ -29,7 +29,7 @@ import time
 
 from benchreport import machine, publish_goals, run_worker_record, summary
 
-IN_FLIGHT = 128
+IN_FLIGHT = 10_000
 
 BODY = json.dumps({
     "user": {"id": 7321, "name": "Ada Lovelace", "tags": ["admin", "beta", "eu"]},

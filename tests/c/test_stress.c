@@ -86,8 +86,39 @@ static void a_million_regions_hold_memory_flat(void **state) {
     assert_null(target);
 }
 
+/* Many regions alive at once (REGION_STRESS_LIVE, default 20,000; bench/limits.c makes 100,000),
+ * sharing arenas: each block is found in its own region, each region by its id, and destroying them
+ * gives the memory back to the arenas for the next ones. */
+static void thousands_of_regions_alive_at_once(void **state) {
+    (void)state;
+    const char *env = getenv("REGION_STRESS_LIVE");
+    unsigned live = env ? (unsigned)strtoul(env, NULL, 10) : 20000u;
+    region_t **rs = malloc(live * sizeof *rs);
+    void **blocks = malloc(live * sizeof *blocks);
+    assert_non_null(rs);
+    assert_non_null(blocks);
+    for (int round = 0; round < 2; round++) {
+        for (unsigned i = 0; i < live; i++) {
+            rs[i] = new_region("live");
+            blocks[i] = region_alloc(rs[i], 16 + i % 512);
+            assert_non_null(blocks[i]);
+            memset(blocks[i], (int)i, 16);
+        }
+        for (unsigned i = 0; i < live; i++) {
+            assert_ptr_equal(region_of(blocks[i]), rs[i]);
+            assert_ptr_equal(region_from_id(region_id(rs[i])), rs[i]);
+            assert_int_equal(((unsigned char *)blocks[i])[15], (unsigned char)i);
+        }
+        for (unsigned i = 0; i < live; i++) assert_ok(region_destroy(rs[i]));
+        for (unsigned i = 0; i < live; i += live / 100) assert_null(region_of(blocks[i]));
+    }
+    free(rs);
+    free(blocks);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(thousands_of_regions_alive_at_once),
         cmocka_unit_test(a_million_regions_hold_memory_flat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
