@@ -6,13 +6,15 @@
  * both (docs/design.md, "NUMA").
  *
  * WHICH ARENA A REGION GETS: each arena serves one binding (node and policy) at a time, set when a
- * binding takes it.  A new region goes to the arena of its binding that has the fewest live regions;
- * among equals the one a region left last (its memory is warm, and the heaps that region left are
- * kept there: region/region.c, "Heaps").  While every one of them has a region and the binding holds
- * fewer than rarena_share_threshold() arenas, it takes one more (never used first, else one with no live region, rebound).  So the first
- * regions get an arena each, as many as the threshold allows, and later ones share, spread evenly:
- * regions sharing an arena share its size, which bounds what they can hold together.  The threshold
- * is a quarter of the arenas, so that one binding cannot take them all from the others.
+ * binding takes it.
+ *   - While each arena of the binding holds a region and the binding holds fewer than
+ *     rarena_share_threshold() arenas (a quarter of them, so that one binding cannot take them all
+ *     from the others), it takes one more: never used first, else one with no live region, rebound.
+ *     So the first regions get an arena each.
+ *   - Otherwise the region shares: it goes to the arena a region of its binding left last, whose
+ *     memory is warm and which keeps the heaps that region left (region/region.c, "Heaps"), unless
+ *     that arena holds more than RARENA_SLACK live regions more than the least used one; then to the
+ *     least used.  Regions sharing an arena share its size, which bounds what they hold together.
  *
  * INVARIANTS
  *   - An arena is registered with mimalloc at most once (mimalloc 3.4 has no way to unregister, and
@@ -56,6 +58,11 @@ static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
 static rarena_arena_t *arenas;
 static unsigned next_fresh;   /* arenas [next_fresh, arena_count) were never used */
 static long last_given = -1;  /* the arena a region left last: warm, and holding its kept heaps */
+
+/* How many more live regions than the least used arena of its binding the arena a region just left
+ * may hold and still be the next region's: a region per request closes one and makes the next, and
+ * only that arena keeps the closed one's heaps and pages (region/region.c, "Heaps"). */
+#define RARENA_SLACK(least) (4 + (least) / 8)
 
 /* ---- mimalloc configuration ---- */
 
@@ -178,10 +185,12 @@ region_status rarena_take(int node, region_binding binding, unsigned *index, mi_
     for (unsigned i = 0; i < next_fresh; i++) {
         if (!serves(&arenas[i], node, binding)) continue;
         held++;
-        if (best < 0 || arenas[i].regions < arenas[best].regions ||
-            (arenas[i].regions == arenas[best].regions && (long)i == last_given))
-            best = i;
+        if (best < 0 || arenas[i].regions < arenas[best].regions) best = i;
     }
+    /* The arena a region just left, unless it holds more than its share (WHICH ARENA, above) */
+    if (best >= 0 && last_given >= 0 && serves(&arenas[last_given], node, binding) &&
+        arenas[last_given].regions <= arenas[best].regions + RARENA_SLACK(arenas[best].regions))
+        best = last_given;
     if ((best < 0 || arenas[best].regions > 0) && held < rarena_share_threshold()) {
         long unused = unused_arena();
         if (unused >= 0) {
