@@ -66,7 +66,7 @@ def pytest_runtest_call(item):
         return (yield)
     try:
         r = _region_module.region(f"test:{item.name}"[:60])
-    except _region_module.RegionError as error:   # every slot taken (regions whose objects live on)
+    except (_region_module.RegionError, MemoryError) as error:   # out of memory, or no arena for the binding
         if not getattr(item.config, "_region_plugin_warned", False):
             item.config._region_plugin_warned = True
             item.warn(pytest.PytestWarning(f"region.pytest_plugin: {error}; this test and the next ones "
