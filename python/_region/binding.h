@@ -97,6 +97,7 @@ typedef struct rpy_region {
     Py_ssize_t refs;
     struct RegionObject *proxies[RPY_MAX_GILS];   /* by binding_gil(); borrowed */
     struct rpy_region *open_next, *open_prev;      /* the open regions (membership.c), binding_lock */
+    uint64_t foreach_walk;     /* membership.c's one-by-one walk that last called back for it */
 } rpy_region_t;
 
 /* region.Region: one per region and GIL (every interpreter that shares a GIL shares its Region

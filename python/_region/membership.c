@@ -133,17 +133,42 @@ void membership_blocks_closed(void) {
     membership_route_held();
 }
 
-void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {
-    size_t n = 0, capacity = 0;
-    rpy_region_t **open = NULL;
+/* Out of memory for membership_foreach's array: one record at a time, each marked with this walk's
+ * number so that it is called once (new records join at the head, so the search restarts there). */
+static void foreach_one_by_one(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {
+    static uint64_t walks;   /* under binding_lock */
     binding_lock();
-    for (rpy_region_t *rec = open_regions; rec; rec = rec->open_next) capacity++;
-    open = capacity ? PyMem_RawMalloc(capacity * sizeof *open) : NULL;
+    uint64_t walk = ++walks;
+    binding_unlock();
+    for (;;) {
+        binding_lock();
+        rpy_region_t *rec = open_regions;
+        while (rec && rec->foreach_walk == walk) rec = rec->open_next;
+        if (rec) {
+            rec->foreach_walk = walk;
+            rec->refs++;
+        }
+        binding_unlock();
+        if (!rec) return;
+        fn(rec, arg);
+        record_unref(rec);
+    }
+}
+
+void membership_foreach(void (*fn)(rpy_region_t *rec, void *arg), void *arg) {
+    size_t n = 0, count = 0;
+    binding_lock();
+    for (rpy_region_t *rec = open_regions; rec; rec = rec->open_next) count++;
+    rpy_region_t **open = count ? PyMem_RawMalloc(count * sizeof *open) : NULL;   /* raw: no hook, no GIL */
     for (rpy_region_t *rec = open_regions; rec && open; rec = rec->open_next) {
         rec->refs++;
         open[n++] = rec;
     }
     binding_unlock();
+    if (count && !open) {
+        foreach_one_by_one(fn, arg);
+        return;
+    }
     for (size_t i = 0; i < n; i++) fn(open[i], arg);
     for (size_t i = 0; i < n; i++) record_unref(open[i]);
     PyMem_RawFree(open);
