@@ -49,13 +49,13 @@ region_status rarena_init(size_t arena_size, unsigned arena_count);
 /* True once rarena_init() succeeded. */
 bool rarena_ready(void);
 
-/* An arena for one more region with this binding: *index and its mimalloc arena id.  The arenas of
- * one binding are shared by least use (live regions); a binding takes an arena of its own - one
- * never used, or one whose regions all ended, rebound - while it has fewer than
- * rarena_share_threshold() arenas and each holds a region.  REGION_ELIMIT when no arena has or can
- * take this binding; REGION_EBIND or REGION_EOS (errno set) when binding a new arena failed.
- * Thread-safe. */
-region_status rarena_take(int node, region_binding binding, unsigned *index, mi_arena_id_t *arena);
+/* An arena for one more region with this binding: *index and its mimalloc arena id.  A binding
+ * takes an arena of its own - one never used, or one whose regions all ended, rebound - while it has
+ * fewer than rarena_share_threshold() arenas and each holds a region; after that its regions share
+ * them: `preferred` (an arena index, or -1) unless it holds a few live regions more than the least
+ * used, else the least used.  REGION_ELIMIT when no arena has or can take this binding; REGION_EBIND
+ * or REGION_EOS (errno set) when binding a new arena failed.  Thread-safe. */
+region_status rarena_take(int node, region_binding binding, long preferred, unsigned *index, mi_arena_id_t *arena);
 
 /* One region of the arena ended; its committed pages stay for the next user.  Thread-safe. */
 void rarena_give(unsigned index);

@@ -11,10 +11,10 @@
  *     rarena_share_threshold() arenas (a quarter of them, so that one binding cannot take them all
  *     from the others), it takes one more: never used first, else one with no live region, rebound.
  *     So the first regions get an arena each.
- *   - Otherwise the region shares: it goes to the arena a region of its binding left last, whose
- *     memory is warm and which keeps the heaps that region left (region/region.c, "Heaps"), unless
- *     that arena holds more than RARENA_SLACK live regions more than the least used one; then to the
- *     least used.  Regions sharing an arena share its size, which bounds what they hold together.
+ *   - Otherwise the region shares: it goes to the arena its caller prefers - the region layer's
+ *     choice: the one where the calling thread last left a region's heaps, warm and kept for it
+ *     (region/region.c, "Heaps") - unless that arena holds more than RARENA_SLACK live regions more
+ *     than the least used one; then to the least used.  Regions sharing an arena share its size, which bounds what they hold together.
  *
  * INVARIANTS
  *   - An arena is registered with mimalloc at most once (mimalloc 3.4 has no way to unregister, and
@@ -57,11 +57,10 @@ static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t arena_lock = PTHREAD_MUTEX_INITIALIZER;
 static rarena_arena_t *arenas;
 static unsigned next_fresh;   /* arenas [next_fresh, arena_count) were never used */
-static long last_given = -1;  /* the arena a region left last: warm, and holding its kept heaps */
-
-/* How many more live regions than the least used arena of its binding the arena a region just left
+static bool mimalloc_full;    /* mimalloc refused to register an arena: no fresh one can be used */
+/* How many more live regions than the least used arena of its binding the caller's preferred arena
  * may hold and still be the next region's: a region per request closes one and makes the next, and
- * only that arena keeps the closed one's heaps and pages (region/region.c, "Heaps"). */
+ * only the arena the closed one left keeps its heaps and pages (region/region.c, "Heaps"). */
 #define RARENA_SLACK(least) (4 + (least) / 8)
 
 /* ---- mimalloc configuration ---- */
@@ -133,8 +132,9 @@ static region_status register_arena(unsigned index) {
                                      /*numa_node*/ -1, /*exclusive*/ true, &a->id);
     if (!ok) {
         /* mimalloc's own arena table is full (other arenas in our private copy); the arena stays
-         * untouched and usable later only in theory, so treat the pool as exhausted. */
+         * untouched and usable later only in theory, so only registered arenas are used from now. */
         errno = ENOSPC;
+        mimalloc_full = true;
         return REGION_ELIMIT;
     }
     a->registered = true;
@@ -171,13 +171,13 @@ static region_status adopt(unsigned index, int node, region_binding binding) {
 /* An arena no region uses that the binding can take, or -1: one never used first (no pages to move),
  * else one whose regions all ended. */
 static long unused_arena(void) {
-    if (next_fresh < rarena_reservation.arena_count) return next_fresh;
+    if (next_fresh < rarena_reservation.arena_count && !mimalloc_full) return next_fresh;
     for (unsigned i = 0; i < next_fresh; i++)
         if (arenas[i].regions == 0) return i;
     return -1;
 }
 
-region_status rarena_take(int node, region_binding binding, unsigned *index, mi_arena_id_t *id) {
+region_status rarena_take(int node, region_binding binding, long preferred, unsigned *index, mi_arena_id_t *id) {
     region_status status = REGION_OK;
     pthread_mutex_lock(&arena_lock);
     long best = -1;
@@ -187,10 +187,11 @@ region_status rarena_take(int node, region_binding binding, unsigned *index, mi_
         held++;
         if (best < 0 || arenas[i].regions < arenas[best].regions) best = i;
     }
-    /* The arena a region just left, unless it holds more than its share (WHICH ARENA, above) */
-    if (best >= 0 && last_given >= 0 && serves(&arenas[last_given], node, binding) &&
-        arenas[last_given].regions <= arenas[best].regions + RARENA_SLACK(arenas[best].regions))
-        best = last_given;
+    /* The caller's arena, unless it holds more than its share (WHICH ARENA, above) */
+    if (best >= 0 && preferred >= 0 && (unsigned)preferred < next_fresh &&
+        serves(&arenas[preferred], node, binding) &&
+        arenas[preferred].regions <= arenas[best].regions + RARENA_SLACK(arenas[best].regions))
+        best = preferred;
     if ((best < 0 || arenas[best].regions > 0) && held < rarena_share_threshold()) {
         long unused = unused_arena();
         if (unused >= 0) {
@@ -217,7 +218,6 @@ void rarena_give(unsigned index) {
     pthread_mutex_lock(&arena_lock);
     assert(arenas[index].regions > 0);
     arenas[index].regions--;
-    last_given = index;
     pthread_mutex_unlock(&arena_lock);
 }
 

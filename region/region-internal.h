@@ -236,8 +236,8 @@ region_status rcollect_check_idle(const region_t *r, const char *what);
 
 /* ---- region.c ---- */
 
-/* The raw-block heap the arena keeps on top for its next region (region.c, "Heaps"), or NULL. */
-mi_heap_t *rheap_kept_top(unsigned arena_index);
+/* Whether the arena keeps heap, emptied, for a next region (region.c, "Heaps"). */
+bool rheap_kept(unsigned arena_index, const mi_heap_t *heap);
 
 /* Whether id was ever a region's id: its record exists and has reached id's generation (IDS above). */
 bool rregion_id_was_made(uint64_t id);

@@ -142,7 +142,7 @@ static void init_struct(region_t *r, const region_options_t *o, uint64_t id) {
     r->phase = RCOLLECT_IDLE;
     r->object_stamp = robject_stamp_of(__atomic_add_fetch(&serial, 1, __ATOMIC_RELAXED));
     r->root = NULL;
-    r->host = NULL;
+    __atomic_store_n(&r->host, NULL, __ATOMIC_RELAXED);   /* read atomically: rhost_record */
     memset(r->host_counts, 0, sizeof r->host_counts);
     memset(&r->handles, 0, sizeof r->handles);
     robjects_init(r);
@@ -153,60 +153,89 @@ static void init_struct(region_t *r, const region_options_t *o, uint64_t id) {
  * Destroying a region frees every block of its heaps at once.  When only the destroying thread has
  * allocated from a heap since it was last emptied, mimalloc (patch 0004, mi_heap_reset) empties it
  * and keeps it - the heap, its page info in the arena, the thread's theap and, emptied, one of its
- * pages per size of small blocks (patch 0007) - and a later region of the same arena takes it: no
- * heap to free and make again, no page to take from the arena and give back for each size a short
- * region allocates.  Otherwise, or when the arena keeps SPARES_PER_ARENA of that kind already, the
- * heap is destroyed and a later region makes a new one.  An arena's heaps allocate only in it, so
- * whichever region takes them allocates where its binding says; a kept page is the arena's memory,
- * placed by the arena's NUMA policy, which mbind moves with the rest of the arena when another
- * binding takes it (arena/numa.c).  A heap points back to its region (mi_heap_set_data), and to
- * nothing while it is kept. */
+ * pages per size of small blocks (patch 0007) - and the arena keeps it for that thread's next region
+ * there: no heap to free and make again, no page to take from the arena and give back for each size a
+ * short region allocates.  A kept heap is warm only for the thread that emptied it (its theap and
+ * pages are that thread's; another thread would make a theap of its own, and the next reset would
+ * find two and refuse), so it goes only to a region made by that thread, and the arena where a thread
+ * last left heaps is the one it asks the arena layer for (rarena_take's `preferred`).  An arena keeps
+ * SPARES_PER_ARENA heaps of each kind; when it is full the oldest is destroyed to make room, so that
+ * heaps kept for threads that have ended give way.  A heap mimalloc cannot reset is destroyed, and a
+ * later region makes a new one.  An arena's heaps allocate only in it, so whichever region takes them
+ * allocates where its binding says; a kept page is the arena's memory, placed by the arena's NUMA
+ * policy, which mbind moves with the rest of the arena when another binding takes it
+ * (arena/numa.c).  A heap points back to its region (mi_heap_set_data), and to nothing while kept. */
 
 enum { HEAP_RAW, HEAP_OBJECT, HEAP_DETACHED, HEAP_KINDS };
 #define SPARES_PER_ARENA 16
 
+typedef struct spare_heap {
+    mi_heap_t *heap;
+    uint64_t thread;           /* the token of the thread that emptied it (its theap is kept) */
+} spare_heap_t;
+
 typedef struct spare_heaps {
-    mi_heap_t *heaps[HEAP_KINDS][SPARES_PER_ARENA];
+    spare_heap_t kept[HEAP_KINDS][SPARES_PER_ARENA];   /* oldest first */
     unsigned count[HEAP_KINDS];
 } spare_heaps_t;
 
 static pthread_mutex_t spare_lock = PTHREAD_MUTEX_INITIALIZER;
 static spare_heaps_t spares[RARENA_MAX];   /* by arena index */
 
-/* A heap of kind for region r in its arena: one kept there, or a new one (NULL: out of memory). */
+/* The arena where the calling thread last left a region's heaps, or -1 (initial-exec, as the owner
+ * token: see region_inline_token). */
+static __thread long kept_arena __attribute__((tls_model("initial-exec"))) = -1;
+
+/* A heap of kind for region r in its arena: one the calling thread left there, or a new one (NULL:
+ * out of memory). */
 static mi_heap_t *take_heap(region_t *r, int kind) {
     mi_heap_t *heap = NULL;
-    spare_heaps_t *kept = &spares[r->arena_index];
+    uint64_t self = rowner_self();
+    spare_heaps_t *arena = &spares[r->arena_index];
     pthread_mutex_lock(&spare_lock);
-    if (kept->count[kind]) heap = kept->heaps[kind][--kept->count[kind]];
+    for (unsigned i = arena->count[kind]; i-- > 0;) {
+        if (arena->kept[kind][i].thread != self) continue;
+        heap = arena->kept[kind][i].heap;
+        memmove(&arena->kept[kind][i], &arena->kept[kind][i + 1], (--arena->count[kind] - i) * sizeof(spare_heap_t));
+        break;
+    }
     pthread_mutex_unlock(&spare_lock);
     if (!heap) heap = mi_heap_new_in_arena(r->arena);
     if (heap) mi_heap_set_data(heap, r);
     return heap;
 }
 
-mi_heap_t *rheap_kept_top(unsigned arena_index) {
-    spare_heaps_t *kept = &spares[arena_index];
+bool rheap_kept(unsigned arena_index, const mi_heap_t *heap) {
+    spare_heaps_t *arena = &spares[arena_index];
+    bool kept = false;
     pthread_mutex_lock(&spare_lock);
-    mi_heap_t *heap = kept->count[HEAP_RAW] ? kept->heaps[HEAP_RAW][kept->count[HEAP_RAW] - 1] : NULL;
+    for (int kind = 0; kind < HEAP_KINDS; kind++)
+        for (unsigned i = 0; i < arena->count[kind]; i++) kept = kept || arena->kept[kind][i].heap == heap;
     pthread_mutex_unlock(&spare_lock);
-    return heap;
+    return kept;
 }
 
-/* Frees every block of heap (NULL: none), of kind, keeping it empty for the arena's next region
- * when mimalloc can and the arena has room. */
+/* Frees every block of heap (NULL: none), of kind, keeping it empty in its arena for the calling
+ * thread's next region when mimalloc can. */
 static void retire_heap(unsigned arena_index, mi_heap_t *heap, int kind) {
     if (!heap) return;
     mi_heap_set_data(heap, NULL);
-    if (mi_heap_reset(heap)) {
-        spare_heaps_t *kept = &spares[arena_index];
-        pthread_mutex_lock(&spare_lock);
-        bool keep = kept->count[kind] < SPARES_PER_ARENA;
-        if (keep) kept->heaps[kind][kept->count[kind]++] = heap;
-        pthread_mutex_unlock(&spare_lock);
-        if (keep) return;
+    if (!mi_heap_reset(heap)) {
+        mi_heap_destroy(heap);
+        return;
     }
-    mi_heap_destroy(heap);
+    mi_heap_t *evicted = NULL;
+    spare_heaps_t *arena = &spares[arena_index];
+    pthread_mutex_lock(&spare_lock);
+    if (arena->count[kind] == SPARES_PER_ARENA) {
+        evicted = arena->kept[kind][0].heap;
+        memmove(&arena->kept[kind][0], &arena->kept[kind][1], (SPARES_PER_ARENA - 1) * sizeof(spare_heap_t));
+        arena->count[kind]--;
+    }
+    arena->kept[kind][arena->count[kind]++] = (spare_heap_t){heap, rowner_self()};
+    pthread_mutex_unlock(&spare_lock);
+    kept_arena = (long)arena_index;
+    if (evicted) mi_heap_destroy(evicted);
 }
 
 region_status region_create(const region_options_t *opts, region_t **out) {
@@ -222,7 +251,7 @@ region_status region_create(const region_options_t *opts, region_t **out) {
     if (!r)
         return rerror(REGION_ELIMIT, "create%s%s: all %u region records are in use; destroy a region first",
                       o->name ? " " : "", o->name ? o->name : "", REGION_MAX_RECORDS);
-    status = rarena_take(o->node, o->binding, &r->arena_index, &r->arena);
+    status = rarena_take(o->node, o->binding, kept_arena, &r->arena_index, &r->arena);
     if (status != REGION_OK) {
         int err = errno;
         give_record(r);
@@ -264,6 +293,9 @@ region_status region_destroy(region_t *r) {
     region_status status = rowner_check(r, "destroy");
     if (status == REGION_OK) status = rcollect_check_idle(r, "destroy");
     if (status != REGION_OK) return status;
+    /* region_of finds a block's region through its heap (region-internal.h, rregion_of_page) */
+    rassert(mi_heap_get_data(r->heap) == r && mi_heap_get_data(r->object_heap) == r);
+    rassert(!r->detached_heap || mi_heap_get_data(r->detached_heap) == r);
     /* Clear the id first: from here on handles report REGION_EDEAD and waiters give up. */
     pthread_mutex_lock(&r->owner_lock);
     __atomic_store_n(&r->id, 0, __ATOMIC_RELEASE);

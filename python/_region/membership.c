@@ -60,6 +60,7 @@ int membership_register(rpy_region_t *self) {
     }
     rpy_gclist_init(self->members);
     binding_lock();
+    assert(rhost_record(self->r) == NULL);   /* a new region: create zeroed its host fields */
     rhost_set_record(self->r, self);
     self->open_prev = NULL;
     self->open_next = open_regions;

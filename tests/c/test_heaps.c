@@ -43,12 +43,12 @@ static void same_thread_reuses_the_heaps(void **state) {
     fill(r, blocks);
     check(r, blocks);
     assert_ok(region_destroy(r));
-    assert_ptr_equal(rheap_kept_top(arena), heap);   /* emptied and kept */
+    assert_true(rheap_kept(arena, heap));               /* emptied and kept */
 
     region_t *next = new_region("next");
-    assert_int_equal(next->arena_index, arena);         /* the arena a region left last comes first */
+    assert_int_equal(next->arena_index, arena);         /* the arena the thread left heaps in comes first */
     assert_ptr_equal(next->heap, heap);
-    assert_null(rheap_kept_top(arena));
+    assert_false(rheap_kept(arena, heap));
     region_stats_t s;
     assert_ok(region_stats(next, &s));
     assert_int_equal(s.blocks, 0);                      /* nothing of the first region is left */
@@ -91,7 +91,8 @@ static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
     assert_ok(region_destroy(r));
 
     size_t counts[2] = {0, 0};   /* pages, blocks in use */
-    mi_heap_visit_blocks(rheap_kept_top(arena), false, count_page, counts);
+    assert_true(rheap_kept(arena, heap));
+    mi_heap_visit_blocks(heap, false, count_page, counts);
     assert_int_equal(counts[0], 2);   /* one per size, the others given back */
     assert_int_equal(counts[1], 0);   /* empty */
 
@@ -172,21 +173,56 @@ static void a_live_theap_of_another_thread_means_destroy(void **state) {
     helper_t h = {.r = new_region("shared"), .blocks = malloc(BLOCKS * sizeof(unsigned char *)),
                   .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
     unsigned arena = h.r->arena_index;
+    mi_heap_t *heap = h.r->heap;
     pthread_t t = fill_on_a_helper(&h, fill_then_wait);
     assert_ok(region_destroy(h.r));
-    assert_null(rheap_kept_top(arena));              /* the helper's theap is alive: destroyed */
+    assert_false(rheap_kept(arena, heap));              /* the helper's theap is alive: destroyed */
     pthread_mutex_lock(&h.lock);
     h.may_exit = true;
     pthread_cond_broadcast(&h.cond);
     pthread_mutex_unlock(&h.lock);
     assert_int_equal(pthread_join(t, NULL), 0);
 
-    region_t *next = new_region("after");               /* a new heap in the arena, working */
-    assert_int_equal(next->arena_index, arena);
+    region_t *next = new_region("after");               /* a new heap, working */
     fill(next, h.blocks);
     check(next, h.blocks);
     assert_ok(region_destroy(next));
     free(h.blocks);
+}
+
+/* A heap kept for one thread (its theap and pages are that thread's) goes to no other thread's
+ * region, and back to its own thread's next one. */
+typedef struct made {
+    mi_heap_t *heap;
+    unsigned arena;
+} made_t;
+
+static void *make_and_destroy(void *arg) {
+    made_t *m = arg;
+    region_t *r = new_region("other thread");
+    m->heap = r->heap;
+    m->arena = r->arena_index;
+    assert_non_null(region_alloc(r, 100));
+    assert_ok(region_destroy(r));
+    return NULL;
+}
+
+static void a_kept_heap_goes_only_to_its_thread(void **state) {
+    (void)state;
+    region_t *r = new_region("mine");
+    unsigned arena = r->arena_index;
+    mi_heap_t *heap = r->heap;
+    assert_non_null(region_alloc(r, 100));
+    assert_ok(region_destroy(r));
+    assert_true(rheap_kept(arena, heap));
+    made_t other = {0};
+    run_on_thread(make_and_destroy, &other);
+    assert_int_equal(other.arena, arena);              /* the least used arena: the one "mine" left */
+    assert_ptr_not_equal(other.heap, heap);            /* but not its heap */
+    assert_true(rheap_kept(arena, heap));
+    r = new_region("mine again");
+    assert_ptr_equal(r->heap, heap);                   /* but to this one */
+    assert_ok(region_destroy(r));
 }
 
 /* ---- Threads that end while the region is destroyed ----
@@ -248,6 +284,7 @@ int main(void) {
         cmocka_unit_test(same_thread_reuses_the_heaps),
         cmocka_unit_test(a_reset_heap_keeps_one_empty_page_per_size),
         cmocka_unit_test(a_live_theap_of_another_thread_means_destroy),
+        cmocka_unit_test(a_kept_heap_goes_only_to_its_thread),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
     };
