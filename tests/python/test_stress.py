@@ -1,5 +1,5 @@
 """Many regions made, filled and closed one after another (issue 17): resident memory stays flat once
-the slots are warm, and the id of the first region, long closed, never finds another.
+the arenas are warm, and the id of the first region, long closed, never finds another.
 
 REGION_STRESS_REGIONS sets how many (default 100,000; the issue's full run is 1,000,000)."""
 import gc
@@ -10,7 +10,7 @@ import pytest
 import region
 
 TOTAL = int(os.environ.get("REGION_STRESS_REGIONS", "100000"))
-WINDOW = 32     # regions alive at any time, so that many slots take turns
+WINDOW = 32     # regions alive at any time, so that many records take turns
 WARM = 10_000   # regions after which resident memory must stay within 10 %
 
 
