@@ -258,7 +258,8 @@ static inline region_t *rregion_of(const void *p) {
 /* Whether p lies in a page of `heap`, one of r's heaps.  The range check comes first: it is what makes
  * the page-map lookup, and any read near p afterwards, safe for any pointer value. */
 static inline bool rheap_owns(const region_t *r, const mi_heap_t *heap, const void *p) {
-    (void)r;
+    rassert(heap && (heap == r->heap || heap == r->object_heap || heap == r->detached_heap));
+    (void)r;   /* only the invariant check reads it */
     return rarena_index_of(p) >= 0 && mi_heap_of(p) == heap;
 }
 
