@@ -287,8 +287,8 @@ PyObject *membership_region_proxy(PyObject *obj);
  * now when nothing lives in it).  `why` is what the proxies report. */
 void region_dissolve(rpy_region_t *self, const char *why);
 
-/* Destroys the orphans no object lives in any more; how many orphans are left. */
-void lifecycle_sweep_orphans(void);
+/* Destroys the orphans no object lives in any more: all of them, or (all false) a few, in turns. */
+void lifecycle_sweep_orphans(bool all);
 unsigned lifecycle_orphans(void);
 
 /* atexit (region/__init__.py): the main interpreter dissolves every region before finalization; an

@@ -34,18 +34,26 @@ unsigned lifecycle_orphans(void) {
 }
 
 /* Destroys the orphans whose memory holds nothing but C API buffers (capi.c; region-host.h, DETACHED
- * BUFFERS): no object is left to use those, and they go with their region, as pyregion.h promises. */
-void lifecycle_sweep_orphans(void) {
+ * BUFFERS): no object is left to use those, and they go with their region, as pyregion.h promises.
+ * Each look costs a visit of the orphan's pages, and a process may hold thousands of orphans (an
+ * interned string keeps its region's memory for good), so a sweep that is not `all` looks at
+ * SWEEP_SOME of them, taking turns (sweep_next), to keep making a region O(1). */
+#define SWEEP_SOME 4
+static unsigned sweep_next;   /* under binding_lock */
+
+void lifecycle_sweep_orphans(bool all) {
     binding_lock();
-    for (unsigned i = 0; i < orphan_count;) {
-        region_t *r = orphans[i];
+    unsigned looks = all ? orphan_count : (orphan_count < SWEEP_SOME ? orphan_count : SWEEP_SOME);
+    for (; looks > 0 && orphan_count > 0; looks--) {
+        if (sweep_next >= orphan_count) sweep_next = 0;
+        region_t *r = orphans[sweep_next];
         /* Disowned when it was closed; a waiter of acquire() that took it since gives it back at
          * once, and it is swept next time (waiting here would hold binding_lock, which it needs). */
         if (rhost_owned_blocks(r) == 0 && region_try_acquire(r) == REGION_OK) {
             region_destroy(r);
-            orphans[i] = orphans[--orphan_count];
+            orphans[sweep_next] = orphans[--orphan_count];   /* the last one takes its turn now */
         } else {
-            i++;
+            sweep_next++;
         }
     }
     binding_unlock();
@@ -80,7 +88,7 @@ void region_dissolve(rpy_region_t *self, const char *why) {
     /* Out of memory: the region stays, never destroyed, rather than be freed under its objects. */
     if (orphans_reserve()) orphans[orphan_count++] = r;
     binding_unlock();
-    lifecycle_sweep_orphans();
+    lifecycle_sweep_orphans(false);
 }
 
 /* ---- The interpreter's shutdown ---- */

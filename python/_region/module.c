@@ -112,20 +112,23 @@ static PyObject *Region_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     options.name = cname;
     if (placement_activate() < 0) return NULL;
 
-    lifecycle_sweep_orphans();
+    lifecycle_sweep_orphans(false);
     region_t *r;
     region_status status = region_create(&options, &r);
-    if (status == REGION_ELIMIT && lifecycle_orphans()) {
-        /* Closed regions whose objects live on (given back, or resurrected) keep their records and
+    bool short_of_room = status == REGION_ELIMIT || status == REGION_ENOMEM;
+    if (short_of_room && lifecycle_orphans()) {
+        /* Closed regions whose objects live on (given back, or resurrected) keep their memory and
          * their places in the arenas until those objects die; a full collection may free some. */
         (void)PyGC_Collect();
-        lifecycle_sweep_orphans();
+        lifecycle_sweep_orphans(true);
         status = region_create(&options, &r);
+        short_of_room = status == REGION_ELIMIT || status == REGION_ENOMEM;
     }
-    unsigned orphans = status == REGION_ELIMIT ? lifecycle_orphans() : 0;
+    unsigned orphans = short_of_room ? lifecycle_orphans() : 0;
     if (status != REGION_OK) {
         if (orphans) {
-            PyErr_Format(RegionError, "cannot create a region: %s; %u closed regions whose objects are "
+            PyErr_Format(status == REGION_ENOMEM ? PyExc_MemoryError : RegionError,
+                         "cannot create a region: %s; %u closed regions whose objects are "
                          "still alive (given back to the ordinary heap by close(), e.g. strings the "
                          "interpreter interned or cached, or resurrected by a finalizer) keep their places "
                          "until their last object dies (%s)",
@@ -618,7 +621,7 @@ static PyObject *mod_gc_callback(PyObject *module, PyObject *args) {
     if (full) {
         collection_full_ends();
         if (rpy_interp_guarded()) rpy_float_freelist_off();   /* clear_freelists switched it back on */
-        lifecycle_sweep_orphans();
+        lifecycle_sweep_orphans(true);
     }
     Py_RETURN_NONE;
 }
@@ -838,8 +841,15 @@ static PyObject *mod_stream_pass(PyObject *module, PyObject *region) {
     return Py_BuildValue("(ndK)", (Py_ssize_t)bytes, seconds, (unsigned long long)sum);
 }
 
+/* Test support: closed regions whose memory still holds objects (lifecycle.c, ORPHAN). */
+static PyObject *mod_orphans(PyObject *module, PyObject *unused) {
+    (void)module, (void)unused;
+    return PyLong_FromUnsignedLong(lifecycle_orphans());
+}
+
 static PyMethodDef module_methods[] = {
     {"_stream_pass", mod_stream_pass, METH_O, NULL},
+    {"_orphans", mod_orphans, METH_NOARGS, NULL},
     {"_proven_isolated", mod_proven_isolated, METH_O, NULL},
     {"_audit", mod_audit, METH_O, NULL},
     {"_local_holders", mod_local_holders, METH_VARARGS, NULL},

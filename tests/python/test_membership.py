@@ -111,6 +111,33 @@ def test_many_regions_created_and_dropped_reuse_their_records():
     gc.collect()
 
 
+def test_closed_regions_whose_given_back_objects_die_are_destroyed_a_few_at_a_time():
+    """close() gives back what a standard-library module holds, and the region's memory stays (an
+    orphan) until those objects die; then each new region destroys a few such orphans (lifecycle.c,
+    SWEEP_SOME: making a region stays O(1) with thousands of them), and a full collection all."""
+    import json
+    from region import _region
+    names = [f"_region_test_orphan_{i}" for i in range(60)]   # made outside: interned names live on
+    for name in names:
+        setattr(json, name, None)   # the module's dict grows here, not in a block (its keys would stay)
+    before = _region._orphans()
+    for name in names:
+        reg = region.region()
+        with reg:
+            setattr(json, name, [1, 2])                       # a stdlib module's global: given back
+            reg.root = [3]
+        reg.close()
+    assert _region._orphans() == before + len(names)
+    for name in names:
+        delattr(json, name)                                   # the given-back lists die
+    for _ in range(5):
+        region.region().close()
+    left = _region._orphans()
+    assert before + len(names) - 5 * 4 <= left < before + len(names)
+    gc.collect()
+    assert _region._orphans() <= before
+
+
 @pytest.mark.parametrize("between", ["nothing", "a collection of the youngest generation", "a full collection",
                                      "gc.freeze()", "gc.freeze() and gc.unfreeze()"])
 def test_objects_tracked_after_a_proof_are_found_by_the_next(between):
