@@ -7,7 +7,8 @@
  * page map: arena range test, page, heap, region (rregion_of).
  *
  * REGION RECORDS ARE NEVER FREED.  regions[] is one reservation of REGION_MAX_RECORDS records,
- * touched as they are first handed out; a destroyed region's record goes on a free list and is
+ * made writable (and touched) as they are first handed out, so only records below rregion_records()
+ * may be read; a destroyed region's record goes on a free list and is
  * reused by a later region under a new id.  So any thread may read a record through a stale pointer
  * or a handle without faulting, and decide from `id` whether it is still the region it meant.  This
  * is what makes handle resolution and region_from_id() safe from any thread.

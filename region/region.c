@@ -83,7 +83,9 @@ static region_status ensure_arena(void) {
     pthread_mutex_lock(&config_lock);
     region_status status = REGION_OK;
     if (!regions) {
-        void *records = mmap(NULL, (size_t)REGION_MAX_RECORDS * sizeof *regions, PROT_READ | PROT_WRITE,
+        /* PROT_NONE: under strict overcommit a writable mapping is charged whole (1.9 GB);
+         * take_record makes records writable as it first hands them out. */
+        void *records = mmap(NULL, (size_t)REGION_MAX_RECORDS * sizeof *regions, PROT_NONE,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (records == MAP_FAILED) status = REGION_EOS;
         else __atomic_store_n(&regions, (struct region *)records, __ATOMIC_RELEASE);
@@ -101,19 +103,39 @@ static region_status ensure_arena(void) {
 
 static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 static unsigned records_made;      /* atomic for readers; written under record_lock */
+static size_t records_writable;    /* bytes of regions[] made writable so far (record_lock) */
 static unsigned record_free_head;  /* index + 1; 0: the free list is empty */
 
 unsigned rregion_records(void) { return __atomic_load_n(&records_made, __ATOMIC_ACQUIRE); }
 
-/* A free record, the most recently freed first (its memory is warm); NULL when all
- * REGION_MAX_RECORDS are live. */
-static region_t *take_record(void) {
+/* Makes the record at index writable, with the rest of a 64 KiB step (record_lock held).  Readers
+ * read only records below rregion_records(), which are. */
+static bool record_writable(unsigned index) {
+    size_t end = ((size_t)index + 1) * sizeof *regions;
+    if (end <= records_writable) return true;
+    size_t step = (size_t)64 << 10, upto = (end + step - 1) & ~(step - 1);
+    size_t total = (size_t)REGION_MAX_RECORDS * sizeof *regions;
+    if (upto > total) upto = total;
+    if (mprotect((char *)regions + records_writable, upto - records_writable, PROT_READ | PROT_WRITE) != 0)
+        return false;
+    records_writable = upto;
+    return true;
+}
+
+/* A free record, the most recently freed first (its memory is warm); NULL (status in *status) when
+ * all REGION_MAX_RECORDS are live (REGION_ELIMIT) or a new one cannot be made writable (REGION_ENOMEM). */
+static region_t *take_record(region_status *status) {
     region_t *r = NULL;
+    *status = REGION_OK;
     pthread_mutex_lock(&record_lock);
     if (record_free_head) {
         r = &regions[record_free_head - 1];
         record_free_head = r->next_free;
-    } else if (records_made < REGION_MAX_RECORDS) {
+    } else if (records_made == REGION_MAX_RECORDS) {
+        *status = REGION_ELIMIT;
+    } else if (!record_writable(records_made)) {
+        *status = REGION_ENOMEM;
+    } else {
         r = &regions[records_made];
         r->index = records_made;
         pthread_mutex_init(&r->owner_lock, NULL);
@@ -247,9 +269,12 @@ region_status region_create(const region_options_t *opts, region_t **out) {
     if (status == REGION_OK) status = ensure_arena();
     if (status != REGION_OK) return status;
 
-    region_t *r = take_record();
+    region_t *r = take_record(&status);
+    if (status == REGION_ENOMEM)
+        return rerror(status, "create%s%s: out of memory for a region record (mprotect: %s)",
+                      o->name ? " " : "", o->name ? o->name : "", strerror(errno));
     if (!r)
-        return rerror(REGION_ELIMIT, "create%s%s: all %u region records are in use; destroy a region first",
+        return rerror(status, "create%s%s: all %u region records are in use; destroy a region first",
                       o->name ? " " : "", o->name ? o->name : "", REGION_MAX_RECORDS);
     status = rarena_take(o->node, o->binding, kept_arena, &r->arena_index, &r->arena);
     if (status != REGION_OK) {
