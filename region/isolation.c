@@ -85,16 +85,21 @@ static bool map_heaps(riso_slices_t *m, uintptr_t base, mi_heap_t *a, mi_heap_t 
     return true;
 }
 
-region_status riso_begin(riso_t *s, region_t *r) {
+/* riso_begin, and riso_begin_objects when `buffers` is false. */
+static region_status begin(riso_t *s, region_t *r, bool buffers) {
     *s = (riso_t){.r = r, .base = (uintptr_t)rarena_base(r->arena_index), .size = rarena_reservation.arena_size};
     mi_heap_collect_frees(r->object_heap);   /* fold the frees pending in the calling thread's pages in */
     if (!map_heaps(&s->objects, s->base, r->object_heap, NULL) ||
-        !map_heaps(&s->buffers, s->base, r->heap, r->detached_heap)) {
+        (buffers && !map_heaps(&s->buffers, s->base, r->heap, r->detached_heap))) {
         riso_end(s);
         return rerror_region(r, REGION_ENOMEM, "isolation scan: out of memory");
     }
     return REGION_OK;
 }
+
+region_status riso_begin(riso_t *s, region_t *r) { return begin(s, r, true); }
+
+region_status riso_begin_objects(riso_t *s, region_t *r) { return begin(s, r, false); }
 
 size_t riso_block_size(const void *block) {
     return mi_usable_size(block);

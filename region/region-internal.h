@@ -341,6 +341,11 @@ typedef struct riso {
 /* Prepares a scan of r's object heap (the bitmaps of its heaps' pages); REGION_ENOMEM recorded. */
 region_status riso_begin(riso_t *s, region_t *r);
 
+/* The object bitmap alone, for a caller that asks only riso_in_object_memory (the Python binding's
+ * collector: python/_region/collection.c); no scan may follow, since every reference into r's
+ * buffers would count as outside. */
+region_status riso_begin_objects(riso_t *s, region_t *r);
+
 void riso_note_outside(riso_t *s, const void *target);   /* the slow path of riso_reference */
 
 /* Whether p lies in r's object memory (a page of its object heap). */

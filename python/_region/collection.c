@@ -55,7 +55,7 @@ typedef struct region_scope {
 static void scope_refresh(rpy_scope_t *view) {
     region_scope_t *scope = (region_scope_t *)view;
     if (scope->slices.r) riso_end(&scope->slices);
-    if (riso_begin(&scope->slices, scope->r) != REGION_OK) scope->slices = (riso_t){.r = scope->r};
+    if (riso_begin_objects(&scope->slices, scope->r) != REGION_OK) scope->slices = (riso_t){.r = scope->r};
     const riso_slices_t *objects = &scope->slices.objects;
     *view = (rpy_scope_t){.base = scope->slices.base, .size = scope->slices.size, .bits = objects->bits,
                           .first = objects->first, .count = objects->count, .refresh = scope_refresh};
