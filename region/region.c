@@ -467,17 +467,19 @@ region_status region_stats(region_t *r, region_stats_t *out) {
 typedef struct census {
     region_census_t *out;
     int target;
+    uintptr_t os_page;
     region_status status;
 } census_t;
 
-/* Counts a page's memory, [blocks, blocks + reserved) rounded out to OS pages: what mimalloc commits
- * for it (pages are committed whole: arena/reserve.c). */
+/* Counts a page's memory, [blocks, blocks + reserved) rounded out to OS pages: all the page holds,
+ * since a kept page (region.c, "Heaps") may be resident beyond what its blocks now reach; what was
+ * never touched mincore leaves out. */
 static bool census_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
     (void)heap, (void)block, (void)size;
     census_t *c = arg;
-    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t page = c->os_page;
     uintptr_t start = (uintptr_t)area->blocks & ~(page - 1);
-    uintptr_t end = ((uintptr_t)area->blocks + area->committed + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)area->blocks + area->reserved + page - 1) & ~(page - 1);
     c->status = rarena_census((char *)start, end - start, c->target, c->out);
     return c->status == REGION_OK;
 }
@@ -487,7 +489,7 @@ region_status region_census(region_t *r, region_census_t *out) {
     if (status != REGION_OK) return status;
     if (!out) return rerror_region(r, REGION_EINVAL, "census: out is NULL");
     *out = (region_census_t){0};
-    census_t census = {out, r->node, REGION_OK};
+    census_t census = {out, r->node, (uintptr_t)sysconf(_SC_PAGESIZE), REGION_OK};
     mi_heap_t *heaps[] = {r->heap, r->object_heap, r->detached_heap};
     for (size_t i = 0; i < sizeof heaps / sizeof *heaps && census.status == REGION_OK; i++)
         if (heaps[i]) mi_heap_visit_blocks(heaps[i], false, census_page, &census);
