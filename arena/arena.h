@@ -51,7 +51,7 @@ bool rarena_ready(void);
 
 /* An arena for one more region with this binding: *index and its mimalloc arena id.  A binding
  * takes an arena of its own - one never used, or one whose regions all ended, rebound - while it has
- * fewer than rarena_share_threshold() arenas and each holds a region; after that its regions share
+ * fewer than a quarter of the arenas and each holds a region; after that its regions share
  * them: `preferred` (an arena index, or -1) unless it holds a few live regions more than the least
  * used, else the least used.  REGION_ELIMIT when no arena has or can take this binding; REGION_EBIND
  * or REGION_EOS (errno set) when binding a new arena failed.  Thread-safe. */
@@ -59,9 +59,6 @@ region_status rarena_take(int node, region_binding binding, long preferred, unsi
 
 /* One region of the arena ended; its committed pages stay for the next user.  Thread-safe. */
 void rarena_give(unsigned index);
-
-/* How many arenas one binding may hold before its regions share them. */
-unsigned rarena_share_threshold(void);
 
 /* The arena containing p, or -1.  O(1), never dereferences p.  Any thread.  On every free of the
  * Python binding's allocator hook, hence the shift instead of a division where it can. */

@@ -8,7 +8,7 @@
  * WHICH ARENA A REGION GETS: each arena serves one binding (node and policy) at a time, set when a
  * binding takes it.
  *   - While each arena of the binding holds a region and the binding holds fewer than
- *     rarena_share_threshold() arenas (a quarter of them, so that one binding cannot take them all
+ *     share_threshold() arenas (a quarter of them, so that one binding cannot take them all
  *     from the others), it takes one more: never used first, else one with no live region, rebound.
  *     So the first regions get an arena each.
  *   - Otherwise the region shares: it goes to the arena its caller prefers - the region layer's
@@ -120,7 +120,8 @@ bool rarena_ready(void) {
 
 /* ---- Arenas ---- */
 
-unsigned rarena_share_threshold(void) {
+/* How many arenas one binding may hold before its regions share them. */
+static unsigned share_threshold(void) {
     unsigned quarter = rarena_reservation.arena_count / 4;
     return quarter ? quarter : 1;
 }
@@ -192,7 +193,7 @@ region_status rarena_take(int node, region_binding binding, long preferred, unsi
         serves(&arenas[preferred], node, binding) &&
         arenas[preferred].regions <= arenas[best].regions + RARENA_SLACK(arenas[best].regions))
         best = preferred;
-    if ((best < 0 || arenas[best].regions > 0) && held < rarena_share_threshold()) {
+    if ((best < 0 || arenas[best].regions > 0) && held < share_threshold()) {
         long unused = unused_arena();
         if (unused >= 0) {
             status = adopt((unsigned)unused, node, binding);

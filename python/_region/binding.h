@@ -237,7 +237,6 @@ void placement_detach(void);
 /* The open region whose memory holds op, or NULL (borrowed: the caller owns that region, or compares
  * the pointer only). */
 rpy_region_t *membership_region_of(PyObject *op);
-rpy_region_t *membership_region_of_block(const void *p);
 /* The same, as a new reference (record_unref it), for a caller that reads the record of a region it
  * may not own: another GIL may drop that region's last reference meanwhile. */
 rpy_region_t *membership_hold(PyObject *op);

@@ -33,12 +33,10 @@ static rpy_region_t *open_regions;
 static rpy_gclist_t holding[RPY_MAX_INTERPRETERS];   /* by rpy_interp_index */
 static bool holding_ready[RPY_MAX_INTERPRETERS];
 
-rpy_region_t *membership_region_of_block(const void *p) {
-    region_t *r = rhost_region_of(p);
+rpy_region_t *membership_region_of(PyObject *op) {
+    region_t *r = rhost_region_of(op);
     return r ? rhost_record(r) : NULL;
 }
-
-rpy_region_t *membership_region_of(PyObject *op) { return membership_region_of_block(op); }
 
 rpy_region_t *membership_hold_block(const void *p) {
     region_t *r = rhost_region_of(p);

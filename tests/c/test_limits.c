@@ -1,7 +1,7 @@
 /* Limits: a small configuration (2 arenas of 64 MiB) makes every limit reachable in a test.
  * Exhausting an arena gives REGION_EFULL, never memory from outside it, to every region sharing it;
  * a binding with no arena left gives REGION_ELIMIT; both leave everything else working.  With 2
- * arenas, each binding holds at most one (rarena_share_threshold): regions of one binding share it. */
+ * arenas, each binding holds at most one (a quarter of the arenas, at least one: arena/reserve.c): regions of one binding share it. */
 #include <stdlib.h>
 #include <sys/syscall.h>
 #include <unistd.h>
