@@ -1,9 +1,10 @@
 /* An arena keeps the heaps of its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
  * when only the destroying thread has allocated from a heap, destroy empties it, keeping one page per
  * size (patch 0007), and the arena's next region takes it; otherwise it is destroyed.  And a freed block is
- * the next allocation's (patch 0008).  White-box: compiled with libregion's sources, to see
+ * the next allocation's (patch 0008), and a page's blocks are made ready an OS page at a time (0010).  White-box: compiled with libregion's sources, to see
  * which heap a region got. */
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "test-util.h"
 #include "region-internal.h"
@@ -279,6 +280,39 @@ static void a_freed_block_is_reused_first_and_calloc_still_zeroes(void **state) 
     assert_ok(region_destroy(r));
 }
 
+/* mimalloc patch 0010: a page's free list is extended up to an OS page boundary, so a page with a
+ * few small blocks is one resident OS page, not two (its blocks start after the page info, or one
+ * block in for power-of-two sizes). */
+typedef struct extension {
+    size_t block_size;
+    uintptr_t start, end;   /* the page's extended blocks */
+} extension_t;
+
+static bool find_extension(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    extension_t *e = arg;
+    if (area->block_size != e->block_size) return true;
+    e->start = (uintptr_t)area->blocks;
+    e->end = e->start + area->committed;
+    return false;
+}
+
+static void an_extension_ends_at_an_os_page_boundary(void **state) {
+    (void)state;
+    enum { SIZE = 128 };   /* a size no other test here allocates: its page is new, not kept */
+    region_t *r = new_region("extension");
+    unsigned char *first = region_alloc(r, SIZE);
+    assert_non_null(first);
+    extension_t e = {SIZE, 0, 0};
+    mi_heap_visit_blocks(r->heap, false, find_extension, &e);
+    assert_int_not_equal(e.start, 0);
+    uintptr_t os_page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    assert_true((e.start & (os_page - 1)) != 0);   /* the blocks start past an OS page boundary */
+    assert_true(e.end - e.start >= SIZE);
+    assert_true(e.end <= (e.start | (os_page - 1)) + 1);   /* within the first block's OS page */
+    assert_ok(region_destroy(r));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_thread_reuses_the_heaps),
@@ -287,6 +321,7 @@ int main(void) {
         cmocka_unit_test(a_kept_heap_goes_only_to_its_thread),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
+        cmocka_unit_test(an_extension_ends_at_an_os_page_boundary),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

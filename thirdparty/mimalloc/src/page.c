@@ -673,6 +673,18 @@ static bool mi_page_extend_free(mi_theap_t* theap, mi_page_t* page) {
     // the `lean` benchmark tests this. Going from 1 to 8 increases rss by 50%.
     extend = max_extend;
   }
+  // region patch: end the extension at an OS page boundary when a block fits before it.  A page's
+  // blocks do not always start at one (they start after the page info when it is in front, and one
+  // block in for power-of-two sizes when it is not), so an extension of MI_MAX_EXTEND_SIZE from there
+  // touched two OS pages where its blocks nearly fit in one: a small region (a request's few hundred
+  // objects over a dozen sizes) made such pages resident twice over
+  if (bsize < MI_MAX_EXTEND_SIZE) {
+    const size_t next = mi_page_slice_offset_of(page, (size_t)page->capacity * bsize);
+    const size_t boundary = _mi_align_down(next + MI_MAX_EXTEND_SIZE, _mi_os_page_size());
+    if (boundary > next && (boundary - next) / bsize > 0 && (boundary - next) / bsize < extend) {
+      extend = (boundary - next) / bsize;
+    }
+  }
 
   mi_assert_internal(extend > 0 && extend + page->capacity <= page->reserved);
   mi_assert_internal(extend < (1UL<<16));
