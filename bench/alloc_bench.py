@@ -1,5 +1,7 @@
 """The C allocator comparison: the region-per-phase pattern (allocate N small blocks, free them all)
 with libregion against raw mimalloc heaps, mi_malloc, glibc malloc, jemalloc, APR pools and talloc.
+The region binaries link libregion.a, as the mimalloc ones link mimalloc; region_shared is the same
+program against libregion.so (what the PLT costs).
 
     .venv/bin/python bench/alloc_bench.py [--build build] [--quick] [--json FILE] [--md FILE]
 
@@ -15,7 +17,7 @@ import subprocess
 
 from benchreport import describe_machine, goal_records, goals_table, machine, publish, summary
 
-ALLOCATORS = ["region", "mi_heap", "mi_malloc", "glibc", "jemalloc", "apr", "talloc", "region_each"]
+ALLOCATORS = ["region", "region_shared", "mi_heap", "mi_malloc", "glibc", "jemalloc", "apr", "talloc", "region_each"]
 
 
 def run(build, allocator, blocks, size, threads, rounds):

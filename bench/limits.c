@@ -22,6 +22,13 @@
 
 #include "region.h"
 
+/* How this binary links the runtime (bench/meson.build builds it both ways). */
+#ifdef REGION_BENCH_STATIC
+#define LINKED "libregion.a"
+#else
+#define LINKED "libregion.so"
+#endif
+
 static double now_s(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -195,8 +202,8 @@ int main(int argc, char **argv) {
            fixed_reused.empty, fixed_reused.one_block);
     printf("| empty region create + 1 alloc + destroy | %.2f us | %.2f..%.2f us |\n", life.median, life.min, life.max);
     printf("| region_of(p) lookup | %.2f ns | %.2f..%.2f ns |\n", lookup.median, lookup.min, lookup.max);
-    printf("| region_alloc / mi_heap_malloc, %zu x 48 B + destroy | %.3fx | %.3f..%.3fx |\n", n, ratio.median,
-           ratio.min, ratio.max);
+    printf("| region_alloc (%s) / mi_heap_malloc, %zu x 48 B + destroy | %.3fx | %.3f..%.3fx |\n", LINKED, n,
+           ratio.median, ratio.min, ratio.max);
     if (json) {
         FILE *f = fopen(json, "w");
         if (!f) { perror(json); return 1; }

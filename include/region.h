@@ -7,8 +7,10 @@
  * handles to its blocks to anyone, collects its own garbage objects without looking at any other
  * region, and is freed in bulk.
  *
- * Link with `pkg-config --cflags --libs region`.  libregion carries its own private copy of mimalloc;
- * it does not replace the process's malloc and exports only `region_*` symbols.
+ * Link with `pkg-config --cflags --libs region`, or statically with `-l:libregion.a -lnuma -pthread`
+ * (region_alloc's out-of-line part is then called directly, not through the PLT).  libregion carries
+ * its own private copy of mimalloc; it does not replace the process's malloc, and both forms define
+ * only `region_*` symbols.
  *
  * THREAD RULES (apply to every function below unless its comment says otherwise)
  *   - A region is created owned by the thread that creates it.

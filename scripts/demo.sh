@@ -85,7 +85,7 @@ experiments/run.sh | tee results/mimalloc-properties.txt
 
 step "Limits and fixed costs (bench/limits.c; median and min..max of repeated runs)"
 build/bench/bench_limits $quick --json results/limits.json | tee results/limits.md
-echo "same, runtime compiled into the executable instead of libregion.so:"
+echo "same, linked with libregion.a instead of libregion.so:"
 build/bench/bench_limits_static $quick --json results/limits-static.json | tail -1 | tee -a results/limits.md
 
 step "The report: every goal, met or not (bench/report.py)"

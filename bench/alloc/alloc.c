@@ -13,7 +13,8 @@
  * How "free everything" is done is each allocator's natural way: one destroy call for the region,
  * mi_heap, APR pool and talloc context; one free per block for mi_malloc, glibc and jemalloc (they
  * have no bulk free).  ALLOCATOR_region_each frees region blocks one by one too, for the
- * bulk-versus-per-block ratio.
+ * bulk-versus-per-block ratio.  The region binaries link libregion.a, as the mimalloc ones link
+ * mimalloc, except ALLOCATOR_region_shared, the same code calling libregion.so.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -26,9 +27,13 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#if defined(ALLOCATOR_region) || defined(ALLOCATOR_region_each)
+#if defined(ALLOCATOR_region) || defined(ALLOCATOR_region_each) || defined(ALLOCATOR_region_shared)
 #include "region.h"
+#ifdef ALLOCATOR_region_shared
+#define NAME "region_shared"
+#else
 #define NAME "region"
+#endif
 typedef region_t *context_t;
 static context_t ctx_new(void) {
     region_t *r;

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the build in BUILD_DIR into a scratch prefix and builds examples/handoff.c with nothing but
-# `pkg-config --cflags --libs region`, then runs it: what a C user does.
+# `pkg-config --cflags --libs region`, then runs it: what a C user does.  Then builds it again against
+# the installed libregion.a (no libregion.so at run time) and checks that the archive defines no
+# global name but region_*.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/${1:-build}
@@ -21,4 +23,18 @@ out=$(LD_LIBRARY_PATH=$libdir "$prefix/handoff")
 echo "$out"
 grep -q "worker resolved the handle: hello from region" <<<"$out"
 grep -q "REGION_EDEAD" <<<"$out"
-echo "pkg-config: 1 passed, 0 failed"
+
+# Static: the same program with libregion.a, run with no library path.
+cc -o "$prefix/handoff-static" "$root/examples/handoff.c" $(pkg-config --cflags region) \
+  "-L$libdir" -l:libregion.a -lnuma -pthread
+if ldd "$prefix/handoff-static" | grep -q libregion; then
+  echo "handoff-static still needs libregion.so" >&2; exit 1
+fi
+out=$("$prefix/handoff-static")
+grep -q "worker resolved the handle: hello from region" <<<"$out"
+grep -q "REGION_EDEAD" <<<"$out"
+foreign=$(nm -g --defined-only "$libdir/libregion.a" | awk 'NF == 3 && $3 !~ /^region_/ {print $3}')
+if [ -n "$foreign" ]; then
+  echo "libregion.a defines global names besides region_*: $foreign" >&2; exit 1
+fi
+echo "pkg-config: 2 passed, 0 failed"
