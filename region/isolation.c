@@ -169,8 +169,7 @@ static bool scan_block(const mi_heap_t *heap, const mi_heap_area_t *area, void *
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
     scan_visit_t v = {s, visitor, NULL, 0, 0};
     bool finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
-    for (size_t i = 0; finished && i < v.partial_count; i++)
-        finished = _mi_page_visit_blocks(v.partial[i], scan_block, (void *)visitor);
+    if (finished) finished = _mi_pages_visit_blocks(v.partial, v.partial_count, scan_block, (void *)visitor);
     free(v.partial);
     for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);   /* the map is complete */
     return finished && !s->failed;

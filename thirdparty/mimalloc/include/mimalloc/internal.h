@@ -298,6 +298,7 @@ bool          _mi_theap_free(mi_theap_t* theap, bool acquire_heap_theaps_lock, b
 void          _mi_theap_incref(mi_theap_t* theap);
 void          _mi_theap_decref(mi_theap_t* theap);
 bool          _mi_page_visit_blocks( mi_page_t* page, mi_block_visit_fun* visitor, void* arg );
+bool          _mi_pages_visit_blocks( mi_page_t** pages, size_t count, mi_block_visit_fun* visitor, void* arg );  // region patch
 
 // "heap.c"
 void          _mi_heap_area_init(mi_heap_area_t* area, mi_page_t* page);
