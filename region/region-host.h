@@ -76,6 +76,21 @@ static inline void rhost_free(region_t *r, void *p) {
     mi_free(p);
 }
 
+/* Whether p lies in the arenas: then it can only be a block of some region's heap (the arenas hold
+ * nothing else a host could free). */
+static inline bool rhost_in_arenas(const void *p) { return rarena_index_of(p) >= 0; }
+
+/* Frees p, a block in the arenas (rhost_in_arenas), and returns its region: rhost_free for a block
+ * whose region the host does not know, with the one page-map lookup the free makes anyway
+ * (mimalloc patch 0012, mi_free_data).  The handle table is updated after the free: the host's
+ * serialization (as for rhost_free) keeps anyone from reusing the block before. */
+static inline region_t *rhost_free_block(void *p) {
+    region_t *r = (region_t *)mi_free_data(p);
+    rassert(r != NULL);   /* a heap keeps its region's pointer while it holds blocks (region.c) */
+    if (r && r->handles.used) rhandle_retarget(r, p, NULL);
+    return r;
+}
+
 /* DETACHED BUFFERS: blocks a host hands to code of its own users (the Python binding's C API, capi.c),
  * owned by no object, live until freed or until r is destroyed.  They have a heap of their own, so
  * that a host can tell them from the blocks its objects own (rheap_owns(r, r->detached_heap, p)) and

@@ -209,8 +209,7 @@ static inline __attribute__((always_inline)) region_t *placing(bool object) {
     static void domain##_free(void *ctx, void *p) {                                               \
         (void)ctx;                                                                                \
         if (!p) return;                                                                           \
-        region_t *owner = rhost_region_of(p);                                                     \
-        if (owner) rhost_free(owner, p);                                                          \
+        if (rhost_in_arenas(p)) rhost_free_block(p);                                              \
         else prev.free(prev.ctx, p);                                                              \
     }
 

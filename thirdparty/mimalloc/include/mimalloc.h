@@ -238,6 +238,7 @@ mi_decl_export void mi_heap_collect_frees(mi_heap_t* heap);     // region patch:
 mi_decl_export void  mi_heap_set_data(mi_heap_t* heap, void* data);  // region patch: an embedder's pointer kept with the heap (heap.c)
 mi_decl_export void* mi_heap_get_data(const mi_heap_t* heap);        // region patch: what mi_heap_set_data stored, NULL before
 mi_decl_export void* mi_heap_data_of(const void* p);                 // region patch: mi_heap_get_data(mi_heap_of(p)), NULL when p is in no heap's page
+mi_decl_export void* mi_free_data(void* p) mi_attr_noexcept;         // region patch: mi_free(p), returning mi_heap_data_of(p) read before (free.c)
 mi_decl_export void mi_heap_set_numa_affinity(mi_heap_t* heap, int numa_node);
 mi_decl_export void mi_heap_collect(mi_heap_t* heap, bool force);
 

@@ -213,6 +213,17 @@ void mi_free(void* p) mi_attr_noexcept {
   mi_free_ex(p, NULL, page);
 }
 
+// region patch: frees p, a block of a heap, and returns that heap's embedder data (mi_heap_set_data)
+// from the page-map lookup the free makes anyway: libregion's Python binding finds the region of
+// every block its hook frees, and mi_heap_data_of followed by mi_free looked the page up twice
+void* mi_free_data(void* p) mi_attr_noexcept {
+  mi_page_t* const page = mi_validate_ptr_page(p,"mi_free_data");
+  if mi_unlikely(page == NULL) return NULL;
+  void* const data = mi_atomic_load_ptr_acquire(void, &mi_page_heap(page)->data);
+  mi_free_ex(p, NULL, page);
+  return data;
+}
+
 void mi_ufree(void* p, size_t* usable) mi_attr_noexcept {
   mi_page_t* const page = mi_validate_ptr_page(p,"mi_ufree");  
   mi_free_ex(p, usable, page);
