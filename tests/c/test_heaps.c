@@ -1,8 +1,9 @@
-/* An arena keeps the heaps of its regions (region/region.c, "Heaps"; mimalloc patch 0004, mi_heap_reset):
- * when only the destroying thread has allocated from a heap, destroy empties it, keeping one page per
- * size (patch 0007), and the arena's next region takes it; otherwise it is destroyed.  And a freed block is
- * the next allocation's (patch 0008), and a page's blocks are made ready an OS page at a time (0010).  White-box: compiled with libregion's sources, to see
- * which heap a region got. */
+/* An arena keeps the heaps of its regions (region/region.c, "Heaps"; mimalloc patch 0004,
+ * mi_heap_reset): when only the destroying thread has allocated from a heap, destroy empties it,
+ * keeping one page for each size of which it had that one page (patches 0007, 0013), and the arena's
+ * next region takes it; otherwise it is destroyed.  A freed block is the next allocation's (patch
+ * 0008), and a page's blocks are made ready an OS page at a time (0010).  White-box: compiled with
+ * libregion's sources, to see which heap a region got. */
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -73,52 +74,77 @@ static bool count_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *
 
 #define PAGE_OF(p) ((uintptr_t)(p) >> 16)   /* small pages are 64 KiB, aligned */
 
-/* A reset heap keeps, empty, one page per size of small blocks its thread used; the arena's next
- * region allocates there first, and the rest of the kept page is free blocks. */
-static void a_reset_heap_keeps_one_empty_page_per_size(void **state) {
+/* A reset heap keeps, empty, one page for each size of small blocks of which its thread had that one
+ * page (patch 0007; 0013: none for a size of several pages); the arena's next region allocates there
+ * first, and the rest of the kept page is free blocks. */
+static void a_reset_heap_keeps_a_page_per_size_of_one_page(void **state) {
     (void)state;
-    enum { MANY = 4000 };   /* of 64 bytes: several pages; of 200: more */
-    static const size_t kinds[] = {64, 200};
-    void **blocks = malloc(2 * MANY * sizeof *blocks);
+    enum { FEW = 40, MANY = 4000 };   /* of 64 bytes: one page; of 200: several */
+    void **blocks = malloc((FEW + MANY) * sizeof *blocks);
     region_t *r = new_region("pages");
     unsigned arena = r->arena_index;
     mi_heap_t *heap = r->heap;
-    for (int i = 0; i < 2 * MANY; i++) assert_non_null(blocks[i] = region_alloc(r, kinds[i % 2]));
+    for (int i = 0; i < FEW + MANY; i++) assert_non_null(blocks[i] = region_alloc(r, i < FEW ? 64 : 200));
     region_stats_t s;
     assert_ok(region_stats(r, &s));
-    assert_true(s.pages >= 6);
-    uintptr_t first_pages[2 * MANY];
-    for (int i = 0; i < 2 * MANY; i++) first_pages[i] = PAGE_OF(blocks[i]);
+    assert_true(s.pages >= 4);
+    uintptr_t small_page = PAGE_OF(blocks[0]);
+    for (int i = 1; i < FEW; i++) assert_int_equal(PAGE_OF(blocks[i]), small_page);
     assert_ok(region_destroy(r));
 
     size_t counts[2] = {0, 0};   /* pages, blocks in use */
     assert_true(rheap_kept(arena, heap));
     mi_heap_visit_blocks(heap, false, count_page, counts);
-    assert_int_equal(counts[0], 2);   /* one per size, the others given back */
+    assert_int_equal(counts[0], 1);   /* the 64-byte page; the 200-byte ones went back to the arena */
     assert_int_equal(counts[1], 0);   /* empty */
 
     region_t *next = new_region("next");
     assert_int_equal(next->arena_index, arena);
     assert_ptr_equal(next->heap, heap);
     /* (no region_stats here: its collect gives back pages with no block in use, kept ones too) */
-    for (int i = 0; i < 2 * MANY; i++) {
-        assert_non_null(blocks[i] = region_alloc(next, kinds[i % 2]));
-        memset(blocks[i], i & 0xff, kinds[i % 2]);
+    for (int i = 0; i < FEW + MANY; i++) {
+        assert_non_null(blocks[i] = region_alloc(next, i < FEW ? 64 : 200));
+        memset(blocks[i], i & 0xff, i < FEW ? 64 : 200);
     }
-    for (int k = 0; k < 2; k++) {   /* each size's first block is in a page of the first region's */
-        bool reused = false;
-        for (int i = 0; i < 2 * MANY && !reused; i++) reused = first_pages[i] == PAGE_OF(blocks[k]);
-        assert_true(reused);
-    }
-    for (int i = 0; i < 2 * MANY; i++) {   /* every block its own: no block handed out twice */
+    assert_int_equal(PAGE_OF(blocks[0]), small_page);   /* the kept page */
+    for (int i = 0; i < FEW + MANY; i++) {   /* every block its own: no block handed out twice */
         assert_ptr_equal(region_of(blocks[i]), next);
         assert_int_equal(((unsigned char *)blocks[i])[0], i & 0xff);
-        assert_int_equal(((unsigned char *)blocks[i])[kinds[i % 2] - 1], i & 0xff);
+        assert_int_equal(((unsigned char *)blocks[i])[i < FEW ? 63 : 199], i & 0xff);
     }
     assert_ok(region_stats(next, &s));
-    assert_int_equal(s.blocks, 2 * MANY);
+    assert_int_equal(s.blocks, FEW + MANY);
     assert_ok(region_destroy(next));
     free(blocks);
+}
+
+/* The lowest and highest block a region of `count` blocks of `size` bytes gets. */
+static void span_of_a_region(size_t count, size_t size, unsigned *arena, uintptr_t *low, uintptr_t *high) {
+    region_t *r = new_region("span");
+    *arena = r->arena_index;
+    *low = UINTPTR_MAX, *high = 0;
+    for (size_t i = 0; i < count; i++) {
+        uintptr_t p = (uintptr_t)region_alloc(r, size);
+        assert_int_not_equal(p, 0);
+        if (p < *low) *low = p;
+        if (p > *high) *high = p;
+    }
+    assert_ok(region_destroy(r));
+}
+
+/* Patch 0013: a region of 48 MiB (pages in two of the arena's 32 MiB chunks) followed by another of
+ * the same size in the same thread: the second takes the pages the first gave back, not untouched
+ * ones above them (it did when the first one's last page was kept). */
+static void a_big_region_after_another_reuses_its_pages(void **state) {
+    (void)state;
+    enum { COUNT = 48 << 20 >> 6 };
+    unsigned arena[2];
+    uintptr_t low[2], high[2];
+    for (int k = 0; k < 2; k++) span_of_a_region(COUNT, 64, &arena[k], &low[k], &high[k]);
+    assert_int_equal(arena[1], arena[0]);
+    assert_true(high[0] - low[0] >= (size_t)(48 << 20) - 64);
+    assert_int_equal(low[1], low[0]);
+    assert_int_equal(high[1], high[0]);
 }
 
 /* ---- Another thread's theap ---- */
@@ -316,7 +342,8 @@ static void an_extension_ends_at_an_os_page_boundary(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(same_thread_reuses_the_heaps),
-        cmocka_unit_test(a_reset_heap_keeps_one_empty_page_per_size),
+        cmocka_unit_test(a_reset_heap_keeps_a_page_per_size_of_one_page),
+        cmocka_unit_test(a_big_region_after_another_reuses_its_pages),
         cmocka_unit_test(a_live_theap_of_another_thread_means_destroy),
         cmocka_unit_test(a_kept_heap_goes_only_to_its_thread),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),

@@ -237,16 +237,26 @@ void mi_heap_destroy(mi_heap_t* heap) {
 // page per bin bounds what a reset heap keeps committed: a region that grew to many pages gives the
 // others back.  Kept pages are marked by a retire count no retired page has (MI_RESET_KEEP), so that
 // the page visit of _mi_heap_destroy_pages passes them by.
+//
+// region patch (0013): only for a size that had that one page.  A heap that took several pages of a
+// size also abandoned full ones, and its page kept is the last it took: the arena's search for a
+// page looks first in the chunk (32 MiB of slices) that holds pages of its size class, so the next
+// region filled the kept page's chunk, untouched memory, before the slices just freed below it.
 static void mi_heap_reset_choose_kept(mi_theap_t* own, mi_page_t** kept) {
+  bool several[MI_BIN_FULL] = { false };
   for (size_t queue = 0; queue <= MI_BIN_FULL; queue++) {
     for (mi_page_t* page = own->pages[queue].first; page != NULL; page = page->next) {
       const size_t bsize = mi_page_block_size(page);
       if (bsize > MI_SMALL_MAX_OBJ_SIZE || page->memid.memkind != MI_MEM_ARENA || mi_page_is_abandoned(page)) continue;
       const size_t bin = _mi_bin(bsize);
-      if (bin >= MI_BIN_FULL || kept[bin] != NULL) continue;
-      kept[bin] = page;
-      page->retire_expire = MI_RESET_KEEP;
+      if (bin >= MI_BIN_FULL) continue;
+      if (kept[bin] != NULL) several[bin] = true;
+      else kept[bin] = page;
     }
+  }
+  for (size_t bin = 0; bin < MI_BIN_FULL; bin++) {
+    if (several[bin]) kept[bin] = NULL;
+    else if (kept[bin] != NULL) kept[bin]->retire_expire = MI_RESET_KEEP;
   }
 }
 
