@@ -25,12 +25,16 @@ void mi_heap_set_numa_affinity(mi_heap_t* heap, int numa_node) {
 
 void mi_heap_stats_merge_to_subproc(mi_heap_t* heap) {
   if (heap==NULL) { heap = mi_heap_main(); }
+  #if MI_STAT_HEAPS   // region patch (0014): else a heap counts nothing
   _mi_stats_merge_into(&heap->subproc->stats, &heap->stats);
+  #endif
 }
 
 void mi_heap_stats_merge_to_main(mi_heap_t* heap) {
   if (heap==NULL) return;
+  #if MI_STAT_HEAPS
   _mi_stats_merge_into(&mi_heap_main()->stats, &heap->stats);
+  #endif
 }
 
 static mi_decl_noinline mi_theap_t* mi_heap_init_theap(const mi_heap_t* const_heap)

@@ -110,8 +110,10 @@ static bool mi_theap_page_collect(mi_theap_t* theap, mi_page_queue_t* pq, mi_pag
 
 static void mi_theap_merge_stats(mi_theap_t* theap) {
   mi_assert_internal(mi_theap_is_initialized(theap));
+  #if MI_STAT_HEAPS   // region patch (0014): else nothing to merge, and the merge's zeroing would touch the statistics' pages
   mi_heap_t* const heap = _mi_theap_heap(theap);
   _mi_stats_merge_into(&heap->stats, &theap->stats);
+  #endif
 }
 
 static void mi_theap_collect_ex(mi_theap_t* theap, mi_collect_t collect)
@@ -199,6 +201,17 @@ void _mi_theap_init(mi_theap_t* theap, mi_heap_t* heap, mi_tld_t* tld)
   mi_assert_internal(heap!=NULL);
   mi_assert_internal(tld!=NULL);
   mi_memid_t memid = theap->memid;
+  #if !MI_STAT_HEAPS
+  if (memid.initially_zero) {
+    // region patch (0014): the statistics, the theap's last 4.3 KiB, are zero but for their header and
+    // stay untouched on memory known zero (nothing counts in them): one resident OS page, not two
+    mi_assert_internal(offsetof(mi_theap_t, stats) + sizeof(mi_stats_t) == sizeof(mi_theap_t));
+    _mi_memcpy_aligned(theap, &_mi_theap_empty, offsetof(mi_theap_t, stats));
+    theap->stats.size = _mi_theap_empty.stats.size;
+    theap->stats.version = _mi_theap_empty.stats.version;
+  }
+  else
+  #endif
   _mi_memcpy_aligned(theap, &_mi_theap_empty, sizeof(mi_theap_t));
   theap->memid = memid;
   theap->tld   = tld;  // avoid reading the thread-local tld during initialization
@@ -338,7 +351,9 @@ bool _mi_theap_free(mi_theap_t* theap, bool acquire_heap_theaps_lock, bool acqui
   else {
     // merge stats to the owning heap
     mi_heap_t* const heap = _mi_theap_heap(theap);
+    #if MI_STAT_HEAPS   // region patch (0014): as in mi_theap_merge_stats
     _mi_stats_merge_into(&heap->stats, &theap->stats);
+    #endif
 
     // remove ourselves from the heap theaps list
     mi_lock_maybe(&heap->theaps_lock, acquire_heap_theaps_lock) {
