@@ -75,8 +75,8 @@ static void configure_mimalloc(void) {
      * any address of an object page (robject_of), which is safe only then.  0 is the default; it is
      * set here so that a mimalloc with another default cannot change it under us. */
     mi_option_set(mi_option_page_commit_on_demand, 0);
-    /* mimalloc's own arenas (outside the reservation) hold each region's heap structs, theaps and
-     * page bitmaps, sparsely.  Committed eagerly, mimalloc also madvises them for transparent huge
+    /* mimalloc's own arenas (outside the reservation) hold each region's heap structs and page
+     * bitmaps, sparsely (a region's theaps are in its arena).  Committed eagerly, mimalloc also madvises them for transparent huge
      * pages, and a first touch then makes 2 MiB resident: 35 KiB a region there instead of 20
      * (bench/requests_bench.py's regions, from /proc/self/smaps), a Python region holding a small
      * list 65.9 KiB instead of 50.1 (docs/design.md, "What a region costs"). */
