@@ -76,10 +76,11 @@ static void configure_mimalloc(void) {
      * set here so that a mimalloc with another default cannot change it under us. */
     mi_option_set(mi_option_page_commit_on_demand, 0);
     /* mimalloc's own arenas (outside the reservation) hold each region's heap structs and page
-     * bitmaps, sparsely (a region's theaps are in its arena).  Committed eagerly, mimalloc also madvises them for transparent huge
-     * pages, and a first touch then makes 2 MiB resident: 35 KiB a region there instead of 20
-     * (bench/requests_bench.py's regions, from /proc/self/smaps), a Python region holding a small
-     * list 65.9 KiB instead of 50.1 (docs/design.md, "What a region costs"). */
+     * bitmaps, sparsely (a region's theaps are in its arena).  Committed eagerly, mimalloc also
+     * madvises them for transparent huge pages, and a first touch then makes 2 MiB resident: 35 KiB
+     * a region there instead of 20 (bench/requests_bench.py's regions, from /proc/self/smaps), a
+     * Python region holding a small list 65.9 KiB instead of 50.1 (docs/design.md, "What a region
+     * costs"). */
     mi_option_set(mi_option_arena_eager_commit, 0);
     /* Exhausting an arena is an expected, reported condition (REGION_EFULL), not a message. */
     mi_option_set(mi_option_show_errors, 0);

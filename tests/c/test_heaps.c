@@ -314,7 +314,8 @@ typedef struct extension {
     uintptr_t start, end;   /* the page's extended blocks */
 } extension_t;
 
-static bool find_extension(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+static bool find_extension(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
+                           void *arg) {
     (void)heap, (void)block, (void)size;
     extension_t *e = arg;
     if (area->block_size != e->block_size) return true;
