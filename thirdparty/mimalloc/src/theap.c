@@ -617,8 +617,8 @@ static size_t mi_fast_divide(size_t n, uint64_t magic, size_t shift) {
 #define MI_MAX_BLOCKS   (MI_SMALL_PAGE_SIZE / sizeof(void*))
 #define MI_FREE_MAP_WORDS  (MI_MAX_BLOCKS / MI_INTPTR_BITS)
 
-// Collects the page's pending frees and visits it whole when it needs no free map; false with
-// *done set when it did (its result in *ok).
+// Collects the page's pending frees and visits it whole when it needs no free map: false when it
+// did (the visitor's verdict in *ok), true when the page needs a free map.
 static bool mi_page_visit_needs_map(const mi_heap_area_t* area, mi_page_t* page, mi_block_visit_fun* visitor, void* arg, bool* ok) {
   *ok = true;
   _mi_page_free_collect(page,true);              // collect both thread_delayed and local_free
