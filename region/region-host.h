@@ -49,15 +49,55 @@ static inline region_t *rhost_region_of(const void *p) { return rregion_of_page(
 static inline void *rhost_record(const region_t *r) { return __atomic_load_n(&r->host, __ATOMIC_ACQUIRE); }
 static inline void rhost_set_record(region_t *r, void *record) { __atomic_store_n(&r->host, record, __ATOMIC_RELEASE); }
 
+/* HOST THEAPS: a heap allocates through the calling thread's part of it, its theap, which mimalloc
+ * finds through ONE cached entry per thread; moving that entry to another heap's theap costs two
+ * atomic reference count updates (init.c, _mi_theap_cached_set).  A host's block allocates objects
+ * and buffers alternately, in two heaps: a move at nearly every allocation, 2-3 % of
+ * bench/requests_bench.py's region worker in perf (_mi_theap_cached_set and its increfs and decrefs).
+ * So rhost_alloc and rhost_calloc allocate through theaps kept here, per thread: those of the region
+ * it allocated in last.  The entry names the region by record and generation, which changes when the
+ * record takes its next region (region_create); a region's heaps live as long as it, and a thread's
+ * theap of a live heap as long as the thread (a reset keeps the resetting thread's; mimalloc frees
+ * theaps only with their thread or their heap).  So an entry that matches a live region holds live
+ * theaps of that region's heaps, and a host never allocates in a region it destroyed.  A theap is
+ * filled in only after an allocation through the heap succeeded: mimalloc's stand-in for a theap it
+ * could not make (out of memory) is never kept. */
+typedef struct rhost_theaps {
+    const region_t *r;
+    uint64_t generation;
+    mi_theap_t *theap[2];   /* the calling thread's of r->heap and r->object_heap; NULL: not yet known */
+} rhost_theaps_t;
+
+/* initial-exec, as region_inline_token: read on every allocation of a host's block. */
+extern __thread rhost_theaps_t rhost_theaps __attribute__((tls_model("initial-exec")));
+
+/* rhost_alloc or rhost_calloc (count != 0) when the calling thread's theap of the heap is not in
+ * rhost_theaps: through the heap, then kept (region.c). */
+void *rhost_alloc_through_heap(region_t *r, bool object, size_t count, size_t size);
+
+/* The calling thread's theap of r's object (or buffer) heap if kept, else NULL. */
+static inline mi_theap_t *rhost_kept_theap(const region_t *r, bool object) {
+    const rhost_theaps_t *kept = &rhost_theaps;
+    if (likely(kept->r == r && kept->generation == __atomic_load_n(&r->generation, __ATOMIC_RELAXED)))
+        return kept->theap[object];
+    return NULL;
+}
+
 /* Allocation in r's object or buffer heap.  The host guarantees that no other thread is inside
  * rhost_alloc/realloc/free for r at the same time unless mimalloc 3 allows it (it does: heaps are
  * thread-safe for allocation from any thread), and that r is live. */
 static inline void *rhost_alloc(region_t *r, bool object, size_t size) {
-    return mi_heap_malloc(object ? r->object_heap : r->heap, size ? size : 1);
+    rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);   /* HOST THEAPS: never a destroyed region */
+    mi_theap_t *theap = rhost_kept_theap(r, object);
+    if (likely(theap != NULL)) return mi_theap_malloc(theap, size ? size : 1);
+    return rhost_alloc_through_heap(r, object, 0, size ? size : 1);
 }
 
 static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t size) {
-    return mi_heap_calloc(object ? r->object_heap : r->heap, count ? count : 1, size ? size : 1);
+    rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);
+    mi_theap_t *theap = rhost_kept_theap(r, object);
+    if (likely(theap != NULL)) return mi_theap_calloc(theap, count ? count : 1, size ? size : 1);
+    return rhost_alloc_through_heap(r, object, count ? count : 1, size ? size : 1);
 }
 
 /* p is a block of region r (rhost_region_of(p) == r).  The block stays in its own heap (and so in

@@ -428,6 +428,19 @@ size_t rhost_owned_blocks(region_t *r) {
     return sum.blocks;
 }
 
+__thread rhost_theaps_t rhost_theaps __attribute__((tls_model("initial-exec")));
+
+void *rhost_alloc_through_heap(region_t *r, bool object, size_t count, size_t size) {
+    mi_heap_t *heap = object ? r->object_heap : r->heap;
+    void *p = count ? mi_heap_calloc(heap, count, size) : mi_heap_malloc(heap, size);
+    if (!p) return NULL;   /* perhaps no theap could be made: nothing to keep */
+    rhost_theaps_t *kept = &rhost_theaps;
+    uint64_t generation = __atomic_load_n(&r->generation, __ATOMIC_RELAXED);
+    if (kept->r != r || kept->generation != generation) *kept = (rhost_theaps_t){r, generation, {NULL, NULL}};
+    kept->theap[object] = mi_heap_theap(heap);   /* the theap that just allocated: mimalloc's cached one */
+    return p;
+}
+
 mi_heap_t *rhost_detached_heap(region_t *r) {
     rassert(r->id != 0);   /* a live region: a destroyed one's heaps went back to its arena */
     if (!r->detached_heap) r->detached_heap = take_heap(r, HEAP_DETACHED);

@@ -1,8 +1,10 @@
 /* Host ownership (region/region-host.h, HOST OWNERSHIP): the owner a host such as the Python binding
  * uses is libregion's own, with three entry points besides the public API - rhost_acquire (one
  * region, by id, with a timeout), rhost_owner (the owner, read from any thread) and rhost_disown
- * (letting go on the owner's behalf).  White-box: compiled with libregion's sources, like a host. */
+ * (letting go on the owner's behalf).  And the host's allocation through the theaps it keeps per
+ * thread (HOST THEAPS).  White-box: compiled with libregion's sources, like a host. */
 #include <pthread.h>
+#include <string.h>
 #include <time.h>
 
 #include "test-util.h"
@@ -113,12 +115,96 @@ static void a_waiter_for_a_destroyed_region_gets_edead(void **state) {
     assert_ok(region_destroy(next));
 }
 
+/* ---- HOST THEAPS ---- */
+
+/* n blocks in r's object or buffer heap, by rhost_alloc or (zeroed) rhost_calloc; each in its heap. */
+static void allocate_in(region_t *r, bool object, bool zeroed, void **blocks, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        size_t size = 16 + 8 * (i % 12);
+        blocks[i] = zeroed ? rhost_calloc(r, object, 1, size) : rhost_alloc(r, object, size);
+        assert_non_null(blocks[i]);
+        assert_ptr_equal(mi_heap_of(blocks[i]), object ? r->object_heap : r->heap);
+        assert_ptr_equal(rhost_region_of(blocks[i]), r);
+        if (zeroed)
+            for (size_t k = 0; k < size; k++) assert_int_equal(((unsigned char *)blocks[i])[k], 0);
+        memset(blocks[i], 0xab, size);   /* a recycled block must come zeroed from calloc all the same */
+    }
+}
+
+static void free_all(void **blocks, size_t n) {
+    for (size_t i = 0; i < n; i++) assert_non_null(rhost_free_block(blocks[i]));
+}
+
+static void host_allocations_land_in_their_heap_in_any_order(void **state) {
+    (void)state;
+    region_t *a = new_region("host a"), *b = new_region("host b");
+    void *blocks[8][40];
+    for (int round = 0; round < 2; round++) {   /* the second round reuses the blocks the first freed */
+        for (int k = 0; k < 8; k++)   /* region, heap and call change from one batch to the next */
+            allocate_in(k & 4 ? b : a, k & 1, k & 2, blocks[k], 40);
+        for (int k = 0; k < 8; k++) free_all(blocks[k], 40);
+    }
+    assert_ok(region_destroy(a));
+    assert_ok(region_destroy(b));
+}
+
+static void a_reused_record_starts_with_no_kept_theap(void **state) {
+    (void)state;
+    region_t *r = new_region("first in the record");
+    void *p = rhost_alloc(r, true, 32);
+    assert_non_null(rhost_kept_theap(r, true));
+    assert_ok(region_destroy(r));
+    region_t *next = new_region("next in the record");
+    assert_ptr_equal(next, r);   /* records are reused last in, first out */
+    /* The kept entry names the record, but the generation moved on: not this region's theaps. */
+    assert_null(rhost_kept_theap(next, true));
+    assert_null(rhost_kept_theap(next, false));
+    void *q = rhost_alloc(next, true, 32);
+    assert_ptr_equal(mi_heap_of(q), next->object_heap);
+    assert_non_null(rhost_kept_theap(next, true));
+    assert_null(rhost_kept_theap(next, false));   /* the buffer heap's only after its own allocation */
+    (void)p;
+    assert_ok(region_destroy(next));
+}
+
+typedef struct {
+    region_t *r;
+    void *blocks[2][40];
+} handed_t;
+
+static void *take_and_allocate(void *arg) {
+    handed_t *h = arg;
+    assert_ok(region_acquire(h->r));
+    allocate_in(h->r, true, false, h->blocks[0], 40);
+    allocate_in(h->r, false, true, h->blocks[1], 40);
+    assert_ok(region_release(h->r));
+    return NULL;
+}
+
+static void each_thread_allocates_through_its_own_theaps(void **state) {
+    (void)state;
+    handed_t h = {.r = new_region("handed")};
+    void *mine[2][40];
+    allocate_in(h.r, true, false, mine[0], 40);   /* this thread's theaps are kept */
+    assert_ok(region_release(h.r));
+    run_on_thread(take_and_allocate, &h);       /* another thread's, in its own entry */
+    assert_ok(region_acquire(h.r));
+    allocate_in(h.r, false, false, mine[1], 40);
+    allocate_in(h.r, true, true, mine[0], 40);  /* this thread's entry again */
+    free_all(h.blocks[0], 40);
+    free_all(h.blocks[1], 40);
+    assert_ok(region_destroy(h.r));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_owner_is_read_from_any_thread_and_by_id),
         cmocka_unit_test(a_busy_region_is_refused_or_waited_for),
         cmocka_unit_test(disown_hands_the_region_to_a_waiter),
         cmocka_unit_test(a_waiter_for_a_destroyed_region_gets_edead),
+        cmocka_unit_test(host_allocations_land_in_their_heap_in_any_order),
+        cmocka_unit_test(a_reused_record_starts_with_no_kept_theap),
+        cmocka_unit_test(each_thread_allocates_through_its_own_theaps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
