@@ -83,28 +83,52 @@ static inline mi_theap_t *rhost_kept_theap(const region_t *r, bool object) {
     return NULL;
 }
 
+/* YOUNG REGIONS: a mimalloc page holds blocks of one size class (bin), so a region takes at least one
+ * OS page for each bin it allocates in, in each of its heaps.  A request's region in
+ * bench/requests_bench.py makes about 630 blocks in 10 bins of objects and 6 of buffers: 16 OS pages
+ * for 14 KiB of blocks.  So the first RHOST_YOUNG_BLOCKS blocks a host makes in a region are rounded
+ * up to a power of two (up to RHOST_YOUNG_MAX bytes), 7 bins in all: that response then takes 4 bins
+ * of objects and 5 of buffers.  A big region rounds only its first blocks, and a block's size class
+ * changes nothing else (the scan walks a page by its own block size).  The count is relaxed: a block
+ * another thread makes at the same moment (mimalloc allows it) may go uncounted, which only rounds
+ * one more. */
+#define RHOST_YOUNG_BLOCKS 1024
+#define RHOST_YOUNG_MAX 1024
+
+/* The size to ask mimalloc for: size, or while r is young its power of two (at least 16). */
+static inline size_t rhost_block_size(region_t *r, size_t size, bool count) {
+    uint32_t young = __atomic_load_n(&r->young_blocks, __ATOMIC_RELAXED);
+    if (likely(young >= RHOST_YOUNG_BLOCKS) || size > RHOST_YOUNG_MAX) return size ? size : 1;
+    if (count) __atomic_store_n(&r->young_blocks, young + 1, __ATOMIC_RELAXED);
+    return size <= 16 ? 16 : (size_t)1 << (64 - __builtin_clzll((unsigned long long)size - 1));
+}
+
 /* Allocation in r's object or buffer heap.  The host guarantees that no other thread is inside
  * rhost_alloc/realloc/free for r at the same time unless mimalloc 3 allows it (it does: heaps are
  * thread-safe for allocation from any thread), and that r is live. */
 static inline void *rhost_alloc(region_t *r, bool object, size_t size) {
     rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);   /* HOST THEAPS: never a destroyed region */
     mi_theap_t *theap = rhost_kept_theap(r, object);
-    if (likely(theap != NULL)) return mi_theap_malloc(theap, size ? size : 1);
-    return rhost_alloc_through_heap(r, object, 0, size ? size : 1);
+    size = rhost_block_size(r, size, true);
+    if (likely(theap != NULL)) return mi_theap_malloc(theap, size);
+    return rhost_alloc_through_heap(r, object, 0, size);
 }
 
 static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t size) {
     rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);
     mi_theap_t *theap = rhost_kept_theap(r, object);
-    if (likely(theap != NULL)) return mi_theap_calloc(theap, count ? count : 1, size ? size : 1);
-    return rhost_alloc_through_heap(r, object, count ? count : 1, size ? size : 1);
+    size_t total;
+    if (__builtin_mul_overflow(count ? count : 1, size ? size : 1, &total)) return NULL;
+    total = rhost_block_size(r, total, true);
+    if (likely(theap != NULL)) return mi_theap_calloc(theap, 1, total);
+    return rhost_alloc_through_heap(r, object, 1, total);
 }
 
 /* p is a block of region r (rhost_region_of(p) == r).  The block stays in its own heap (and so in
  * its region) when it moves; handles follow it.  The host serializes calls that touch r's handle
  * table (the Python binding: the GIL). */
 static inline void *rhost_realloc(region_t *r, void *p, size_t size) {
-    void *moved = mi_heap_realloc(mi_heap_of(p), p, size ? size : 1);
+    void *moved = mi_heap_realloc(mi_heap_of(p), p, rhost_block_size(r, size, false));
     if (moved && moved != p && r->handles.used) rhandle_retarget(r, p, moved);
     return moved;
 }

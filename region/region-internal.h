@@ -151,6 +151,8 @@ struct region {
     /* A host's own (region-host.h, HOST FIELDS); zero at create */
     void *host;                      /* atomic; the host's record of the region */
     uint32_t host_counts[3];
+    uint32_t young_blocks;           /* atomic; the host's first blocks, counted up to RHOST_YOUNG_BLOCKS
+                                        (region-host.h, YOUNG REGIONS) */
 
     /* ownership (owner.c; `owner` is above) */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */

@@ -196,6 +196,25 @@ static void each_thread_allocates_through_its_own_theaps(void **state) {
     assert_ok(region_destroy(h.r));
 }
 
+static void a_young_region_rounds_its_first_blocks_to_powers_of_two(void **state) {
+    (void)state;
+    region_t *r = new_region("young");
+    void *first = rhost_alloc(r, true, 40);
+    assert_int_equal(mi_usable_size(first), 64);
+    assert_int_equal(mi_usable_size(rhost_calloc(r, false, 3, 8)), 32);
+    assert_int_equal(mi_usable_size(rhost_alloc(r, true, 0)), 16);
+    assert_true(mi_usable_size(rhost_alloc(r, false, RHOST_YOUNG_MAX + 1)) < 2 * RHOST_YOUNG_MAX);   /* not rounded */
+    void *grown = rhost_realloc(r, rhost_alloc(r, false, 8), 100);
+    assert_int_equal(mi_usable_size(grown), 128);
+    while (__atomic_load_n(&r->young_blocks, __ATOMIC_RELAXED) < RHOST_YOUNG_BLOCKS) assert_non_null(rhost_alloc(r, true, 8));
+    assert_true(mi_usable_size(rhost_alloc(r, true, 40)) < 64);   /* grown up: mimalloc's own bin */
+    assert_true(mi_usable_size(rhost_realloc(r, grown, 300)) < 512);
+    assert_ok(region_destroy(r));
+    region_t *next = new_region("young again");   /* the record's next region starts young */
+    assert_int_equal(mi_usable_size(rhost_alloc(next, true, 40)), 64);
+    assert_ok(region_destroy(next));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(the_owner_is_read_from_any_thread_and_by_id),
@@ -205,6 +224,7 @@ int main(void) {
         cmocka_unit_test(host_allocations_land_in_their_heap_in_any_order),
         cmocka_unit_test(a_reused_record_starts_with_no_kept_theap),
         cmocka_unit_test(each_thread_allocates_through_its_own_theaps),
+        cmocka_unit_test(a_young_region_rounds_its_first_blocks_to_powers_of_two),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
