@@ -443,6 +443,7 @@ void _mi_stats_merge_into(mi_stats_t* to, mi_stats_t* from) {
   _mi_memzero(from, sizeof(mi_stats_t));
 }
 
+#if MI_STAT_HEAPS
 static const mi_stats_t* mi_stats_merge_theap_to_heap(mi_theap_t* theap) mi_attr_noexcept {
   mi_stats_t* stats = &theap->stats;
   mi_stats_t* heap_stats = &_mi_theap_heap(theap)->stats;
@@ -456,6 +457,18 @@ static const mi_stats_t* mi_heap_get_stats(mi_heap_t* heap) {
   if (theap==NULL) return &heap->stats;
               else return mi_stats_merge_theap_to_heap(theap);
 }
+#else
+// region patch (0015): a heap has no statistics without MI_STAT (types.h, MI_STAT_HEAPS); they
+// read as counts that never moved
+static void mi_stats_merge_theap_to_heap(mi_theap_t* theap) mi_attr_noexcept {
+  MI_UNUSED(theap);
+}
+
+static const mi_stats_t* mi_heap_get_stats(mi_heap_t* heap) {
+  MI_UNUSED(heap);
+  return &_mi_theap_empty.stats;
+}
+#endif
 
 // deprecated
 void mi_stats_reset(void) mi_attr_noexcept {

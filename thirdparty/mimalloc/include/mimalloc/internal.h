@@ -379,14 +379,7 @@ void __mi_stat_adjust_decrease_mt(mi_stat_count_t* stat, size_t amount);
 void __mi_stat_counter_increase(mi_stat_counter_t* stat, size_t amount);
 void __mi_stat_counter_increase_mt(mi_stat_counter_t* stat, size_t amount);
 
-// region patch (0014): without MI_STAT, heaps and theaps count nothing; the process-wide (subproc,
-// OS) statistics stay.  A theap's statistics are 4.3 KiB of its 8.1 and were written at its first
-// page: every theap two resident OS pages, not one, and a region makes a theap per heap.
-#if MI_STAT>0
-#define MI_STAT_HEAPS 1
-#else
-#define MI_STAT_HEAPS 0
-#endif
+// region patch (0014): MI_STAT_HEAPS (types.h, since patch 0015) says whether heaps and theaps count.
 
 #if MI_STAT_HEAPS
 #define mi_heap_stat_counter_increase(heap,stat,amount)         __mi_stat_counter_increase_mt( &(heap)->stats.stat, amount)
