@@ -27,10 +27,42 @@
 
 #include "region-internal.h"
 
-typedef struct slices_build {
-    riso_slices_t *map;
-    uintptr_t base;            /* the arena's */
-} slices_build_t;
+/* ONE WALK OF EACH HEAP: riso_begin records the pages of a heap as mimalloc's visitor describes them
+ * (its areas), and both the slice bitmaps and the first scan read the record, so a heap's pages are
+ * found once (a walk of the heap's page bitmap in its arena and a read of each page's info), not once
+ * for the bitmap's span, once for its bits and once for the scan.  A short region's close paid those
+ * walks on every heap (bench/requests_bench.py's region worker).  The record is a scan's only while
+ * nothing is allocated in or freed to the object heap since riso_begin (THREADS, above); a later scan
+ * walks the heap again. */
+
+/* Records each area (page) of the heaps it visits; failed when out of memory. */
+static bool record_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    riso_areas_t *a = arg;
+    if (a->count == a->capacity) {
+        size_t capacity = a->capacity ? 2 * a->capacity : 32;
+        mi_heap_area_t *grown = realloc(a->areas, capacity * sizeof *grown);
+        if (!grown) {
+            a->failed = true;
+            return false;
+        }
+        a->areas = grown;
+        a->capacity = capacity;
+    }
+    a->areas[a->count++] = *area;
+    return true;
+}
+
+/* Appends heap's pages (none for NULL) to a; false when out of memory. */
+static bool record_heap(riso_areas_t *a, mi_heap_t *heap) {
+    if (heap) mi_heap_visit_blocks(heap, false, record_area, a);
+    return !a->failed;
+}
+
+static void areas_free(riso_areas_t *a) {
+    free(a->areas);
+    *a = (riso_areas_t){0};
+}
 
 /* The slices [first, last] of a page's memory, as offsets from the arena base. */
 static void page_slices(uintptr_t base, const mi_heap_area_t *area, uintptr_t *first, uintptr_t *last) {
@@ -39,49 +71,29 @@ static void page_slices(uintptr_t base, const mi_heap_area_t *area, uintptr_t *f
     *last = (start + (area->reserved ? area->reserved : 1) - 1) >> RISO_SLICE_SHIFT;
 }
 
-/* First round: the span of slices the pages cover, so the bitmap is as small as they are. */
-static bool span_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
-    (void)heap, (void)block, (void)size;
-    slices_build_t *b = arg;
-    riso_slices_t *m = b->map;
-    uintptr_t first, last;
-    page_slices(b->base, area, &first, &last);
-    if (!m->count || first < m->first) {
-        m->count += m->count ? m->first - first : 0;
-        m->first = first;
-    }
-    if (last - m->first + 1 > m->count) m->count = last - m->first + 1;
-    return true;
-}
-
-/* Second round: each page's slices in the bitmap. */
-static bool mark_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
-    (void)heap, (void)block, (void)size;
-    slices_build_t *b = arg;
-    riso_slices_t *m = b->map;
-    uintptr_t first, last;
-    page_slices(b->base, area, &first, &last);
-    for (uintptr_t i = first - m->first; i <= last - m->first; i++) {
-        rassert(i < m->count);   /* span_page saw the same pages: no page is made while scanning */
-        m->bits[i >> 6] |= (uint64_t)1 << (i & 63);
-    }
-    return true;
-}
-
-/* The slices of up to two heaps (NULL: none) of the arena at base; false when out of memory. */
-static bool map_heaps(riso_slices_t *m, uintptr_t base, mi_heap_t *a, mi_heap_t *b) {
-    slices_build_t build = {m, base};
+/* The slices the recorded pages cover, in a bitmap as small as their span; false when out of memory. */
+static bool map_areas(riso_slices_t *m, uintptr_t base, const riso_areas_t *a) {
     *m = (riso_slices_t){0};
-    if (a) mi_heap_visit_blocks(a, false, span_page, &build);
-    if (b) mi_heap_visit_blocks(b, false, span_page, &build);
-    if (!m->count) return true;
+    if (!a->count) return true;
+    uintptr_t low = UINTPTR_MAX, high = 0;
+    for (size_t i = 0; i < a->count; i++) {
+        uintptr_t first, last;
+        page_slices(base, &a->areas[i], &first, &last);
+        if (first < low) low = first;
+        if (last > high) high = last;
+    }
+    m->first = low;
+    m->count = high - low + 1;
     m->bits = calloc((m->count + 63) / 64, sizeof *m->bits);
     if (!m->bits) {
         m->count = 0;
         return false;
     }
-    if (a) mi_heap_visit_blocks(a, false, mark_page, &build);
-    if (b) mi_heap_visit_blocks(b, false, mark_page, &build);
+    for (size_t i = 0; i < a->count; i++) {
+        uintptr_t first, last;
+        page_slices(base, &a->areas[i], &first, &last);
+        for (uintptr_t bit = first - low; bit <= last - low; bit++) m->bits[bit >> 6] |= (uint64_t)1 << (bit & 63);
+    }
     return true;
 }
 
@@ -89,11 +101,18 @@ static bool map_heaps(riso_slices_t *m, uintptr_t base, mi_heap_t *a, mi_heap_t 
 static region_status begin(riso_t *s, region_t *r, bool buffers) {
     *s = (riso_t){.r = r, .base = (uintptr_t)rarena_base(r->arena_index), .size = rarena_reservation.arena_size};
     mi_heap_collect_frees(r->object_heap);   /* fold the frees pending in the calling thread's pages in */
-    if (!map_heaps(&s->objects, s->base, r->object_heap, NULL) ||
-        (buffers && !map_heaps(&s->buffers, s->base, r->heap, r->detached_heap))) {
+    bool mapped = record_heap(&s->object_areas, r->object_heap) && map_areas(&s->objects, s->base, &s->object_areas);
+    if (mapped && buffers) {
+        riso_areas_t others = {0};
+        mapped = record_heap(&others, r->heap) && record_heap(&others, r->detached_heap) &&
+                 map_areas(&s->buffers, s->base, &others);
+        areas_free(&others);
+    }
+    if (!mapped) {
         riso_end(s);
         return rerror_region(r, REGION_ENOMEM, "isolation scan: out of memory");
     }
+    s->areas_current = true;
     return REGION_OK;
 }
 
@@ -166,9 +185,29 @@ static bool scan_block(const mi_heap_t *heap, const mi_heap_area_t *area, void *
     return visitor->block(block, size, visitor->arg);
 }
 
+#ifndef NDEBUG
+/* Whether the object heap's pages are still those riso_begin recorded, with as many blocks in use. */
+static bool areas_unchanged(const riso_t *s) {
+    riso_areas_t now = {0};
+    bool same = record_heap(&now, s->r->object_heap) && now.count == s->object_areas.count;
+    for (size_t i = 0; same && i < now.count; i++)
+        same = now.areas[i].blocks == s->object_areas.areas[i].blocks && now.areas[i].used == s->object_areas.areas[i].used;
+    areas_free(&now);
+    return same;
+}
+#endif
+
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
     scan_visit_t v = {s, visitor, NULL, 0, 0};
-    bool finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
+    bool finished = true;
+    if (s->areas_current) {   /* the first scan: the pages riso_begin recorded (ONE WALK OF EACH HEAP) */
+        rassert(areas_unchanged(s));
+        s->areas_current = false;
+        for (size_t i = 0; finished && i < s->object_areas.count; i++)
+            finished = scan_area(NULL, &s->object_areas.areas[i], NULL, 0, &v);
+    } else {
+        finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
+    }
     if (finished) finished = _mi_pages_visit_blocks(v.partial, v.partial_count, scan_block, (void *)visitor);
     free(v.partial);
     for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);   /* the map is complete */
@@ -178,6 +217,8 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
 void riso_end(riso_t *s) {
     free(s->objects.bits);
     free(s->buffers.bits);
+    areas_free(&s->object_areas);
+    s->areas_current = false;
     rptrmap_clear(&s->outside);
     s->objects = s->buffers = (riso_slices_t){0};
 }

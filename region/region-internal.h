@@ -327,12 +327,21 @@ static inline bool riso_slices_have(const riso_slices_t *m, uintptr_t offset) {
     return bit < m->count && (m->bits[bit >> 6] >> (bit & 63) & 1);
 }
 
+/* Pages of a heap as mimalloc's visitor describes them (isolation.c, ONE WALK OF EACH HEAP). */
+typedef struct riso_areas {
+    mi_heap_area_t *areas;
+    size_t count, capacity;
+    bool failed;               /* out of memory: the record is short */
+} riso_areas_t;
+
 typedef struct riso {
     region_t *r;
     uintptr_t base;            /* r's arena: [base, base + size) */
     size_t size;
     riso_slices_t objects;     /* the slices of r's object heap */
     riso_slices_t buffers;     /* the slices of r's other heaps (raw blocks, detached buffers) */
+    riso_areas_t object_areas; /* the object heap's pages at riso_begin */
+    bool areas_current;        /* object_areas are the heap's pages still: the next scan reads them */
     uint64_t internal;         /* references to r's object memory */
     bool stray;                /* a reference into r's memory but not its object memory (a raw block) */
     bool failed;               /* out of memory: the outside counts are short */
