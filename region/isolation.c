@@ -185,7 +185,7 @@ static bool scan_block(const mi_heap_t *heap, const mi_heap_area_t *area, void *
     return visitor->block(block, size, visitor->arg);
 }
 
-#ifndef NDEBUG
+#if REGION_EXPENSIVE_CHECKS && !defined(NDEBUG)
 /* Whether the object heap's pages are still those riso_begin recorded, with as many blocks in use. */
 static bool areas_unchanged(const riso_t *s) {
     riso_areas_t now = {0};
@@ -201,7 +201,7 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
     scan_visit_t v = {s, visitor, NULL, 0, 0};
     bool finished = true;
     if (s->areas_current) {   /* the first scan: the pages riso_begin recorded (ONE WALK OF EACH HEAP) */
-        rassert(areas_unchanged(s));
+        rassert_expensive(areas_unchanged(s));
         s->areas_current = false;
         for (size_t i = 0; finished && i < s->object_areas.count; i++)
             finished = scan_area(NULL, &s->object_areas.areas[i], NULL, 0, &v);

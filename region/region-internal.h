@@ -54,6 +54,18 @@ _Static_assert(REGION_MAX_RECORDS == REGION_MAX_LIVE_REGIONS, "include/region.h 
 #define rassert(cond) assert(cond)
 #endif
 
+/* Invariant checks that cost a pass over a region's pages, like mimalloc's mi_assert_expensive: only
+ * in debug builds (meson.build, REGION_EXPENSIVE_CHECKS), where the sanitizer and debug-interpreter
+ * suites run, not in the debugoptimized build the benchmarks measure. */
+#ifndef REGION_EXPENSIVE_CHECKS
+#define REGION_EXPENSIVE_CHECKS 0
+#endif
+#if REGION_EXPENSIVE_CHECKS
+#define rassert_expensive(cond) rassert(cond)
+#else
+#define rassert_expensive(cond) ((void)0)
+#endif
+
 /* REGION_BLOCK_CHECKS (meson option block_checks; on in debug builds): every raw block is entered in
  * a set of the region's live blocks, so region_free, region_realloc, region_usable_size and
  * region_handle_new can tell a block start from an interior pointer and a live block from a freed
