@@ -21,7 +21,7 @@
  * (the arena is shared) or free memory: outside.
  *
  * THREADS: the region's owner (or its host's) only, with no allocation or free in the object heap
- * while a scan runs.
+ * while a scan runs, nor between riso_begin and the end of the first scan (ONE WALK OF EACH HEAP).
  */
 #include <stdlib.h>
 
