@@ -16,7 +16,9 @@
  * HOST HEAPS: a host puts object-like blocks (Python objects) in r->object_heap and the buffers its
  * objects own in r->heap, so that "could this block be an object" is a page-map lookup; buffers no
  * object owns go to r->detached_heap (DETACHED BUFFERS below).  A region used by a host is never
- * given C objects (region_object_new), so the object heap holds only the host's blocks.
+ * given C objects (region_object_new), so the object heap holds only the host's blocks.  A host's
+ * allocations go through the calling thread's theaps kept per thread (HOST THEAPS below), and a young
+ * region's first blocks take power-of-two sizes (YOUNG REGIONS below).
  */
 #ifndef REGION_HOST_H
 #define REGION_HOST_H
