@@ -307,9 +307,10 @@ static inline rptrmap_cell_t *rptrmap_get(const rptrmap_t *m, const void *key) {
 bool rptrmap_remove(rptrmap_t *m, const void *key);   /* false: key was not there */
 void rptrmap_clear(rptrmap_t *m);                      /* frees the cells */
 
-/* Each live cell of m, in table order. */
+/* Each live cell of m, in table order.  An empty map has no table (cells NULL), and NULL + 0 is
+ * undefined in C (UBSan's pointer-overflow check), hence the test of cell first. */
 #define rptrmap_foreach(m, cell) \
-    for (rptrmap_cell_t *cell = (m)->cells; cell < (m)->cells + (m)->capacity; cell++) \
+    for (rptrmap_cell_t *cell = (m)->cells; cell && cell < (m)->cells + (m)->capacity; cell++) \
         if (cell->key != NULL && cell->key != RPTRMAP_DELETED)
 
 /* Whether p is the start of a live raw block of r: with REGION_BLOCK_CHECKS exactly, else only that

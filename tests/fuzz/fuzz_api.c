@@ -488,14 +488,15 @@ static void mark_from(mregion_t *m, const void *p) {
     }
 }
 
-/* Marks what the collector must keep; true if a reachable traced object points into another live
- * region (what REGION_COLLECT_CHECK and region_check refuse). */
-static bool predict(mregion_t *m) {
+/* Marks what the collector must keep; true if a reachable traced object (or, with garbage_too, any
+ * traced object) points into another live region: what REGION_COLLECT_CHECK refuses (reachable
+ * objects) and region_check (every live object, garbage included). */
+static bool predict(mregion_t *m, bool garbage_too) {
     memset(reachable, 0, sizeof reachable);
     mark_from(m, m->root);
     for (int i = 0; i < m->nroots; i++) mark_from(m, m->extra_roots[i]);
     for (int i = 0; i < m->nobjects; i++) {
-        if (!reachable[i] || !m->objects[i].traced) continue;
+        if ((!reachable[i] && !garbage_too) || !m->objects[i].traced) continue;
         for (int c = 0; c < 3; c++) {
             region_t *target = region_of(m->objects[i].o->child[c]);
             if (target && target != m->r) return true;
@@ -601,7 +602,9 @@ static void do_collect(void *arg) {
         expect_status(check_only ? region_check(m->r) : region_collect(m->r, flags, NULL), REGION_ENOTOWNER);
         return;
     }
-    bool crossref = predict(m);
+    /* region_check counts garbage not collected yet (include/region.h); REGION_COLLECT_CHECK only
+     * what is reachable. */
+    bool crossref = predict(m, check_only);
     int before = m->nobjects;
     collecting = m;
     collecting_frees = !check_only;
