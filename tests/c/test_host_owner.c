@@ -1,8 +1,9 @@
 /* Host ownership (region/region-host.h, HOST OWNERSHIP): the owner a host such as the Python binding
  * uses is libregion's own, with three entry points besides the public API - rhost_acquire (one
  * region, by id, with a timeout), rhost_owner (the owner, read from any thread) and rhost_disown
- * (letting go on the owner's behalf).  And the host's allocation through the theaps it keeps per
- * thread (HOST THEAPS).  White-box: compiled with libregion's sources, like a host. */
+ * (letting go on the owner's behalf).  And the host's allocation: through the theaps it keeps per
+ * thread (HOST THEAPS), in power-of-two sizes while a region is young (YOUNG REGIONS).  White-box:
+ * compiled with libregion's sources, like a host. */
 #include <pthread.h>
 #include <string.h>
 #include <time.h>
@@ -151,7 +152,7 @@ static void host_allocations_land_in_their_heap_in_any_order(void **state) {
 static void a_reused_record_starts_with_no_kept_theap(void **state) {
     (void)state;
     region_t *r = new_region("first in the record");
-    void *p = rhost_alloc(r, true, 32);
+    assert_non_null(rhost_alloc(r, true, 32));
     assert_non_null(rhost_kept_theap(r, true));
     assert_ok(region_destroy(r));
     region_t *next = new_region("next in the record");
@@ -163,7 +164,6 @@ static void a_reused_record_starts_with_no_kept_theap(void **state) {
     assert_ptr_equal(mi_heap_of(q), next->object_heap);
     assert_non_null(rhost_kept_theap(next, true));
     assert_null(rhost_kept_theap(next, false));   /* the buffer heap's only after its own allocation */
-    (void)p;
     assert_ok(region_destroy(next));
 }
 
