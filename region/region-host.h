@@ -73,9 +73,9 @@ typedef struct rhost_theaps {
 /* initial-exec, as region_inline_token: read on every allocation of a host's block. */
 extern __thread rhost_theaps_t rhost_theaps __attribute__((tls_model("initial-exec")));
 
-/* rhost_alloc or rhost_calloc (count != 0) when the calling thread's theap of the heap is not in
+/* rhost_alloc or rhost_calloc (zero) when the calling thread's theap of the heap is not in
  * rhost_theaps: through the heap, then kept (region.c). */
-void *rhost_alloc_through_heap(region_t *r, bool object, size_t count, size_t size);
+void *rhost_alloc_through_heap(region_t *r, bool object, size_t size, bool zero);
 
 /* The calling thread's theap of r's object (or buffer) heap if kept, else NULL. */
 static inline mi_theap_t *rhost_kept_theap(const region_t *r, bool object) {
@@ -105,25 +105,27 @@ static inline size_t rhost_block_size(region_t *r, size_t size, bool count) {
     return size <= 16 ? 16 : (size_t)1 << (64 - __builtin_clzll((unsigned long long)size - 1));
 }
 
+/* A block of `size` bytes (zeroed if asked) in r's object or buffer heap: rhost_alloc's and
+ * rhost_calloc's common part. */
+static inline void *rhost_allocate(region_t *r, bool object, size_t size, bool zero) {
+    rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);   /* HOST THEAPS: never a destroyed region */
+    mi_theap_t *theap = rhost_kept_theap(r, object);
+    size = rhost_block_size(r, size, true);
+    if (likely(theap != NULL)) return zero ? mi_theap_zalloc(theap, size) : mi_theap_malloc(theap, size);
+    return rhost_alloc_through_heap(r, object, size, zero);
+}
+
 /* Allocation in r's object or buffer heap.  The host guarantees that no other thread is inside
  * rhost_alloc/realloc/free for r at the same time unless mimalloc 3 allows it (it does: heaps are
  * thread-safe for allocation from any thread), and that r is live. */
 static inline void *rhost_alloc(region_t *r, bool object, size_t size) {
-    rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);   /* HOST THEAPS: never a destroyed region */
-    mi_theap_t *theap = rhost_kept_theap(r, object);
-    size = rhost_block_size(r, size, true);
-    if (likely(theap != NULL)) return mi_theap_malloc(theap, size);
-    return rhost_alloc_through_heap(r, object, 0, size);
+    return rhost_allocate(r, object, size, false);
 }
 
 static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t size) {
-    rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);
-    mi_theap_t *theap = rhost_kept_theap(r, object);
     size_t total;
     if (__builtin_mul_overflow(count ? count : 1, size ? size : 1, &total)) return NULL;
-    total = rhost_block_size(r, total, true);
-    if (likely(theap != NULL)) return mi_theap_calloc(theap, 1, total);
-    return rhost_alloc_through_heap(r, object, 1, total);
+    return rhost_allocate(r, object, total, true);
 }
 
 /* p is a block of region r (rhost_region_of(p) == r).  The block stays in its own heap (and so in

@@ -431,9 +431,9 @@ size_t rhost_owned_blocks(region_t *r) {
 
 __thread rhost_theaps_t rhost_theaps __attribute__((tls_model("initial-exec")));
 
-void *rhost_alloc_through_heap(region_t *r, bool object, size_t count, size_t size) {
+void *rhost_alloc_through_heap(region_t *r, bool object, size_t size, bool zero) {
     mi_heap_t *heap = object ? r->object_heap : r->heap;
-    void *p = count ? mi_heap_calloc(heap, count, size) : mi_heap_malloc(heap, size);
+    void *p = zero ? mi_heap_zalloc(heap, size) : mi_heap_malloc(heap, size);
     if (!p) return NULL;   /* perhaps no theap could be made: nothing to keep */
     rhost_theaps_t *kept = &rhost_theaps;
     uint64_t generation = __atomic_load_n(&r->generation, __ATOMIC_RELAXED);

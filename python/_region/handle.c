@@ -2,8 +2,8 @@
  *
  * A Handle is libregion's handle {region id, entry, generation} to the object's memory block, plus
  * the object's offset in its block (the GC header comes first).  It holds no reference to the
- * object or the region.  The allocator hook frees every region block through rhost_free, which
- * clears the block's handle entry (and bumps its generation), so a Handle dies exactly when its
+ * object or the region.  The allocator hook frees every region block through rhost_free_block,
+ * which clears the block's handle entry (and bumps its generation), so a Handle dies exactly when its
  * object's memory is freed: an object kept only by a garbage cycle stays reachable through handles
  * until the cycle is collected, as with weakref.  No freelist keeps a region object's memory (the
  * guards in internals.c), so "the block is live" means "the object exists" - but not that it is
