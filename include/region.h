@@ -2,7 +2,7 @@
  *
  * A region is a set of memory blocks that live and die together.  Each region has mimalloc heaps of
  * its own, in an arena that regions of the same NUMA binding share, so no other region's blocks ever
- * share its pages.  A process can hold as many regions as its memory allows (about 12 KiB each when
+ * share its pages.  A process can hold as many regions as its memory allows (about 6 KiB each when
  * empty, up to REGION_MAX_LIVE_REGIONS).  A region can be bound to a NUMA node, has at most one owner thread at a time, hands weak
  * handles to its blocks to anyone, collects its own garbage objects without looking at any other
  * region, and is freed in bulk.
