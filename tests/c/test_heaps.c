@@ -3,7 +3,7 @@
  * keeping one page for each size of which it had that one page (patches 0007, 0013), and the arena's
  * next region takes it; otherwise it is destroyed.  A freed block is the next allocation's (patch
  * 0008), and a page's blocks are made ready an OS page at a time (0010).  Many live regions are a
- * few KiB each (0010, 0014, 0015).  White-box: compiled with libregion's sources, to see which heap a
+ * few KiB each (0010, 0014, 0015).  A theap's queues are walked only up to its last page (0016).  White-box: compiled with libregion's sources, to see which heap a
  * region got. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +119,88 @@ static void a_reset_heap_keeps_a_page_per_size_of_one_page(void **state) {
     assert_int_equal(s.blocks, FEW + MANY);
     assert_ok(region_destroy(next));
     free(blocks);
+}
+
+/* ---- Walks of a theap's queues that stop at its last page (patch 0016) ---- */
+
+/* Every size of small block, by 8 bytes up to 1 KiB, then a few larger: pages in most of a theap's
+ * queues, the highest last. */
+#define WSIZES 128
+static size_t size_at(int k) { return k < WSIZES ? (size_t)(k + 1) * 8 : (size_t[]){2000, 6000, 9000}[k - WSIZES]; }
+#define KINDS (WSIZES + 3)
+
+/* A reset clears only the queues that held pages (and their sizes' direct entries): the next region
+ * of the heap allocates each size from its own pages, none from a page the reset gave back.  Sizes of
+ * several pages (not kept) alternate with sizes of one, the highest of several, so the queues the
+ * reset must clear are spread over the whole range, up to the highest; `kinds` sizes: the small ones
+ * alone (the highest 1 KiB, the last with direct entries), or the larger ones too. */
+static void reset_then_allocate_each_size(int kinds) {
+    region_t *r = new_region("spread");
+    mi_heap_t *heap = r->heap;
+    for (int k = 0; k < kinds; k++) {
+        bool several = k % 2 == (kinds - 1) % 2;
+        int count = several ? (int)(3 * (64 << 10) / size_at(k)) + 2 : 1;   /* over three pages (the last not at an extension's end), or one block */
+        for (int i = 0; i < count; i++) assert_non_null(region_alloc(r, size_at(k)));
+    }
+    assert_ok(region_destroy(r));
+    assert_true(rheap_kept(r->arena_index, heap));
+
+    region_t *next = new_region("after");
+    assert_ptr_equal(next->heap, heap);
+    /* Another region takes the pages the reset gave back, so that a block from one of them is
+     * another region's, not next's. */
+    region_t *other = new_region("other");
+    for (int k = 0; k < kinds; k++)
+        for (int i = 0; i < (int)(3 * (64 << 10) / size_at(k)) + 1; i++) assert_non_null(region_alloc(other, size_at(k)));
+    enum { EACH = 40 };
+    unsigned char **blocks = malloc(kinds * EACH * sizeof *blocks);
+    for (int k = 0; k < kinds; k++)
+        for (int i = 0; i < EACH; i++) {
+            unsigned char *b = blocks[k * EACH + i] = region_alloc(next, size_at(k));
+            assert_non_null(b);
+            assert_ptr_equal(region_of(b), next);   /* from a page of its heap, not a freed one */
+            memset(b, (k * EACH + i) & 0xff, size_at(k));
+        }
+    for (int j = 0; j < kinds * EACH; j++) {   /* no block handed out twice */
+        assert_int_equal(blocks[j][0], j & 0xff);
+        assert_int_equal(blocks[j][size_at(j / EACH) - 1], j & 0xff);
+    }
+    region_stats_t s;
+    assert_ok(region_stats(next, &s));
+    assert_int_equal(s.blocks, kinds * EACH);
+    assert_ok(region_destroy(next));
+    assert_ok(region_destroy(other));
+    free(blocks);
+}
+
+static void a_reset_leaves_no_queue_naming_a_freed_page(void **state) {
+    (void)state;
+    reset_then_allocate_each_size(WSIZES);
+    reset_then_allocate_each_size(KINDS);
+}
+
+static void *free_each(void *arg) {
+    for (void **b = arg; *b; b++) mi_free(*b);   /* another thread's free: pending in its page */
+    return NULL;
+}
+
+/* Folding in the frees other threads left pending reaches the page in the theap's highest queue: the
+ * walk stops after the last page, not before it. */
+static void pending_frees_are_folded_in_up_to_the_highest_queue(void **state) {
+    (void)state;
+    region_t *r = new_region("pending");
+    void *freed[KINDS + 1];
+    for (int k = 0; k < KINDS; k++) {
+        freed[k] = region_alloc(r, size_at(k));
+        assert_non_null(freed[k]);
+        assert_non_null(region_alloc(r, size_at(k)));   /* kept: no page empties */
+    }
+    freed[KINDS] = NULL;
+    run_on_thread(free_each, freed);
+    region_stats_t s;
+    assert_ok(region_stats(r, &s));   /* folds the pending frees in, then counts */
+    assert_int_equal(s.blocks, KINDS);
+    assert_ok(region_destroy(r));
 }
 
 /* The lowest and highest block a region of `count` blocks of `size` bytes gets. */
@@ -400,6 +482,10 @@ int main(void) {
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
         cmocka_unit_test(an_extension_ends_at_an_os_page_boundary),
+        /* These two leave heaps kept in more than one arena, with pages of most sizes: the tests above
+         * count on the heaps and arenas the ones before them left. */
+        cmocka_unit_test(a_reset_leaves_no_queue_naming_a_freed_page),
+        cmocka_unit_test(pending_frees_are_folded_in_up_to_the_highest_queue),
         cmocka_unit_test(many_live_regions_are_a_few_kib_each),   /* last: it leaves many arenas in use */
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -248,22 +248,36 @@ void mi_heap_destroy(mi_heap_t* heap) {
 // size also abandoned full ones, and its page kept is the last it took: the arena's search for a
 // page looks first in the chunk (32 MiB of slices) that holds pages of its size class, so the next
 // region filled the kept page's chunk, untouched memory, before the slices just freed below it.
-static void mi_heap_reset_choose_kept(mi_theap_t* own, mi_page_t** kept) {
+static void mi_heap_reset_consider_kept(mi_page_t* page, mi_page_t** kept, bool* several) {
+  const size_t bsize = mi_page_block_size(page);
+  if (bsize > MI_SMALL_MAX_OBJ_SIZE || page->memid.memkind != MI_MEM_ARENA || mi_page_is_abandoned(page)) return;
+  const size_t bin = _mi_bin(bsize);
+  if (bin >= MI_BIN_FULL) return;
+  if (kept[bin] != NULL) several[bin] = true;
+  else kept[bin] = page;
+}
+
+// region patch (0016): the walk of the bins' queues stops once it has met each of their pages (the
+// queues keep counts), then the full queue is walked; returns one past the last bin that held a page.
+static size_t mi_heap_reset_choose_kept(mi_theap_t* own, mi_page_t** kept) {
   bool several[MI_BIN_FULL] = { false };
-  for (size_t queue = 0; queue <= MI_BIN_FULL; queue++) {
-    for (mi_page_t* page = own->pages[queue].first; page != NULL; page = page->next) {
-      const size_t bsize = mi_page_block_size(page);
-      if (bsize > MI_SMALL_MAX_OBJ_SIZE || page->memid.memkind != MI_MEM_ARENA || mi_page_is_abandoned(page)) continue;
-      const size_t bin = _mi_bin(bsize);
-      if (bin >= MI_BIN_FULL) continue;
-      if (kept[bin] != NULL) several[bin] = true;
-      else kept[bin] = page;
+  size_t left = own->page_count - own->pages[MI_BIN_FULL].count;
+  size_t bins_used = 0;
+  for (size_t bin = 0; bin < MI_BIN_FULL && left > 0; bin++) {
+    for (mi_page_t* page = own->pages[bin].first; page != NULL; page = page->next) {
+      left--;
+      bins_used = bin + 1;
+      mi_heap_reset_consider_kept(page, kept, several);
     }
+  }
+  for (mi_page_t* page = own->pages[MI_BIN_FULL].first; page != NULL; page = page->next) {
+    mi_heap_reset_consider_kept(page, kept, several);
   }
   for (size_t bin = 0; bin < MI_BIN_FULL; bin++) {
     if (several[bin]) kept[bin] = NULL;
     else if (kept[bin] != NULL) kept[bin]->retire_expire = MI_RESET_KEEP;
   }
+  return bins_used;
 }
 
 // region patch (0004): frees every block of `heap` at once, as mi_heap_destroy does, but keeps the
@@ -284,12 +298,24 @@ bool mi_heap_reset(mi_heap_t* heap) {
   }
   if (!only_own) return false;
   mi_page_t* kept[MI_BIN_FULL] = { NULL };   // region patch (0007): by bin
-  if (own != NULL) mi_heap_reset_choose_kept(own, kept);
+  const size_t bins_used = (own != NULL ? mi_heap_reset_choose_kept(own, kept) : 0);
   _mi_heap_destroy_pages(heap);   // every page but the kept ones, the caller's theap's included (they are detached from it)
   if (own != NULL) {
-    // the theap's queues still name the freed pages: back to an empty theap's
-    _mi_memcpy_aligned(&own->pages_free_direct, &_mi_theap_empty.pages_free_direct, sizeof(own->pages_free_direct));
-    _mi_memcpy_aligned(&own->pages, &_mi_theap_empty.pages, sizeof(own->pages));
+    // the theap's queues still name the freed pages: back to an empty theap's.  region patch (0016):
+    // only the queues of the bins that held pages, the full queue, and the direct entries of those
+    // bins' sizes; the rest are an empty theap's already (a bin's sizes' entries name its queue's
+    // first page, and its queue is empty), and rewriting them all wrote about 54 cold cache lines a reset
+    _mi_memcpy_aligned(&own->pages, &_mi_theap_empty.pages, bins_used * sizeof(mi_page_queue_t));
+    own->pages[MI_BIN_FULL] = _mi_theap_empty.pages[MI_BIN_FULL];
+    size_t direct = 0;
+    if (bins_used > 0 && _mi_theap_empty.pages[bins_used - 1].block_size <= MI_SMALL_SIZE_MAX) {
+      direct = _mi_wsize_from_size(_mi_theap_empty.pages[bins_used - 1].block_size) + 1;
+    }
+    else if (bins_used > 0) {
+      direct = MI_PAGES_DIRECT;
+    }
+    mi_assert_internal(direct <= MI_PAGES_DIRECT);
+    _mi_memcpy_aligned(&own->pages_free_direct, &_mi_theap_empty.pages_free_direct, direct * sizeof(mi_page_t*));
     own->page_count = 0;
     own->page_retired_min = _mi_theap_empty.page_retired_min;
     own->page_retired_max = _mi_theap_empty.page_retired_max;

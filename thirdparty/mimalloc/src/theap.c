@@ -32,7 +32,11 @@ static bool mi_theap_visit_pages(mi_theap_t* theap, theap_page_visitor_fun* fn, 
   #endif
 
   const size_t max_bin = (include_full ? MI_BIN_FULL : MI_BIN_FULL - 1);
-  for (size_t i = 0; i <= max_bin; i++) {
+  // region patch (0016): stop once the walk has met every page it can meet (the queues keep counts).
+  // A short region's theap has pages in a few low bins, and the walk read all 75 queues of a cold
+  // theap, about 38 cache lines, at each close of a region (mi_heap_collect_frees)
+  size_t left = theap->page_count - (include_full ? 0 : theap->pages[MI_BIN_FULL].count);
+  for (size_t i = 0; i <= max_bin && left > 0; i++) {
     mi_page_queue_t* pq = &theap->pages[i];
     mi_page_t* page = pq->first;
     while(page != NULL) {
@@ -41,6 +45,7 @@ static bool mi_theap_visit_pages(mi_theap_t* theap, theap_page_visitor_fun* fn, 
       #if MI_DEBUG>1
       count++;
       #endif
+      left--;
       if (!fn(theap, pq, page, arg1, arg2)) return false;
       page = next; // and continue
     }
