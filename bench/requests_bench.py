@@ -19,6 +19,16 @@ the p50 and p99 of a request's latency (from its start to its bytes), the proces
 memory, and the longest pause of an automatic gc collection.  In flight: IN_FLIGHT requests, as the
 issue asks; with --quick fewer requests than that are served, so every one of them is in flight at
 once and makes a region of its own from fresh memory.
+
+Beside the goals, where a request's time goes in the steady state (`phases`): IN_FLIGHT requests are
+kept alive, and each in turn is serialized (`dumps`), dropped (`close`: r.close(), or del) and
+replaced by a new one (`make`: region(), the request's work in a block, the root set), as a
+connection serves its next request; each phase is timed alone, per request.  Three modes: the
+ordinary heap, the ordinary heap with the package active (one region made and closed first, so that
+the allocator hook, the deallocator wrappers and the gc callbacks are in: what a process pays for
+regions where it does not use them), and a region per request.  The long-lived cache is frozen
+(gc.freeze()) there, so that the ordinary heap's full collections, which the table reports apart, do
+not blur the phases.
 """
 import argparse
 import asyncio
@@ -115,6 +125,68 @@ def worker(mode, total):
             "longest_gc_pause": max(pauses, default=0.0), "collections": len(pauses)}
 
 
+PHASE_MODES = ["ordinary", "hooked", "region"]
+PHASES = ["dumps", "close", "make"]
+
+
+def worker_phases(mode, passes):
+    """The steady state's phases, each timed alone (module docstring): µs a request, per phase."""
+    if mode not in PHASE_MODES:
+        raise SystemExit(f"requests_bench.py: a phases mode is one of {PHASE_MODES}, not {mode!r}")
+    if mode != "ordinary":
+        import region
+        if mode == "hooked":
+            region.region().close()
+    cache = build_cache(100_000)
+    gc.collect()
+    gc.freeze()
+
+    def make():
+        if mode == "region":
+            r = region.region()
+            with r:
+                r.root = handle(BODY, cache)
+            return r
+        return [handle(BODY, cache)]
+
+    items = [make() for _ in range(IN_FLIGHT)]
+    spent = dict.fromkeys(PHASES, 0.0)
+    for _ in range(passes):
+        for i, item in enumerate(items):
+            t0 = time.perf_counter()
+            json.dumps(item.root if mode == "region" else item[0])
+            t1 = time.perf_counter()
+            if mode == "region":
+                item.close()
+            else:
+                del item[0]
+            t2 = time.perf_counter()
+            items[i] = make()
+            t3 = time.perf_counter()
+            spent["dumps"] += t1 - t0
+            spent["close"] += t2 - t1
+            spent["make"] += t3 - t2
+    return {phase: seconds / (passes * IN_FLIGHT) for phase, seconds in spent.items()}
+
+
+def phases_table(runs):
+    """Markdown lines: µs a request per phase and mode, medians (min..max) over the runs."""
+    stats = {m: {ph: summary([run[ph] for run in runs[m]]) for ph in PHASES} for m in PHASE_MODES}
+    lines = [f"\n**Where a request's time goes** (steady state, {IN_FLIGHT:,} in flight; µs a request, median "
+             f"(min..max) of {len(runs['region'])} runs; `hooked`: the ordinary heap with the package active)\n",
+             "| phase | " + " | ".join(PHASE_MODES) + " |", "|---|" + "---|" * len(PHASE_MODES)]
+    for ph in PHASES + ["total"]:
+        cells = []
+        for m in PHASE_MODES:
+            if ph == "total":
+                cells.append(f"{sum(stats[m][p]['median'] for p in PHASES) * 1e6:.1f}")
+            else:
+                s = stats[m][ph]
+                cells.append(f"{s['median'] * 1e6:.1f} ({s['min'] * 1e6:.1f}..{s['max'] * 1e6:.1f})")
+        lines.append(f"| {ph} | " + " | ".join(cells) + " |")
+    return lines, stats
+
+
 METRICS = ["throughput", "p50", "p99", "peak_rss_kib", "longest_gc_pause", "collections"]
 
 
@@ -123,10 +195,11 @@ def main():
     parser.add_argument("--quick", action="store_true", help="fewer requests and rounds")
     parser.add_argument("--json", help="write the raw results here")
     parser.add_argument("--md", help="write the Markdown report here")
-    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)   # serve MODE REQUESTS
+    parser.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)   # serve MODE REQUESTS | phases MODE PASSES
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[1], int(args.worker[2]))))
+        case, mode, arg = args.worker
+        print(json.dumps(worker_phases(mode, int(arg)) if case == "phases" else worker(mode, int(arg))))
         return
 
     rounds = 3 if args.quick else 5
@@ -170,11 +243,21 @@ def main():
          f"{span('ordinary', 'peak_rss_kib', 1 / 1024, 'MiB')}",
          f"{med('region', 'peak_rss_kib') / med('ordinary', 'peak_rss_kib'):.2f}×", "-", None),
     ]
+    print("phases", end=" ", flush=True)
+    phase_runs = {m: [] for m in PHASE_MODES}
+    for _ in range(1 if args.quick else 3):
+        for m in PHASE_MODES:
+            phase_runs[m].append(run_worker_record(__file__, "phases", m, 1))
+            print(".", end="", flush=True)
+    print()
+    phase_lines, phase_stats = phases_table(phase_runs)
     results = {"machine": machine(), "quick": args.quick, "rounds": rounds, "requests": total,
-               "in_flight": IN_FLIGHT, "runs": runs, "stats": stats}
+               "in_flight": IN_FLIGHT, "runs": runs, "stats": stats, "phase_runs": phase_runs,
+               "phases": phase_stats}
     publish_goals("benchmark", rows, results,
                   f"{total:,} requests with {IN_FLIGHT} in flight (asyncio), {rounds} rounds, each mode in a "
-                  "fresh interpreter, taking turns; median and min..max over the rounds.", args.json, args.md)
+                  "fresh interpreter, taking turns; median and min..max over the rounds.", args.json, args.md,
+                  extra=phase_lines)
 
 
 if __name__ == "__main__":
