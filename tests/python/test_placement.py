@@ -1,4 +1,5 @@
 """Placement: what a block creates is allocated in the region; nothing else is."""
+import contextlib
 import gc
 import threading
 
@@ -183,6 +184,27 @@ def test_freelists_put_aside_during_blocks_come_back_intact(r):
         assert all(region.region_of(o) is r for o in inside)
         outside = make_builtins(5)
         assert all(region.region_of(o) is None for o in outside)
+    gc.collect()
+
+
+
+NESTS = {"tuple": lambda inner: (inner,), "list": lambda inner: [inner], "dict": lambda inner: {"k": inner}}
+
+
+@pytest.mark.parametrize("kind", sorted(NESTS))
+@pytest.mark.parametrize("where", ["ordinary heap", "region"])
+def test_deep_nests_of_the_wrapped_types_are_freed_through_the_trashcan(r, kind, where):
+    """The deallocator wrappers of tuple, list and dict run CPython's trashcan themselves (with its test
+    read inline: cpython/internals.c): a nest far deeper than the C stack could take as one chain of
+    deallocator calls is freed without a crash, whether its objects are ordinary or a region's."""
+    wrap = NESTS[kind]
+    nest = None
+    with (r if where == "region" else contextlib.nullcontext()):
+        for _ in range(300_000):
+            nest = wrap(nest)
+        if where == "region":
+            assert region.region_of(nest) is r
+    del nest                           # one decref frees 300,000 objects, each from its container's dealloc
     gc.collect()
 
 

@@ -851,6 +851,36 @@ static inline bool must_not_stay(PyObject *op) {
                __atomic_load_n(&rpy_region_memory_span, __ATOMIC_RELAXED);
 }
 
+/* The wrappers' trashcan and untrack, with what CPython's macros and functions call inline.  Every
+ * tuple, list and dict deallocation of the process runs them once the binding is active, and before
+ * they were four calls into libpython each (PyObject_GC_UnTrack, _PyTrash_cond, PyThreadState_Get,
+ * then _PyTrash_begin) where the deallocator alone makes none of them.
+ * - untrack: PyObject_GC_UnTrack is exactly this test and unlink (3.11-3.13: gcmodule.c / gc.c).
+ * - 3.11 and 3.12: Py_TRASHCAN_BEGIN(op, dealloc) is Py_TRASHCAN_BEGIN_CONDITION(op, _PyTrash_cond(op,
+ *   dealloc)), and _PyTrash_cond is `Py_TYPE(op)->tp_dealloc == dealloc` (Objects/object.c); the
+ *   condition's thread state is the caller's, which a deallocator always has.  _PyTrash_begin and
+ *   _PyTrash_end, which keep the nesting count, are still called, only when the condition holds.
+ * - 3.13's macros are inline already (cpython/object.h): used as they are. */
+static inline void untrack(PyObject *op) {
+    if (_PyObject_GC_IS_TRACKED(op)) _PyObject_GC_UNTRACK(op);
+}
+
+#if RPY_313
+#define TRASHCAN_BEGIN(op, dealloc) Py_TRASHCAN_BEGIN(op, dealloc)
+#define TRASHCAN_END Py_TRASHCAN_END
+#else
+#define TRASHCAN_BEGIN(op, dealloc)                                                               \
+    do {                                                                                          \
+        PyThreadState *trash_tstate_ = NULL;                                                      \
+        if (Py_TYPE(op)->tp_dealloc == (destructor)(dealloc)) {                                   \
+            trash_tstate_ = rpy_current_tstate();                                                 \
+            if (_PyTrash_begin(trash_tstate_, (op))) break;                                       \
+        }
+#define TRASHCAN_END                                                                              \
+        if (trash_tstate_) _PyTrash_end(trash_tstate_);                                           \
+    } while (0);
+#endif
+
 /* For the freelists that are arrays with a count: takes op back off the top and frees it. */
 static void array_freelist_pop(PyObject *op, void *array, int *count) {
     PyObject **entries = array;
@@ -866,8 +896,8 @@ static void tuple_dealloc_guarded(PyObject *op) {
         orig_tuple_dealloc(op);
         return;
     }
-    PyObject_GC_UnTrack(op);
-    Py_TRASHCAN_BEGIN(op, tuple_dealloc_guarded)
+    untrack(op);
+    TRASHCAN_BEGIN(op, tuple_dealloc_guarded)
     orig_tuple_dealloc(op);
     PyInterpreterState *interp = _PyInterpreterState_GET();
     Py_ssize_t index = size - 1;   /* tupleobject.c:1217 */
@@ -876,25 +906,25 @@ static void tuple_dealloc_guarded(PyObject *op) {
         TUPLE_COUNTS(interp)[index]--;
         PyObject_GC_Del(op);
     }
-    Py_TRASHCAN_END
+    TRASHCAN_END
 }
 
 static void list_dealloc_guarded(PyObject *op) {
-    PyObject_GC_UnTrack(op);
-    Py_TRASHCAN_BEGIN(op, list_dealloc_guarded)
+    untrack(op);
+    TRASHCAN_BEGIN(op, list_dealloc_guarded)
     orig_list_dealloc(op);
     PyInterpreterState *interp = _PyInterpreterState_GET();
     array_freelist_pop(op, LIST_ITEMS(interp), &LIST_COUNT(interp));
-    Py_TRASHCAN_END
+    TRASHCAN_END
 }
 
 static void dict_dealloc_guarded(PyObject *op) {
-    PyObject_GC_UnTrack(op);
-    Py_TRASHCAN_BEGIN(op, dict_dealloc_guarded)
+    untrack(op);
+    TRASHCAN_BEGIN(op, dict_dealloc_guarded)
     orig_dict_dealloc(op);
     PyInterpreterState *interp = _PyInterpreterState_GET();
     array_freelist_pop(op, DICT_ITEMS(interp), &DICT_COUNT(interp));
-    Py_TRASHCAN_END
+    TRASHCAN_END
 }
 
 static void slice_dealloc_guarded(PyObject *op) {
