@@ -122,17 +122,20 @@ PyObject *rpy_instance_dict(PyObject *obj);
 PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
 
 /* What rpy_object_in_block asks of a would-be type field: whether it points to a type of the
- * interpreter.  The cheap answers are kept here and given without a call - the two types accepted
- * last (a page's blocks are mostly of one type, or of two that share a size), the pointer refused last (buffers of one kind repeat their
- * words), "no" for what cannot be a type's address (small or unaligned values: the counts of a
- * buffer's header), and "no" for memory the caller knows holds no type (a region where no class was
- * made: a GC object's header, read as a type field, points to the previous object there);
- * is_type(type, arg) gives the rest. */
+ * interpreter.  The cheap answers are kept here and given without a call - the types accepted
+ * lately, in a small direct-mapped cache (a page's blocks are of one size, and one size is often
+ * shared by several types: a 2-tuple, a list and a short str are 56 bytes each in 3.11, and a dict
+ * and a str of a few letters 64), the pointer refused last (buffers of one kind repeat their words),
+ * "no" for what cannot be a type's address (small or unaligned values: the counts of a buffer's
+ * header), and "no" for memory the caller knows holds no type (a region where no class was made: a
+ * GC object's header, read as a type field, points to the previous object there); is_type(type,
+ * arg) gives the rest.  A type once accepted stays a type while the filter is used: no Python code
+ * runs during a scan. */
+#define RPY_TYPE_FILTER_WAYS 16
 typedef struct rpy_type_filter {
     bool (*is_type)(PyTypeObject *type, void *arg);
     void *arg;
-    PyTypeObject *accepted[2], *refused;   /* accepted[0] the latest: a page's blocks often alternate
-                                             between two types of one size (a dict and a str) */
+    PyTypeObject *accepted[RPY_TYPE_FILTER_WAYS], *refused;   /* accepted: by rpy_type_filter_way */
     uintptr_t typeless, typeless_size;   /* [typeless, + size): memory known to hold no type */
 } rpy_type_filter_t;
 
@@ -150,18 +153,23 @@ static inline size_t rpy_preheader_size(PyTypeObject *tp) {
            ((tp->tp_flags & managed) ? 2 * sizeof(PyObject *) : 0);
 }
 
+/* A type's slot in rpy_type_filter_t.accepted: types are objects of 400 bytes or more, so the bits
+ * above the eighth differ between neighbours. */
+static inline size_t rpy_type_filter_way(const PyTypeObject *type) {
+    uintptr_t bits = (uintptr_t)type >> 8;
+    return (bits ^ (bits >> 4)) % RPY_TYPE_FILTER_WAYS;
+}
+
 static inline bool rpy_type_filter_passes(rpy_type_filter_t *filter, PyTypeObject *type) {
     if ((uintptr_t)type < 4096 || ((uintptr_t)type & 7) || type == filter->refused) return false;
-    if (type == filter->accepted[0]) return true;
-    if (type != filter->accepted[1]) {
-        if ((uintptr_t)type - filter->typeless < filter->typeless_size) return false;
-        if (!filter->is_type(type, filter->arg)) {
-            filter->refused = type;
-            return false;
-        }
+    PyTypeObject **way = &filter->accepted[rpy_type_filter_way(type)];
+    if (type == *way) return true;
+    if ((uintptr_t)type - filter->typeless < filter->typeless_size) return false;
+    if (!filter->is_type(type, filter->arg)) {
+        filter->refused = type;
+        return false;
     }
-    filter->accepted[1] = filter->accepted[0];
-    filter->accepted[0] = type;
+    *way = type;
     return true;
 }
 
