@@ -120,6 +120,19 @@ region_status region_configure(const region_config_t *config);
 /* The configuration in force (defaults until region_configure() or the first region). */
 void region_get_config(region_config_t *out);
 
+/* How many threads a host's isolation proof of a big region uses (the Python binding's release(),
+ * close() and check()): 1, or 2 - the calling thread and libregion's helper thread, which reads the
+ * second half of the region's full pages meanwhile.  A scan is split only when those pages hold
+ * 4 MiB or more (docs/design.md, "The isolation proof").  region_check runs a type's trace callback
+ * for every object, which only the calling thread may do, so it never splits.  threads: 0 (the
+ * default) for 2 when the process may run on two or more CPUs (its affinity mask, read once), else
+ * 1; 1 never uses the helper; 2 always does.  Any time, any thread; a scan running meanwhile keeps
+ * its choice.  REGION_EINVAL above 2. */
+region_status region_set_scan_threads(unsigned threads);
+
+/* The threads a big region's scan would use now: 1 or 2 (what region_set_scan_threads decided). */
+unsigned region_scan_threads(void);
+
 /* ------------------------------------------------------------------------------------------------
  * Regions: create, destroy, identify
  * ---------------------------------------------------------------------------------------------- */

@@ -22,6 +22,8 @@
  *
  * THREADS: the region's owner (or its host's) only, with no allocation or free in the object heap
  * while a scan runs, nor between riso_begin and the end of the first scan (ONE WALK OF EACH HEAP).
+ * A split scan (SPLIT SCANS, region-internal.h) reads the second half of the whole pages on the
+ * helper thread meanwhile, while the calling thread waits for it before it returns.
  */
 #include <stdlib.h>
 
@@ -197,22 +199,123 @@ static bool areas_unchanged(const riso_t *s) {
 }
 #endif
 
-bool riso_scan(riso_t *s, const riso_visitor_t *visitor) {
-    scan_visit_t v = {s, visitor, NULL, 0, 0};
+/* The pages riso_begin recorded, areas [first, end) of them; false when a visitor stopped or out of
+ * memory, or when `stop` was set (the other half stopped). */
+static bool scan_areas(scan_visit_t *v, size_t first, size_t end, const bool *stop) {
+    const mi_heap_area_t *areas = v->s->object_areas.areas;
     bool finished = true;
+    for (size_t i = first; finished && i < end; i++) {
+        if (stop && __atomic_load_n(stop, __ATOMIC_RELAXED)) return false;
+        finished = scan_area(NULL, &areas[i], NULL, 0, v);
+    }
+    return finished;
+}
+
+/* Visits the pages with free blocks that scan_area noted, and frees the list. */
+static bool scan_partial(scan_visit_t *v, bool finished) {
+    if (finished) finished = _mi_pages_visit_blocks(v->partial, v->partial_count, scan_block, (void *)v->visitor);
+    free(v->partial);
+    v->partial = NULL;
+    v->partial_count = v->partial_capacity = 0;
+    return finished;
+}
+
+size_t riso_split_bytes = RISO_SPLIT_BYTES;
+uint64_t riso_splits, riso_splits_helped;
+
+/* SPLIT SCANS: the second half, a job for the helper thread (or the caller). */
+typedef struct scan_half {
+    scan_visit_t v;           /* the shard's; its pages with free blocks are the caller's to visit */
+    size_t first, end;        /* areas */
+    bool *stop;               /* set by either half when it stops the scan */
+    bool finished;
+} scan_half_t;
+
+static void scan_second_half(void *arg) {
+    scan_half_t *half = arg;
+    half->finished = scan_areas(&half->v, half->first, half->end, half->stop);
+    if (!half->finished) __atomic_store_n(half->stop, true, __ATOMIC_RELAXED);
+}
+
+/* Where the recorded areas split into halves of about equal bytes of whole pages, or 0 when those
+ * hold less than riso_split_bytes, or when no whole page is left for the second half. */
+static size_t split_point(const riso_areas_t *a) {
+    size_t whole = 0;
+    for (size_t i = 0; i < a->count; i++)
+        if (a->areas[i].used && a->areas[i].used == a->areas[i].committed / a->areas[i].full_block_size)
+            whole += a->areas[i].committed;
+    if (whole < __atomic_load_n(&riso_split_bytes, __ATOMIC_RELAXED)) return 0;
+    size_t sum = 0, cut = 0;
+    while (cut < a->count && sum < whole / 2) {
+        const mi_heap_area_t *area = &a->areas[cut++];
+        if (area->used && area->used == area->committed / area->full_block_size) sum += area->committed;
+    }
+    return cut < a->count ? cut : 0;
+}
+
+/* The shard's counts join the scan's; the shard keeps nothing. */
+static void merge_shard(riso_t *s, riso_t *shard) {
+    for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(shard, &shard->recent[i]);
+    s->internal += shard->internal;
+    s->stray = s->stray || shard->stray;
+    s->failed = s->failed || shard->failed;
+    rptrmap_foreach(&shard->outside, cell) {
+        rptrmap_cell_t *into = rptrmap_put(&s->outside, cell->key);
+        if (into) into->value += cell->value;
+        else s->failed = true;
+    }
+    rptrmap_clear(&shard->outside);
+    shard->objects = shard->buffers = (riso_slices_t){0};   /* the scan's */
+}
+
+void riso_shard(riso_t *shard, const riso_t *s) {
+    *shard = (riso_t){.r = s->r, .base = s->base, .size = s->size, .objects = s->objects, .buffers = s->buffers};
+}
+
+/* The first scan, split in halves: the calling thread reads areas [0, cut), the helper [cut, count),
+ * then the calling thread visits both halves' pages with free blocks. */
+static bool scan_split(riso_t *s, scan_visit_t *v, riso_split_t *split, size_t cut) {
+    rassert(split->visitor.page && split->shard->base == s->base && split->shard->objects.bits == s->objects.bits);
+    bool stop = false;
+    split->shard->object_areas = s->object_areas;   /* read only, for scan_areas; given back below */
+    scan_half_t half = {.v = {split->shard, &split->visitor, NULL, 0, 0}, .first = cut,
+                        .end = s->object_areas.count, .stop = &stop};
+    bool posted = rhelper_post(scan_second_half, &half);
+    bool finished = scan_areas(v, 0, cut, &stop);
+    if (!finished) __atomic_store_n(&stop, true, __ATOMIC_RELAXED);
+    if (posted) rhelper_finish();
+    else if (finished) scan_second_half(&half);
+    else half.finished = false;
+    split->shard->object_areas = (riso_areas_t){0};
+    split->used = true;
+    __atomic_fetch_add(&riso_splits, 1, __ATOMIC_RELAXED);
+    if (posted) __atomic_fetch_add(&riso_splits_helped, 1, __ATOMIC_RELAXED);
+    finished = finished && half.finished;
+    if (finished && split->after) finished = split->after(split->visitor.arg);
+    /* The second half's pages with free blocks go to the calling thread's visitor. */
+    finished = scan_partial(&(scan_visit_t){s, v->visitor, half.v.partial, half.v.partial_count, 0}, finished);
+    merge_shard(s, split->shard);
+    return finished;
+}
+
+bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *split) {
+    scan_visit_t v = {s, visitor, NULL, 0, 0};
+    bool finished;
+    if (split) split->used = false;
     if (s->areas_current) {   /* the first scan: the pages riso_begin recorded (ONE WALK OF EACH HEAP) */
         rassert_expensive(areas_unchanged(s));
         s->areas_current = false;
-        for (size_t i = 0; finished && i < s->object_areas.count; i++)
-            finished = scan_area(NULL, &s->object_areas.areas[i], NULL, 0, &v);
+        size_t cut = split ? split_point(&s->object_areas) : 0;
+        finished = cut ? scan_split(s, &v, split, cut) : scan_areas(&v, 0, s->object_areas.count, NULL);
     } else {
         finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
     }
-    if (finished) finished = _mi_pages_visit_blocks(v.partial, v.partial_count, scan_block, (void *)visitor);
-    free(v.partial);
+    finished = scan_partial(&v, finished);
     for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);   /* the map is complete */
     return finished && !s->failed;
 }
+
+bool riso_scan(riso_t *s, const riso_visitor_t *visitor) { return riso_scan_split(s, visitor, NULL); }
 
 void riso_end(riso_t *s) {
     free(s->objects.bits);

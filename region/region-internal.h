@@ -427,7 +427,46 @@ typedef struct riso_visitor {
  * call stopped it, or when out of memory (s->failed). */
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor);
 
+/* SPLIT SCANS (isolation.c): a scan whose whole pages hold RISO_SPLIT_BYTES or more may read them in
+ * two halves at once, the second on the helper thread (helper.c) with a visitor and a riso_t of its
+ * own (the shard: the scan's slice maps, counts of its own), whose counts riso_scan_split adds into
+ * the scan's when both halves are done.  The shard's visitor needs `page` only (whole pages are all
+ * it gets), and it runs on the helper thread: it may only read memory and write its own state
+ * (helper.c, WHAT A JOB MAY DO).  The calling thread visits every page with free blocks. */
+#define RISO_SPLIT_BYTES ((size_t)4 << 20)
+
+typedef struct riso_split {
+    riso_t *shard;             /* riso_shard() of the scan, before it; needs no riso_end */
+    riso_visitor_t visitor;    /* the second half's: page only */
+    /* Called in the calling thread with visitor.arg once both halves are done, before the pages with
+     * free blocks: the place for what the second half left to the calling thread (blocks whose
+     * visit is more than reads).  It reports to the scan; false stops it.  NULL: nothing left. */
+    bool (*after)(void *arg);
+    bool used;                 /* out: the scan was split, so the visitor's counts are part of it */
+} riso_split_t;
+
+void riso_shard(riso_t *shard, const riso_t *s);
+
+/* The bytes of whole pages from which a scan splits (RISO_SPLIT_BYTES; tests lower it, so that
+ * small regions split too), and how many scans split so far, and of those how many halves the
+ * helper ran (the rest ran in the calling thread): atomic. */
+extern size_t riso_split_bytes;
+extern uint64_t riso_splits, riso_splits_helped;
+
+/* riso_scan, split when the heap is big enough (split->used says whether it was).  Whether the
+ * second half ran on the helper or after the first in the calling thread (the helper busy or not
+ * allowed: region_set_scan_threads) changes nothing but the time. */
+bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *split);
+
 void riso_end(riso_t *s);   /* frees what the scan holds */
+
+/* ---- The helper thread (helper.c) ---- */
+
+/* Runs job(arg) on the helper thread and returns true, or returns false at once when the helper is
+ * busy, not allowed (region_set_scan_threads) or cannot start: the caller then runs it itself.  After
+ * true, the caller must call rhelper_finish() before it reads what the job wrote. */
+bool rhelper_post(void (*job)(void *arg), void *arg);
+void rhelper_finish(void);   /* waits for the job posted */
 
 /* ---- collect.c ---- */
 

@@ -841,6 +841,35 @@ static PyObject *mod_stream_pass(PyObject *module, PyObject *region) {
     return Py_BuildValue("(ndK)", (Py_ssize_t)bytes, seconds, (unsigned long long)sum);
 }
 
+/* Test and benchmark support: _scan_threads() is the threads a big region's proof uses now (1 or 2);
+ * _scan_threads(n) sets them first (region_set_scan_threads: 0 automatic, 1 or 2). */
+static PyObject *mod_scan_threads(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs > 1) return PyErr_Format(PyExc_TypeError, "_scan_threads() takes at most 1 argument (%zd given)", nargs);
+    if (nargs == 1) {
+        long threads = PyLong_AsLong(args[0]);
+        if (threads == -1 && PyErr_Occurred()) return NULL;
+        if (threads < 0 || region_set_scan_threads((unsigned)threads) != REGION_OK)
+            return PyErr_Format(PyExc_ValueError, "_scan_threads(%ld): 0 (automatic), 1 or 2", threads);
+    }
+    return PyLong_FromUnsignedLong(region_scan_threads());
+}
+
+/* Test support: _scan_split() is (split_bytes, splits, splits_helped) of region/isolation.c's SPLIT
+ * SCANS; _scan_split(n) sets the bytes of whole pages from which a scan splits first. */
+static PyObject *mod_scan_split(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs > 1) return PyErr_Format(PyExc_TypeError, "_scan_split() takes at most 1 argument (%zd given)", nargs);
+    if (nargs == 1) {
+        size_t bytes = PyLong_AsSize_t(args[0]);
+        if (bytes == (size_t)-1 && PyErr_Occurred()) return NULL;
+        __atomic_store_n(&riso_split_bytes, bytes, __ATOMIC_RELAXED);
+    }
+    return Py_BuildValue("(nKK)", (Py_ssize_t)__atomic_load_n(&riso_split_bytes, __ATOMIC_RELAXED),
+                         (unsigned long long)__atomic_load_n(&riso_splits, __ATOMIC_RELAXED),
+                         (unsigned long long)__atomic_load_n(&riso_splits_helped, __ATOMIC_RELAXED));
+}
+
 /* Test support: closed regions whose memory still holds objects (lifecycle.c, ORPHAN). */
 static PyObject *mod_orphans(PyObject *module, PyObject *unused) {
     (void)module, (void)unused;
@@ -849,6 +878,8 @@ static PyObject *mod_orphans(PyObject *module, PyObject *unused) {
 
 static PyMethodDef module_methods[] = {
     {"_stream_pass", mod_stream_pass, METH_O, NULL},
+    {"_scan_threads", (PyCFunction)(void (*)(void))mod_scan_threads, METH_FASTCALL, NULL},
+    {"_scan_split", (PyCFunction)(void (*)(void))mod_scan_split, METH_FASTCALL, NULL},
     {"_orphans", mod_orphans, METH_NOARGS, NULL},
     {"_proven_isolated", mod_proven_isolated, METH_O, NULL},
     {"_audit", mod_audit, METH_O, NULL},

@@ -147,6 +147,11 @@ typedef struct proof {
     /* proof_isolated_visiting's visitor, or NULL */
     void (*each)(PyObject *op, void *arg);
     void *each_arg;
+    /* The second half of a split scan (SPLIT SCANS below): the proof it is part of, and the objects
+     * it left to that proof's thread (libc memory: the helper calls nothing of the interpreter's). */
+    struct proof *first;
+    PyObject **deferred;
+    size_t deferred_count, deferred_capacity;
 } proof_t;
 
 /* The filter's slow answer (rpy_type_filter_t has the fast ones). */
@@ -209,13 +214,8 @@ static inline void scan_references(proof_t *p, PyObject *op) {
     }
 }
 
-/* Inlined into the page loop: it runs once per block. */
-static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size) {
-    PyObject *op = rpy_object_in_block(block, size, &p->filter);
-    if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
-        p->other_blocks++;
-        return true;
-    }
+/* An object's part of the sums: its count, its references, the blocks it owns. */
+static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObject *op) {
     p->counts += (uint64_t)Py_REFCNT(op);
     p->objects++;
     if (p->each) p->each(op, p->each_arg);   /* after op's count was read: it may take a reference */
@@ -233,20 +233,106 @@ static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *blo
     return !p->unproven;
 }
 
-static bool scan_block(void *block, size_t size, void *arg) { return scan_one(arg, block, size); }
+/* SPLIT SCANS: a big region's whole pages are read in two halves at once, the second on libregion's
+ * helper thread (region-internal.h), which holds no GIL and must call nothing of the interpreter's.
+ * So the second half takes only the objects whose whole visit above is reads of their own memory -
+ * the types scan_references and the owned-block rule handle in place, with no call - and leaves the
+ * others (a class's instance: tp_traverse; a set: rpy_owned_blocks) to the calling thread, which
+ * visits them when both halves are done (scan_deferred), with the GIL it held throughout.  Nothing
+ * changes the heap meanwhile: that thread waits for the helper, holding the GIL, and collection is
+ * paused.  The sums are over objects, so the halves' are added (proof_merge). */
+static inline bool visit_is_reads(PyObject *op) {
+    PyTypeObject *t = Py_TYPE(op);
+    return t == &PyTuple_Type || t == &PyList_Type || t == &PyDict_Type || t == &PyLong_Type ||
+           t == &PyFloat_Type || (t == &PyUnicode_Type && rpy_str_is_plain(op));
+}
+
+static bool defer(proof_t *p, PyObject *op) {
+    if (p->deferred_count == p->deferred_capacity) {
+        size_t capacity = p->deferred_capacity ? 2 * p->deferred_capacity : 256;
+        PyObject **grown = realloc(p->deferred, capacity * sizeof *grown);
+        if (!grown) {
+            p->scan.failed = true;   /* the scan reports out of memory */
+            return false;
+        }
+        p->deferred = grown;
+        p->deferred_capacity = capacity;
+    }
+    p->deferred[p->deferred_count++] = op;
+    return true;
+}
+
+/* Inlined into the page loops: it runs once per block.  second: on the helper thread. */
+static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size, bool second) {
+    PyObject *op = rpy_object_in_block(block, size, &p->filter);
+    if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
+        p->other_blocks++;
+        return true;
+    }
+    if (second && !visit_is_reads(op)) return defer(p, op);
+    return scan_object(p, op);
+}
+
+static bool scan_block(void *block, size_t size, void *arg) { return scan_one(arg, block, size, false); }
 
 /* The reads of a block's header stall on memory, and the work between them keeps the hardware
  * prefetcher from running far enough ahead: ask for the line PREFETCH_AHEAD bytes on. */
 #define PREFETCH_AHEAD 1024
 
-static bool scan_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
-    proof_t *p = arg;
+static inline __attribute__((always_inline)) bool scan_whole_page(proof_t *p, char *first, size_t stride,
+                                                                  size_t usable, size_t count, bool second) {
     char *end = first + count * stride;
     for (; first < end; first += stride) {
         __builtin_prefetch(first + PREFETCH_AHEAD);
-        if (!scan_one(p, first, usable)) return false;
+        if (!scan_one(p, first, usable, second)) return false;
     }
     return true;
+}
+
+static bool scan_page(char *first, size_t stride, size_t usable, size_t count, void *arg) {
+    return scan_whole_page(arg, first, stride, usable, count, false);
+}
+
+static bool scan_page_second(char *first, size_t stride, size_t usable, size_t count, void *arg) {
+    return scan_whole_page(arg, first, stride, usable, count, true);
+}
+
+/* The objects the second half left, visited by the first half's proof (riso_split_t.after). */
+static bool scan_deferred(void *arg) {
+    proof_t *second = arg;
+    for (size_t i = 0; i < second->deferred_count; i++)
+        if (!scan_object(second->first, second->deferred[i])) return false;
+    return true;
+}
+
+/* The second half's sums join the first's (its scan's counts joined already: riso_scan_split). */
+static void proof_merge(proof_t *p, const proof_t *second) {
+    p->counts += second->counts;
+    p->objects += second->objects;
+    p->gc_objects += second->gc_objects;
+    p->other_blocks += second->other_blocks;
+    p->owned_in_objects += second->owned_in_objects;
+    p->owned_in_buffers += second->owned_in_buffers;
+    p->owned_outside = p->owned_outside || second->owned_outside;
+    p->unproven = p->unproven || second->unproven;
+    p->all_releasable = p->all_releasable && second->all_releasable;
+    p->hidden += second->hidden;
+}
+
+/* One scan of the region, split when it is big (SPLIT SCANS) and no visitor rides on it. */
+static void proof_scan(proof_t *p) {
+    riso_visitor_t visitor = {scan_page, scan_block, p};
+    if (p->each) {   /* its calls take the GIL's thread */
+        riso_scan(&p->scan, &visitor);
+        return;
+    }
+    proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
+    riso_shard(&second.scan, &p->scan);
+    riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second},
+                          .after = scan_deferred};
+    riso_scan_split(&p->scan, &visitor, &split);
+    free(second.deferred);
+    if (split.used) proof_merge(p, &second);
 }
 
 /* Vets each outside target once. */
@@ -277,7 +363,7 @@ static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
             PyErr_NoMemory();
             return -1;
         }
-        riso_scan(&p->scan, &(riso_visitor_t){scan_page, scan_block, p});
+        proof_scan(p);
         if (p->scan.failed) {
             PyErr_NoMemory();
             return -1;

@@ -14,7 +14,7 @@ import os
 import weakref
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from conftest import run_python
@@ -211,6 +211,120 @@ def test_the_fast_proof_never_accepts_what_the_audit_refuses(graph, planted):
         ctx.clear()
         r.close()
         other.close()
+
+
+# ---- Split scans (proof.c and region/isolation.c, SPLIT SCANS): a big region's whole pages are read in
+# two halves at once, the second on libregion's helper thread, which leaves every object whose visit
+# is more than reads (instances, sets, deques ...) to the calling thread ----
+
+@pytest.fixture
+def split_every_scan():
+    """Every scan with a whole page past its middle splits (the default needs 4 MiB of them)."""
+    bytes_before = _region._scan_split()[0]
+    _region._scan_split(0)
+    try:
+        yield
+    finally:
+        _region._scan_split(bytes_before)
+        _region._scan_threads(0)
+
+
+FILLER_KINDS = ("dict", "tuple", "list", "str", "node", "set", "deque", "float", "bytes", "frozenset")
+
+
+def filler(kinds, count):
+    """count objects of each kind, interleaved: whole pages of every size, deferred kinds among them."""
+    made = []
+    for i in range(count):
+        for kind in kinds:
+            made.append({"dict": lambda: {"k": i, "s": f"v{i}"}, "tuple": lambda: (i, -i),
+                         "list": lambda: [i, f"l{i}"], "str": lambda: f"str-{i}", "node": lambda: Node(),
+                         "set": lambda: {i, i + 1}, "deque": lambda: collections.deque([i]),
+                         "float": lambda: i / 7, "bytes": lambda: bytes([i % 256]) * 5,
+                         "frozenset": lambda: frozenset((i,))}[kind]())
+    return made
+
+
+@settings(max_examples=max(EXAMPLES // 10, 20), deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.lists(st.sampled_from(FILLER_KINDS), min_size=1, max_size=5, unique=True),
+       st.lists(st.tuples(st.sampled_from(sorted(ESCAPES)), st.integers(0, 10**6)), max_size=3),
+       st.sampled_from([1, 2]))
+def test_a_split_proof_never_accepts_what_the_audit_refuses(split_every_scan, kinds, planted, threads):
+    _region._scan_threads(threads)
+    r, other = region.region("split proof"), region.region("other")
+    undo = []
+    ctx = {"keep": [], "other": other, "r": r}
+    held_local = None
+    try:
+        with r:
+            made = filler(kinds, 6000)
+            r.root = [made[0], made, [made[-1]]]
+        for kind, pick in planted:
+            target = made[pick % len(made)]
+            if kind == "local":
+                held_local = target
+                undo.append(lambda: None)
+            else:
+                undo.append(ESCAPES[kind](target, ctx))
+        del made
+        target = None
+        splits, helped = _region._scan_split()[1:]
+        proven = _region._proven_isolated(r)
+        after = _region._scan_split()[1:]
+        # Split when the region has a whole page past the middle of its whole pages' bytes (most do).
+        event(f"split: {after[0] > splits}")
+        assert after[1] - helped == (after[0] - splits) * (threads == 2), "the helper ran the wrong halves"
+        try:
+            _region._audit(r)
+            audited, report = True, ""
+        except region.IsolationError as e:
+            audited, report = False, str(e)
+        assert not (proven and not audited), f"the split proof accepted what the audit refuses: {planted}\n{report}"
+        if not undo:
+            assert proven and audited, f"nothing planted, yet: proven={proven}, audit:\n{report}"
+    finally:
+        held_local = None
+        while undo:
+            undo.pop()()
+        ctx.clear()
+        r.close()
+        other.close()
+
+
+def test_a_big_region_is_proven_in_two_halves_at_once():
+    """Without test settings: 4 MiB of whole pages split the scan, the helper reads the second half,
+    and an object of any kind held from outside is found wherever it lies; close() then frees the
+    region in bulk."""
+    _region._scan_threads(2)
+    r = region.region("big")
+    try:
+        with r:
+            r.root = filler(FILLER_KINDS, 20_000)   # 200,000 objects
+        splits, helped = _region._scan_split()[1:]
+        assert _region._proven_isolated(r)
+        assert _region._scan_split()[1:] == (splits + 1, helped + 1)
+        for index in (0, len(r.root) // 2, -1, -4):   # a dict, a node, a frozenset, a deque
+            held = r.root[index]
+            assert not _region._proven_isolated(r)
+            with pytest.raises(region.IsolationError, match=type(held).__name__):
+                r.check()
+            del held
+        assert r.check() is None
+        r.close()
+    finally:
+        _region._scan_threads(0)
+        if not r.closed:
+            r.close()
+
+
+def test_scan_threads_are_checked():
+    with pytest.raises(ValueError, match="0 \\(automatic\\), 1 or 2"):
+        _region._scan_threads(3)
+    with pytest.raises(ValueError):
+        _region._scan_threads(-1)
+    assert _region._scan_threads(1) == 1
+    assert _region._scan_threads(2) == 2
+    assert _region._scan_threads(0) in (1, 2)
 
 
 # ---- What the scan relies on (proof.c, "THE PROOF") ----
