@@ -432,11 +432,13 @@ int teardown_bulk(rpy_region_t *self);
  * the scan stopped short). */
 int proof_isolated(rpy_region_t *self, bool *refers_to_classes, bool *refers_to_mortal);
 
-/* proof_isolated, calling each(op, arg) for every object the scan finds, right after it read op's
- * count: each runs inside the scan (no Python code, nothing allocated in the region; it may take a
- * reference to op, and to objects outside the region).  each(NULL, arg) starts a new pass: forget the
- * objects of the last one (the scan runs again when a kept type set was out of date).  When the
- * result is 1, each saw every object of the region. */
+/* proof_isolated, calling each(op, arg) for every object the scan finds but those of exact tuple,
+ * int, float and plain str (immutable, read in place by the scan: proof.c, SPLIT SCANS), after the
+ * scan read op's count: each runs inside the scan (no Python code, nothing allocated in the region;
+ * it may take a reference to op, and to objects outside the region), in the calling thread, in no
+ * particular order.  each(NULL, arg) starts a new pass: forget the objects of the last one (the scan
+ * runs again when a kept type set was out of date).  When the result is 1, each saw every such object
+ * of the region. */
 int proof_isolated_visiting(rpy_region_t *self, void (*each)(PyObject *op, void *arg), void *arg,
                             bool *refers_to_classes, bool *refers_to_mortal);
 

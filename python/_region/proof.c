@@ -126,6 +126,12 @@ static void type_set_release(type_set_t *set) {
 
 /* ---- The scan ---- */
 
+/* A growable list of objects, in libc memory. */
+typedef struct object_list {
+    PyObject **items;
+    size_t count, capacity;
+} object_list_t;
+
 typedef struct proof {
     rpy_region_t *self;
     riso_t scan;
@@ -147,11 +153,11 @@ typedef struct proof {
     /* proof_isolated_visiting's visitor, or NULL */
     void (*each)(PyObject *op, void *arg);
     void *each_arg;
-    /* The second half of a split scan (SPLIT SCANS below): the proof it is part of, and the objects
-     * it left to that proof's thread (libc memory: the helper calls nothing of the interpreter's). */
+    /* The second half of a split scan (SPLIT SCANS below): the proof it is part of; the objects it
+     * left to that proof's thread, to scan, and those it scanned whose visit by `each` is left to that
+     * thread (libc memory: the helper calls nothing of the interpreter's). */
     struct proof *first;
-    PyObject **deferred;
-    size_t deferred_count, deferred_capacity;
+    object_list_t deferred, visit;
 } proof_t;
 
 /* The filter's slow answer (rpy_type_filter_t has the fast ones). */
@@ -214,11 +220,19 @@ static inline void scan_references(proof_t *p, PyObject *op) {
     }
 }
 
+/* The types whose objects the scan reads in place and proof_isolated_visiting's `each` does not see
+ * (immutable: freeze() leaves them as they are). */
+static inline bool read_in_place_and_immutable(PyObject *op) {
+    PyTypeObject *t = Py_TYPE(op);
+    return t == &PyTuple_Type || t == &PyLong_Type || t == &PyFloat_Type || (t == &PyUnicode_Type && rpy_str_is_plain(op));
+}
+
 /* An object's part of the sums: its count, its references, the blocks it owns. */
 static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObject *op) {
     p->counts += (uint64_t)Py_REFCNT(op);
     p->objects++;
-    if (p->each) p->each(op, p->each_arg);   /* after op's count was read: it may take a reference */
+    /* After op's count was read: each may take a reference. */
+    if (p->each && !read_in_place_and_immutable(op)) p->each(op, p->each_arg);
     scan_references(p, op);
     PyTypeObject *t = Py_TYPE(op);
     p->gc_objects += PyType_IS_GC(t);
@@ -238,39 +252,44 @@ static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObje
  * So the second half takes only the objects whose whole visit above is reads of their own memory -
  * the types scan_references and the owned-block rule handle in place, with no call - and leaves the
  * others (a class's instance: tp_traverse; a set: rpy_owned_blocks) to the calling thread, which
- * visits them when both halves are done (scan_deferred), with the GIL it held throughout.  Nothing
+ * visits them when both halves are done (scan_deferred), with the GIL it held throughout.  So does a
+ * visitor riding on the proof (freeze()'s plan: `each`): the helper notes the lists and dicts it
+ * scanned, and the calling thread shows them to `each` afterwards, their counts read already.  Nothing
  * changes the heap meanwhile: that thread waits for the helper, holding the GIL, and collection is
  * paused.  The sums are over objects, so the halves' are added (proof_merge). */
 static inline bool visit_is_reads(PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
-    return t == &PyTuple_Type || t == &PyList_Type || t == &PyDict_Type || t == &PyLong_Type ||
-           t == &PyFloat_Type || (t == &PyUnicode_Type && rpy_str_is_plain(op));
+    return t == &PyList_Type || t == &PyDict_Type || read_in_place_and_immutable(op);
 }
 
-static bool defer(proof_t *p, PyObject *op) {
-    if (p->deferred_count == p->deferred_capacity) {
-        size_t capacity = p->deferred_capacity ? 2 * p->deferred_capacity : 256;
-        PyObject **grown = realloc(p->deferred, capacity * sizeof *grown);
+/* Appends op to a list of objects the calling thread takes up after the halves (libc memory). */
+static bool note_for_later(proof_t *p, object_list_t *list, PyObject *op) {
+    if (list->count == list->capacity) {
+        size_t capacity = list->capacity ? 2 * list->capacity : 256;
+        PyObject **grown = realloc(list->items, capacity * sizeof *grown);
         if (!grown) {
             p->scan.failed = true;   /* the scan reports out of memory */
             return false;
         }
-        p->deferred = grown;
-        p->deferred_capacity = capacity;
+        list->items = grown;
+        list->capacity = capacity;
     }
-    p->deferred[p->deferred_count++] = op;
+    list->items[list->count++] = op;
     return true;
 }
 
-/* Inlined into the page loops: it runs once per block.  second: on the helper thread. */
+/* Inlined into the page loops: it runs once per block.  second: on the helper thread, where `each`
+ * is the first half's (p->each is NULL). */
 static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size, bool second) {
     PyObject *op = rpy_object_in_block(block, size, &p->filter);
     if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
         p->other_blocks++;
         return true;
     }
-    if (second && !visit_is_reads(op)) return defer(p, op);
-    return scan_object(p, op);
+    if (!second) return scan_object(p, op);
+    if (!visit_is_reads(op)) return note_for_later(p, &p->deferred, op);
+    if (!scan_object(p, op)) return false;
+    return !p->first->each || read_in_place_and_immutable(op) || note_for_later(p, &p->visit, op);
 }
 
 static bool scan_block(void *block, size_t size, void *arg) { return scan_one(arg, block, size, false); }
@@ -297,11 +316,13 @@ static bool scan_page_second(char *first, size_t stride, size_t usable, size_t c
     return scan_whole_page(arg, first, stride, usable, count, true);
 }
 
-/* The objects the second half left, visited by the first half's proof (riso_split_t.after). */
+/* What the second half left to the first half's proof (riso_split_t.after): objects to scan, and
+ * objects it scanned for `each` to see. */
 static bool scan_deferred(void *arg) {
-    proof_t *second = arg;
-    for (size_t i = 0; i < second->deferred_count; i++)
-        if (!scan_object(second->first, second->deferred[i])) return false;
+    proof_t *second = arg, *first = second->first;
+    for (size_t i = 0; i < second->deferred.count; i++)
+        if (!scan_object(first, second->deferred.items[i])) return false;
+    for (size_t i = 0; i < second->visit.count; i++) first->each(second->visit.items[i], first->each_arg);
     return true;
 }
 
@@ -319,19 +340,15 @@ static void proof_merge(proof_t *p, const proof_t *second) {
     p->hidden += second->hidden;
 }
 
-/* One scan of the region, split when it is big (SPLIT SCANS) and no visitor rides on it. */
+/* One scan of the region, split when it is big (SPLIT SCANS). */
 static void proof_scan(proof_t *p) {
-    riso_visitor_t visitor = {scan_page, scan_block, p};
-    if (p->each) {   /* its calls take the GIL's thread */
-        riso_scan(&p->scan, &visitor);
-        return;
-    }
     proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
     riso_shard(&second.scan, &p->scan);
     riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second},
                           .after = scan_deferred};
-    riso_scan_split(&p->scan, &visitor, &split);
-    free(second.deferred);
+    riso_scan_split(&p->scan, &(riso_visitor_t){scan_page, scan_block, p}, &split);
+    free(second.deferred.items);
+    free(second.visit.items);
     if (split.used) proof_merge(p, &second);
 }
 

@@ -78,6 +78,35 @@ def test_freeze_gives_up_ownership_and_keeps_every_object(r):
     assert all(region.region_of(v) is r for k, v in root.items() if k not in ("text", "number"))  # constants
 
 
+def test_freeze_of_a_big_region_makes_every_object_of_both_halves_read_only(r):
+    """freeze() makes its plan in the proof's own scan, which a big region splits between the calling
+    thread and libregion's helper thread (proof.c, SPLIT SCANS): the lists and dicts the helper scans
+    are shown to the plan afterwards, the instances and sets it leaves are scanned by the calling
+    thread; every one of them is frozen, wherever it lies."""
+    from region import _region
+    _region._scan_threads(2)
+    try:
+        with r:
+            r.root = [[{"k": i}, [i], (i, str(i)), Point(i, -i), {i}, bytearray(b"x")] for i in range(30_000)]
+        splits, helped = _region._scan_split()[1:]
+        r.freeze()
+        now = _region._scan_split()[1:]
+        # One scan, or two when the kept type set was out of date (proof.c): each split, each helped.
+        assert now[0] > splits and now[1] - helped == now[0] - splits
+    finally:
+        _region._scan_threads(0)
+    kinds = (region.FrozenDict, region.FrozenList, tuple, Point, region.FrozenSet, region.FrozenByteArray)
+    assert isinstance(r.root, region.FrozenList)
+    for row in r.root:
+        assert isinstance(row, region.FrozenList)
+        assert all(isinstance(x, kind) for x, kind in zip(row, kinds)), [type(x) for x in row]
+        assert type(row[3]) is not Point   # its frozen subclass
+    with pytest.raises(region.FrozenError):
+        r.root[-1][0]["k"] = 0
+    with pytest.raises(region.FrozenError):
+        r.root[-1][3].x = 0
+
+
 def test_reads_work_as_on_the_ordinary_types(frozen):
     v = frozen.root
     assert isinstance(v, dict) and isinstance(v["words"], list) and isinstance(v["seen"], set)

@@ -302,7 +302,9 @@ def test_a_big_region_is_proven_in_two_halves_at_once():
             r.root = filler(FILLER_KINDS, 20_000)   # 200,000 objects
         splits, helped = _region._scan_split()[1:]
         assert _region._proven_isolated(r)
-        assert _region._scan_split()[1:] == (splits + 1, helped + 1)
+        now = _region._scan_split()[1:]
+        # One scan, or two when the kept type set was out of date (proof.c): each split, each helped.
+        assert now[0] > splits and now[1] - helped == now[0] - splits
         for index in (0, len(r.root) // 2, -1, -4):   # a dict, a node, a frozenset, a deque
             held = r.root[index]
             assert not _region._proven_isolated(r)
