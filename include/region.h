@@ -121,8 +121,8 @@ region_status region_configure(const region_config_t *config);
 void region_get_config(region_config_t *out);
 
 /* How many threads a host's isolation proof of a big region uses (the Python binding's release(),
- * close() and check()): 1, or 2 - the calling thread and libregion's helper thread, which reads the
- * second half of the region's full pages meanwhile.  A scan is split only when those pages hold
+ * close() and check()): 1, or 2 - the calling thread and libregion's helper thread, which scans some
+ * of the region's full pages meanwhile.  A scan is split only when those pages hold
  * 4 MiB or more (docs/design.md, "The isolation proof").  region_check runs a type's trace callback
  * for every object, which only the calling thread may do, so it never splits.  threads: 0 (the
  * default) for 2 when the process may run on two or more CPUs (its affinity mask, read once), else

@@ -1,5 +1,5 @@
-/* helper.c - libregion's helper thread: runs the second half of a big isolation scan while the
- * calling thread runs the first (isolation.c, SPLIT SCANS).
+/* helper.c - libregion's helper thread: scans part of a big region's pages while the calling thread
+ * scans the rest (isolation.c, SPLIT SCANS).
  *
  * One thread per process, started by the first job and kept: a job is worth splitting only when it
  * reads megabytes, and the helper's start (a clone and its stack) would cost as much as the half it

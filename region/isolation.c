@@ -22,8 +22,8 @@
  *
  * THREADS: the region's owner (or its host's) only, with no allocation or free in the object heap
  * while a scan runs, nor between riso_begin and the end of the first scan (ONE WALK OF EACH HEAP).
- * A split scan (SPLIT SCANS, region-internal.h) reads the second half of the whole pages on the
- * helper thread meanwhile, while the calling thread waits for it before it returns.
+ * A split scan (SPLIT SCANS, region-internal.h) has the helper thread scan some of the whole pages
+ * meanwhile; the calling thread waits for it before it returns.
  */
 #include <stdlib.h>
 
@@ -199,12 +199,11 @@ static bool areas_unchanged(const riso_t *s) {
 }
 #endif
 
-/* The pages riso_begin recorded, areas [first, end) of them; false when a visitor stopped or out of
- * memory. */
-static bool scan_areas(scan_visit_t *v, size_t first, size_t end) {
-    const mi_heap_area_t *areas = v->s->object_areas.areas;
+/* The pages riso_begin recorded; false when a visitor stopped or out of memory. */
+static bool scan_recorded(scan_visit_t *v) {
+    const riso_areas_t *recorded = &v->s->object_areas;
     bool finished = true;
-    for (size_t i = first; finished && i < end; i++) finished = scan_area(NULL, &areas[i], NULL, 0, v);
+    for (size_t i = 0; finished && i < recorded->count; i++) finished = scan_area(NULL, &recorded->areas[i], NULL, 0, v);
     return finished;
 }
 
@@ -249,7 +248,7 @@ static bool scan_dealt(scan_visit_t *v, deal_t *deal) {
     }
 }
 
-/* The second half, a job for the helper thread. */
+/* The helper's half, a job for the helper thread. */
 typedef struct scan_half {
     scan_visit_t v;           /* the shard's; its pages with free blocks are the caller's to visit */
     deal_t *deal;
@@ -304,7 +303,7 @@ static bool scan_split(riso_t *s, scan_visit_t *v, riso_split_t *split) {
     if (posted) __atomic_fetch_add(&riso_splits_helped, 1, __ATOMIC_RELAXED);
     finished = finished && half.finished;
     if (finished && split->after) finished = split->after(split->visitor.arg);
-    /* The second half's pages with free blocks go to the calling thread's visitor. */
+    /* The helper's pages with free blocks go to the calling thread's visitor. */
     finished = scan_partial(&(scan_visit_t){s, v->visitor, half.v.partial, half.v.partial_count, 0}, finished);
     merge_shard(s, split->shard);
     return finished;
@@ -318,7 +317,7 @@ bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *spl
         rassert_expensive(areas_unchanged(s));
         s->areas_current = false;
         finished = split && worth_splitting(&s->object_areas) ? scan_split(s, &v, split)
-                                                               : scan_areas(&v, 0, s->object_areas.count);
+                                                               : scan_recorded(&v);
     } else {
         finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
     }

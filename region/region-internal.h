@@ -427,19 +427,20 @@ typedef struct riso_visitor {
  * call stopped it, or when out of memory (s->failed). */
 bool riso_scan(riso_t *s, const riso_visitor_t *visitor);
 
-/* SPLIT SCANS (isolation.c): a scan whose whole pages hold RISO_SPLIT_BYTES or more may read them in
- * two halves at once, the second on the helper thread (helper.c) with a visitor and a riso_t of its
- * own (the shard: the scan's slice maps, counts of its own), whose counts riso_scan_split adds into
- * the scan's when both halves are done.  The shard's visitor needs `page` only (whole pages are all
- * it gets), and it runs on the helper thread: it may only read memory and write its own state
- * (helper.c, WHAT A JOB MAY DO).  The calling thread visits every page with free blocks. */
+/* SPLIT SCANS (isolation.c): the first scan of a heap whose whole pages hold RISO_SPLIT_BYTES or more
+ * may run in two halves at once: the calling thread with the scan's visitor, and the helper thread
+ * (helper.c) with a visitor and a riso_t of its own (the shard: the scan's slice maps, counts of its
+ * own), each taking the recorded pages a few at a time; riso_scan_split adds the shard's counts into
+ * the scan's when both are done.  The shard's visitor needs `page` only (whole pages are all it
+ * gets), and it runs on the helper thread: it may only read memory and write its own state (helper.c,
+ * WHAT A JOB MAY DO).  The calling thread visits every page with free blocks. */
 #define RISO_SPLIT_BYTES ((size_t)4 << 20)
 
 typedef struct riso_split {
     riso_t *shard;             /* riso_shard() of the scan, before it; needs no riso_end */
-    riso_visitor_t visitor;    /* the second half's: page only */
+    riso_visitor_t visitor;    /* the helper's half's: page only */
     /* Called in the calling thread with visitor.arg once both halves are done, before the pages with
-     * free blocks: the place for what the second half left to the calling thread (blocks whose
+     * free blocks: the place for what the helper's half left to the calling thread (blocks whose
      * visit is more than reads).  It reports to the scan; false stops it.  NULL: nothing left. */
     bool (*after)(void *arg);
     bool used;                 /* out: the scan was split, so the visitor's counts are part of it */
@@ -453,9 +454,9 @@ void riso_shard(riso_t *shard, const riso_t *s);
 extern size_t riso_split_bytes;
 extern uint64_t riso_splits, riso_splits_helped;
 
-/* riso_scan, split when the heap is big enough (split->used says whether it was).  Whether the
- * second half ran on the helper or after the first in the calling thread (the helper busy or not
- * allowed: region_set_scan_threads) changes nothing but the time. */
+/* riso_scan, split when the heap is big enough (split->used says whether it was).  Whether the helper
+ * took part or the calling thread took every page (the helper busy or not allowed:
+ * region_set_scan_threads) changes nothing but the time. */
 bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *split);
 
 void riso_end(riso_t *s);   /* frees what the scan holds */

@@ -153,7 +153,7 @@ typedef struct proof {
     /* proof_isolated_visiting's visitor, or NULL */
     void (*each)(PyObject *op, void *arg);
     void *each_arg;
-    /* The second half of a split scan (SPLIT SCANS below): the proof it is part of; the objects it
+    /* The helper's half of a split scan (SPLIT SCANS below): the proof it is part of; the objects it
      * left to that proof's thread, to scan, and those it scanned whose visit by `each` is left to that
      * thread (libc memory: the helper calls nothing of the interpreter's). */
     struct proof *first;
@@ -224,7 +224,8 @@ static inline void scan_references(proof_t *p, PyObject *op) {
  * (immutable: freeze() leaves them as they are). */
 static inline bool read_in_place_and_immutable(PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
-    return t == &PyTuple_Type || t == &PyLong_Type || t == &PyFloat_Type || (t == &PyUnicode_Type && rpy_str_is_plain(op));
+    return t == &PyTuple_Type || t == &PyLong_Type || t == &PyFloat_Type ||
+           (t == &PyUnicode_Type && rpy_str_is_plain(op));
 }
 
 /* An object's part of the sums: its count, its references, the blocks it owns. */
@@ -247,16 +248,17 @@ static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObje
     return !p->unproven;
 }
 
-/* SPLIT SCANS: a big region's whole pages are read in two halves at once, the second on libregion's
- * helper thread (region-internal.h), which holds no GIL and must call nothing of the interpreter's.
- * So the second half takes only the objects whose whole visit above is reads of their own memory -
- * the types scan_references and the owned-block rule handle in place, with no call - and leaves the
- * others (a class's instance: tp_traverse; a set: rpy_owned_blocks) to the calling thread, which
- * visits them when both halves are done (scan_deferred), with the GIL it held throughout.  So does a
- * visitor riding on the proof (freeze()'s plan: `each`): the helper notes the lists and dicts it
- * scanned, and the calling thread shows them to `each` afterwards, their counts read already.  Nothing
- * changes the heap meanwhile: that thread waits for the helper, holding the GIL, and collection is
- * paused.  The sums are over objects, so the halves' are added (proof_merge). */
+/* SPLIT SCANS: a big region's whole pages are read by two threads at once, the calling thread and
+ * libregion's helper thread (region-internal.h), which holds no GIL and must call nothing of the
+ * interpreter's.  So the helper's half takes only the objects whose whole visit above is reads of
+ * their own memory - the types scan_references and the owned-block rule handle in place, with no
+ * call - and leaves the others (a class's instance: tp_traverse; a set: rpy_owned_blocks) to the
+ * calling thread, which visits them when both halves are done (scan_deferred), with the GIL it held
+ * throughout.  A visitor riding on the proof (freeze()'s plan: `each`) runs in the calling thread
+ * too: the helper notes the lists and dicts it scanned, and the calling thread shows them to `each`
+ * afterwards, their counts read already.  Nothing changes the heap meanwhile: that thread waits for
+ * the helper, holding the GIL, and collection is paused.  The sums are over objects, so the halves'
+ * are added (proof_merge). */
 static inline bool visit_is_reads(PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
     return t == &PyList_Type || t == &PyDict_Type || read_in_place_and_immutable(op);
