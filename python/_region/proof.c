@@ -280,8 +280,8 @@ static bool note_for_later(proof_t *p, object_list_t *list, PyObject *op) {
     return true;
 }
 
-/* Inlined into the page loops: it runs once per block.  second: on the helper thread, where `each`
- * is the first half's (p->each is NULL). */
+/* Inlined into the page loops: it runs once per block.  second: p is the helper's half, on the helper
+ * thread, whose p->each is NULL (`each` is the calling thread's: p->first->each). */
 static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size, bool second) {
     PyObject *op = rpy_object_in_block(block, size, &p->filter);
     if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
@@ -318,8 +318,8 @@ static bool scan_page_second(char *first, size_t stride, size_t usable, size_t c
     return scan_whole_page(arg, first, stride, usable, count, true);
 }
 
-/* What the second half left to the first half's proof (riso_split_t.after): objects to scan, and
- * objects it scanned for `each` to see. */
+/* What the helper's half (`second`) left to the calling thread's proof (riso_split_t.after): objects
+ * to scan, and objects it scanned for `each` to see. */
 static bool scan_deferred(void *arg) {
     proof_t *second = arg, *first = second->first;
     for (size_t i = 0; i < second->deferred.count; i++)
@@ -328,7 +328,7 @@ static bool scan_deferred(void *arg) {
     return true;
 }
 
-/* The second half's sums join the first's (its scan's counts joined already: riso_scan_split). */
+/* The helper's sums join the calling thread's (its scan's counts joined already: riso_scan_split). */
 static void proof_merge(proof_t *p, const proof_t *second) {
     p->counts += second->counts;
     p->objects += second->objects;
