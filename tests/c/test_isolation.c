@@ -1,7 +1,7 @@
-/* The isolation scan split in halves (region/isolation.c and region-internal.h, SPLIT SCANS; the
- * helper thread, region/helper.c): a split scan counts what a whole one counts, whichever thread runs
- * the second half, stops when either half stops, and leaves the half to its caller when the helper is
- * busy or not allowed.  White-box: compiled with libregion's sources.  In the 'threads' suite, so the
+/* The isolation scan split between two threads (region/isolation.c and region-internal.h, SPLIT
+ * SCANS; the helper thread, region/helper.c): a split scan counts what a whole one counts, whether the
+ * helper takes part or not, stops when either side stops, and leaves every page to its caller when the
+ * helper is busy or not allowed.  White-box: compiled with libregion's sources.  In the 'threads' suite, so the
  * ThreadSanitizer build runs the helper's hand-offs. */
 #include <stdlib.h>
 #include <sys/wait.h>
