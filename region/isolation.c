@@ -260,7 +260,7 @@ static void scan_second_half(void *arg) {
     half->finished = scan_dealt(&half->v, half->deal);
 }
 
-/* Whether the recorded areas' whole pages hold riso_split_bytes or more. */
+/* Whether the recorded areas' whole pages hold riso_split_bytes or more, in more than one chunk. */
 static bool worth_splitting(const riso_areas_t *a) {
     size_t whole = 0;
     for (size_t i = 0; i < a->count; i++)
@@ -283,6 +283,8 @@ static void merge_shard(riso_t *s, riso_t *shard) {
     rptrmap_clear(&shard->outside);
     shard->objects = shard->buffers = (riso_slices_t){0};   /* the scan's */
 }
+
+bool riso_will_split(const riso_t *s) { return s->areas_current && worth_splitting(&s->object_areas); }
 
 void riso_shard(riso_t *shard, const riso_t *s) {
     *shard = (riso_t){.r = s->r, .base = s->base, .size = s->size, .objects = s->objects, .buffers = s->buffers};

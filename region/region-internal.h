@@ -448,6 +448,10 @@ typedef struct riso_split {
 
 void riso_shard(riso_t *shard, const riso_t *s);
 
+/* Whether s's next scan would be split (its first, and the heap big enough): a caller that has a
+ * shard to set up for it can skip that for the many small scans. */
+bool riso_will_split(const riso_t *s);
+
 /* The bytes of whole pages from which a scan splits (RISO_SPLIT_BYTES; tests lower it, so that
  * small regions split too), and how many scans split so far, and of those how many halves the
  * helper ran (the rest ran in the calling thread): atomic. */

@@ -342,13 +342,19 @@ static void proof_merge(proof_t *p, const proof_t *second) {
     p->hidden += second->hidden;
 }
 
-/* One scan of the region, split when it is big (SPLIT SCANS). */
+/* One scan of the region, split when it is big (SPLIT SCANS).  The helper's proof is set up only then:
+ * it is over a KiB to clear, on the close of every short region. */
 static void proof_scan(proof_t *p) {
+    riso_visitor_t visitor = {scan_page, scan_block, p};
+    if (!riso_will_split(&p->scan)) {
+        riso_scan(&p->scan, &visitor);
+        return;
+    }
     proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
     riso_shard(&second.scan, &p->scan);
     riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second},
                           .after = scan_deferred};
-    riso_scan_split(&p->scan, &(riso_visitor_t){scan_page, scan_block, p}, &split);
+    riso_scan_split(&p->scan, &visitor, &split);
     free(second.deferred.items);
     free(second.visit.items);
     if (split.used) proof_merge(p, &second);
