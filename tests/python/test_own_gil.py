@@ -348,3 +348,41 @@ def test_the_first_region_of_the_process_made_under_another_gil_while_main_alloc
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+# Builds, proves and closes a region of 4 MiB and more `rounds` times (run in either interpreter).
+BIG_REGIONS = """
+for _ in range(rounds):
+    big = region.region("big")
+    with big:
+        big.root = [{"k": j, "s": str(j)} for j in range(60_000)]
+    assert big.check() is None
+    big.close()
+    assert big.closed
+"""
+
+
+def test_big_regions_are_proven_under_two_gils_at_once(sub):
+    """Both interpreters check and close regions big enough to split their scans at the same time, in
+    parallel: one scan has libregion's helper thread, one finding it busy takes every page itself
+    (region/helper.c).  Every check and close succeeds, and each one split."""
+    from region import _region
+    errors = []
+    _region._scan_threads(2)
+    splits = _region._scan_split()[1]
+
+    def run_sub():
+        try:
+            sub.run(BIG_REGIONS, rounds=8)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    thread = threading.Thread(target=run_sub)
+    thread.start()
+    try:
+        exec(BIG_REGIONS, {"region": region, "rounds": 8})
+    finally:
+        thread.join()
+        _region._scan_threads(0)
+    assert not errors, errors
+    assert _region._scan_split()[1] >= splits + 2 * 2 * 8   # a check and a close a round, in each
