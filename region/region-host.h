@@ -90,18 +90,31 @@ static inline mi_theap_t *rhost_kept_theap(const region_t *r, bool object) {
  * bench/requests_bench.py makes about 630 blocks in 10 bins of objects and 6 of buffers: 16 OS pages
  * for 14 KiB of blocks.  So the first RHOST_YOUNG_BLOCKS blocks a host makes in a region are rounded
  * up to a power of two (up to RHOST_YOUNG_MAX bytes), 7 bins in all: that response then takes 4 bins
- * of objects and 5 of buffers.  A big region rounds only its first blocks, and a block's size class
- * changes nothing else (the scan walks a page by its own block size).  The count is relaxed: a block
- * another thread makes at the same moment (mimalloc allows it) may go uncounted, which only rounds
- * one more. */
+ * of objects and 5 of buffers.  Of those 5, four held a few small buffers each (35 in all, 16 to 192
+ * bytes: list item arrays mostly), a page each for under 3 KiB, so a young region's first
+ * RHOST_SMALL_BUFFERS buffers of up to RHOST_SMALL_BUFFER bytes all take that one size: 2 bins of
+ * buffers (the cap bounds what it wastes at 15 KiB a region; later small buffers are rounded as
+ * above).  A big region rounds only its first blocks, and a block's size class changes nothing else
+ * (the scan walks a page by its own block size).  The counts are relaxed: a block another thread
+ * makes at the same moment (mimalloc allows it) may go uncounted, which only rounds one more. */
 #define RHOST_YOUNG_BLOCKS 1024
 #define RHOST_YOUNG_MAX 1024
+#define RHOST_SMALL_BUFFER 256
+#define RHOST_SMALL_BUFFERS 64
 
-/* The size to ask mimalloc for: size, or while r is young its power of two (at least 16). */
-static inline size_t rhost_block_size(region_t *r, size_t size, bool count) {
+/* The size to ask mimalloc for: size, or while r is young its power of two (at least 16), or for
+ * one of its first small buffers RHOST_SMALL_BUFFER.  `count`: a new block (not a realloc). */
+static inline size_t rhost_block_size(region_t *r, bool object, size_t size, bool count) {
     uint32_t young = __atomic_load_n(&r->young_blocks, __ATOMIC_RELAXED);
     if (likely(young >= RHOST_YOUNG_BLOCKS) || size > RHOST_YOUNG_MAX) return size ? size : 1;
     if (count) __atomic_store_n(&r->young_blocks, young + 1, __ATOMIC_RELAXED);
+    if (!object && size <= RHOST_SMALL_BUFFER) {
+        uint32_t small = __atomic_load_n(&r->young_buffers, __ATOMIC_RELAXED);
+        if (small < RHOST_SMALL_BUFFERS) {
+            if (count) __atomic_store_n(&r->young_buffers, small + 1, __ATOMIC_RELAXED);
+            return RHOST_SMALL_BUFFER;
+        }
+    }
     return size <= 16 ? 16 : (size_t)1 << (64 - __builtin_clzll((unsigned long long)size - 1));
 }
 
@@ -110,7 +123,7 @@ static inline size_t rhost_block_size(region_t *r, size_t size, bool count) {
 static inline void *rhost_allocate(region_t *r, bool object, size_t size, bool zero) {
     rassert(__atomic_load_n(&r->id, __ATOMIC_RELAXED) != 0);   /* HOST THEAPS: never a destroyed region */
     mi_theap_t *theap = rhost_kept_theap(r, object);
-    size = rhost_block_size(r, size, true);
+    size = rhost_block_size(r, object, size, true);
     if (likely(theap != NULL)) return zero ? mi_theap_zalloc(theap, size) : mi_theap_malloc(theap, size);
     return rhost_alloc_through_heap(r, object, size, zero);
 }
@@ -132,7 +145,8 @@ static inline void *rhost_calloc(region_t *r, bool object, size_t count, size_t 
  * its region) when it moves; handles follow it.  The host serializes calls that touch r's handle
  * table (the Python binding: the GIL). */
 static inline void *rhost_realloc(region_t *r, void *p, size_t size) {
-    void *moved = mi_heap_realloc(mi_heap_of(p), p, rhost_block_size(r, size, false));
+    mi_heap_t *heap = mi_heap_of(p);
+    void *moved = mi_heap_realloc(heap, p, rhost_block_size(r, heap == r->object_heap, size, false));
     if (moved && moved != p && r->handles.used) rhandle_retarget(r, p, moved);
     return moved;
 }

@@ -165,6 +165,7 @@ struct region {
     uint32_t host_counts[3];
     uint32_t young_blocks;           /* atomic; the host's first blocks, counted up to RHOST_YOUNG_BLOCKS
                                         (region-host.h, YOUNG REGIONS) */
+    uint32_t young_buffers;          /* atomic; of those, the small buffers, up to RHOST_SMALL_BUFFERS */
 
     /* ownership (owner.c; `owner` is above) */
     bool handed;                     /* owner was set by region_hand_off and not yet confirmed */

@@ -167,6 +167,7 @@ static void init_struct(region_t *r, const region_options_t *o, uint64_t id) {
     __atomic_store_n(&r->host, NULL, __ATOMIC_RELAXED);   /* read atomically: rhost_record */
     memset(r->host_counts, 0, sizeof r->host_counts);
     __atomic_store_n(&r->young_blocks, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&r->young_buffers, 0, __ATOMIC_RELAXED);
     memset(&r->handles, 0, sizeof r->handles);
     robjects_init(r);
 }

@@ -201,17 +201,28 @@ static void a_young_region_rounds_its_first_blocks_to_powers_of_two(void **state
     region_t *r = new_region("young");
     void *first = rhost_alloc(r, true, 40);
     assert_int_equal(mi_usable_size(first), 64);
-    assert_int_equal(mi_usable_size(rhost_calloc(r, false, 3, 8)), 32);
     assert_int_equal(mi_usable_size(rhost_alloc(r, true, 0)), 16);
+    assert_int_equal(mi_usable_size(rhost_alloc(r, true, 200)), 256);
     assert_true(mi_usable_size(rhost_alloc(r, false, RHOST_YOUNG_MAX + 1)) < 2 * RHOST_YOUNG_MAX);   /* not rounded */
+    assert_int_equal(mi_usable_size(rhost_alloc(r, false, 300)), 512);
+    /* the first small buffers share one size, and grow in place within it */
+    assert_int_equal(mi_usable_size(rhost_calloc(r, false, 3, 8)), RHOST_SMALL_BUFFER);
+    void *small = rhost_alloc(r, false, 8);
+    assert_int_equal(mi_usable_size(small), RHOST_SMALL_BUFFER);
+    assert_ptr_equal(rhost_realloc(r, small, RHOST_SMALL_BUFFER), small);
+    while (__atomic_load_n(&r->young_buffers, __ATOMIC_RELAXED) < RHOST_SMALL_BUFFERS)
+        assert_int_equal(mi_usable_size(rhost_alloc(r, false, 16)), RHOST_SMALL_BUFFER);
+    assert_int_equal(mi_usable_size(rhost_alloc(r, false, 24)), 32);   /* past the cap: powers of two */
     void *grown = rhost_realloc(r, rhost_alloc(r, false, 8), 100);
     assert_int_equal(mi_usable_size(grown), 128);
     while (__atomic_load_n(&r->young_blocks, __ATOMIC_RELAXED) < RHOST_YOUNG_BLOCKS) assert_non_null(rhost_alloc(r, true, 8));
     assert_true(mi_usable_size(rhost_alloc(r, true, 40)) < 64);   /* grown up: mimalloc's own bin */
+    assert_true(mi_usable_size(rhost_alloc(r, false, 40)) < 64);
     assert_true(mi_usable_size(rhost_realloc(r, grown, 300)) < 512);
     assert_ok(region_destroy(r));
     region_t *next = new_region("young again");   /* the record's next region starts young */
     assert_int_equal(mi_usable_size(rhost_alloc(next, true, 40)), 64);
+    assert_int_equal(mi_usable_size(rhost_alloc(next, false, 24)), RHOST_SMALL_BUFFER);
     assert_ok(region_destroy(next));
 }
 
