@@ -95,7 +95,7 @@ static bool link_followable(const region_t *r, const robject_t *link) {
            header_readable(r, (const void *)((uintptr_t)link + sizeof(robject_t)));
 }
 
-robject_t *robject_of(const region_t *r, const void *obj) {
+RMAY_READ_FREED robject_t *robject_of(const region_t *r, const void *obj) {
     /* Every read is of memory proven mapped first, so any pointer value is safe.  User bytes posing as
      * a header fail the link test, since live headers link only to live headers (or the sentinels);
      * a dead header left by an earlier region in the same memory has another stamp. */

@@ -54,6 +54,13 @@ _Static_assert(REGION_MAX_RECORDS == REGION_MAX_LIVE_REGIONS, "include/region.h 
 #define rassert(cond) assert(cond)
 #endif
 
+/* For the few functions that read memory proven mapped but perhaps freed, and judge what they read
+ * (robject_of: a header is believed only with its region's stamp and live links; the Python
+ * binding's rpy_object_in_block: a type is believed only if the filter knows it).  Sanitizer builds
+ * compile mimalloc with MI_TRACK_ASAN, which poisons every free block, so that any other read of a
+ * freed region block is reported (meson.build); these reads are not instrumented. */
+#define RMAY_READ_FREED __attribute__((no_sanitize("address")))
+
 /* Invariant checks that cost a pass over a region's pages, like mimalloc's mi_assert_expensive: only
  * in debug builds (meson.build, REGION_EXPENSIVE_CHECKS), where the sanitizer and debug-interpreter
  * suites run, not in the debugoptimized build the benchmarks measure. */

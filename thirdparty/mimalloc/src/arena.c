@@ -1332,6 +1332,10 @@ void _mi_arenas_free(void* p, size_t size, mi_memid_t memid) {
       return;
     }
 
+    // region patch (0017): inaccessible to a memory checker until the arena hands it out again (which
+    // marks it defined or undefined: mi_arena_try_alloc_at)
+    mi_track_mem_noaccess(p, size);
+
     // potentially decommit
     if (!arena->memid.is_pinned /* && !arena->memid.initially_committed */) { // todo: allow decommit even if initially committed?
       // (delay) purge the page

@@ -632,6 +632,7 @@ static mi_decl_noinline void mi_page_free_list_extend( mi_page_t* const page, co
 // mi_heap_reset, for which pages and why.
 void _mi_theap_keep_empty_page(mi_theap_t* theap, mi_page_t* page) {
   mi_assert_internal(page->theap == theap && !mi_page_is_abandoned(page));
+  mi_page_track_emptied(page);   // region patch (0017)
   mi_page_flags_set(page, false, MI_PAGE_IN_FULL_QUEUE);  // directly: the theap's full-queue size was reset
   page->retire_expire = 0;
   page->used = 0;

@@ -718,7 +718,20 @@ static inline size_t mi_page_size(const mi_page_t* page) {
 
 static inline uint8_t* mi_page_area(const mi_page_t* page, size_t* size) {
   if (size) { *size = mi_page_size(page); }
+
   return mi_page_start(page);
+}
+
+// region patch (0017): a page whose blocks a heap's reset freed all at once, and which the heap keeps
+// (_mi_theap_keep_empty_page), is made inaccessible to a memory checker (MI_TRACK_ASAN,
+// MI_TRACK_VALGRIND), as a free of each block would have made it; without tracking, nothing.  Its
+// next allocations mark their blocks again.  (A page the reset gives back to its arena is made
+// inaccessible there: _mi_arenas_free.)
+static inline void mi_page_track_emptied(const mi_page_t* page) {
+  size_t psize;
+  uint8_t* const pstart = mi_page_area(page, &psize);
+  mi_track_mem_noaccess(pstart, psize);
+  MI_UNUSED(pstart); MI_UNUSED(psize);
 }
 
 static inline size_t mi_page_info_size(void) {
