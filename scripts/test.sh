@@ -3,9 +3,10 @@
 # UndefinedBehaviorSanitizer, a short run of the API fuzzer, the threaded tests under ThreadSanitizer,
 # the pkg-config check that a C user can build against an installed libregion, the Python tests under
 # five interpreters (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount
-# checks, CPython 3.12 and 3.13), `pip install .` into a fresh virtual environment under 3.11, 3.12 and
-# 3.13, five packages' own test suites outside and inside regions (region.pytest_plugin), and NUMA
-# placement on two nodes in a qemu guest.  Sets up a fresh machine first.
+# checks, CPython 3.12 and 3.13; again under ASan+UBSan on 3.11 and 3.13), `pip install .` into a
+# fresh virtual environment under 3.11, 3.12 and 3.13, five packages' own test suites outside and
+# inside regions (region.pytest_plugin), and NUMA placement on two nodes in a qemu guest.  Sets up a
+# fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -73,6 +74,22 @@ step "C tests under AddressSanitizer + UndefinedBehaviorSanitizer (build-asan/)"
 configure build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   $meson test -C build-asan --print-errorlogs
+
+# The extension under ASan+UBSan, CPython's own objects in malloc (PYTHONMALLOC=malloc) and every
+# free region block poisoned (meson.build: MI_TRACK_ASAN), so that a read of a closed region's object
+# or of a freed one is reported.  Leaks are not checked: CPython does not free everything at exit.
+for venv in .venv .venv-313; do
+  [ -x $venv/bin/python ] || continue
+  base_python=$($venv/bin/python -c 'import sys; print(sys._base_executable)')
+  dir=build-pyasan$($venv/bin/python -c 'import sys; print(sys.version_info[0], sys.version_info[1], sep="")')
+  step "Python tests under AddressSanitizer + UndefinedBehaviorSanitizer, $($base_python -V) ($dir/)"
+  configure $dir -Dpython="$base_python" -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
+    -Dtests=false -Dbenchmarks=false
+  $meson compile -C $dir >/dev/null
+  LD_PRELOAD="$(cc -print-file-name=libasan.so) $(cc -print-file-name=libubsan.so)" PYTHONMALLOC=malloc \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    pytest_in $dir $venv/bin/python
+done
 
 step "the API fuzzer, ${FUZZ_SECONDS:=45} s under ASan+UBSan (build-fuzz/, clang-14's libFuzzer)"
 CC=clang-14 configure build-fuzz -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
