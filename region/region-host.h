@@ -18,7 +18,8 @@
  * object owns go to r->detached_heap (DETACHED BUFFERS below).  A region used by a host is never
  * given C objects (region_object_new), so the object heap holds only the host's blocks.  A host's
  * allocations go through the calling thread's theaps kept per thread (HOST THEAPS below), and a young
- * region's first blocks take power-of-two sizes (YOUNG REGIONS below).
+ * region's first blocks take power-of-two sizes, its first small buffers one size (YOUNG REGIONS
+ * below).
  */
 #ifndef REGION_HOST_H
 #define REGION_HOST_H
