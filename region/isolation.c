@@ -37,7 +37,14 @@
  * nothing is allocated in or freed to the object heap since riso_begin (THREADS, above); a later scan
  * walks the heap again. */
 
-/* Records each area (page) of the heaps it visits; failed when out of memory. */
+/* Whether every block of a page is in use (used == capacity; blocks freed by other threads and not
+ * yet collected count as used). */
+static inline bool area_is_whole(const mi_heap_area_t *area) {
+    return area->used && area->used == area->committed / area->full_block_size;
+}
+
+/* Records each area (page) of the heaps it visits, and the bytes of the whole ones; failed when out
+ * of memory. */
 static bool record_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
     (void)heap, (void)block, (void)size;
     riso_areas_t *a = arg;
@@ -52,6 +59,7 @@ static bool record_area(const mi_heap_t *heap, const mi_heap_area_t *area, void 
         a->capacity = capacity;
     }
     a->areas[a->count++] = *area;
+    if (area_is_whole(area)) a->whole_bytes += area->committed;
     return true;
 }
 
@@ -158,7 +166,7 @@ static bool scan_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *b
     if (area->used == 0) return true;
     rassert(area->full_block_size && area->committed % area->full_block_size == 0);   /* capacity blocks */
     rassert(riso_in_object_memory(v->s, area->blocks));   /* riso_begin mapped every page */
-    if (area->used == area->committed / area->full_block_size) {
+    if (area_is_whole(area)) {
         const riso_visitor_t *visitor = v->visitor;
         if (visitor->page) return visitor->page(area->blocks, area->full_block_size, area->block_size, area->used,
                                                 visitor->arg);
@@ -255,18 +263,14 @@ typedef struct scan_half {
     bool finished;
 } scan_half_t;
 
-static void scan_second_half(void *arg) {
+static void scan_helper_half(void *arg) {
     scan_half_t *half = arg;
     half->finished = scan_dealt(&half->v, half->deal);
 }
 
 /* Whether the recorded areas' whole pages hold riso_split_bytes or more, in more than one chunk. */
 static bool worth_splitting(const riso_areas_t *a) {
-    size_t whole = 0;
-    for (size_t i = 0; i < a->count; i++)
-        if (a->areas[i].used && a->areas[i].used == a->areas[i].committed / a->areas[i].full_block_size)
-            whole += a->areas[i].committed;
-    return a->count > RISO_SPLIT_CHUNK && whole >= __atomic_load_n(&riso_split_bytes, __ATOMIC_RELAXED);
+    return a->count > RISO_SPLIT_CHUNK && a->whole_bytes >= __atomic_load_n(&riso_split_bytes, __ATOMIC_RELAXED);
 }
 
 /* The shard's counts join the scan's; the shard keeps nothing. */
@@ -297,7 +301,7 @@ static bool scan_split(riso_t *s, scan_visit_t *v, riso_split_t *split) {
     rassert(split->visitor.page && split->shard->base == s->base && split->shard->objects.bits == s->objects.bits);
     deal_t deal = {.areas = s->object_areas.areas, .count = s->object_areas.count};
     scan_half_t half = {.v = {split->shard, &split->visitor, NULL, 0, 0}, .deal = &deal, .finished = true};
-    bool posted = rhelper_post(scan_second_half, &half);
+    bool posted = rhelper_post(scan_helper_half, &half);
     bool finished = scan_dealt(v, &deal);
     if (posted) rhelper_finish();
     split->used = true;
@@ -317,9 +321,9 @@ bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *spl
     if (split) split->used = false;
     if (s->areas_current) {   /* the first scan: the pages riso_begin recorded (ONE WALK OF EACH HEAP) */
         rassert_expensive(areas_unchanged(s));
+        bool splitting = split && riso_will_split(s);
         s->areas_current = false;
-        finished = split && worth_splitting(&s->object_areas) ? scan_split(s, &v, split)
-                                                               : scan_recorded(&v);
+        finished = splitting ? scan_split(s, &v, split) : scan_recorded(&v);
     } else {
         finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
     }

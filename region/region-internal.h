@@ -352,6 +352,7 @@ static inline bool riso_slices_have(const riso_slices_t *m, uintptr_t offset) {
 typedef struct riso_areas {
     mi_heap_area_t *areas;
     size_t count, capacity;
+    size_t whole_bytes;        /* committed bytes of the pages whose blocks are all in use */
     bool failed;               /* out of memory: the record is short */
 } riso_areas_t;
 
