@@ -34,6 +34,7 @@ typedef struct rarena_reservation {
     unsigned arena_count;
     size_t span;           /* arena_size * arena_count */
     unsigned arena_shift;  /* log2(arena_size) when it is a power of two (the default), else 0 */
+    bool on_demand;        /* PROT_NONE until mimalloc commits (rarena_commit_policy) */
     int ready;             /* atomic: 1 once the fields above are valid */
 } rarena_reservation_t;
 
@@ -42,9 +43,17 @@ extern rarena_reservation_t rarena_reservation;
 /* Arena alignment and granularity: a multiple of mimalloc's arena alignment on every version. */
 #define RARENA_ALIGN ((size_t)64 << 20)
 
-/* Reserves arena_count arenas of arena_size bytes (PROT_NONE, nothing committed) and configures the
- * private mimalloc.  Idempotent: later calls return REGION_OK without effect.  Thread-safe. */
-region_status rarena_init(size_t arena_size, unsigned arena_count);
+/* How reserved memory becomes writable: *on_demand true for PROT_NONE until mimalloc commits a 64 KiB
+ * piece (mprotect), false for writable from the start (reserve.c's header).  On demand under strict
+ * overcommit (/proc/sys/vm/overcommit_memory 2, or unreadable), where a writable mapping is charged
+ * whole, or when the environment has REGION_COMMIT=on-demand; REGION_COMMIT=auto or unset decides by
+ * the policy.  REGION_EINVAL for another value of REGION_COMMIT. */
+region_status rarena_commit_policy(bool *on_demand);
+
+/* Reserves arena_count arenas of arena_size bytes (MAP_NORESERVE; PROT_NONE when on_demand, else
+ * writable) and configures the private mimalloc.  Idempotent: later calls return REGION_OK without
+ * effect.  Thread-safe. */
+region_status rarena_init(size_t arena_size, unsigned arena_count, bool on_demand);
 
 /* True once rarena_init() succeeded. */
 bool rarena_ready(void);

@@ -1,9 +1,18 @@
 /* reserve.c - the address-space reservation and its arenas.
  *
- * One mmap(PROT_NONE, MAP_NORESERVE) reserves arena_count * arena_size bytes, aligned to RARENA_ALIGN.
- * Nothing is committed: mimalloc commits 64 KiB pieces with mprotect as a heap needs them, and purges
- * with MADV_DONTNEED.  Neither replaces the mapping, so an mbind() policy set on an arena survives
- * both (docs/design.md, "NUMA").
+ * One mmap(MAP_NORESERVE) reserves arena_count * arena_size bytes, aligned to RARENA_ALIGN, in one of
+ * two ways (rarena_commit_policy):
+ *   - WRITABLE FROM THE START (the default where the kernel overcommits: a MAP_NORESERVE mapping is
+ *     not charged, and memory is resident only once touched).  The arenas are registered committed,
+ *     so mimalloc never calls mprotect: a fresh region took a 64 KiB slice at a time, one mprotect
+ *     each, about 8 per region of bench/requests_bench.py (84,134 for its first 10,000 regions).
+ *   - ON DEMAND (under strict overcommit, vm.overcommit_memory = 2, which charges a writable mapping
+ *     whole, or with REGION_COMMIT=on-demand): PROT_NONE, and mimalloc commits 64 KiB pieces with
+ *     mprotect as a heap needs them.
+ * Either way mimalloc purges with MADV_DONTNEED (no PROT_NONE again: a release build of mimalloc), and
+ * neither replaces the mapping, so an mbind() policy set on an arena survives both (docs/design.md,
+ * "NUMA").  The reservation is MADV_NOHUGEPAGE: with transparent huge pages "always", a first touch
+ * would make the 2 MiB around it resident, the slices of 30-odd small regions.
  *
  * WHICH ARENA A REGION GETS: each arena serves one binding (node and policy) at a time, set when a
  * binding takes it.
@@ -33,7 +42,9 @@
 #include <assert.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #include "arena.h"
@@ -89,30 +100,52 @@ static void configure_mimalloc(void) {
 
 /* ---- Reservation ---- */
 
-static char *reserve_aligned(size_t size) {
+region_status rarena_commit_policy(bool *on_demand) {
+    const char *asked = getenv("REGION_COMMIT");
+    if (asked && *asked && strcmp(asked, "auto") != 0) {
+        if (strcmp(asked, "on-demand") != 0) return REGION_EINVAL;
+        *on_demand = true;
+        return REGION_OK;
+    }
+    /* 2 is OVERCOMMIT_NEVER; unreadable (no procfs): on demand, which is right under any policy. */
+    int policy = 2;
+    FILE *f = fopen("/proc/sys/vm/overcommit_memory", "r");
+    if (f) {
+        if (fscanf(f, "%d", &policy) != 1) policy = 2;
+        fclose(f);
+    }
+    *on_demand = policy == 2;
+    return REGION_OK;
+}
+
+static char *reserve_aligned(size_t size, bool on_demand) {
     size_t padded = size + RARENA_ALIGN;
-    char *raw = mmap(NULL, padded, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    int prot = on_demand ? PROT_NONE : PROT_READ | PROT_WRITE;
+    char *raw = mmap(NULL, padded, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED) return NULL;
     char *aligned = (char *)(((uintptr_t)raw + RARENA_ALIGN - 1) & ~(uintptr_t)(RARENA_ALIGN - 1));
     /* Trim the padding so the reservation is exactly [aligned, aligned + size). */
     if (aligned > raw) munmap(raw, (size_t)(aligned - raw));
     size_t tail = (size_t)((raw + padded) - (aligned + size));
     if (tail) munmap(aligned + size, tail);
+    /* Advice only: a kernel without transparent huge pages refuses it (EINVAL), and has none to avoid. */
+    (void)madvise(aligned, size, MADV_NOHUGEPAGE);
     return aligned;
 }
 
-region_status rarena_init(size_t arena_size, unsigned arena_count) {
+region_status rarena_init(size_t arena_size, unsigned arena_count, bool on_demand) {
     region_status status = REGION_OK;
     pthread_mutex_lock(&init_lock);
     if (rarena_ready()) goto done;
     arenas = calloc(arena_count, sizeof *arenas);
     if (!arenas) { status = REGION_ENOMEM; goto done; }
-    char *base = reserve_aligned(arena_size * arena_count);
+    char *base = reserve_aligned(arena_size * arena_count, on_demand);
     if (!base) { free(arenas); arenas = NULL; status = REGION_EOS; goto done; }
     configure_mimalloc();
     rarena_reservation.base = base;
     rarena_reservation.arena_size = arena_size;
     rarena_reservation.arena_count = arena_count;
+    rarena_reservation.on_demand = on_demand;
     rarena_reservation.span = arena_size * arena_count;
     rarena_reservation.arena_shift = (arena_size & (arena_size - 1)) == 0 ? (unsigned)__builtin_ctzll(arena_size) : 0;
     __atomic_store_n(&rarena_reservation.ready, 1, __ATOMIC_RELEASE);
@@ -136,7 +169,8 @@ static unsigned share_threshold(void) {
 static region_status register_arena(unsigned index) {
     rarena_arena_t *a = &arenas[index];
     bool ok = mi_manage_os_memory_ex(rarena_base(index), rarena_reservation.arena_size,
-                                     /*is_committed*/ false, /*is_pinned*/ false, /*is_zero*/ true,
+                                     /*is_committed*/ !rarena_reservation.on_demand, /*is_pinned*/ false,
+                                     /*is_zero*/ true,
                                      /*numa_node*/ -1, /*exclusive*/ true, &a->id);
     if (!ok) {
         /* mimalloc's own arena table is full (other arenas in our private copy); the arena stays

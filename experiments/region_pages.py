@@ -40,7 +40,8 @@ def resident_by_mapping():
 
 def arena_span(addresses, arena_size=4 << 30):
     """The arenas holding these addresses, as one range: the reservation is one mapping, cut into
-    arena_size arenas (the default region_config) that mprotect splits into several mappings."""
+    arena_size arenas (the default region_config), which mprotect splits into several mappings when
+    arenas are committed on demand (REGION_COMMIT=on-demand)."""
     return (min(addresses) // arena_size * arena_size, (max(addresses) // arena_size + 1) * arena_size)
 
 
@@ -77,7 +78,7 @@ def main():
     for key, kib in after.items():
         added = kib - before.get(key, 0)
         start, end, _ = key
-        if arenas[0] <= start and end <= arenas[1]:
+        if start < arenas[1] and arenas[0] < end:   # the reservation's mapping may span more arenas
             in_arenas += added
         else:
             other += added
@@ -89,7 +90,8 @@ def main():
     by_index = collections.Counter()
     with open("/proc/self/pagemap", "rb") as pagemap:
         for (start, end, _), kib in after.items():
-            if not (arenas[0] <= start and end <= arenas[1]) or not kib:
+            start, end = max(start, arenas[0]), min(end, arenas[1])
+            if start >= end or not kib:
                 continue
             pagemap.seek(start // OS_PAGE * 8)
             entries = pagemap.read((end - start) // OS_PAGE * 8)

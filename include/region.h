@@ -101,7 +101,7 @@ const char *region_last_error(void);
 typedef struct region_config {
     /* Bytes of address space reserved for each arena: the most one region can hold, and what the
      * regions sharing the arena hold together.  Rounded up to a multiple of 64 MiB; at least 64 MiB.
-     * Default 4 GiB.  Address space only: nothing is committed up front. */
+     * Default 4 GiB.  Address space only: memory is resident once touched (see REGION_COMMIT below). */
     size_t arena_size;
     /* How many arenas the process reserves.  Each is a mimalloc arena, and mimalloc allows at most 160
      * per process, some of which it may take for its own memory; the default and the maximum is 150.
@@ -109,6 +109,16 @@ typedef struct region_config {
      * fewer than a quarter of them, and share those, the least used first, after that. */
     unsigned max_arenas;
 } region_config_t;
+
+/* REGION_COMMIT, read from the environment at the first region_create, says how the reserved arenas
+ * become writable:
+ *   - unset or "auto": writable from the start (MAP_NORESERVE: not charged, resident only once
+ *     touched) where the kernel overcommits, so that no page costs an mprotect call; on demand under
+ *     strict overcommit (vm.overcommit_memory = 2), which would charge a writable reservation whole;
+ *   - "on-demand": PROT_NONE until a region's heap takes a 64 KiB piece (one mprotect call each), so
+ *     that address space no region uses stays inaccessible, under any overcommit policy.
+ * Any other value makes region_create fail with REGION_EINVAL.  Either way the reservation never takes
+ * transparent huge pages (MADV_NOHUGEPAGE), which would make 2 MiB resident around a small region. */
 
 /* Regions alive at once, at most (their records: region ids name them). */
 #define REGION_MAX_LIVE_REGIONS 4194304u

@@ -399,7 +399,8 @@ size_t riso_block_size(const void *block);   /* the usable size of a live block 
  * it and may take the block for bigger than it is but never for smaller (the lenient test of a block
  * an object owns, proof.c): "any size" (SIZE_MAX / 2) when those bytes lie in the block's 64 KiB
  * slice, which is committed while the block lives (pages are committed whole: arena/reserve.c), else
- * the block's own size, since the slice after the last page in use may be uncommitted (PROT_NONE). */
+ * the block's own size, since the slice after the last page in use may be uncommitted (PROT_NONE, when
+ * the arenas are committed on demand: arena/reserve.c). */
 static inline size_t riso_probe_size(const void *block, size_t reach) {
     if (((uintptr_t)block & (RISO_SLICE_SIZE - 1)) + reach <= RISO_SLICE_SIZE) return SIZE_MAX / 2;
     return riso_block_size(block);

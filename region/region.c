@@ -14,6 +14,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -77,20 +78,31 @@ static region_status check_options(const region_options_t *o) {
 }
 
 /* The arenas, and the reservation of the records (address space: a record's memory is touched when
- * it is first handed out). */
+ * it is first handed out).  Both are made writable as the arenas' commit policy says (arena/reserve.c):
+ * from the start, or piecemeal under strict overcommit, where a writable mapping of the records is
+ * charged whole (1.9 GB). */
+static bool records_on_demand;     /* PROT_NONE beyond records_writable (config_lock, then fixed) */
+
 static region_status ensure_arena(void) {
     if (rarena_ready()) return REGION_OK;
+    bool on_demand = true;
+    if (rarena_commit_policy(&on_demand) != REGION_OK)
+        return rerror(REGION_EINVAL, "create: the environment's REGION_COMMIT=%s is neither \"auto\" nor "
+                      "\"on-demand\"", getenv("REGION_COMMIT"));
     pthread_mutex_lock(&config_lock);
     region_status status = REGION_OK;
     if (!regions) {
-        /* PROT_NONE: under strict overcommit a writable mapping is charged whole (1.9 GB);
-         * take_record makes records writable as it first hands them out. */
-        void *records = mmap(NULL, (size_t)REGION_MAX_RECORDS * sizeof *regions, PROT_NONE,
+        int prot = on_demand ? PROT_NONE : PROT_READ | PROT_WRITE;
+        void *records = mmap(NULL, (size_t)REGION_MAX_RECORDS * sizeof *regions, prot,
                              MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (records == MAP_FAILED) status = REGION_EOS;
-        else __atomic_store_n(&regions, (struct region *)records, __ATOMIC_RELEASE);
+        if (records == MAP_FAILED) {
+            status = REGION_EOS;
+        } else {
+            records_on_demand = on_demand;
+            __atomic_store_n(&regions, (struct region *)records, __ATOMIC_RELEASE);
+        }
     }
-    if (status == REGION_OK) status = rarena_init(config.arena_size, config.max_arenas);
+    if (status == REGION_OK) status = rarena_init(config.arena_size, config.max_arenas, on_demand);
     pthread_mutex_unlock(&config_lock);
     if (status == REGION_EOS)
         return rerror(status, "create: reserving %u arenas of %zu MiB and %u region records failed: %s",
@@ -108,11 +120,12 @@ static unsigned record_free_head;  /* index + 1; 0: the free list is empty */
 
 unsigned rregion_records(void) { return __atomic_load_n(&records_made, __ATOMIC_ACQUIRE); }
 
-/* Makes the record at index writable, with the rest of a 64 KiB step (record_lock held).  Readers
- * read only records below rregion_records(), which are. */
+/* Makes the record at index writable, with the rest of a 64 KiB step (record_lock held); records are
+ * writable already unless they are made so on demand (ensure_arena).  Readers read only records below
+ * rregion_records(), which are. */
 static bool record_writable(unsigned index) {
     size_t end = ((size_t)index + 1) * sizeof *regions;
-    if (end <= records_writable) return true;
+    if (end <= records_writable || !records_on_demand) return true;
     size_t step = (size_t)64 << 10, upto = (end + step - 1) & ~(step - 1);
     size_t total = (size_t)REGION_MAX_RECORDS * sizeof *regions;
     if (upto > total) upto = total;

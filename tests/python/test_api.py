@@ -2,6 +2,7 @@
 import pytest
 
 import region
+from conftest import run_python
 
 
 def test_exception_hierarchy():
@@ -64,6 +65,24 @@ def test_bad_arguments():
 def test_missing_node_is_a_clear_error():
     with pytest.raises(region.RegionError, match="node 999"):
         region.region(node=999)
+
+
+def test_a_wrong_region_commit_is_a_clear_error():
+    """REGION_COMMIT (include/region.h) is read at the process's first region: a wrong value is an
+    error naming it, and once it is fixed the next region is made."""
+    result = run_python("""
+        import os, region
+        try:
+            region.region()
+        except region.RegionError as e:
+            print(e)
+        del os.environ["REGION_COMMIT"]
+        region.region().close()
+        print("made")
+    """, env={"REGION_COMMIT": "lazy"})
+    assert result.returncode == 0, result.stderr
+    assert "REGION_COMMIT=lazy" in result.stdout and "on-demand" in result.stdout
+    assert result.stdout.splitlines()[-1] == "made"
 
 
 def test_current_and_active(r):
