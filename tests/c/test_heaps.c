@@ -401,9 +401,62 @@ static void a_freed_block_is_reused_first_and_calloc_still_zeroes(void **state) 
     assert_ok(region_destroy(r));
 }
 
+/* mimalloc patch 0018: a page with no free list hands out its next block in place, so a fresh page
+ * holds exactly the blocks handed out (no list built over the rest of its OS page), in address order,
+ * and is whole (capacity = used); after a reset, a kept page's dirty blocks come out of calloc and
+ * zalloc zeroed. */
+typedef struct page_use {
+    size_t block_size;
+    size_t used, capacity;   /* of the first page of that size */
+} page_use_t;
+
+static bool find_page_use(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
+                          void *arg) {
+    (void)heap, (void)block, (void)size;
+    page_use_t *u = arg;
+    if (area->block_size != u->block_size) return true;
+    u->used = area->used;
+    u->capacity = area->committed / area->full_block_size;
+    return false;
+}
+
+static void a_page_hands_out_its_blocks_in_place(void **state) {
+    (void)state;
+    enum { SIZE = 200, COUNT = 10 };   /* a size no other test here allocates */
+    region_t *r = new_region("in place");
+    unsigned char *blocks[COUNT];
+    for (int i = 0; i < COUNT; i++) {
+        blocks[i] = region_alloc(r, SIZE);
+        assert_non_null(blocks[i]);
+        memset(blocks[i], 0xEE, SIZE);
+    }
+    size_t stride = region_usable_size(r, blocks[0]);
+    for (int i = 1; i < COUNT; i++) assert_ptr_equal(blocks[i], blocks[i - 1] + stride);
+    page_use_t u = {stride, 0, 0};
+    mi_heap_visit_blocks(r->heap, false, find_page_use, &u);
+    assert_int_equal(u.used, COUNT);
+    assert_int_equal(u.capacity, COUNT);   /* whole: nothing linked past the blocks handed out */
+    assert_ok(region_free(r, blocks[3]));
+    assert_ptr_equal(region_alloc(r, SIZE), blocks[3]);   /* a freed block first, then in place again */
+    assert_ptr_equal(region_alloc(r, SIZE), blocks[COUNT - 1] + stride);
+    assert_ok(region_destroy(r));
+
+    /* The next region of this thread takes the heaps and the page kept for this size: dirty blocks. */
+    r = new_region("in place, again");
+    unsigned char *zeroed = region_calloc(r, 1, SIZE), *zalloced = region_zalloc(r, SIZE);
+    assert_non_null(zeroed);
+    assert_non_null(zalloced);
+    for (int i = 0; i < SIZE; i++) {
+        assert_int_equal(zeroed[i], 0);
+        assert_int_equal(zalloced[i], 0);
+    }
+    assert_ok(region_destroy(r));
+}
+
 /* mimalloc patch 0010: a page's free list is extended up to an OS page boundary, so a page with a
  * few small blocks is one resident OS page, not two (its blocks start after the page info, or one
- * block in for power-of-two sizes). */
+ * block in for power-of-two sizes).  Since patch 0018 a fresh page builds no list (its blocks are
+ * handed out in place): its extent is its first block, which ends within that OS page too. */
 typedef struct extension {
     size_t block_size;
     uintptr_t start, end;   /* the page's extended blocks */
@@ -524,6 +577,7 @@ int main(void) {
         cmocka_unit_test(a_kept_heap_goes_only_to_its_thread),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
+        cmocka_unit_test(a_page_hands_out_its_blocks_in_place),
         cmocka_unit_test(an_extension_ends_at_an_os_page_boundary),
         /* These two leave heaps kept in more than one arena, with pages of most sizes: the tests above
          * count on the heaps and arenas the ones before them left. */

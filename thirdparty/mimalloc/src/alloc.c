@@ -38,15 +38,28 @@ static mi_decl_forceinline void* mi_page_malloc_zero(mi_theap_t* theap, mi_page_
   }
 
   // check the free list
-  mi_block_t* const block = page->free;
+  mi_block_t* block = page->free;
+  bool bumped = false;
   if mi_unlikely(block == NULL) {
-    return _mi_malloc_generic(theap, size, (zero ? 1 : 0), usable);
+    // region patch: a page whose free list ran dry but that is not fully extended hands out its next
+    // block in place (what extending by one block and popping it would do), instead of writing a free
+    // list over the next OS page of blocks first: a run of allocations that fills a page wrote every
+    // block twice, once for its link.  Only on fully committed pages (not commit on demand).
+    if (page->capacity < page->reserved && page->slice_committed == 0) {
+      block = (mi_block_t*)(mi_page_start(page) + (size_t)page->capacity * mi_page_block_size(page));
+      page->capacity++;
+      bumped = true;
+    }
+    else {
+      return _mi_malloc_generic(theap, size, (zero ? 1 : 0), usable);
+    }
+  }
+  else {
+    // pop from the free list
+    page->free = mi_block_next(page, block);
   }
   mi_assert_internal(block != NULL && _mi_ptr_page(block) == page);
   if (usable != NULL) { *usable = mi_page_usable_block_size(page); };
-
-  // pop from the free list
-  page->free = mi_block_next(page, block);
   page->used++;
   mi_assert_internal(page->free == NULL || _mi_ptr_page(page->free) == page);
   mi_assert_internal(page->block_size < MI_MAX_ALIGN_SIZE || _mi_is_aligned(block, MI_MAX_ALIGN_SIZE));
@@ -78,13 +91,15 @@ static mi_decl_forceinline void* mi_page_malloc_zero(mi_theap_t* theap, mi_page_
   // zero the block? note: we need to zero the full block size (issue #63)
   if mi_likely(!zero) {
     // #if MI_SECURE
-    block->next = 0;  // don't leak internal data
+    if (!bumped) { block->next = 0; }  // don't leak internal data (region patch: a bumped block is on no list; storing there was the first write to its line, a cache miss in mimalloc instead of the caller)
     // #endif
     #if (MI_DEBUG>0) && !MI_TRACK_ENABLED && !MI_TSAN
       if (!mi_page_is_huge(page)) { memset(block, MI_DEBUG_UNINIT, bsize); }
     #endif    
   }
   else {
+    // region patch: a bumped block is zero when its page is free_is_zero, since that page was zero when
+    // it was initialized and nothing was ever freed into it: nothing wrote past its capacity
     if (!page->free_is_zero) {
       _mi_memzero_aligned(block, bsize);
     }
