@@ -46,8 +46,8 @@ extern rarena_reservation_t rarena_reservation;
 /* How reserved memory becomes writable: *on_demand true for PROT_NONE until mimalloc commits a 64 KiB
  * piece (mprotect), false for writable from the start (reserve.c's header).  On demand under strict
  * overcommit (/proc/sys/vm/overcommit_memory 2, or unreadable), where a writable mapping is charged
- * whole, or when the environment has REGION_COMMIT=on-demand; REGION_COMMIT=auto or unset decides by
- * the policy.  REGION_EINVAL for another value of REGION_COMMIT. */
+ * whole, or when the environment has REGION_COMMIT=on-demand; REGION_COMMIT=auto, empty or unset
+ * decides by the policy.  REGION_EINVAL for another value of REGION_COMMIT. */
 region_status rarena_commit_policy(bool *on_demand);
 
 /* Reserves arena_count arenas of arena_size bytes (MAP_NORESERVE; PROT_NONE when on_demand, else

@@ -112,7 +112,7 @@ typedef struct region_config {
 
 /* REGION_COMMIT, read from the environment at the first region_create, says how the reserved arenas
  * become writable:
- *   - unset or "auto": writable from the start (MAP_NORESERVE: not charged, resident only once
+ *   - unset, empty or "auto": writable from the start (MAP_NORESERVE: not charged, resident only once
  *     touched) where the kernel overcommits, so that no page costs an mprotect call; on demand under
  *     strict overcommit (vm.overcommit_memory = 2), which would charge a writable reservation whole;
  *   - "on-demand": PROT_NONE until a region's heap takes a 64 KiB piece (one mprotect call each), so

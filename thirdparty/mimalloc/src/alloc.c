@@ -91,7 +91,9 @@ static mi_decl_forceinline void* mi_page_malloc_zero(mi_theap_t* theap, mi_page_
   // zero the block? note: we need to zero the full block size (issue #63)
   if mi_likely(!zero) {
     // #if MI_SECURE
-    if (!bumped) { block->next = 0; }  // don't leak internal data (region patch: a bumped block is on no list; storing there was the first write to its line, a cache miss in mimalloc instead of the caller)
+    // region patch: not for a bumped block, which is on no list; the store was the first write to
+    // its line, a cache miss taken in mimalloc instead of by the caller's own first write
+    if (!bumped) { block->next = 0; }  // don't leak internal data
     // #endif
     #if (MI_DEBUG>0) && !MI_TRACK_ENABLED && !MI_TSAN
       if (!mi_page_is_huge(page)) { memset(block, MI_DEBUG_UNINIT, bsize); }
