@@ -399,7 +399,11 @@ static void check_reference(void *ref, void *ctx) {
     if (target && target != c->s->r) report_crossref(c->naming, ref, target);
 }
 
-static bool check_block(void *block, size_t usable, void *arg) {
+/* A page whose blocks are all counted in use comes whole (isolation.c, scan_area), and a block freed
+ * by a thread other than its page's (an object its region's collection freed after the region moved
+ * to another thread) counts as used until mimalloc collects it: such a block is read here, freed,
+ * and judged by its stamp, 0 since region_object_free (RMAY_READ_FREED). */
+static RMAY_READ_FREED bool check_block(void *block, size_t usable, void *arg) {
     (void)usable;
     check_scan_t *c = arg;
     robject_t *h = block;   /* every block of the object heap is a header and its object */

@@ -55,7 +55,8 @@ _Static_assert(REGION_MAX_RECORDS == REGION_MAX_LIVE_REGIONS, "include/region.h 
 #endif
 
 /* For the few functions that read memory proven mapped but perhaps freed, and judge what they read
- * (robject_of: a header is believed only with its region's stamp and live links; the Python
+ * (robject_of: a header is believed only with its region's stamp and live links; region_check's
+ * check_block: a block freed by another thread, still counted in use, has stamp 0; the Python
  * binding's rpy_object_in_block: a type is believed only if the filter knows it).  Sanitizer builds
  * compile mimalloc with MI_TRACK_ASAN, which poisons every free block, so that any other read of a
  * freed region block is reported (meson.build); these reads are not instrumented. */

@@ -912,10 +912,16 @@ static void teardown(void) {
     handles_overflowed = false;
 }
 
+/* A sanitizer's report ends the process before `expect` can name the ops: name them then too. */
+void __sanitizer_set_death_callback(void (*callback)(void));
+
+static void report_ops_at_death(void) { fprintf(stderr, "fuzz_api: ops of the input: %s\n", op_trace); }
+
 static void init_once(void) {
     static bool done;
     if (done) return;
     done = true;
+    __sanitizer_set_death_callback(report_ops_at_death);
     region_config_t c = {.arena_size = (size_t)64 << 20, .max_arenas = 16};   /* an arena per region */
     if (region_configure(&c) != REGION_OK) abort();
     block_checks = region_block_checks();
