@@ -2,7 +2,8 @@
  * mi_heap_reset): when only the destroying thread has allocated from a heap, destroy empties it,
  * keeping one page for each size of which it had that one page (patches 0007, 0013), and the arena's
  * next region takes it; otherwise it is destroyed.  A freed block is the next allocation's (patch
- * 0008), and a page's blocks are made ready an OS page at a time (0010).  Many live regions are a
+ * 0008), a page's list is extended an OS page at a time (0010), and a page with no list hands its
+ * blocks out in place (0018).  Many live regions are a
  * few KiB each (0010, 0014, 0015).  A theap's queues are walked only up to its last page (0016).
  * Under AddressSanitizer a free block is poisoned, and so are a destroyed or reset heap's (0017).
  * White-box: compiled with libregion's sources, to see which heap a region got. */
@@ -422,7 +423,8 @@ static bool find_page_use(const mi_heap_t *heap, const mi_heap_area_t *area, voi
 
 static void a_page_hands_out_its_blocks_in_place(void **state) {
     (void)state;
-    enum { SIZE = 200, COUNT = 10 };   /* a size no other test here allocates */
+    enum { SIZE = 200, COUNT = 10 };   /* its page is new, or one an earlier region left kept and
+                                        * emptied: either way it starts with no free list */
     region_t *r = new_region("in place");
     unsigned char *blocks[COUNT];
     for (int i = 0; i < COUNT; i++) {
