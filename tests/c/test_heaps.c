@@ -402,24 +402,30 @@ static void a_freed_block_is_reused_first_and_calloc_still_zeroes(void **state) 
     assert_ok(region_destroy(r));
 }
 
+/* The first page (area) of heap whose blocks are block_size bytes; all zero when it has none. */
+typedef struct area_search {
+    size_t block_size;
+    mi_heap_area_t found;
+} area_search_t;
+
+static bool find_area(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)block, (void)size;
+    area_search_t *search = arg;
+    if (area->block_size != search->block_size) return true;
+    search->found = *area;
+    return false;
+}
+
+static mi_heap_area_t first_area_of_size(mi_heap_t *heap, size_t block_size) {
+    area_search_t search = {.block_size = block_size};
+    mi_heap_visit_blocks(heap, false, find_area, &search);
+    return search.found;
+}
+
 /* mimalloc patch 0018: a page with no free list hands out its next block in place, so a fresh page
  * holds exactly the blocks handed out (no list built over the rest of its OS page), in address order,
  * and is whole (capacity = used); after a reset, a kept page's dirty blocks come out of calloc and
  * zalloc zeroed. */
-typedef struct page_use {
-    size_t block_size;
-    size_t used, capacity;   /* of the first page of that size */
-} page_use_t;
-
-static bool find_page_use(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
-                          void *arg) {
-    (void)heap, (void)block, (void)size;
-    page_use_t *u = arg;
-    if (area->block_size != u->block_size) return true;
-    u->used = area->used;
-    u->capacity = area->committed / area->full_block_size;
-    return false;
-}
 
 static void a_page_hands_out_its_blocks_in_place(void **state) {
     (void)state;
@@ -434,10 +440,9 @@ static void a_page_hands_out_its_blocks_in_place(void **state) {
     }
     size_t stride = region_usable_size(r, blocks[0]);
     for (int i = 1; i < COUNT; i++) assert_ptr_equal(blocks[i], blocks[i - 1] + stride);
-    page_use_t u = {stride, 0, 0};
-    mi_heap_visit_blocks(r->heap, false, find_page_use, &u);
-    assert_int_equal(u.used, COUNT);
-    assert_int_equal(u.capacity, COUNT);   /* whole: nothing linked past the blocks handed out */
+    mi_heap_area_t page = first_area_of_size(r->heap, stride);
+    assert_int_equal(page.used, COUNT);
+    assert_int_equal(page.committed / page.full_block_size, COUNT);   /* whole: nothing linked past them */
     assert_ok(region_free(r, blocks[3]));
     assert_ptr_equal(region_alloc(r, SIZE), blocks[3]);   /* a freed block first, then in place again */
     assert_ptr_equal(region_alloc(r, SIZE), blocks[COUNT - 1] + stride);
@@ -459,34 +464,19 @@ static void a_page_hands_out_its_blocks_in_place(void **state) {
  * few small blocks is one resident OS page, not two (its blocks start after the page info, or one
  * block in for power-of-two sizes).  Since patch 0018 a fresh page builds no list (its blocks are
  * handed out in place): its extent is its first block, which ends within that OS page too. */
-typedef struct extension {
-    size_t block_size;
-    uintptr_t start, end;   /* the page's extended blocks */
-} extension_t;
-
-static bool find_extension(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size,
-                           void *arg) {
-    (void)heap, (void)block, (void)size;
-    extension_t *e = arg;
-    if (area->block_size != e->block_size) return true;
-    e->start = (uintptr_t)area->blocks;
-    e->end = e->start + area->committed;
-    return false;
-}
-
 static void an_extension_ends_at_an_os_page_boundary(void **state) {
     (void)state;
     enum { SIZE = 128 };   /* a size no other test here allocates: its page is new, not kept */
     region_t *r = new_region("extension");
     unsigned char *first = region_alloc(r, SIZE);
     assert_non_null(first);
-    extension_t e = {SIZE, 0, 0};
-    mi_heap_visit_blocks(r->heap, false, find_extension, &e);
-    assert_int_not_equal(e.start, 0);
+    mi_heap_area_t page = first_area_of_size(r->heap, SIZE);
+    uintptr_t start = (uintptr_t)page.blocks, end = start + page.committed;   /* its extended blocks */
+    assert_int_not_equal(start, 0);
     uintptr_t os_page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    assert_true((e.start & (os_page - 1)) != 0);   /* the blocks start past an OS page boundary */
-    assert_true(e.end - e.start >= SIZE);
-    assert_true(e.end <= (e.start | (os_page - 1)) + 1);   /* within the first block's OS page */
+    assert_true((start & (os_page - 1)) != 0);   /* the blocks start past an OS page boundary */
+    assert_true(end - start >= SIZE);
+    assert_true(end <= (start | (os_page - 1)) + 1);   /* within the first block's OS page */
     assert_ok(region_destroy(r));
 }
 

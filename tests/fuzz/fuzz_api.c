@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sanitizer/common_interface_defs.h>   /* __sanitizer_set_death_callback: the build is ASan's */
 
 #include "region.h"
 
@@ -913,8 +914,6 @@ static void teardown(void) {
 }
 
 /* A sanitizer's report ends the process before `expect` can name the ops: name them then too. */
-void __sanitizer_set_death_callback(void (*callback)(void));
-
 static void report_ops_at_death(void) { fprintf(stderr, "fuzz_api: ops of the input: %s\n", op_trace); }
 
 static void init_once(void) {
