@@ -37,10 +37,13 @@
  * nothing is allocated in or freed to the object heap since riso_begin (THREADS, above); a later scan
  * walks the heap again. */
 
-/* Whether every block of a page is in use (used == capacity; blocks freed by other threads and not
- * yet collected count as used). */
+/* Whether every block of a page is in use (used == capacity), with no block freed by another thread
+ * waiting there uncollected (such a block counts as used): the visit block by block that a page with
+ * one gets collects it first, so that a page the previous owner let go of (region.c, LETTING GO) and
+ * the next owner freed blocks to is read with its free blocks known.  A dead object read as a whole
+ * page's block was not an object, and the Python proof's blocks did not balance. */
 static inline bool area_is_whole(const mi_heap_area_t *area) {
-    return area->used && area->used == area->committed / area->full_block_size;
+    return area->used && area->used == area->committed / area->full_block_size && !mi_heap_area_frees_pending(area);
 }
 
 /* Records each area (page) of the heaps it visits, and the bytes of the whole ones; failed when out

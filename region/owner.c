@@ -157,6 +157,7 @@ region_status region_release(region_t *r) {
     region_status status = rowner_check(r, "release");
     if (status == REGION_OK) status = rcollect_check_idle(r, "release");
     if (status != REGION_OK) return status;
+    rregion_let_go_pages(r);
     owner_clear(r, false);
     return REGION_OK;
 }
@@ -167,6 +168,7 @@ region_status region_hand_off(region_t *r, uint64_t to) {
     if (status != REGION_OK) return status;
     if (to == 0) return rerror_region(r, REGION_EINVAL, "hand-off: thread token 0 names no thread");
     if (to == rowner_self()) return REGION_OK;
+    rregion_let_go_pages(r);
     pthread_mutex_lock(&r->owner_lock);
     /* Release: the receiver may start using the region as soon as its owner check (an acquire load,
      * rowner_is_self) sees this store, before it confirms with region_acquire. */

@@ -263,6 +263,11 @@ region_status rcollect_check_idle(const region_t *r, const char *what);
 /* Whether the arena keeps heap, emptied, for a next region (region.c, "Heaps"). */
 bool rheap_kept(unsigned arena_index, const mi_heap_t *heap);
 
+/* The calling thread, r's owner, is letting go of r (release, hand-off): its pages of r's heaps are
+ * abandoned, so that the blocks later owners free there are collected as they are freed (region.c,
+ * LETTING GO). */
+void rregion_let_go_pages(region_t *r);
+
 /* Whether id was ever a region's id: its record exists and has reached id's generation (IDS above). */
 bool rregion_id_was_made(uint64_t id);
 

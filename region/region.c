@@ -275,6 +275,23 @@ static void retire_heap(unsigned arena_index, mi_heap_t *heap, int kind) {
     if (evicted) mi_heap_destroy(evicted);
 }
 
+/* LETTING GO: a page is its thread's (that thread's theap of the heap holds it), and the blocks other
+ * threads free to it wait on its thread-free list, still counted in use, until that thread collects
+ * them - which an owner that let go never does, since it allocates in the region no more.  So an owner
+ * that lets go abandons its pages (mimalloc patch 0019), as its thread's exit would: the free that
+ * meets an abandoned page collects it, and the counts of every page stay exact whoever frees.  The
+ * isolation proof of the Python binding needs them exact (python/_region/proof.c: every block in use
+ * must be an object or a block an object owns), and a next owner that freed objects of the previous
+ * owner's pages left blocks in use that were neither, so its proofs failed and each check, release
+ * and close fell back to the audit.  Full pages are abandoned already (mimalloc gives up a page that
+ * fills); this is the pages the thread still allocates from, one or a few per size. */
+void rregion_let_go_pages(region_t *r) {
+    rassert(rowner_is_self(r));
+    mi_heap_abandon_pages(r->heap);
+    mi_heap_abandon_pages(r->object_heap);
+    if (r->detached_heap) mi_heap_abandon_pages(r->detached_heap);
+}
+
 region_status region_create(const region_options_t *opts, region_t **out) {
     region_options_t defaults = REGION_OPTIONS_DEFAULT;
     const region_options_t *o = opts ? opts : &defaults;

@@ -373,6 +373,7 @@ int ownership_let_go(rpy_region_t *self) {
     if (ownership_prove(self, "release", &refers_to_classes, &refers_to_mortal) < 0) return -1;
     if (note_gil_crossing(self, refers_to_mortal) < 0) return -1;
     self->classes_of = refers_to_classes ? binding_current_interp() : -1;
+    rregion_let_go_pages(self->r);   /* the next owner's frees are collected as they happen */
     ownership_give_up(self);
     return 0;
 }

@@ -3,10 +3,12 @@
  * keeping one page for each size of which it had that one page (patches 0007, 0013), and the arena's
  * next region takes it; otherwise it is destroyed.  A freed block is the next allocation's (patch
  * 0008), a page's list is extended an OS page at a time (0010), and a page with no list hands its
- * blocks out in place (0018).  Many live regions are a
+ * blocks out in place (0018).  An owner that lets go abandons its pages, so that the next owner's
+ * frees there are collected as they are made (0019).  Many live regions are a
  * few KiB each (0010, 0014, 0015).  A theap's queues are walked only up to its last page (0016).
  * Under AddressSanitizer a free block is poisoned, and so are a destroyed or reset heap's (0017).
  * White-box: compiled with libregion's sources, to see which heap a region got. */
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -422,6 +424,98 @@ static mi_heap_area_t first_area_of_size(mi_heap_t *heap, size_t block_size) {
     return search.found;
 }
 
+/* An owner that lets go abandons its pages (region.c, LETTING GO; mimalloc patch 0019), and the blocks
+ * the next owner frees there are collected as they are freed: mimalloc leaves only the last one
+ * freed on the page's thread-free list (free.c, _mi_page_free_collect_partly), and says so
+ * (mi_heap_area_frees_pending), so the isolation scan visits such a page block by block, which
+ * collects it (isolation.c, area_is_whole).  Without the patch the frees all waited there, counted
+ * in use, for a thread that would never collect them. */
+
+#define LET_GO_BLOCKS 100
+#define LET_GO_SIZE 40
+
+typedef struct page_count {
+    size_t pages, used;   /* pages, and the blocks they count in use */
+    size_t blocks;        /* live blocks visited, in a visit of the blocks */
+    bool pending;
+} page_count_t;
+
+static bool count_let_go_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
+    (void)heap, (void)size;
+    page_count_t *c = arg;
+    if (block) {   /* a visit of the blocks: each live one */
+        c->blocks++;
+        return true;
+    }
+    c->pages++;
+    c->used += area->used;
+    c->pending = c->pending || mi_heap_area_frees_pending(area);
+    return true;
+}
+
+/* r's blocks as its pages count them, or (abandoned) as its abandoned pages do. */
+static page_count_t pages_of(region_t *r, bool abandoned) {
+    page_count_t c = {0};
+    if (abandoned) mi_heap_visit_abandoned_blocks(r->heap, false, count_let_go_page, &c);
+    else mi_heap_visit_blocks(r->heap, false, count_let_go_page, &c);
+    return c;
+}
+
+typedef struct next_owner {
+    region_t *r;
+    void *blocks[LET_GO_BLOCKS];
+    uint64_t token;   /* atomic: the next owner's, published before it waits */
+} next_owner_t;
+
+static void *free_half_and_count_pages(void *arg) {
+    next_owner_t *x = arg;
+    __atomic_store_n(&x->token, region_thread_token(), __ATOMIC_RELEASE);
+    assert_ok(region_acquire(x->r));   /* after a release, or to confirm a hand-off */
+    for (int i = 0; i < LET_GO_BLOCKS; i += 2) assert_ok(region_free(x->r, x->blocks[i]));
+    page_count_t c = pages_of(x->r, false);
+    assert_int_equal(c.pages, 1);
+    assert_int_equal(c.used, LET_GO_BLOCKS / 2 + 1);   /* all collected but the last freed */
+    assert_true(c.pending);
+    c = (page_count_t){0};
+    mi_heap_visit_blocks(x->r->heap, true, count_let_go_page, &c);   /* a visit of the blocks collects it */
+    assert_int_equal(c.blocks, LET_GO_BLOCKS / 2);
+    c = pages_of(x->r, false);
+    assert_int_equal(c.used, LET_GO_BLOCKS / 2);
+    assert_false(c.pending);
+    for (int i = 1; i < LET_GO_BLOCKS; i += 2) assert_int_equal(*(uint32_t *)x->blocks[i], i);
+    assert_ok(region_destroy(x->r));
+    return NULL;
+}
+
+static void letting_go(bool hand_off) {
+    next_owner_t x = {.r = new_region(hand_off ? "handed" : "released")};
+    for (int i = 0; i < LET_GO_BLOCKS; i++) {
+        x.blocks[i] = region_alloc(x.r, LET_GO_SIZE);
+        assert_non_null(x.blocks[i]);
+        *(uint32_t *)x.blocks[i] = (uint32_t)i;
+    }
+    assert_int_equal(pages_of(x.r, true).pages, 0);   /* one page, the thread's */
+    pthread_t t;
+    if (!hand_off) assert_ok(region_release(x.r));
+    assert_int_equal(pthread_create(&t, NULL, free_half_and_count_pages, &x), 0);
+    if (hand_off) {
+        uint64_t to;
+        while (!(to = __atomic_load_n(&x.token, __ATOMIC_ACQUIRE))) sched_yield();
+        assert_ok(region_hand_off(x.r, to));
+    }
+    assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+static void the_next_owners_frees_are_collected_after_a_release(void **state) {
+    (void)state;
+    letting_go(false);
+}
+
+static void the_next_owners_frees_are_collected_after_a_hand_off(void **state) {
+    (void)state;
+    letting_go(true);
+}
+
 /* mimalloc patch 0018: a page with no free list hands out its next block in place, so a fresh page
  * holds exactly the blocks handed out (no list built over the rest of its OS page), in address order,
  * and is whole (capacity = used); after a reset, a kept page's dirty blocks come out of calloc and
@@ -569,6 +663,8 @@ int main(void) {
         cmocka_unit_test(a_kept_heap_goes_only_to_its_thread),
         cmocka_unit_test(destroy_races_the_exit_of_a_thread_that_allocated),
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
+        cmocka_unit_test(the_next_owners_frees_are_collected_after_a_release),
+        cmocka_unit_test(the_next_owners_frees_are_collected_after_a_hand_off),
         cmocka_unit_test(a_page_hands_out_its_blocks_in_place),
         cmocka_unit_test(an_extension_ends_at_an_os_page_boundary),
         /* These two leave heaps kept in more than one arena, with pages of most sizes: the tests above

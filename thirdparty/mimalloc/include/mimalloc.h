@@ -235,6 +235,7 @@ mi_decl_export void mi_heap_delete(mi_heap_t* heap);            // move live blo
 mi_decl_export void mi_heap_destroy(mi_heap_t* heap);           // free all live blocks
 mi_decl_export bool mi_heap_reset(mi_heap_t* heap);             // region patch: free all live blocks, keep the heap (false: not done, see heap.c)
 mi_decl_export void mi_heap_collect_frees(mi_heap_t* heap);     // region patch: mi_heap_collect(heap, false) less all but folding in pending frees (theap.c)
+mi_decl_export void mi_heap_abandon_pages(mi_heap_t* heap);    // region patch: the calling thread's pages of heap abandoned, as at its exit (theap.c)
 mi_decl_export void  mi_heap_set_data(mi_heap_t* heap, void* data);  // region patch: an embedder's pointer kept with the heap (heap.c)
 mi_decl_export void* mi_heap_get_data(const mi_heap_t* heap);        // region patch: what mi_heap_set_data stored, NULL before
 mi_decl_export void* mi_heap_data_of(const void* p);                 // region patch: mi_heap_get_data(mi_heap_of(p)), NULL when p is in no heap's page
@@ -313,6 +314,7 @@ typedef struct mi_heap_area_s {
 } mi_heap_area_t;
 
 typedef bool (mi_cdecl mi_block_visit_fun)(const mi_heap_t* heap, const mi_heap_area_t* area, void* block, size_t block_size, void* arg);
+mi_decl_export bool mi_heap_area_frees_pending(const mi_heap_area_t* area);  // region patch: other threads' frees wait on the area's page, counted in area->used (theap.c)
 
 mi_decl_export bool   mi_heap_visit_blocks(mi_heap_t* heap, bool visit_blocks, mi_block_visit_fun* visitor, void* arg);
 mi_decl_export bool   mi_heap_visit_abandoned_blocks(mi_heap_t* heap, bool visit_blocks, mi_block_visit_fun* visitor, void* arg);

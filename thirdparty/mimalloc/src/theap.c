@@ -177,6 +177,21 @@ void mi_heap_collect_frees(mi_heap_t* heap) {
   mi_theap_visit_pages(theap, &mi_theap_page_collect, false, &collect, NULL);
 }
 
+// region patch (0019): abandons the calling thread's pages of `heap`, as its exit would (what
+// _mi_theap_collect_abandon does to them), and keeps its theap: for a thread that gives up its right
+// to allocate in the heap.  The blocks another thread frees to a page the caller still held would wait
+// on that page's thread-free list for the caller to collect them, counted in use meanwhile; an
+// abandoned page is claimed and collected by the free that meets it (free.c, mi_free_try_collect_mt),
+// so the counts of the heap's pages stay exact whichever thread frees.  The heap's next allocating
+// thread reclaims such pages as it needs them.  Empty pages go back to the arena.
+void mi_heap_abandon_pages(mi_heap_t* heap) {
+  mi_theap_t* const theap = _mi_heap_theap_get_peek(heap);
+  if (theap == NULL || theap == (mi_theap_t*)1 || !mi_theap_is_initialized(theap)) return;  // none, or being made
+  if (!theap->allow_page_abandon) return;
+  mi_collect_t collect = MI_ABANDON;
+  mi_theap_visit_pages(theap, &mi_theap_page_collect, true, &collect, NULL);
+}
+
 /* -----------------------------------------------------------
   Heap new
 ----------------------------------------------------------- */
@@ -601,6 +616,13 @@ void _mi_heap_area_init(mi_heap_area_t* area, mi_page_t* page) {
   area->block_size = ubsize;
   area->full_block_size = bsize;
   area->reserved1 = page;
+}
+
+// region patch (0019): whether blocks other threads freed wait on the area's page, uncollected: they
+// are counted in area->used, so a page whose used count equals its capacity may still hold free
+// blocks.  A visit of the page's blocks (_mi_theap_area_visit_blocks) collects them first.
+bool mi_heap_area_frees_pending(const mi_heap_area_t* area) {
+  return (mi_page_thread_free((const mi_page_t*)area->reserved1) != NULL);
 }
 
 static void mi_get_fast_divisor(size_t divisor, uint64_t* magic, size_t* shift) {
