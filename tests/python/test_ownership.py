@@ -102,10 +102,10 @@ def test_hand_a_graph_to_another_thread_and_take_it_back(r):
 
 
 def test_objects_freed_by_the_next_owner_are_skipped_by_check_release_and_close(r):
-    """The next owner frees half of what the first one made: mimalloc counts those blocks in use until
-    the first thread's pages are collected, and with a page's blocks handed out in place (mimalloc
-    patch 0018) their pages come to the proof whole, dead objects included.  check(), release() and
-    close() must judge the dead ones dead (the sanitizer suites read them under ASan)."""
+    """The next owner frees half of what the first one made, in pages the first owner abandoned when it
+    let go (mimalloc patch 0019), so the frees are collected as they are made: the fast proof alone
+    proves the region.  check(), release() and close() must judge the dead objects dead (the sanitizer
+    suites read them under ASan)."""
     with r:
         r.root = [[i, str(i) * 3, {"k": i}, (i, i + 1.5)] for i in range(5000)]
     r.release()
