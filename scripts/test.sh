@@ -5,8 +5,8 @@
 # five interpreters (the project's CPython 3.11, Debian's 3.11.2, Debian's debug build with refcount
 # checks, CPython 3.12 and 3.13; again under ASan+UBSan on 3.11 and 3.13), `pip install .` into a
 # fresh virtual environment under 3.11, 3.12 and 3.13, five packages' own test suites outside and
-# inside regions (region.pytest_plugin), and NUMA placement on two nodes in a qemu guest.  Sets up a
-# fresh machine first.
+# inside regions (region.pytest_plugin), the C and Python tests with mimalloc's internal assertions
+# compiled in, and NUMA placement on two nodes in a qemu guest.  Sets up a fresh machine first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -99,6 +99,15 @@ FUZZ_SECONDS=$FUZZ_SECONDS $meson test -C build-fuzz --suite fuzz --print-errorl
 step "threaded C tests under ThreadSanitizer (build-tsan/)"
 configure build-tsan -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug -Dpython_binding=disabled
 TSAN_OPTIONS=halt_on_error=1 $meson test -C build-tsan --suite threads --print-errorlogs
+
+# mimalloc's own invariants (mi_assert_internal), which every patch of thirdparty/mimalloc must keep
+# true, are compiled out of every other build.  The census test is left out: the debug build reads
+# fresh pages for its checks, which maps them to the kernel's zero page, resident but on no node.
+step "C and Python tests with mimalloc's internal assertions (build-midebug/, -Dmimalloc_debug=true)"
+configure build-midebug -Dmimalloc_debug=true -Dbenchmarks=false
+$meson test -C build-midebug --print-errorlogs
+PYTHONPATH="build-midebug/python:tests/python" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python \
+  --deselect tests/python/test_api.py::test_named_region_on_node_0
 
 step "NUMA placement on two nodes, in a 2-node qemu guest (tests/numa2/run.sh)"
 tests/numa2/run.sh build

@@ -2489,19 +2489,22 @@ static bool mi_heap_delete_page(const mi_heap_t* heap, const mi_heap_area_t* are
   return true;
 }
 
+#if MI_DEBUG>1
+static bool mi_heap_assert_kept_page(const mi_heap_t* heap, const mi_heap_area_t* area, void* block, size_t block_size, void* arg) {
+  MI_UNUSED(heap); MI_UNUSED(block); MI_UNUSED(block_size); MI_UNUSED(arg);
+  mi_assert_internal(((mi_page_t*)area->reserved1)->retire_expire == MI_RESET_KEEP);
+  return true;
+}
+#endif
+
 static void mi_heap_delete_pages(mi_heap_t* heap, mi_heap_t* heap_target) {
   mi_theap_t* const theap_target = (heap_target != NULL ? _mi_heap_theap(heap_target) : NULL);
   // mi_theap_t* const theap = _mi_heap_theap(heap);
   mi_heap_delete_visit_info_t info = { heap_target, theap_target, NULL };
   _mi_heap_visit_blocks(heap, false, false, &mi_heap_delete_page, &info);
   #if MI_DEBUG>1
-  // no more arena pages?
-  for (size_t i = 0; i < MI_ARENA_BIN_COUNT; i++) {
-    mi_arena_pages_t* const arena_pages = mi_atomic_load_ptr_relaxed(mi_arena_pages_t, &heap->arena_pages[i]);
-    if (arena_pages!=NULL) {
-      mi_assert_internal(mi_bitmap_is_all_clear(arena_pages->pages));
-    }
-  }
+  // no more arena pages?  (region patch (0007): but the pages mi_heap_reset keeps, which the visit passes by)
+  _mi_heap_visit_blocks(heap, false, false, &mi_heap_assert_kept_page, NULL);
   // nor os abandoned pages?
   mi_lock(&heap->os_abandoned_pages_lock) {
 

@@ -868,21 +868,21 @@ static mi_decl_noinline mi_page_t* mi_page_queue_find_free_ex(mi_theap_t* theap,
   if (page == NULL) {
     _mi_theap_collect_retired(theap, false); // perhaps make a page available
     page = mi_page_fresh(theap, pq);
-    mi_assert_internal(page == NULL || mi_page_immediate_available(page));
+    mi_assert_internal(page == NULL || mi_page_block_available(page));
     if (page == NULL && first_try) {
       // out-of-memory _or_ an abandoned page with free blocks was reclaimed, try once again
       page = mi_page_queue_find_free_ex(theap, pq, false);
-      mi_assert_internal(page == NULL || mi_page_immediate_available(page));
+      mi_assert_internal(page == NULL || mi_page_block_available(page));
     }
   }
   else {
-    mi_assert_internal(page == NULL || mi_page_immediate_available(page));
+    mi_assert_internal(page == NULL || mi_page_block_available(page));
     // move the page to the front of the queue
     mi_page_queue_move_to_front(theap, pq, page);
     page->retire_expire = 0;
     // _mi_theap_collect_retired(theap, false); // update retire counts; note: increases rss on MemoryLoad bench so don't do this
   }
-  mi_assert_internal(page == NULL || mi_page_immediate_available(page));
+  mi_assert_internal(page == NULL || mi_page_block_available(page));
 
 
   return page;
@@ -960,7 +960,7 @@ static mi_page_t* mi_huge_page_alloc(mi_theap_t* theap, size_t size, size_t page
   mi_page_t* page = mi_page_fresh_alloc(theap, pq, block_size, page_alignment);
   if (page != NULL) {
     mi_assert_internal(mi_page_block_size(page) >= size);
-    mi_assert_internal(mi_page_immediate_available(page));
+    mi_assert_internal(mi_page_block_available(page));
     mi_assert_internal(mi_page_is_huge(page));
     mi_assert_internal(mi_page_is_singleton(page));
     #if MI_HUGE_PAGE_ABANDON
@@ -1056,7 +1056,7 @@ void* _mi_malloc_generic(mi_theap_t* theap, size_t size, size_t zero_huge_alignm
     return NULL;
   }
 
-  mi_assert_internal(mi_page_immediate_available(page));
+  mi_assert_internal(mi_page_block_available(page));
   mi_assert_internal(mi_page_block_size(page) >= size);
   mi_assert_internal(_mi_is_aligned(mi_page_slice_start(page), MI_PAGE_ALIGN));
   mi_assert_internal(_mi_ptr_page(mi_page_start(page))==page);

@@ -802,6 +802,14 @@ static inline bool mi_page_immediate_available(const mi_page_t* page) {
   return (page->free != NULL);
 }
 
+// region patch (0018): whether the allocation fast path hands out a block of the page at once: from
+// its free list, or in place past its capacity (alloc.c, mi_page_malloc_zero).  What the generic
+// path's assertions ask of the page it settles on; mi_page_immediate_available is the free list alone.
+static inline bool mi_page_block_available(const mi_page_t* page) {
+  mi_assert_internal(page != NULL);
+  return (page->free != NULL || (page->capacity < page->reserved && page->slice_committed == 0));
+}
+
 
 // is the page not yet used up to its reserved space?
 static inline bool mi_page_is_expandable(const mi_page_t* page) {
