@@ -105,6 +105,7 @@ TSAN_OPTIONS=halt_on_error=1 $meson test -C build-tsan --suite threads --print-e
 # fresh pages for its checks, which maps them to the kernel's zero page, resident but on no node.
 step "C and Python tests with mimalloc's internal assertions (build-midebug/, -Dmimalloc_debug=true)"
 configure build-midebug -Dmimalloc_debug=true -Dbenchmarks=false
+$meson compile -C build-midebug >/dev/null   # the extension too: `meson test` builds only the C tests
 $meson test -C build-midebug --print-errorlogs
 PYTHONPATH="build-midebug/python:tests/python" .venv/bin/python -m pytest -q -p no:cacheprovider tests/python \
   --deselect tests/python/test_api.py::test_named_region_on_node_0
