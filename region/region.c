@@ -279,7 +279,8 @@ static void retire_heap(unsigned arena_index, mi_heap_t *heap, int kind) {
  * threads free to it wait on its thread-free list, still counted in use, until that thread collects
  * them - which an owner that let go never does, since it allocates in the region no more.  So an owner
  * that lets go abandons its pages (mimalloc patch 0019), as its thread's exit would: the free that
- * meets an abandoned page collects it, and the counts of every page stay exact whoever frees.  The
+ * meets an abandoned page collects it, all but the last block freed, which mimalloc leaves pending and
+ * the page reports (the isolation scan then reads it block by block: isolation.c, area_is_whole).  The
  * isolation proof of the Python binding needs them exact (python/_region/proof.c: every block in use
  * must be an object or a block an object owns), and a next owner that freed objects of the previous
  * owner's pages left blocks in use that were neither, so its proofs failed and each check, release

@@ -182,8 +182,9 @@ void mi_heap_collect_frees(mi_heap_t* heap) {
 // to allocate in the heap.  The blocks another thread frees to a page the caller still held would wait
 // on that page's thread-free list for the caller to collect them, counted in use meanwhile; an
 // abandoned page is claimed and collected by the free that meets it (free.c, mi_free_try_collect_mt),
-// so the counts of the heap's pages stay exact whichever thread frees.  The heap's next allocating
-// thread reclaims such pages as it needs them.  Empty pages go back to the arena.
+// all but that last block freed, which stays pending to save an atomic operation and which
+// mi_heap_area_frees_pending reports.  The heap's next allocating thread reclaims such pages as it
+// needs them.  Empty pages go back to the arena.
 void mi_heap_abandon_pages(mi_heap_t* heap) {
   mi_theap_t* const theap = _mi_heap_theap_get_peek(heap);
   if (theap == NULL || theap == (mi_theap_t*)1 || !mi_theap_is_initialized(theap)) return;  // none, or being made
