@@ -45,7 +45,7 @@ static mi_decl_forceinline void* mi_page_malloc_zero(mi_theap_t* theap, mi_page_
     // block in place (what extending by one block and popping it would do), instead of writing a free
     // list over the next OS page of blocks first: a run of allocations that fills a page wrote every
     // block twice, once for its link.  Only on fully committed pages (not commit on demand).
-    if (page->capacity < page->reserved && page->slice_committed == 0) {
+    if (mi_page_bumpable(page)) {
       block = (mi_block_t*)(mi_page_start(page) + (size_t)page->capacity * mi_page_block_size(page));
       page->capacity++;
       bumped = true;

@@ -764,7 +764,7 @@ mi_decl_nodiscard bool _mi_page_init(mi_theap_t* theap, mi_page_t* page) {
   // region patch: not on a fully committed page, whose blocks the allocation fast path hands out in
   // place while it has no free list (alloc.c): a fresh page's first blocks were linked over the whole
   // OS page first, whether or not they were ever used
-  if (page->slice_committed == 0) return true;
+  if (mi_page_bumpable(page)) return true;
   if (!mi_page_extend_free(theap,page)) return false;
   mi_assert(mi_page_immediate_available(page));
   return true;

@@ -802,12 +802,19 @@ static inline bool mi_page_immediate_available(const mi_page_t* page) {
   return (page->free != NULL);
 }
 
+// region patch (0018): whether the allocation fast path, finding the page's free list empty, hands
+// out the page's next block in place past its capacity (alloc.c, mi_page_malloc_zero): the page is not
+// fully extended, and fully committed (not commit on demand).  Such a page needs no free list built.
+static inline bool mi_page_bumpable(const mi_page_t* page) {
+  return (page->capacity < page->reserved && page->slice_committed == 0);
+}
+
 // region patch (0018): whether the allocation fast path hands out a block of the page at once: from
-// its free list, or in place past its capacity (alloc.c, mi_page_malloc_zero).  What the generic
-// path's assertions ask of the page it settles on; mi_page_immediate_available is the free list alone.
+// its free list, or in place past its capacity.  What the generic path's assertions ask of the page it
+// settles on; mi_page_immediate_available is the free list alone.
 static inline bool mi_page_block_available(const mi_page_t* page) {
   mi_assert_internal(page != NULL);
-  return (page->free != NULL || (page->capacity < page->reserved && page->slice_committed == 0));
+  return (page->free != NULL || mi_page_bumpable(page));
 }
 
 
