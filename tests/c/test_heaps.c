@@ -487,14 +487,19 @@ static void *free_half_and_count_pages(void *arg) {
     return NULL;
 }
 
+/* Fills r, owned by the calling thread, with the blocks the next owner frees half of. */
+static void fill_for_the_next_owner(next_owner_t *x, region_t *r) {
+    for (int i = 0; i < LET_GO_BLOCKS; i++) {
+        x->blocks[i] = region_alloc(r, LET_GO_SIZE);
+        assert_non_null(x->blocks[i]);
+        *(uint32_t *)x->blocks[i] = (uint32_t)i;
+    }
+    assert_int_equal(pages_of(r, true).pages, 0);   /* one page, the thread's */
+}
+
 static void letting_go(bool hand_off) {
     next_owner_t x = {.r = new_region(hand_off ? "handed" : "released")};
-    for (int i = 0; i < LET_GO_BLOCKS; i++) {
-        x.blocks[i] = region_alloc(x.r, LET_GO_SIZE);
-        assert_non_null(x.blocks[i]);
-        *(uint32_t *)x.blocks[i] = (uint32_t)i;
-    }
-    assert_int_equal(pages_of(x.r, true).pages, 0);   /* one page, the thread's */
+    fill_for_the_next_owner(&x, x.r);
     pthread_t t;
     if (!hand_off) assert_ok(region_release(x.r));
     assert_int_equal(pthread_create(&t, NULL, free_half_and_count_pages, &x), 0);
@@ -504,6 +509,34 @@ static void letting_go(bool hand_off) {
         assert_ok(region_hand_off(x.r, to));
     }
     assert_int_equal(pthread_join(t, NULL), 0);
+}
+
+/* The previous owner's thread ends while the next owner frees and counts.  It abandoned the region's
+ * pages when it let go, so its exit, which abandons whatever pages its theaps hold, meets none of them
+ * while the next owner collects them (the suite runs under ThreadSanitizer too). */
+static void *fill_release_and_end(void *arg) {
+    next_owner_t *x = arg;
+    region_t *r = new_region("released-then-ended");
+    fill_for_the_next_owner(x, r);
+    __atomic_store_n(&x->r, r, __ATOMIC_RELEASE);   /* the next owner waits in acquire from here on */
+    assert_ok(region_release(r));
+    return NULL;
+}
+
+static void *wait_then_free_half(void *arg) {
+    next_owner_t *x = arg;
+    while (!__atomic_load_n(&x->r, __ATOMIC_ACQUIRE)) sched_yield();
+    return free_half_and_count_pages(x);
+}
+
+static void the_next_owners_frees_are_collected_while_the_previous_owner_ends(void **state) {
+    (void)state;
+    next_owner_t x = {0};
+    pthread_t giver, next;
+    assert_int_equal(pthread_create(&next, NULL, wait_then_free_half, &x), 0);
+    assert_int_equal(pthread_create(&giver, NULL, fill_release_and_end, &x), 0);
+    assert_int_equal(pthread_join(giver, NULL), 0);
+    assert_int_equal(pthread_join(next, NULL), 0);
 }
 
 static void the_next_owners_frees_are_collected_after_a_release(void **state) {
@@ -668,6 +701,7 @@ int main(void) {
         cmocka_unit_test(a_freed_block_is_reused_first_and_calloc_still_zeroes),
         cmocka_unit_test(the_next_owners_frees_are_collected_after_a_release),
         cmocka_unit_test(the_next_owners_frees_are_collected_after_a_hand_off),
+        cmocka_unit_test(the_next_owners_frees_are_collected_while_the_previous_owner_ends),
         cmocka_unit_test(a_page_hands_out_its_blocks_in_place),
         cmocka_unit_test(an_extension_ends_at_an_os_page_boundary),
         /* These two leave heaps kept in more than one arena, with pages of most sizes: the tests above
