@@ -342,7 +342,8 @@ bool ownership_try_take(rpy_region_t *self);
 /* Nobody owns self any more (release, freeze, close): waiters of acquire() wake up. */
 void ownership_give_up(rpy_region_t *self);
 /* The calling thread's interpreter ends while owning self: gives it up, noting first (as release()
- * does) what another GIL's acquire() must know (ownership.c, "Crossing interpreters"). */
+ * does) what another GIL's acquire() must know (ownership.c, "Crossing interpreters"), and letting
+ * its pages go when the calling thread is the owner. */
 void ownership_abandon(rpy_region_t *self);
 /* Whether the calling interpreter may not touch self's objects, or what they refer to: a thread of
  * another GIL owns self, or nobody does and it refers to mortal objects of another GIL's interpreter

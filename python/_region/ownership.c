@@ -268,6 +268,11 @@ void ownership_abandon(rpy_region_t *self) {
         refers_to_mortal = true;
     }
     if (note_gil_crossing(self, refers_to_mortal) < 0) PyErr_Clear();
+    /* As release() does (region.c, LETTING GO), when the owner is the calling thread: its pages would
+     * otherwise stay with a thread that may live on, running other interpreters, and collect the next
+     * owner's frees never.  A region another thread of the ending interpreter owned keeps them: only
+     * a page's own thread may abandon it (that thread's exit will). */
+    if (ownership_is_caller(self)) rregion_let_go_pages(self->r);
     ownership_give_up(self);
 }
 

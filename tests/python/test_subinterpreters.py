@@ -220,6 +220,48 @@ mine.__enter__()                   # a block entered by hand and never exited
     r.close()
 
 
+def test_an_interpreter_that_ends_in_its_owners_thread_lets_the_pages_go(r, sub):
+    """The subinterpreter owns r in a worker thread, fills it there and ends in that thread, which
+    lives on: its end lets that thread's pages of r go, as release() does (ownership.c,
+    ownership_abandon).  So when the next owner frees everything, the worker's thread holds none of
+    r's pages: the count is the same before and after that thread ends.  Before, its pages stayed
+    with it, counted in r and unused, until it ended (6 pages here), and the blocks freed in them
+    waited on their thread-free lists for a thread that would not collect them."""
+    r.release()
+    ended, done = threading.Event(), threading.Event()
+    failures = []
+
+    def worker():
+        try:
+            sub.run("""
+mine = region.adopt(rid)
+mine.acquire()
+with mine:
+    mine.root = [[i, str(i) * 3, {"k": i}] for i in range(50)]
+""", rid=r.id)
+            sub.destroy()
+        except BaseException as e:   # the main thread's assertions say what went wrong
+            failures.append(e)
+        ended.set()
+        done.wait(30)                # a worker thread that goes on living, as a pool's would
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        assert ended.wait(30) and not failures
+        assert r.acquire(timeout=5)
+        assert len(r.root) == 50 and r.root[-1][2] == {"k": 49}
+        r.root = None
+        while_it_lives = r.stats()
+        assert while_it_lives["blocks"] == 0
+    finally:
+        done.set()
+        thread.join()
+    assert r.stats()["pages"] == while_it_lives["pages"]   # its exit had nothing of r left to give back
+    assert r.check() is None
+    r.close()
+
+
 def test_a_region_made_in_a_subinterpreter_outlives_it(sub):
     sub.run("""
 made = region.region("made in sub")
