@@ -74,11 +74,23 @@ static void same_thread_reuses_the_heaps(void **state) {
 
 /* ---- Kept pages (patch 0007) ---- */
 
+/* What a visit of a heap's pages (or, with blocks, of its live blocks) counts. */
+typedef struct page_count {
+    size_t pages, used;   /* pages, and the blocks they count in use */
+    size_t blocks;        /* live blocks visited, in a visit of the blocks */
+    bool pending;         /* a page has blocks other threads freed waiting uncollected (patch 0019) */
+} page_count_t;
+
 static bool count_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
-    (void)heap, (void)block, (void)size;
-    size_t *counts = arg;
-    counts[0]++;
-    counts[1] += area->used;
+    (void)heap, (void)size;
+    page_count_t *c = arg;
+    if (block) {   /* a visit of the blocks: each live one */
+        c->blocks++;
+        return true;
+    }
+    c->pages++;
+    c->used += area->used;
+    c->pending = c->pending || mi_heap_area_frees_pending(area);
     return true;
 }
 
@@ -102,11 +114,11 @@ static void a_reset_heap_keeps_a_page_per_size_of_one_page(void **state) {
     for (int i = 1; i < FEW; i++) assert_int_equal(PAGE_OF(blocks[i]), small_page);
     assert_ok(region_destroy(r));
 
-    size_t counts[2] = {0, 0};   /* pages, blocks in use */
+    page_count_t counts = {0};
     assert_true(rheap_kept(arena, heap));
-    mi_heap_visit_blocks(heap, false, count_page, counts);
-    assert_int_equal(counts[0], 1);   /* the 64-byte page; the 200-byte ones went back to the arena */
-    assert_int_equal(counts[1], 0);   /* empty */
+    mi_heap_visit_blocks(heap, false, count_page, &counts);
+    assert_int_equal(counts.pages, 1);   /* the 64-byte page; the 200-byte ones went back to the arena */
+    assert_int_equal(counts.used, 0);    /* empty */
 
     region_t *next = new_region("next");
     assert_int_equal(next->arena_index, arena);
@@ -434,30 +446,11 @@ static mi_heap_area_t first_area_of_size(mi_heap_t *heap, size_t block_size) {
 #define LET_GO_BLOCKS 100
 #define LET_GO_SIZE 40
 
-typedef struct page_count {
-    size_t pages, used;   /* pages, and the blocks they count in use */
-    size_t blocks;        /* live blocks visited, in a visit of the blocks */
-    bool pending;
-} page_count_t;
-
-static bool count_let_go_page(const mi_heap_t *heap, const mi_heap_area_t *area, void *block, size_t size, void *arg) {
-    (void)heap, (void)size;
-    page_count_t *c = arg;
-    if (block) {   /* a visit of the blocks: each live one */
-        c->blocks++;
-        return true;
-    }
-    c->pages++;
-    c->used += area->used;
-    c->pending = c->pending || mi_heap_area_frees_pending(area);
-    return true;
-}
-
 /* r's blocks as its pages count them, or (abandoned) as its abandoned pages do. */
 static page_count_t pages_of(region_t *r, bool abandoned) {
     page_count_t c = {0};
-    if (abandoned) mi_heap_visit_abandoned_blocks(r->heap, false, count_let_go_page, &c);
-    else mi_heap_visit_blocks(r->heap, false, count_let_go_page, &c);
+    if (abandoned) mi_heap_visit_abandoned_blocks(r->heap, false, count_page, &c);
+    else mi_heap_visit_blocks(r->heap, false, count_page, &c);
     return c;
 }
 
@@ -477,7 +470,7 @@ static void *free_half_and_count_pages(void *arg) {
     assert_int_equal(c.used, LET_GO_BLOCKS / 2 + 1);   /* all collected but the last freed */
     assert_true(c.pending);
     c = (page_count_t){0};
-    mi_heap_visit_blocks(x->r->heap, true, count_let_go_page, &c);   /* a visit of the blocks collects it */
+    mi_heap_visit_blocks(x->r->heap, true, count_page, &c);   /* a visit of the blocks collects it */
     assert_int_equal(c.blocks, LET_GO_BLOCKS / 2);
     c = pages_of(x->r, false);
     assert_int_equal(c.used, LET_GO_BLOCKS / 2);
