@@ -16,7 +16,9 @@ that is what each of the interpreter's full collections must walk, and what make
 
 Reported per mode (each round in a fresh interpreter, the modes taking turns): requests per second,
 the p50 and p99 of a request's latency (from its start to its bytes), the process's peak resident
-memory, and the longest pause of an automatic gc collection.  In flight: IN_FLIGHT requests, as the
+memory, the longest pause of an automatic gc collection, and the split of the run's time between
+the interpreter's collections and the rest (per request): what a region per request saves and what it
+costs, each on its own.  In flight: IN_FLIGHT requests, as the
 issue asks; with --quick fewer requests than that are served, so every one of them is in flight at
 once and makes a region of its own from fresh memory.
 
@@ -122,7 +124,8 @@ def worker(mode, total):
     return {"seconds": seconds, "throughput": total / seconds,
             "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-            "longest_gc_pause": max(pauses, default=0.0), "collections": len(pauses)}
+            "longest_gc_pause": max(pauses, default=0.0), "collections": len(pauses),
+            "gc_seconds": sum(pauses), "outside_gc_per_request": (seconds - sum(pauses)) / total}
 
 
 PHASE_MODES = ["ordinary", "hooked", "region"]
@@ -187,7 +190,8 @@ def phases_table(runs):
     return lines, stats
 
 
-METRICS = ["throughput", "p50", "p99", "peak_rss_kib", "longest_gc_pause", "collections"]
+METRICS = ["throughput", "p50", "p99", "peak_rss_kib", "longest_gc_pause", "collections", "gc_seconds",
+           "outside_gc_per_request"]
 
 
 def main():
@@ -239,6 +243,12 @@ def main():
          f"{span('ordinary', 'longest_gc_pause', 1e3, 'ms', 2)} ({med('ordinary', 'collections'):.0f})",
          f"{med('region', 'longest_gc_pause') / max(med('ordinary', 'longest_gc_pause'), 1e-9):.2f}×", "< 1×",
          med("region", "longest_gc_pause") < med("ordinary", "longest_gc_pause")),
+        (f"where the time goes: in the interpreter's collections, region {span('region', 'gc_seconds', 1e3, 'ms', 0)} "
+         f"vs ordinary {span('ordinary', 'gc_seconds', 1e3, 'ms', 0)} in all; the rest, per request, region "
+         f"{span('region', 'outside_gc_per_request', 1e6, 'µs')} vs ordinary "
+         f"{span('ordinary', 'outside_gc_per_request', 1e6, 'µs')}",
+         f"{med('region', 'outside_gc_per_request') / med('ordinary', 'outside_gc_per_request'):.2f}× "
+         "(the rest)", "-", None),
         (f"peak resident memory: region {span('region', 'peak_rss_kib', 1 / 1024, 'MiB')} vs ordinary "
          f"{span('ordinary', 'peak_rss_kib', 1 / 1024, 'MiB')}",
          f"{med('region', 'peak_rss_kib') / med('ordinary', 'peak_rss_kib'):.2f}×", "-", None),
