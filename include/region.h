@@ -283,15 +283,17 @@ region_status region_acquire_timed(region_t *r, uint64_t timeout_ns);
 
 /* Gives up ownership; wakes one waiter.  The caller also gives up the pages it allocated from (to the
  * region, not to the system), so that the blocks a later owner frees there are collected as they are
- * freed rather than left waiting for this thread; a later allocation of the caller's takes pages again.  REGION_ENOTOWNER if the caller is not the owner,
- * REGION_ESTATE from inside the region's own collection (a trace callback or finalizer). */
+ * freed rather than left waiting for this thread; a later allocation of the caller's takes pages
+ * again.  REGION_ENOTOWNER if the caller is not the owner, REGION_ESTATE from inside the region's own
+ * collection (a trace callback or finalizer). */
 region_status region_release(region_t *r);
 
 /* Makes the thread with token `to` (from region_thread_token()) the owner, directly: no third thread
- * can take the region in between; the caller gives up its pages as region_release does.  The receiver may use the region at once (it passes every owner
- * check and sees the caller's writes); it confirms with region_acquire(), which then returns
- * REGION_OK at once.  REGION_ENOTOWNER if the caller is not the owner, REGION_EINVAL for token 0,
- * REGION_ESTATE from inside the region's own collection. */
+ * can take the region in between; the caller gives up its pages as region_release does.  The
+ * receiver may use the region at once (it passes every owner check and sees the caller's writes); it
+ * confirms with region_acquire(), which then returns REGION_OK at once.  REGION_ENOTOWNER if the
+ * caller is not the owner, REGION_EINVAL for token 0, REGION_ESTATE from inside the region's own
+ * collection. */
 region_status region_hand_off(region_t *r, uint64_t to);
 
 /* 1 if the calling thread owns r, else 0.  Any thread. */
