@@ -146,6 +146,10 @@ static void flush_recent(riso_t *s, riso_recent_t *recent) {
     *recent = (riso_recent_t){0};
 }
 
+void riso_flush(riso_t *s) {
+    for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);
+}
+
 /* A target that is not in its recent entry takes the entry. */
 void riso_note_outside(riso_t *s, const void *target) {
     riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
@@ -278,7 +282,7 @@ static bool worth_splitting(const riso_areas_t *a) {
 
 /* The shard's counts join the scan's; the shard keeps nothing. */
 static void merge_shard(riso_t *s, riso_t *shard) {
-    for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(shard, &shard->recent[i]);
+    riso_flush(shard);
     s->internal += shard->internal;
     s->stray = s->stray || shard->stray;
     s->failed = s->failed || shard->failed;
@@ -311,7 +315,6 @@ static bool scan_split(riso_t *s, scan_visit_t *v, riso_split_t *split) {
     __atomic_fetch_add(&riso_splits, 1, __ATOMIC_RELAXED);
     if (posted) __atomic_fetch_add(&riso_splits_helped, 1, __ATOMIC_RELAXED);
     finished = finished && half.finished;
-    if (finished && split->after) finished = split->after(split->visitor.arg);
     /* The helper's pages with free blocks go to the calling thread's visitor. */
     finished = scan_partial(&(scan_visit_t){s, v->visitor, half.v.partial, half.v.partial_count, 0}, finished);
     merge_shard(s, split->shard);
@@ -331,7 +334,7 @@ bool riso_scan_split(riso_t *s, const riso_visitor_t *visitor, riso_split_t *spl
         finished = mi_heap_visit_blocks(s->r->object_heap, false, scan_area, &v);
     }
     finished = scan_partial(&v, finished);
-    for (size_t i = 0; i < RISO_RECENT; i++) flush_recent(s, &s->recent[i]);   /* the map is complete */
+    riso_flush(s);   /* the map is complete */
     return finished && !s->failed;
 }
 

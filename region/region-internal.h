@@ -387,6 +387,10 @@ region_status riso_begin_objects(riso_t *s, region_t *r);
 
 void riso_note_outside(riso_t *s, const void *target);   /* the slow path of riso_reference */
 
+/* Makes s->outside complete again after riso_reference calls made since the last scan ended (a scan
+ * leaves it complete). */
+void riso_flush(riso_t *s);
+
 /* Whether p lies in r's object memory (a page of its object heap). */
 static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
     uintptr_t offset = (uintptr_t)p - s->base;
@@ -397,6 +401,19 @@ static inline bool riso_in_object_memory(const riso_t *s, const void *p) {
 static inline bool riso_in_buffer_memory(const riso_t *s, const void *p) {
     uintptr_t offset = (uintptr_t)p - s->base;
     return offset < s->size && riso_slices_have(&s->buffers, offset);
+}
+
+/* Whether [p, p + len) lies in r's memory, object or other, every byte of it: so in pages of its
+ * heaps, which are committed whole while they live (arena/reserve.c).  A read there cannot fault,
+ * whatever p is (the isolation scan's test of a pointer it found in bytes that may only pose as an
+ * object's: python/_region/proof.c). */
+static inline bool riso_readable(const riso_t *s, const void *p, size_t len) {
+    uintptr_t offset = (uintptr_t)p - s->base;
+    if (len == 0) return true;
+    if (offset >= s->size || len > s->size - offset) return false;
+    for (uintptr_t at = offset & ~(RISO_SLICE_SIZE - 1); at < offset + len; at += RISO_SLICE_SIZE)
+        if (!riso_slices_have(&s->objects, at) && !riso_slices_have(&s->buffers, at)) return false;
+    return true;
 }
 
 size_t riso_block_size(const void *block);   /* the usable size of a live block of object memory */
@@ -455,10 +472,6 @@ bool riso_scan(riso_t *s, const riso_visitor_t *visitor);
 typedef struct riso_split {
     riso_t *shard;             /* riso_shard() of the scan, before it; needs no riso_end */
     riso_visitor_t visitor;    /* the helper's half's: page only */
-    /* Called in the calling thread with visitor.arg once both halves are done, before the pages with
-     * free blocks: the place for what the helper's half left to the calling thread (blocks whose
-     * visit is more than reads).  It reports to the scan; false stops it.  NULL: nothing left. */
-    bool (*after)(void *arg);
     bool used;                 /* out: the scan was split, so the visitor's counts are part of it */
 } riso_split_t;
 

@@ -47,10 +47,14 @@
  * (rpy_types_freed): then every pointer in it is a live type, safe to read.  Types made since are
  * missing from it, and their objects would pass for buffers the region cannot account for; so a
  * proof that finds such blocks with a kept set takes a new set and scans again (proof_run), and the
- * audit, which must find every object, always takes a new one. */
+ * audit, which must find every object, always takes a new one.  Except a new str or bytearray type:
+ * an unknown owner of program-written bytes would leave them unclaimed, to be scanned as the object
+ * they may pose as (BLOCKS THAT ONLY LOOK LIKE OBJECTS), so the set also counts those types
+ * (rpy_user_bytes_types, a walk of two small subtrees) and is taken again when the count moved. */
 typedef struct type_cache {
     int64_t interp;            /* the id of the interpreter it is of (ids are never reused); -1: none */
     uint64_t types_freed;      /* rpy_types_freed() when it was taken */
+    size_t user_bytes_types;   /* rpy_user_bytes_types() then (BLOCKS THAT ONLY LOOK LIKE OBJECTS) */
     rptrmap_t map;
     PyTypeObject **in_regions; /* the types that live in region memory (classes made in a block) */
     size_t in_regions_count, in_regions_capacity;
@@ -101,7 +105,9 @@ static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
     type_cache_t *cache = set->cache;
     int64_t interp = binding_current_interp();
     uint64_t freed = rpy_types_freed();
-    if (fresh || index < 0 || cache->interp != interp || cache->types_freed != freed || !cache->map.live) {
+    size_t user_bytes_types = rpy_user_bytes_types();
+    if (fresh || index < 0 || cache->interp != interp || cache->types_freed != freed || !cache->map.live ||
+        cache->user_bytes_types != user_bytes_types) {
         type_cache_clear(cache);
         /* a bare interpreter has about 550 types */
         cache->failed = !rptrmap_reserve(&cache->map, 1024);
@@ -113,6 +119,7 @@ static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
         }
         cache->interp = index >= 0 ? interp : -1;
         cache->types_freed = freed;
+        cache->user_bytes_types = user_bytes_types;
         set->fresh = true;
     }
     for (size_t i = 0; i < cache->in_regions_count; i++)
@@ -126,11 +133,20 @@ static void type_set_release(type_set_t *set) {
 
 /* ---- The scan ---- */
 
-/* A growable list of objects, in libc memory. */
+/* A growable list of objects, in libc memory once it outgrows the caller's array it may start in
+ * (a short region's close then allocates none). */
 typedef struct object_list {
     PyObject **items;
     size_t count, capacity;
+    bool in_callers_array;
 } object_list_t;
+
+#define OBJECT_LIST_START 256
+
+static void object_list_free(object_list_t *list) {
+    if (!list->in_callers_array) free(list->items);
+    *list = (object_list_t){0};
+}
 
 typedef struct proof {
     rpy_region_t *self;
@@ -147,17 +163,23 @@ typedef struct proof {
     bool unproven;               /* something the proof cannot account for (see above) */
     bool all_releasable;         /* every object's blocks known, and releasable ("Bulk teardown") */
     Py_ssize_t hidden;           /* rpy_hidden_references, summed */
-    /* the vetting of the outside targets */
+    /* the vetting of the outside targets (only of a proof that stands: BLOCKS THAT ONLY LOOK LIKE
+     * OBJECTS) */
+    bool vetted;
     bool outside_safe;
     bool refers_to_classes, refers_to_mortal;
     /* proof_isolated_visiting's visitor, or NULL */
     void (*each)(PyObject *op, void *arg);
     void *each_arg;
-    /* The helper's half of a split scan (SPLIT SCANS below): the proof it is part of; the objects it
-     * left to that proof's thread, to scan, and those it scanned whose visit by `each` is left to that
-     * thread (libc memory: the helper calls nothing of the interpreter's). */
+    /* BLOCKS THAT ONLY LOOK LIKE OBJECTS (below): the candidates whose scan waits for the end of the
+     * page walk, and the blocks of program-written bytes found by then (block -> 0; libc memory: the
+     * helper's half fills its own). */
+    object_list_t later;
+    rptrmap_t claimed;
+    /* The objects the walk scanned whose visit by `each` waits for its end (show_to_each), and for
+     * the helper's half of a split scan (SPLIT SCANS below), the proof it is part of. */
+    object_list_t visit;
     struct proof *first;
-    object_list_t deferred, visit;
 } proof_t;
 
 /* The filter's slow answer (rpy_type_filter_t has the fast ones). */
@@ -194,7 +216,7 @@ static inline void count_owned(void *block, void *arg) {
 
 /* The references op holds, sorted: the common containers read in place, the rest through
  * rpy_visit_references (tp_traverse). */
-static inline void scan_references(proof_t *p, PyObject *op) {
+static inline __attribute__((always_inline)) void scan_references(proof_t *p, PyObject *op) {
     PyTypeObject *t = Py_TYPE(op);
     if (t == &PyTuple_Type || t == &PyList_Type) {
         PyObject **items = t == &PyTuple_Type ? ((PyTupleObject *)op)->ob_item : ((PyListObject *)op)->ob_item;
@@ -232,8 +254,6 @@ static inline bool read_in_place_and_immutable(PyObject *op) {
 static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObject *op) {
     p->counts += (uint64_t)Py_REFCNT(op);
     p->objects++;
-    /* After op's count was read: each may take a reference. */
-    if (p->each && !read_in_place_and_immutable(op)) p->each(op, p->each_arg);
     scan_references(p, op);
     PyTypeObject *t = Py_TYPE(op);
     p->gc_objects += PyType_IS_GC(t);
@@ -248,51 +268,140 @@ static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObje
     return !p->unproven;
 }
 
-/* SPLIT SCANS: a big region's whole pages are read by two threads at once, the calling thread and
- * libregion's helper thread (region-internal.h), which holds no GIL and must call nothing of the
- * interpreter's.  So the helper's half takes only the objects whose whole visit above is reads of
- * their own memory - the types scan_references and the owned-block rule handle in place, with no
- * call - and leaves the others (a class's instance: tp_traverse; a set: rpy_owned_blocks) to the
- * calling thread, which visits them when both halves are done (scan_deferred), with the GIL it held
- * throughout.  A visitor riding on the proof (freeze()'s plan: `each`) runs in the calling thread
- * too: the helper notes the lists and dicts it scanned, and the calling thread shows them to `each`
- * afterwards, their counts read already.  Nothing changes the heap meanwhile: that thread waits for
- * the helper, holding the GIL, and collection is paused.  The sums are over objects, so the halves'
- * are added (proof_merge). */
-static inline bool visit_is_reads(PyObject *op) {
-    PyTypeObject *t = Py_TYPE(op);
-    return t == &PyList_Type || t == &PyDict_Type || read_in_place_and_immutable(op);
+/* BLOCKS THAT ONLY LOOK LIKE OBJECTS: rpy_object_in_block takes a block for an object by its first
+ * words, and a block of program-written bytes in object memory (rpy_user_bytes_blocks: a bytearray's
+ * buffer, a str's separate data or cached copies) can hold those words: a copy of an object's header,
+ * or one packed with struct and id().  Scanned as that object, its "pointers" would be followed (a
+ * list's items, tp_traverse) and the process could crash.  So the page walk scans at once only what
+ * cannot fault whatever its words say (scan_now): an int, a float, a str that owns no block (their
+ * scan reads their own block), and the containers the scan reads in place when all it reads of them
+ * lies in the region's memory (riso_readable).  It notes the blocks of program-written bytes that the
+ * str and bytearray candidates name, and keeps every other candidate for after the walk (proof_t.later),
+ * when all of those blocks are known: a candidate inside one of them is bytes, not an object, and is
+ * never read further (scan_later).  Bytes posing as what the walk scanned at once were summed, their
+ * "references" sorted by value, nothing followed; and their block, probed after the walk, looks like
+ * an object (bytes_posed_as_objects), so the proof gives up to the audit, which enumerates the
+ * objects by the same rule (proof_foreach_object).  A candidate that names such blocks may itself be bytes posing as a str:
+ * its blocks are noted all the same, which can only keep genuine objects out of the scan, and the
+ * blocks then do not balance.  Either way no outside target is read (vet_outside) unless the proof
+ * stands: bytes' "references" are never dereferenced.  Key tables are the one other kind of block in
+ * object memory: counts and flags the interpreter writes, which no type's address can equal (a type is
+ * 8-aligned; a table's second word holds its log2 size in the low byte, 3 for the smallest).  What
+ * this does not cover: bytes an extension keeps in PyObject_Malloc memory behind a type the engine
+ * does not know (pyexpat's parser buffers); docs/design.md, "Bytes that look like objects". */
+
+/* Whether what the scan reads of a dict's key table (rpy_dict_view) lies in the region's memory,
+ * each field read only once that is known: an exact dict, not split. */
+static inline bool dict_tables_in_region(proof_t *p, PyObject *op) {
+    const rpy_key_table_layout_t *layout = &rpy_key_table_layout;
+    const char *keys = (const char *)((PyDictObject *)op)->ma_keys;
+    if (((PyDictObject *)op)->ma_values) return false;
+    if ((const void *)keys == layout->empty) return true;
+    if (!riso_readable(&p->scan, keys, layout->header)) return false;
+    Py_ssize_t n = *(const Py_ssize_t *)(keys + layout->nentries);
+    uint8_t log2_index_bytes = *(const uint8_t *)(keys + layout->log2_index_bytes);
+    size_t entry = *(const uint8_t *)(keys + layout->kind) == layout->general_kind ? layout->entry : layout->unicode_entry;
+    if (n < 0 || (size_t)n > SIZE_MAX / entry || log2_index_bytes >= 8 * sizeof(size_t) - 8) return false;
+    uintptr_t entries = (uintptr_t)keys + layout->indices + ((uintptr_t)1 << log2_index_bytes);
+    return riso_readable(&p->scan, (const void *)entries, (size_t)n * entry);
 }
 
-/* Appends op to a list of objects the calling thread takes up after the halves (libc memory). */
+/* Whether op's scan may run during the walk: a tuple's items lie within its block (`room`: its block's
+ * bytes from op on), a list's item array and a dict's key table in the region's memory.  Others (a
+ * list whose array was grown outside any block, a split dict, every other type) wait. */
+static inline __attribute__((always_inline)) bool scan_now(proof_t *p, PyObject *op, size_t room) {
+    PyTypeObject *t = Py_TYPE(op);
+    if (t == &PyList_Type) {
+        Py_ssize_t n = Py_SIZE(op);
+        return n >= 0 && n <= ((PyListObject *)op)->allocated &&
+               riso_readable(&p->scan, ((PyListObject *)op)->ob_item, (size_t)n * sizeof(PyObject *));
+    }
+    if (t == &PyDict_Type) return dict_tables_in_region(p, op);
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = Py_SIZE(op);
+        return n >= 0 && (size_t)n <= (room - offsetof(PyTupleObject, ob_item)) / sizeof(PyObject *);
+    }
+    return t == &PyLong_Type || t == &PyFloat_Type || (t == &PyUnicode_Type && rpy_str_is_plain(op));
+}
+
+/* Appends op to a list of objects to scan after the page walk. */
 static bool note_for_later(proof_t *p, object_list_t *list, PyObject *op) {
-    if (list->count == list->capacity) {
-        size_t capacity = list->capacity ? 2 * list->capacity : 256;
-        PyObject **grown = realloc(list->items, capacity * sizeof *grown);
+    if (unlikely(list->count == list->capacity)) {
+        size_t capacity = list->capacity ? 2 * list->capacity : OBJECT_LIST_START;
+        PyObject **grown = list->in_callers_array ? malloc(capacity * sizeof *grown)
+                                                  : realloc(list->items, capacity * sizeof *grown);
         if (!grown) {
             p->scan.failed = true;   /* the scan reports out of memory */
             return false;
         }
-        list->items = grown;
-        list->capacity = capacity;
+        if (list->in_callers_array) memcpy(grown, list->items, list->count * sizeof *grown);
+        *list = (object_list_t){grown, list->count, capacity, false};
     }
     list->items[list->count++] = op;
     return true;
 }
 
+static void claim_block(void *block, void *arg) {
+    proof_t *p = arg;
+    if (riso_in_object_memory(&p->scan, block) && !rptrmap_put(&p->claimed, block)) p->scan.failed = true;
+}
+
 /* Inlined into the page loops: it runs once per block.  second: p is the helper's half, on the helper
- * thread, whose p->each is NULL (`each` is the calling thread's: p->first->each). */
+ * thread (SPLIT SCANS), whose p->each is NULL (`each` is the calling thread's: p->first->each). */
 static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size, bool second) {
     PyObject *op = rpy_object_in_block(block, size, &p->filter);
     if (!op) {   /* a buffer (accounted for below), or an object of a type the interpreter lacks */
         p->other_blocks++;
         return true;
     }
-    if (!second) return scan_object(p, op);
-    if (!visit_is_reads(op)) return note_for_later(p, &p->deferred, op);
-    if (!scan_object(p, op)) return false;
-    return !p->first->each || read_in_place_and_immutable(op) || note_for_later(p, &p->visit, op);
+    size_t room = size - (size_t)((char *)op - (char *)block);
+    if (scan_now(p, op, room)) {
+        if (!scan_object(p, op)) return false;
+        bool visiting = second ? p->first->each : p->each;
+        return !visiting || read_in_place_and_immutable(op) || note_for_later(p, &p->visit, op);
+    }
+    rpy_user_bytes_blocks(op, room, claim_block, p);
+    return note_for_later(p, &p->later, op);
 }
+
+#define LATER_AHEAD 16
+
+/* The scan of the objects kept for after the walk, but for those inside blocks of program-written
+ * bytes: false when it stopped (not proven). */
+static bool scan_later(proof_t *p, const object_list_t *list, const rptrmap_t *claimed) {
+    for (size_t i = 0; i < list->count; i++) {
+        PyObject *op = list->items[i];
+        /* A big region's objects left the cache since the walk read them: ask for the ones ahead. */
+        if (i + LATER_AHEAD < list->count) __builtin_prefetch(list->items[i + LATER_AHEAD]);
+        if (claimed->live && rptrmap_get(claimed, (char *)op - rpy_preheader_size(Py_TYPE(op)))) {
+            p->other_blocks++;   /* bytes, which their owner counted as its block */
+            continue;
+        }
+        if (!scan_object(p, op)) return false;
+        /* After op's count was read: each may take a reference. */
+        if (p->each && !read_in_place_and_immutable(op)) p->each(op, p->each_arg);
+    }
+    return true;
+}
+
+/* The objects the walk scanned at once, shown to `each` now that the blocks of program-written bytes
+ * are known: bytes posing as an object are never shown (each may write to what it sees). */
+static void show_to_each(proof_t *p, const object_list_t *visit) {
+    for (size_t i = 0; i < visit->count; i++) {
+        PyObject *op = visit->items[i];
+        if (!p->claimed.live || !rptrmap_get(&p->claimed, (char *)op - rpy_preheader_size(Py_TYPE(op))))
+            p->each(op, p->each_arg);
+    }
+}
+
+/* SPLIT SCANS: a big region's whole pages are read by two threads at once, the calling thread and
+ * libregion's helper thread (region-internal.h), which holds no GIL and must call nothing of the
+ * interpreter's.  Both halves follow the page walk's rule above, whose scans call nothing of it; then
+ * the calling thread, with the GIL it held throughout, scans what both kept for later (proof_scan)
+ * once the blocks of program-written bytes that both halves noted are known, and shows `each` (the
+ * visitor riding on the proof: freeze()'s plan) what both scanned.  Nothing changes the heap
+ * meanwhile: that thread waits for the helper, holding the GIL, and collection is paused.  The sums
+ * are over objects, so the halves' are added (proof_merge). */
 
 static bool scan_block(void *block, size_t size, void *arg) { return scan_one(arg, block, size, false); }
 
@@ -318,17 +427,8 @@ static bool scan_page_second(char *first, size_t stride, size_t usable, size_t c
     return scan_whole_page(arg, first, stride, usable, count, true);
 }
 
-/* What the helper's half (`second`) left to the calling thread's proof (riso_split_t.after): objects
- * to scan, and objects it scanned for `each` to see. */
-static bool scan_deferred(void *arg) {
-    proof_t *second = arg, *first = second->first;
-    for (size_t i = 0; i < second->deferred.count; i++)
-        if (!scan_object(first, second->deferred.items[i])) return false;
-    for (size_t i = 0; i < second->visit.count; i++) first->each(second->visit.items[i], first->each_arg);
-    return true;
-}
-
-/* The helper's sums join the calling thread's (its scan's counts joined already: riso_scan_split). */
+/* The helper's sums join the calling thread's (its scan's counts joined already: riso_scan_split),
+ * and the blocks of program-written bytes it noted join those the calling thread did. */
 static void proof_merge(proof_t *p, const proof_t *second) {
     p->counts += second->counts;
     p->objects += second->objects;
@@ -340,28 +440,55 @@ static void proof_merge(proof_t *p, const proof_t *second) {
     p->unproven = p->unproven || second->unproven;
     p->all_releasable = p->all_releasable && second->all_releasable;
     p->hidden += second->hidden;
+    rptrmap_foreach(&second->claimed, cell)
+        if (!rptrmap_put(&p->claimed, cell->key)) p->scan.failed = true;
 }
 
-/* One scan of the region, split when it is big (SPLIT SCANS).  The helper's proof is set up only then:
- * it is over a KiB to clear, on the close of every short region. */
+/* Bytes posing as an object that the walk scanned at once were summed as one: the proof cannot stand
+ * (BLOCKS THAT ONLY LOOK LIKE OBJECTS).  Their owner's own rule says so only when it reports the block
+ * (rpy_owned_blocks does not for a str subclass's data): each block of program-written bytes is
+ * probed here, as leniently as count_owned does. */
+static void bytes_posed_as_objects(proof_t *p) {
+    rptrmap_foreach(&p->claimed, cell) {
+        void *block = (void *)cell->key;
+        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter)) p->unproven = true;
+    }
+}
+
+/* One scan of the region, split when it is big (SPLIT SCANS), then the objects kept for after the
+ * page walk (BLOCKS THAT ONLY LOOK LIKE OBJECTS).  The helper's proof is set up only for a split: it
+ * is over a KiB to clear, on the close of every short region. */
 static void proof_scan(proof_t *p) {
     riso_visitor_t visitor = {scan_page, scan_block, p};
+    PyObject *start[OBJECT_LIST_START];
+    p->later = (object_list_t){start, 0, OBJECT_LIST_START, true};
     if (!riso_will_split(&p->scan)) {
-        riso_scan(&p->scan, &visitor);
-        return;
+        if (riso_scan(&p->scan, &visitor) && scan_later(p, &p->later, &p->claimed) && p->each)
+            show_to_each(p, &p->visit);
+    } else {
+        proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
+        riso_shard(&second.scan, &p->scan);
+        riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second}};
+        bool walked = riso_scan_split(&p->scan, &visitor, &split);
+        if (split.used) proof_merge(p, &second);
+        if (walked && !p->scan.failed && scan_later(p, &p->later, &p->claimed) &&
+            scan_later(p, &second.later, &p->claimed) && p->each) {
+            show_to_each(p, &p->visit);
+            show_to_each(p, &second.visit);
+        }
+        object_list_free(&second.later);
+        object_list_free(&second.visit);
+        rptrmap_clear(&second.claimed);
     }
-    proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
-    riso_shard(&second.scan, &p->scan);
-    riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second},
-                          .after = scan_deferred};
-    riso_scan_split(&p->scan, &visitor, &split);
-    free(second.deferred.items);
-    free(second.visit.items);
-    if (split.used) proof_merge(p, &second);
+    object_list_free(&p->later);
+    object_list_free(&p->visit);
+    bytes_posed_as_objects(p);
+    rptrmap_clear(&p->claimed);
 }
 
 /* Vets each outside target once. */
 static void vet_outside(proof_t *p) {
+    p->vetted = true;
     p->outside_safe = true;
     p->refers_to_classes = p->refers_to_mortal = false;
     rptrmap_foreach(&p->scan.outside, cell) {
@@ -399,7 +526,10 @@ static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
         type_set_release(&p->types);
     }
     if (self->root) riso_reference(&p->scan, self->root);   /* the Region's own reference */
-    if (!p->unproven) vet_outside(p);   /* a scan that stopped short has not seen every target */
+    riso_flush(&p->scan);   /* the references scan_later and the root's sorted since the walk */
+    /* A scan that stopped short has not seen every target; one whose blocks do not balance may have
+     * sorted bytes' words among them. */
+    if (!p->unproven && p->other_blocks == p->owned_in_objects) vet_outside(p);
     return 0;
 }
 
@@ -427,7 +557,7 @@ int proof_isolated_visiting(rpy_region_t *self, void (*each)(PyObject *op, void 
     int result = -1;
     *refers_to_classes = *refers_to_mortal = true;   /* unless the scan proves otherwise */
     if (proof_run(&p, self, &gc_was_enabled) == 0) {
-        if (!p.unproven) {   /* every reference out was counted, garbage's too: an upper bound */
+        if (p.vetted) {   /* every reference out was counted, garbage's too: an upper bound */
             *refers_to_classes = p.refers_to_classes;
             *refers_to_mortal = p.refers_to_mortal;
         }
@@ -503,34 +633,43 @@ int teardown_bulk(rpy_region_t *self) {
 
 /* ---- The objects of the heap, for the audit ---- */
 
+/* Every candidate of the heap, then fn on each one that no block of program-written bytes holds
+ * (BLOCKS THAT ONLY LOOK LIKE OBJECTS), so that fn never sees bytes posing as an object. */
 typedef struct foreach {
     proof_t *p;
-    bool (*fn)(PyObject *op, void *arg);
-    void *arg;
-    bool stopped;
+    object_list_t candidates;
 } foreach_t;
 
 static bool foreach_block(void *block, size_t size, void *arg) {
     foreach_t *f = arg;
     PyObject *obj = rpy_object_in_block(block, size, &f->p->filter);
-    if (obj && !f->fn(obj, f->arg)) f->stopped = true;
-    return !f->stopped;
+    if (!obj) return true;
+    rpy_user_bytes_blocks(obj, size - (size_t)((char *)obj - (char *)block), claim_block, f->p);
+    return note_for_later(f->p, &f->candidates, obj);
 }
 
 int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg), void *arg) {
-    proof_t p = {.self = self};   /* for its filter */
-    foreach_t f = {.p = &p, .fn = fn, .arg = arg};
+    proof_t p = {.self = self};   /* for its filter, its scan's maps and its claimed blocks */
+    foreach_t f = {.p = &p};
     if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
     p.filter = type_filter(&p.types);
     region_status status = riso_begin(&p.scan, self->r);
-    if (status == REGION_OK) riso_scan(&p.scan, &(riso_visitor_t){NULL, foreach_block, &f});
+    if (status == REGION_OK && !riso_scan(&p.scan, &(riso_visitor_t){NULL, foreach_block, &f})) status = REGION_ENOMEM;
+    bool stopped = false;
+    for (size_t i = 0; status == REGION_OK && !stopped && i < f.candidates.count; i++) {
+        PyObject *obj = f.candidates.items[i];
+        if (p.claimed.live && rptrmap_get(&p.claimed, (char *)obj - rpy_preheader_size(Py_TYPE(obj)))) continue;
+        stopped = !fn(obj, arg);
+    }
+    object_list_free(&f.candidates);
+    rptrmap_clear(&p.claimed);
     riso_end(&p.scan);
     type_set_release(&p.types);
     if (status != REGION_OK) {
         PyErr_NoMemory();
         return -1;
     }
-    return f.stopped ? 1 : 0;
+    return stopped ? 1 : 0;
 }
 
 typedef struct heap_objects {

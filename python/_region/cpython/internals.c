@@ -515,6 +515,18 @@ void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg) {
     foreach_subtype(&PyBaseObject_Type, fn, arg, 0);
 }
 
+static void count_type(PyTypeObject *type, void *arg) {
+    (void)type;
+    ++*(size_t *)arg;
+}
+
+size_t rpy_user_bytes_types(void) {
+    size_t n = 0;
+    foreach_subtype(&PyUnicode_Type, count_type, &n, 0);
+    foreach_subtype(&PyByteArray_Type, count_type, &n, 0);
+    return n;
+}
+
 bool rpy_is_running_frame_object(PyObject *op) {
     /* A frame object's data lives in its _PyInterpreterFrame, owned by the thread's stack or a
      * generator while it runs, and copied into the frame object when it ends (pycore_frame.h:41-45). */
@@ -537,6 +549,7 @@ static int learn_subtype_dealloc(void) {
     PyObject *empty = PyDict_New();   /* PyDict_New shares the one empty key table */
     if (!empty) return -1;
     empty_keys = ((PyDictObject *)empty)->ma_keys;
+    rpy_key_table_layout.empty = empty_keys;
     Py_DECREF(empty);
     return 0;
 }
@@ -590,6 +603,29 @@ static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg
     }
 #endif
     return any;
+}
+
+/* The str fields are read directly, not through the PyUnicode_* macros: in debug builds those
+ * assert what a genuine str satisfies (3.11: that it is ready), and op may be bytes posing as one. */
+void rpy_user_bytes_blocks(PyObject *op, size_t room, void (*fn)(void *block, void *arg), void *arg) {
+    if (PyByteArray_Check(op)) {
+        void *bytes = ((PyByteArrayObject *)op)->ob_bytes;
+        if (room >= sizeof(PyByteArrayObject) && bytes) fn(bytes, arg);
+        return;
+    }
+    if (!PyUnicode_Check(op) || room < sizeof(PyASCIIObject)) return;
+    PyASCIIObject *str = (PyASCIIObject *)op;
+    bool compact = str->state.compact, ascii = str->state.ascii;
+    size_t fields = !compact ? sizeof(PyUnicodeObject) : ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    if (room < fields) return;
+    void *data = !compact ? ((PyUnicodeObject *)op)->data.any
+               : ascii    ? (void *)(str + 1) : (void *)((PyCompactUnicodeObject *)op + 1);
+    if (!compact && data) fn(data, arg);
+    char *utf8 = ascii ? NULL : ((PyCompactUnicodeObject *)op)->utf8;
+    if (utf8 && (void *)utf8 != data) fn(utf8, arg);
+#if !(RPY_312 || RPY_313)
+    if (str->wstr && (void *)str->wstr != data) fn(str->wstr, arg);
+#endif
 }
 
 /* The blocks an object's builtin base (str, list, dict, set, bytearray) owns; whether they are all
@@ -775,6 +811,17 @@ bool rpy_set_next(PyObject *set, Py_ssize_t *position, PyObject **key, Py_hash_t
 bool rpy_dict_has_str_keys(PyObject *dict) {
     return DK_IS_UNICODE(((PyDictObject *)dict)->ma_keys);
 }
+
+rpy_key_table_layout_t rpy_key_table_layout = {
+    .header = sizeof(PyDictKeysObject),
+    .nentries = offsetof(PyDictKeysObject, dk_nentries),
+    .log2_index_bytes = offsetof(PyDictKeysObject, dk_log2_index_bytes),
+    .kind = offsetof(PyDictKeysObject, dk_kind),
+    .indices = offsetof(PyDictKeysObject, dk_indices),
+    .unicode_entry = sizeof(PyDictUnicodeEntry),
+    .entry = sizeof(PyDictKeyEntry),
+    .general_kind = DICT_KEYS_GENERAL,
+};
 
 void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view) {
     PyDictObject *mp = (PyDictObject *)dict;

@@ -215,6 +215,10 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
  * through tp_subclasses without allocating). */
 void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
 
+/* How many types str and bytearray have, themselves and their subclasses at any depth: the types
+ * whose objects keep program-written bytes (rpy_user_bytes_blocks).  A walk of those two subtrees. */
+size_t rpy_user_bytes_types(void);
+
 /* How many types any interpreter has freed since rpy_freelists_install (which wraps type's
  * deallocator to count them; internals.c, "Type deaths").  A set of types taken while this stays
  * the same holds no freed type, though types made since may be missing from it. */
@@ -238,6 +242,17 @@ bool rpy_is_running_frame_object(PyObject *op);
  * bytearray with no exports, and instances of classes whose whole MRO is Python classes over object
  * with no __del__ and no weakref to them.  What a bulk teardown relies on (proof.c). */
 bool rpy_owned_blocks(PyObject *op, void (*owned)(void *block, void *arg), void *arg, bool *releasable);
+
+/* PROGRAM-WRITTEN BYTES: the blocks an object keeps bytes in that the program chose - a bytearray's
+ * buffer; a str's data when it is a block of its own (a str subclass's, a legacy str's) and its
+ * cached UTF-8 and wchar_t copies - each passed to fn.  CPython allocates them with PyObject_Malloc,
+ * so they lie in a region's object memory beside the objects, and their bytes can pass for an object's
+ * header (a copy of one, or one written with struct.pack and id()).  The isolation scan reads a block
+ * as an object only once it knows no such block holds it (proof.c, "Blocks that only look like
+ * objects").  op is any block that rpy_object_in_block took for an object, so possibly such bytes
+ * itself: reads only op's own fields, and only those that `room` (the bytes of its block from op on)
+ * holds; a block too small for its type's fields names none. */
+void rpy_user_bytes_blocks(PyObject *op, size_t room, void (*fn)(void *block, void *arg), void *arg);
 
 /* rpy_owned_blocks' answer for the commonest str, without the call: a compact ASCII str with no
  * wchar_t copy (3.11) and not interned owns no block and is releasable. */
@@ -276,6 +291,20 @@ typedef struct rpy_dict_view {
     bool blocks_known;
 } rpy_dict_view_t;
 void rpy_dict_view(PyObject *dict, rpy_dict_view_t *view);
+
+/* Where a dict's key table keeps what rpy_dict_view reads of it, for a caller that must check it may
+ * read there before it does (the dict may be bytes posing as one: proof.c) and runs once per dict:
+ * read inline, no call.  The table of entries starts (1 << log2_index_bytes) bytes past `indices`
+ * and holds `nentries` entries, of unicode_entry bytes when `kind` is not `general_kind`, else of
+ * entry bytes.  `empty` is the table every empty dict shares (static: nothing to check). */
+typedef struct rpy_key_table_layout {
+    const void *empty;
+    size_t header, nentries, log2_index_bytes, kind, indices;
+    size_t unicode_entry, entry;
+    uint8_t general_kind;
+} rpy_key_table_layout_t;
+
+extern rpy_key_table_layout_t rpy_key_table_layout;   /* `empty` is set by rpy_internals_init */
 
 /* Whether every key of the dict is a str, so that a str is looked up by CPython's unicode lookup,
  * which compares without taking a reference (frozen_view.c). */
