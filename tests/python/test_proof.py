@@ -574,3 +574,18 @@ def test_bytes_posing_as_an_object_in_a_split_scan():
     """)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["closed"]
+
+
+FORGED_ROUNDS = int(os.environ.get("REGION_FORGED_ROUNDS", "150"))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_bytes_posing_as_objects_of_any_type_never_crash(seed):
+    """tests/python/forged_bytes.py: random headers of 22 types, with random words, in the three kinds
+    of buffer, through every operation that reads a region's objects.  Before the scan knew those
+    buffers, its first seed crashed the interpreter.  REGION_FORGED_ROUNDS for a longer run."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forged_bytes.py")
+    result = run_python(f"import runpy, sys; sys.argv = ['forged_bytes.py', '{seed}', '{FORGED_ROUNDS}']; "
+                        f"runpy.run_path({script!r}, run_name='__main__')")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["survived", str(seed), str(FORGED_ROUNDS)]
