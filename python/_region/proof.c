@@ -47,14 +47,15 @@
  * (rpy_types_freed): then every pointer in it is a live type, safe to read.  Types made since are
  * missing from it, and their objects would pass for buffers the region cannot account for; so a
  * proof that finds such blocks with a kept set takes a new set and scans again (proof_run), and the
- * audit, which must find every object, always takes a new one.  Except a new str or bytearray type:
- * an unknown owner of program-written bytes would leave them unclaimed, to be scanned as the object
- * they may pose as (BLOCKS THAT ONLY LOOK LIKE OBJECTS), so the set also counts those types
- * (rpy_user_bytes_types, a walk of two small subtrees) and is taken again when the count moved. */
+ * audit, which must find every object, always takes a new one.  Before the scan reads further than
+ * its walk, though: an object of an unknown type is probed further into its block, where its own
+ * fields (a bytes subclass's bytes, a str subclass's owner of program-written ones) may pose as an
+ * object's header (BLOCKS THAT ONLY LOOK LIKE OBJECTS).  So a kept set's filter watches for headers
+ * of unknown types (rpy_type_filter_t), and a walk that saw one takes a new set and walks again
+ * before anything it found is scanned further (proof_run). */
 typedef struct type_cache {
     int64_t interp;            /* the id of the interpreter it is of (ids are never reused); -1: none */
     uint64_t types_freed;      /* rpy_types_freed() when it was taken */
-    size_t user_bytes_types;   /* rpy_user_bytes_types() then (BLOCKS THAT ONLY LOOK LIKE OBJECTS) */
     rptrmap_t map;
     PyTypeObject **in_regions; /* the types that live in region memory (classes made in a block) */
     size_t in_regions_count, in_regions_capacity;
@@ -105,9 +106,7 @@ static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
     type_cache_t *cache = set->cache;
     int64_t interp = binding_current_interp();
     uint64_t freed = rpy_types_freed();
-    size_t user_bytes_types = rpy_user_bytes_types();
-    if (fresh || index < 0 || cache->interp != interp || cache->types_freed != freed || !cache->map.live ||
-        cache->user_bytes_types != user_bytes_types) {
+    if (fresh || index < 0 || cache->interp != interp || cache->types_freed != freed || !cache->map.live) {
         type_cache_clear(cache);
         /* a bare interpreter has about 550 types */
         cache->failed = !rptrmap_reserve(&cache->map, 1024);
@@ -119,7 +118,6 @@ static int type_set_take(type_set_t *set, region_t *r, bool fresh) {
         }
         cache->interp = index >= 0 ? interp : -1;
         cache->types_freed = freed;
-        cache->user_bytes_types = user_bytes_types;
         set->fresh = true;
     }
     for (size_t i = 0; i < cache->in_regions_count; i++)
@@ -161,6 +159,7 @@ typedef struct proof {
     size_t owned_in_buffers;
     bool owned_outside;          /* an owned block outside the region's memory */
     bool unproven;               /* something the proof cannot account for (see above) */
+    bool stale;                  /* the walk met a type the kept set lacks: walk again with a new one */
     bool all_releasable;         /* every object's blocks known, and releasable ("Bulk teardown") */
     Py_ssize_t hidden;           /* rpy_hidden_references, summed */
     /* the vetting of the outside targets (only of a proof that stands: BLOCKS THAT ONLY LOOK LIKE
@@ -190,7 +189,7 @@ static bool known_type(PyTypeObject *type, void *arg) {
 /* The filter over a type set: a region where no class was made holds no type. */
 static rpy_type_filter_t type_filter(type_set_t *set) {
     return (rpy_type_filter_t){.is_type = known_type, .arg = set, .typeless = set->base,
-                               .typeless_size = set->in_region ? 0 : set->size};
+                               .typeless_size = set->in_region ? 0 : set->size, .watch_unknown = !set->fresh};
 }
 
 static int visit_reference(PyObject *child, void *arg) {
@@ -427,6 +426,27 @@ static bool scan_page_second(char *first, size_t stride, size_t usable, size_t c
     return scan_whole_page(arg, first, stride, usable, count, true);
 }
 
+/* Adds a block the helper's filter noted to the calling thread's (an overflow is noted as one). */
+static void note_watched(proof_t *p, void *block) {
+    rpy_type_filter_t *f = &p->filter;
+    if (f->watched < RPY_TYPE_FILTER_WATCHED) f->watched_blocks[f->watched] = block;
+    if (f->watched <= RPY_TYPE_FILTER_WATCHED) f->watched++;
+}
+
+/* Whether the walk met what may be an object of a type the kept set lacks (rpy_type_filter_t): a
+ * block it noted that is neither a dict's key table nor a block of program-written bytes (claimed),
+ * or more of them than it keeps. */
+static bool walk_met_unknown_type(proof_t *p) {
+    const rpy_type_filter_t *f = &p->filter;
+    if (f->watched > RPY_TYPE_FILTER_WATCHED) return true;
+    for (size_t i = 0; i < f->watched; i++) {
+        void *block = f->watched_blocks[i];
+        if (!(p->claimed.live && rptrmap_get(&p->claimed, block)) && !rpy_block_is_key_table(block, riso_block_size(block)))
+            return true;
+    }
+    return false;
+}
+
 /* The helper's sums join the calling thread's (its scan's counts joined already: riso_scan_split),
  * and the blocks of program-written bytes it noted join those the calling thread did. */
 static void proof_merge(proof_t *p, const proof_t *second) {
@@ -440,6 +460,8 @@ static void proof_merge(proof_t *p, const proof_t *second) {
     p->unproven = p->unproven || second->unproven;
     p->all_releasable = p->all_releasable && second->all_releasable;
     p->hidden += second->hidden;
+    for (size_t i = 0; i < second->filter.watched && i < RPY_TYPE_FILTER_WATCHED; i++) note_watched(p, second->filter.watched_blocks[i]);
+    if (second->filter.watched > RPY_TYPE_FILTER_WATCHED) p->filter.watched = RPY_TYPE_FILTER_WATCHED + 1;
     rptrmap_foreach(&second->claimed, cell)
         if (!rptrmap_put(&p->claimed, cell->key)) p->scan.failed = true;
 }
@@ -456,14 +478,16 @@ static void bytes_posed_as_objects(proof_t *p) {
 }
 
 /* One scan of the region, split when it is big (SPLIT SCANS), then the objects kept for after the
- * page walk (BLOCKS THAT ONLY LOOK LIKE OBJECTS).  The helper's proof is set up only for a split: it
+ * page walk (BLOCKS THAT ONLY LOOK LIKE OBJECTS), unless the walk saw a header of a type the kept set
+ * lacks (the caller takes a new one: proof_run).  The helper's proof is set up only for a split: it
  * is over a KiB to clear, on the close of every short region. */
 static void proof_scan(proof_t *p) {
     riso_visitor_t visitor = {scan_page, scan_block, p};
     PyObject *start[OBJECT_LIST_START];
     p->later = (object_list_t){start, 0, OBJECT_LIST_START, true};
     if (!riso_will_split(&p->scan)) {
-        if (riso_scan(&p->scan, &visitor) && scan_later(p, &p->later, &p->claimed) && p->each)
+        if (riso_scan(&p->scan, &visitor) && !(p->stale = walk_met_unknown_type(p)) &&
+            scan_later(p, &p->later, &p->claimed) && p->each)
             show_to_each(p, &p->visit);
     } else {
         proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
@@ -471,8 +495,8 @@ static void proof_scan(proof_t *p) {
         riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second}};
         bool walked = riso_scan_split(&p->scan, &visitor, &split);
         if (split.used) proof_merge(p, &second);
-        if (walked && !p->scan.failed && scan_later(p, &p->later, &p->claimed) &&
-            scan_later(p, &second.later, &p->claimed) && p->each) {
+        if (walked && !p->scan.failed && !(p->stale = walk_met_unknown_type(p)) &&
+            scan_later(p, &p->later, &p->claimed) && scan_later(p, &second.later, &p->claimed) && p->each) {
             show_to_each(p, &p->visit);
             show_to_each(p, &second.visit);
         }
@@ -520,8 +544,9 @@ static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
             PyErr_NoMemory();
             return -1;
         }
-        /* Blocks no object accounts for, found with a kept type set: objects of a type made since? */
-        if (p->types.fresh || p->unproven || p->other_blocks == p->owned_in_objects) break;
+        /* A header of a type the kept set lacks (proof_scan stopped after the walk), or blocks no
+         * object accounts for, found with a kept set: objects of a type made since?  A new set. */
+        if (!p->stale && (p->types.fresh || p->unproven || p->other_blocks == p->owned_in_objects)) break;
         riso_end(&p->scan);
         type_set_release(&p->types);
     }

@@ -454,8 +454,8 @@ def test_a_block_an_object_owns_is_probed_within_committed_memory():
 # ---- Bytes that pose as an object (proof.c, BLOCKS THAT ONLY LOOK LIKE OBJECTS) ----
 #
 # A bytearray's buffer and a str subclass's data are blocks of object memory whose bytes the program
-# writes (3.11 and 3.12: PyObject_Malloc; 3.13 gives a bytearray PyMem_Malloc memory, which the scan
-# never reads as objects, so there the proof may stand).  Here they hold a list's header - GC links, a count of 1, list's address (id(list)) - with an
+# writes (3.11 and 3.12: PyObject_Malloc; 3.13 gives both PyMem_Malloc memory, which the scan never
+# reads as objects, so there the proof may stand).  Here they hold a list's header - GC links, a count of 1, list's address (id(list)) - with an
 # item array at an unmapped address: scanned as a list, the proof would read it and crash (it did:
 # a segfault in r.check() before the scan knew those blocks).  Or a tuple's, whose two items point
 # nowhere: read in place (its items lie in its block), then never followed.  Each run is its own
@@ -504,7 +504,7 @@ def test_bytes_posing_as_an_object_are_not_scanned_as_one(kind, posing):
 def test_bytes_posing_as_an_object_in_a_str_subclass_made_after_the_last_proof():
     """The interpreter keeps its set of types between proofs; a str subclass made since would be
     missing from it, its instance read as a block no object owns and the bytes in its data as the
-    list they pose as.  The set counts str's and bytearray's subtypes, and is taken again."""
+    list they pose as.  The walk sees a header of a type the set lacks and takes the set again."""
     result = run_python(FORGED + """
     r = region.region("forged")
     fill(r, "bytearray", 1)

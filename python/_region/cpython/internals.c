@@ -515,18 +515,6 @@ void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg) {
     foreach_subtype(&PyBaseObject_Type, fn, arg, 0);
 }
 
-static void count_type(PyTypeObject *type, void *arg) {
-    (void)type;
-    ++*(size_t *)arg;
-}
-
-size_t rpy_user_bytes_types(void) {
-    size_t n = 0;
-    foreach_subtype(&PyUnicode_Type, count_type, &n, 0);
-    foreach_subtype(&PyByteArray_Type, count_type, &n, 0);
-    return n;
-}
-
 bool rpy_is_running_frame_object(PyObject *op) {
     /* A frame object's data lives in its _PyInterpreterFrame, owned by the thread's stack or a
      * generator while it runs, and copied into the frame object when it ends (pycore_frame.h:41-45). */
@@ -607,6 +595,30 @@ static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg
 
 /* The str fields are read directly, not through the PyUnicode_* macros: in debug builds those
  * assert what a genuine str satisfies (3.11: that it is ready), and op may be bytes posing as one. */
+void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header) {
+    uintptr_t type = (uintptr_t)header->ob_type;
+    if (type < 4096 || (type & 7) || type - filter->typeless < filter->typeless_size ||
+        header->ob_refcnt <= 0 || header->ob_refcnt > ((Py_ssize_t)1 << 32) || filter->is_type((PyTypeObject *)type, filter->arg))
+        return;
+    size_t n = filter->watched;
+    if (n > 0 && n <= RPY_TYPE_FILTER_WATCHED && filter->watched_blocks[n - 1] == block) return;   /* its next probe */
+    if (n < RPY_TYPE_FILTER_WATCHED) filter->watched_blocks[n] = block;
+    filter->watched = n + 1;
+}
+
+#define KEY_TABLE_LOG_MINSIZE 3   /* dictobject.c's PyDict_LOG_MINSIZE, private there (3.11-3.13) */
+
+bool rpy_block_is_key_table(const void *block, size_t size) {
+    const PyDictKeysObject *keys = block;
+    if (size < sizeof(PyDictKeysObject) || keys->dk_refcnt < 1) return false;
+    unsigned log2_size = keys->dk_log2_size, log2_index_bytes = keys->dk_log2_index_bytes;
+    if (log2_size < KEY_TABLE_LOG_MINSIZE || log2_size > 40 || log2_index_bytes < log2_size ||
+        log2_index_bytes > log2_size + 3 || keys->dk_kind > DICT_KEYS_SPLIT)
+        return false;
+    return keys->dk_usable >= 0 && keys->dk_nentries >= 0 &&
+           keys->dk_usable + keys->dk_nentries <= ((Py_ssize_t)1 << log2_size);
+}
+
 void rpy_user_bytes_blocks(PyObject *op, size_t room, void (*fn)(void *block, void *arg), void *arg) {
     if (PyByteArray_Check(op)) {
         void *bytes = ((PyByteArrayObject *)op)->ob_bytes;

@@ -130,14 +130,32 @@ PyObject *rpy_attribute_name(PyObject *obj, PyObject *value);
  * header), and "no" for memory the caller knows holds no type (a region where no class was made: a
  * GC object's header, read as a type field, points to the previous object there); is_type(type,
  * arg) gives the rest.  A type once accepted stays a type while the filter is used: no Python code
- * runs during a scan. */
+ * runs during a scan.
+ *
+ * A caller whose set of types may lack some made since (proof.c, a kept set) asks the filter to
+ * watch: rpy_object_in_block then notes the blocks where it refused a would-be header that looks like
+ * an object's of an unknown type - a count from 1 to 2^32, then an aligned address that is no type of
+ * the set, outside the memory known to hold none.  Such an object's block would be probed further in,
+ * where its own fields, which the program may have written, are read as a header: the caller looks
+ * at the blocks noted (rpy_block_is_key_table tells the commonest that are no object) and takes a full
+ * set before it trusts what the probe found there. */
 #define RPY_TYPE_FILTER_WAYS 16
+#define RPY_TYPE_FILTER_WATCHED 8
 typedef struct rpy_type_filter {
     bool (*is_type)(PyTypeObject *type, void *arg);
     void *arg;
     PyTypeObject *accepted[RPY_TYPE_FILTER_WAYS], *refused;   /* accepted: by rpy_type_filter_way */
     uintptr_t typeless, typeless_size;   /* [typeless, + size): memory known to hold no type */
+    bool watch_unknown;
+    /* the blocks noted, in order; `watched` counts past the array's end too */
+    void *watched_blocks[RPY_TYPE_FILTER_WATCHED];
+    size_t watched;
 } rpy_type_filter_t;
+
+/* Whether a block (of `size` bytes) reads as a dict's key table: a count of 1 or more, then sizes that
+ * agree with each other (its index width, its kind, its entries within its slots).  A table of 256
+ * slots or more has an aligned second word, and passes the watch's test above. */
+bool rpy_block_is_key_table(const void *block, size_t size);
 
 /* How far into its block an object starts: _PyType_PreHeaderSize, from public flags - the GC header
  * (PyGC_Head: two pointers in 3.11-3.13, which internals.c asserts), then the managed dict pointers
@@ -159,6 +177,10 @@ static inline size_t rpy_type_filter_way(const PyTypeObject *type) {
     uintptr_t bits = (uintptr_t)type >> 8;
     return (bits ^ (bits >> 4)) % RPY_TYPE_FILTER_WAYS;
 }
+
+/* Notes `block` when the header at `header`, which rpy_object_in_block did not take, looks like an
+ * object's of a type missing from the filter's set (out of line: the probe's loop stays small). */
+void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header);
 
 static inline bool rpy_type_filter_passes(rpy_type_filter_t *filter, PyTypeObject *type) {
     if ((uintptr_t)type < 4096 || ((uintptr_t)type & 7) || type == filter->refused) return false;
@@ -193,7 +215,13 @@ static inline RPY_MAY_READ_FREED PyObject *rpy_object_in_block(void *block, size
         if (pre + sizeof(PyObject) > size) break;
         PyObject *candidate = (PyObject *)((char *)block + pre);
         PyTypeObject *tp = candidate->ob_type;
-        if (!rpy_type_filter_passes(filter, tp) || rpy_preheader_size(tp) != pre) continue;
+        if (!rpy_type_filter_passes(filter, tp) || rpy_preheader_size(tp) != pre) {
+            /* Cheap tests first: a GC object's header read one step early holds its links there. */
+            if (__builtin_expect(filter->watch_unknown, 0) && !((uintptr_t)tp & 7) &&
+                (size_t)(candidate->ob_refcnt - 1) < ((size_t)1 << 32))
+                rpy_type_filter_watch(filter, block, candidate);
+            continue;
+        }
         /* A freed object's count is 0, and mimalloc's free-list link (a pointer) overwrites the first
          * word of a free block: neither passes. */
         if (candidate->ob_refcnt <= 0 || candidate->ob_refcnt > ((Py_ssize_t)1 << 32)) continue;
@@ -214,10 +242,6 @@ void rpy_foreach_local_holding(PyObject *obj, PyObject *skip_filename,
 /* Calls fn(type, arg) for every type in the interpreter (object and all its subclasses, walked
  * through tp_subclasses without allocating). */
 void rpy_foreach_type(void (*fn)(PyTypeObject *type, void *arg), void *arg);
-
-/* How many types str and bytearray have, themselves and their subclasses at any depth: the types
- * whose objects keep program-written bytes (rpy_user_bytes_blocks).  A walk of those two subtrees. */
-size_t rpy_user_bytes_types(void);
 
 /* How many types any interpreter has freed since rpy_freelists_install (which wraps type's
  * deallocator to count them; internals.c, "Type deaths").  A set of types taken while this stays
