@@ -17,7 +17,8 @@
  *     (rpy_object_in_block) or a block an object owns (rpy_owned_blocks: a key table, a str's UTF-8
  *     copy), counted block for block (proof_unreferenced), so no object of another type escapes
  *     the sum; an owned block that even looks like an object stops the proof (count_owned), so the
- *     count of buffers cannot hide one;
+ *     count of buffers cannot hide one; and a block of program-written bytes is never scanned as the
+ *     object its bytes may pose as (BLOCKS THAT ONLY LOOK LIKE OBJECTS);
  *   - a reference into the region's other memory (its buffer pages, not its object pages: an object in
  *     a buffer block) is never counted as internal: the scan refuses it (riso_t.stray);
  *   - tp_traverse visits each reference an object OWNS, once: CPython's cycle collector relies on the

@@ -593,8 +593,6 @@ static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg
     return any;
 }
 
-/* The str fields are read directly, not through the PyUnicode_* macros: in debug builds those
- * assert what a genuine str satisfies (3.11: that it is ready), and op may be bytes posing as one. */
 void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header) {
     uintptr_t type = (uintptr_t)header->ob_type;
     if (type < 4096 || (type & 7) || type - filter->typeless < filter->typeless_size ||
@@ -619,6 +617,8 @@ bool rpy_block_is_key_table(const void *block, size_t size) {
            keys->dk_usable + keys->dk_nentries <= ((Py_ssize_t)1 << log2_size);
 }
 
+/* The str fields are read directly, not through the PyUnicode_* macros: in debug builds those
+ * assert what a genuine str satisfies (3.11: that it is ready), and op may be bytes posing as one. */
 void rpy_user_bytes_blocks(PyObject *op, size_t room, void (*fn)(void *block, void *arg), void *arg) {
     if (PyByteArray_Check(op)) {
         void *bytes = ((PyByteArrayObject *)op)->ob_bytes;
