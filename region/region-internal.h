@@ -371,7 +371,8 @@ typedef struct riso {
     riso_areas_t object_areas; /* the object heap's pages at riso_begin */
     bool areas_current;        /* object_areas are the heap's pages still: the next scan reads them */
     uint64_t internal;         /* references to r's object memory */
-    bool stray;                /* a reference into r's memory but not its object memory (a raw block) */
+    bool stray;                /* a reference into r's memory but not its object memory (a raw block),
+                                  or to where no object can be (under 4 KiB, unaligned) */
     bool failed;               /* out of memory: the outside counts are short */
     rptrmap_t outside;         /* outside target -> references to it (complete after riso_scan) */
     riso_recent_t recent[RISO_RECENT];
@@ -436,6 +437,8 @@ static inline void riso_reference(riso_t *s, const void *target) {
         s->internal++;
     } else if (offset < s->size && riso_slices_have(&s->buffers, offset)) {
         s->stray = true;
+    } else if (unlikely((uintptr_t)target - 1 < 4095 || ((uintptr_t)target & 7))) {
+        s->stray = true;   /* no object lies there: a word of bytes posing as an object's */
     } else if (target) {   /* outside r: elsewhere, or another region's memory in the same arena */
         riso_recent_t *recent = &s->recent[((uintptr_t)target >> 4) & (RISO_RECENT - 1)];
         if (likely(recent->target == target)) recent->count++;

@@ -20,7 +20,8 @@
  *     count of buffers cannot hide one; and a block of program-written bytes is never scanned as the
  *     object its bytes may pose as (BLOCKS THAT ONLY LOOK LIKE OBJECTS);
  *   - a reference into the region's other memory (its buffer pages, not its object pages: an object in
- *     a buffer block) is never counted as internal: the scan refuses it (riso_t.stray);
+ *     a buffer block), or to where no object can be, is never counted: the scan refuses it
+ *     (riso_t.stray);
  *   - tp_traverse visits each reference an object OWNS, once: CPython's cycle collector relies on the
  *     same contract (gcmodule.c subtract_refs would drive a count below zero otherwise, which debug
  *     builds assert), and the engine visits the str keys dict_traverse skips itself, and a split
@@ -555,7 +556,7 @@ static int proof_run(proof_t *p, rpy_region_t *self, bool *gc_was_enabled) {
     riso_flush(&p->scan);   /* the references scan_later and the root's sorted since the walk */
     /* A scan that stopped short has not seen every target; one whose blocks do not balance may have
      * sorted bytes' words among them. */
-    if (!p->unproven && p->other_blocks == p->owned_in_objects) vet_outside(p);
+    if (!p->unproven && !p->scan.stray && p->other_blocks == p->owned_in_objects) vet_outside(p);
     return 0;
 }
 
