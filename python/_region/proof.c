@@ -50,11 +50,12 @@
  * missing from it, and their objects would pass for buffers the region cannot account for; so a
  * proof that finds such blocks with a kept set takes a new set and scans again (proof_run), and the
  * audit, which must find every object, always takes a new one.  Before the scan reads further than
- * its walk, though: an object of an unknown type is probed further into its block, where its own
- * fields (a bytes subclass's bytes, a str subclass's owner of program-written ones) may pose as an
- * object's header (BLOCKS THAT ONLY LOOK LIKE OBJECTS).  So a kept set's filter watches for headers
- * of unknown types (rpy_type_filter_t), and a walk that saw one takes a new set and walks again
- * before anything it found is scanned further (proof_run). */
+ * its walk, though (BLOCKS THAT ONLY LOOK LIKE OBJECTS): an object of an unknown type is probed
+ * further into its block, where its own fields, which the program may have written, can pose as an
+ * object's header, and one of a new str subclass owns program-written bytes the walk leaves
+ * unclaimed.  So a kept set's filter watches for headers of unknown types (rpy_type_filter_t), and a
+ * walk that saw one takes a new set and walks again before anything it found is scanned further
+ * (proof_run). */
 typedef struct type_cache {
     int64_t interp;            /* the id of the interpreter it is of (ids are never reused); -1: none */
     uint64_t types_freed;      /* rpy_types_freed() when it was taken */
@@ -282,14 +283,16 @@ static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObje
  * never read further (scan_later).  Bytes posing as what the walk scanned at once were summed, their
  * "references" sorted by value, nothing followed; and their block, probed after the walk, looks like
  * an object (bytes_posed_as_objects), so the proof gives up to the audit, which enumerates the
- * objects by the same rule (proof_foreach_object).  A candidate that names such blocks may itself be bytes posing as a str:
- * its blocks are noted all the same, which can only keep genuine objects out of the scan, and the
- * blocks then do not balance.  Either way no outside target is read (vet_outside) unless the proof
- * stands: bytes' "references" are never dereferenced.  Key tables are the one other kind of block in
- * object memory: counts and flags the interpreter writes, which no type's address can equal (a type is
- * 8-aligned; a table's second word holds its log2 size in the low byte, 3 for the smallest).  What
- * this does not cover: bytes an extension keeps in PyObject_Malloc memory behind a type the engine
- * does not know (pyexpat's parser buffers); docs/design.md, "Bytes that look like objects". */
+ * objects by the same rule (proof_foreach_object).  A candidate that names such blocks may itself be
+ * bytes posing as a str: its blocks are noted all the same, which can only keep genuine objects out
+ * of the scan, and the blocks then do not balance.  Either way no outside target is read
+ * (vet_outside) unless the proof stands: bytes' "references" are never dereferenced.  Key tables
+ * are the one other kind of block in object memory, and their words are the interpreter's: its
+ * second holds the table's sizes in its low bytes (unaligned for the tables of under 256 slots) and
+ * the interpreter's version counter above them, so it equals a type's address only by an accident of
+ * the allocator.  What this does not cover: bytes an extension keeps in PyObject_Malloc memory behind
+ * a type the engine does not know (pyexpat's parser buffers); docs/design.md, "Bytes that look like
+ * objects". */
 
 /* Whether what the scan reads of a dict's key table (rpy_dict_view) lies in the region's memory,
  * each field read only once that is known: an exact dict, not split. */
@@ -301,7 +304,8 @@ static inline bool dict_tables_in_region(proof_t *p, PyObject *op) {
     if (!riso_readable(&p->scan, keys, layout->header)) return false;
     Py_ssize_t n = *(const Py_ssize_t *)(keys + layout->nentries);
     uint8_t log2_index_bytes = *(const uint8_t *)(keys + layout->log2_index_bytes);
-    size_t entry = *(const uint8_t *)(keys + layout->kind) == layout->general_kind ? layout->entry : layout->unicode_entry;
+    bool general = *(const uint8_t *)(keys + layout->kind) == layout->general_kind;
+    size_t entry = general ? layout->entry : layout->unicode_entry;
     if (n < 0 || (size_t)n > SIZE_MAX / entry || log2_index_bytes >= 8 * sizeof(size_t) - 8) return false;
     uintptr_t entries = (uintptr_t)keys + layout->indices + ((uintptr_t)1 << log2_index_bytes);
     return riso_readable(&p->scan, (const void *)entries, (size_t)n * entry);
@@ -443,7 +447,8 @@ static bool walk_met_unknown_type(proof_t *p) {
     if (f->watched > RPY_TYPE_FILTER_WATCHED) return true;
     for (size_t i = 0; i < f->watched; i++) {
         void *block = f->watched_blocks[i];
-        if (!(p->claimed.live && rptrmap_get(&p->claimed, block)) && !rpy_block_is_key_table(block, riso_block_size(block)))
+        bool claimed = p->claimed.live && rptrmap_get(&p->claimed, block);
+        if (!claimed && !rpy_block_is_key_table(block, riso_block_size(block)))
             return true;
     }
     return false;
@@ -462,7 +467,8 @@ static void proof_merge(proof_t *p, const proof_t *second) {
     p->unproven = p->unproven || second->unproven;
     p->all_releasable = p->all_releasable && second->all_releasable;
     p->hidden += second->hidden;
-    for (size_t i = 0; i < second->filter.watched && i < RPY_TYPE_FILTER_WATCHED; i++) note_watched(p, second->filter.watched_blocks[i]);
+    for (size_t i = 0; i < second->filter.watched && i < RPY_TYPE_FILTER_WATCHED; i++)
+        note_watched(p, second->filter.watched_blocks[i]);
     if (second->filter.watched > RPY_TYPE_FILTER_WATCHED) p->filter.watched = RPY_TYPE_FILTER_WATCHED + 1;
     rptrmap_foreach(&second->claimed, cell)
         if (!rptrmap_put(&p->claimed, cell->key)) p->scan.failed = true;
@@ -475,7 +481,8 @@ static void proof_merge(proof_t *p, const proof_t *second) {
 static void bytes_posed_as_objects(proof_t *p) {
     rptrmap_foreach(&p->claimed, cell) {
         void *block = (void *)cell->key;
-        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter)) p->unproven = true;
+        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter))
+            p->unproven = true;
     }
 }
 
@@ -492,7 +499,8 @@ static void proof_scan(proof_t *p) {
             scan_later(p, &p->later, &p->claimed) && p->each)
             show_to_each(p, &p->visit);
     } else {
-        proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types), .first = p};
+        proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types),
+                          .first = p};
         riso_shard(&second.scan, &p->scan);
         riso_split_t split = {.shard = &second.scan, .visitor = {scan_page_second, NULL, &second}};
         bool walked = riso_scan_split(&p->scan, &visitor, &split);
@@ -681,7 +689,8 @@ int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg)
     if (type_set_take(&p.types, self->r, true) < 0) return -1;   /* every object: a fresh set */
     p.filter = type_filter(&p.types);
     region_status status = riso_begin(&p.scan, self->r);
-    if (status == REGION_OK && !riso_scan(&p.scan, &(riso_visitor_t){NULL, foreach_block, &f})) status = REGION_ENOMEM;
+    if (status == REGION_OK && !riso_scan(&p.scan, &(riso_visitor_t){NULL, foreach_block, &f}))
+        status = REGION_ENOMEM;
     bool stopped = false;
     for (size_t i = 0; status == REGION_OK && !stopped && i < f.candidates.count; i++) {
         PyObject *obj = f.candidates.items[i];

@@ -455,12 +455,13 @@ def test_a_block_an_object_owns_is_probed_within_committed_memory():
 #
 # A bytearray's buffer and a str subclass's data are blocks of object memory whose bytes the program
 # writes (3.11 and 3.12: PyObject_Malloc; 3.13 gives both PyMem_Malloc memory, which the scan never
-# reads as objects, so there the proof may stand).  Here they hold a list's header - GC links, a count of 1, list's address (id(list)) - with an
-# item array at an unmapped address: scanned as a list, the proof would read it and crash (it did:
-# a segfault in r.check() before the scan knew those blocks).  Or a tuple's, whose two items point
-# nowhere: read in place (its items lie in its block), then never followed; or whose items are small
-# numbers, where no object can be (1 is the outside map's deleted-key mark: an assertion failed).  Each run is its own
-# process, so that such a crash fails the test instead of ending the suite.
+# reads as objects, so there the proof may stand).  Here they hold a list's header - GC links, a count
+# of 1, list's address (id(list)) - with an item array at an unmapped address: scanned as a list, the
+# proof would read it and crash (it did: a segfault in r.check() before the scan knew those blocks).
+# Or a tuple's, whose two items point nowhere: read in place (its items lie in its block), then never
+# followed; or whose items are small numbers, where no object can be (1 is the outside map's
+# deleted-key mark: an assertion failed).  Each run is its own process, so that such a crash fails
+# the test instead of ending the suite.
 
 FORGED = """
     import struct, sys, region

@@ -596,10 +596,12 @@ static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg
 void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header) {
     uintptr_t type = (uintptr_t)header->ob_type;
     if (type < 4096 || (type & 7) || type - filter->typeless < filter->typeless_size ||
-        header->ob_refcnt <= 0 || header->ob_refcnt > ((Py_ssize_t)1 << 32) || filter->is_type((PyTypeObject *)type, filter->arg))
+        header->ob_refcnt <= 0 || header->ob_refcnt > ((Py_ssize_t)1 << 32) ||
+        filter->is_type((PyTypeObject *)type, filter->arg))
         return;
     size_t n = filter->watched;
-    if (n > 0 && n <= RPY_TYPE_FILTER_WATCHED && filter->watched_blocks[n - 1] == block) return;   /* its next probe */
+    if (n > 0 && n <= RPY_TYPE_FILTER_WATCHED && filter->watched_blocks[n - 1] == block)
+        return;   /* the block's next probe */
     if (n < RPY_TYPE_FILTER_WATCHED) filter->watched_blocks[n] = block;
     filter->watched = n + 1;
 }
@@ -628,7 +630,8 @@ void rpy_user_bytes_blocks(PyObject *op, size_t room, void (*fn)(void *block, vo
     if (!PyUnicode_Check(op) || room < sizeof(PyASCIIObject)) return;
     PyASCIIObject *str = (PyASCIIObject *)op;
     bool compact = str->state.compact, ascii = str->state.ascii;
-    size_t fields = !compact ? sizeof(PyUnicodeObject) : ascii ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
+    size_t fields = !compact ? sizeof(PyUnicodeObject)
+                  : ascii    ? sizeof(PyASCIIObject) : sizeof(PyCompactUnicodeObject);
     if (room < fields) return;
     void *data = !compact ? ((PyUnicodeObject *)op)->data.any
                : ascii    ? (void *)(str + 1) : (void *)((PyCompactUnicodeObject *)op + 1);
