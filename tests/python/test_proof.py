@@ -472,7 +472,7 @@ FORGED = """
 
     POSING = {"list": (id(list), 1 << 20, 0x1000, 1 << 20), "tuple": (id(tuple), 2, 0x1000, 0x2008),
               "tuple of small words": (id(tuple), 2, 1, 3)}
-    HEADER = struct.pack("8Q", 0, 0, 1, *POSING[globals().get("POSING_KIND", "list")], 0)
+    HEADER = struct.pack("8Q", 0, 0, 1, *POSING[POSING_KIND], 0)
 
     def forged(kind):
         return bytearray(HEADER) if kind == "bytearray" else Latin("".join(map(chr, HEADER)))
@@ -486,12 +486,20 @@ FORGED = """
 """
 
 
+def run_forged(code, printed, posing="list"):
+    """FORGED (posing as `posing`), then code, in a child process: it must exit cleanly, having printed
+    `printed`."""
+    result = run_python(f"\n    POSING_KIND = {posing!r}" + FORGED + code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == printed.split()
+
+
 @pytest.mark.parametrize("posing", ["list", "tuple", "tuple of small words"])
 @pytest.mark.parametrize("kind", ["bytearray", "str subclass"])
 def test_bytes_posing_as_an_object_are_not_scanned_as_one(kind, posing):
     """The fast proof gives up where the bytes lie in object memory (they look like an object there),
     check() and close() find the region isolated, and the bytes stay as they were."""
-    result = run_python(f"\n    POSING_KIND = {posing!r}" + FORGED + f"""
+    run_forged(f"""
     r = region.region("forged")
     fill(r, {kind!r})
     _region._proven_isolated(r)
@@ -499,16 +507,14 @@ def test_bytes_posing_as_an_object_are_not_scanned_as_one(kind, posing):
     assert all(intact(obj) for obj in r.root[0])
     r.close()
     print("closed")
-    """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["closed"]
+    """, "closed", posing)
 
 
 def test_bytes_posing_as_an_object_in_a_str_subclass_made_after_the_last_proof():
     """The interpreter keeps its set of types between proofs; a str subclass made since would be
     missing from it, its instance read as a block no object owns and the bytes in its data as the
     list they pose as.  The walk sees a header of a type the set lacks and takes the set again."""
-    result = run_python(FORGED + """
+    run_forged("""
     r = region.region("forged")
     fill(r, "bytearray", 1)
     _region._proven_isolated(r)                  # the set is taken, and kept
@@ -522,14 +528,12 @@ def test_bytes_posing_as_an_object_in_a_str_subclass_made_after_the_last_proof()
     assert r.check() is None
     r.close()
     print("closed")
-    """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["closed"]
+    """, "closed")
 
 
 def test_bytes_posing_as_an_object_do_not_hide_an_escape():
     """The audit, which enumerates the region's objects by the same rule, still names the real escape."""
-    result = run_python(FORGED + """
+    run_forged("""
     r = region.region("forged")
     fill(r, "bytearray")
     held = r.root[1]
@@ -541,28 +545,24 @@ def test_bytes_posing_as_an_object_do_not_hide_an_escape():
     del held
     assert r.check() is None
     r.close()
-    """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["named"]
+    """, "named")
 
 
 def test_bytes_posing_as_an_object_survive_freeze():
     """freeze() sorts every object of the region (its plan): the bytes are not one, and stay as written."""
-    result = run_python(FORGED + """
+    run_forged("""
     r = region.region("forged")
     fill(r, "str subclass")
     r.freeze()
     assert all(intact(obj) for obj in r.root[0])
     r.close()
     print("closed")
-    """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["closed"]
+    """, "closed")
 
 
 def test_bytes_posing_as_an_object_in_a_split_scan():
     """Both halves of a split scan (the helper's too) leave such bytes unread."""
-    result = run_python(FORGED + """
+    run_forged("""
     _region._scan_split(0)
     _region._scan_threads(2)
     r = region.region("forged")
@@ -574,9 +574,7 @@ def test_bytes_posing_as_an_object_in_a_split_scan():
     assert r.check() is None
     r.close()
     print("closed")
-    """)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["closed"]
+    """, "closed")
 
 
 FORGED_ROUNDS = int(os.environ.get("REGION_FORGED_ROUNDS", "150"))
