@@ -62,6 +62,22 @@ _Static_assert(REGION_MAX_RECORDS == REGION_MAX_LIVE_REGIONS, "include/region.h 
  * freed region block is reported (meson.build); these reads are not instrumented. */
 #define RMAY_READ_FREED __attribute__((no_sanitize("address")))
 
+/* Whether [p, p + len) holds a poisoned byte: in a sanitizer build, a free region block (above).
+ * False in other builds, where a free block of a live page is ordinary committed memory. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RHAS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RHAS_ASAN 1
+#endif
+#endif
+#ifdef RHAS_ASAN
+#include <sanitizer/asan_interface.h>
+#define RPOISONED(p, len) (__asan_region_is_poisoned((void *)(p), (len)) != NULL)
+#else
+#define RPOISONED(p, len) false
+#endif
+
 /* Invariant checks that cost a pass over a region's pages, like mimalloc's mi_assert_expensive: only
  * in debug builds (meson.build, REGION_EXPENSIVE_CHECKS), where the sanitizer and debug-interpreter
  * suites run, not in the debugoptimized build the benchmarks measure. */
@@ -407,14 +423,15 @@ static inline bool riso_in_buffer_memory(const riso_t *s, const void *p) {
 /* Whether [p, p + len) lies in r's memory, object or other, every byte of it: so in pages of its
  * heaps, which are committed whole while they live (arena/reserve.c).  A read there cannot fault,
  * whatever p is (the isolation scan's test of a pointer it found in bytes that may only pose as an
- * object's: python/_region/proof.c). */
+ * object's: python/_region/proof.c).  In a sanitizer build, not where a free block lies (poisoned):
+ * a genuine object's tables are live blocks, and bytes posing as one then wait to be read as bytes. */
 static inline bool riso_readable(const riso_t *s, const void *p, size_t len) {
     uintptr_t offset = (uintptr_t)p - s->base;
     if (len == 0) return true;
     if (offset >= s->size || len > s->size - offset) return false;
     for (uintptr_t at = offset & ~(RISO_SLICE_SIZE - 1); at < offset + len; at += RISO_SLICE_SIZE)
         if (!riso_slices_have(&s->objects, at) && !riso_slices_have(&s->buffers, at)) return false;
-    return true;
+    return !RPOISONED(p, len);
 }
 
 size_t riso_block_size(const void *block);   /* the usable size of a live block of object memory */

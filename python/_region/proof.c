@@ -200,15 +200,25 @@ static int visit_reference(PyObject *child, void *arg) {
     return 0;
 }
 
+/* Whether a block of object memory looks like an object to a test at least as lenient as the scan's
+ * (any size, where reading the header words cannot run past committed memory: riso_probe_size).  The
+ * filter's watch (rpy_type_filter_t) is off meanwhile: such a probe reads past the block, into
+ * whatever lies next to it. */
+static bool looks_like_an_object(proof_t *p, void *block) {
+    bool watching = p->filter.watch_unknown;
+    p->filter.watch_unknown = false;
+    bool looks = rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter) != NULL;
+    p->filter.watch_unknown = watching;
+    return looks;
+}
+
 /* A block an object owns.  One in object memory must be one of the blocks the scan finds holding no
- * object: so it must not look like an object even to a test at least as lenient as the scan's (any
- * size, where reading the header words cannot run past committed memory: riso_probe_size). */
+ * object: so it must not look like an object even to the lenient test above. */
 static inline void count_owned(void *block, void *arg) {
     proof_t *p = arg;
     if (riso_in_object_memory(&p->scan, block)) {
         p->owned_in_objects++;
-        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter))
-            p->unproven = true;
+        if (looks_like_an_object(p, block)) p->unproven = true;
     } else if (riso_in_buffer_memory(&p->scan, block)) {
         p->owned_in_buffers++;
     } else {
@@ -295,31 +305,35 @@ static inline __attribute__((always_inline)) bool scan_object(proof_t *p, PyObje
  * objects". */
 
 /* Whether what the scan reads of a dict's key table (rpy_dict_view) lies in the region's memory,
- * each field read only once that is known: an exact dict, not split. */
+ * aligned, each field read only once that is known: an exact dict, not split. */
 static inline bool dict_tables_in_region(proof_t *p, PyObject *op) {
     const rpy_key_table_layout_t *layout = &rpy_key_table_layout;
     const char *keys = (const char *)((PyDictObject *)op)->ma_keys;
     if (((PyDictObject *)op)->ma_values) return false;
     if ((const void *)keys == layout->empty) return true;
-    if (!riso_readable(&p->scan, keys, layout->header)) return false;
+    if (((uintptr_t)keys & 7) || !riso_readable(&p->scan, keys, layout->header)) return false;
     Py_ssize_t n = *(const Py_ssize_t *)(keys + layout->nentries);
     uint8_t log2_index_bytes = *(const uint8_t *)(keys + layout->log2_index_bytes);
     bool general = *(const uint8_t *)(keys + layout->kind) == layout->general_kind;
     size_t entry = general ? layout->entry : layout->unicode_entry;
-    if (n < 0 || (size_t)n > SIZE_MAX / entry || log2_index_bytes >= 8 * sizeof(size_t) - 8) return false;
+    /* A table's indices take 8 bytes or more, so its entries are aligned as its header is. */
+    if (n < 0 || (size_t)n > SIZE_MAX / entry || log2_index_bytes < 3 || log2_index_bytes >= 8 * sizeof(size_t) - 8)
+        return false;
     uintptr_t entries = (uintptr_t)keys + layout->indices + ((uintptr_t)1 << log2_index_bytes);
     return riso_readable(&p->scan, (const void *)entries, (size_t)n * entry);
 }
 
 /* Whether op's scan may run during the walk: a tuple's items lie within its block (`room`: its block's
- * bytes from op on), a list's item array and a dict's key table in the region's memory.  Others (a
- * list whose array was grown outside any block, a split dict, every other type) wait. */
+ * bytes from op on), a list's item array and a dict's key table in the region's memory, aligned as
+ * the allocator aligns them.  Others (a list whose array was grown outside any block, a split dict,
+ * every other type) wait. */
 static inline __attribute__((always_inline)) bool scan_now(proof_t *p, PyObject *op, size_t room) {
     PyTypeObject *t = Py_TYPE(op);
     if (t == &PyList_Type) {
         Py_ssize_t n = Py_SIZE(op);
-        return n >= 0 && n <= ((PyListObject *)op)->allocated &&
-               riso_readable(&p->scan, ((PyListObject *)op)->ob_item, (size_t)n * sizeof(PyObject *));
+        PyObject **items = ((PyListObject *)op)->ob_item;
+        return n >= 0 && n <= ((PyListObject *)op)->allocated && !((uintptr_t)items & 7) &&
+               riso_readable(&p->scan, items, (size_t)n * sizeof(PyObject *));
     }
     if (t == &PyDict_Type) return dict_tables_in_region(p, op);
     if (t == &PyTuple_Type) {
@@ -479,11 +493,8 @@ static void proof_merge(proof_t *p, const proof_t *second) {
  * (rpy_owned_blocks does not for a str subclass's data): each block of program-written bytes is
  * probed here, as leniently as count_owned does. */
 static void bytes_posed_as_objects(proof_t *p) {
-    rptrmap_foreach(&p->claimed, cell) {
-        void *block = (void *)cell->key;
-        if (rpy_object_in_block(block, riso_probe_size(block, RPY_OBJECT_PROBE_REACH), &p->filter))
-            p->unproven = true;
-    }
+    rptrmap_foreach(&p->claimed, cell)
+        if (looks_like_an_object(p, (void *)cell->key)) p->unproven = true;
 }
 
 /* One scan of the region, split when it is big (SPLIT SCANS), then the objects kept for after the

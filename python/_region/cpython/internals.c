@@ -593,7 +593,7 @@ static bool str_cached_copies(PyObject *op, void (*owned)(void *block, void *arg
     return any;
 }
 
-void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header) {
+RPY_MAY_READ_FREED void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header) {
     uintptr_t type = (uintptr_t)header->ob_type;
     if (type < 4096 || (type & 7) || type - filter->typeless < filter->typeless_size ||
         header->ob_refcnt <= 0 || header->ob_refcnt > ((Py_ssize_t)1 << 32) ||

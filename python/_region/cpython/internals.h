@@ -179,7 +179,8 @@ static inline size_t rpy_type_filter_way(const PyTypeObject *type) {
 }
 
 /* Notes `block` when the header at `header`, which rpy_object_in_block did not take, looks like an
- * object's of a type missing from the filter's set (out of line: the probe's loop stays small). */
+ * object's of a type missing from the filter's set (out of line: the probe's loop stays small).  It
+ * reads what the probe read, which may be a free block (RPY_MAY_READ_FREED, below). */
 void rpy_type_filter_watch(rpy_type_filter_t *filter, void *block, const PyObject *header);
 
 static inline bool rpy_type_filter_passes(rpy_type_filter_t *filter, PyTypeObject *type) {
