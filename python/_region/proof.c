@@ -365,6 +365,15 @@ static void claim_block(void *block, void *arg) {
     if (riso_in_object_memory(&p->scan, block) && !rptrmap_put(&p->claimed, block)) p->scan.failed = true;
 }
 
+/* Whether a block, or the block a candidate lies in, is one of program-written bytes (claim_block). */
+static inline bool block_claimed(const proof_t *p, const void *block) {
+    return p->claimed.live && rptrmap_get(&p->claimed, block);
+}
+
+static inline bool in_claimed_block(const proof_t *p, PyObject *op) {
+    return block_claimed(p, (char *)op - rpy_preheader_size(Py_TYPE(op)));
+}
+
 /* Inlined into the page loops: it runs once per block.  second: p is the helper's half, on the helper
  * thread (SPLIT SCANS), whose p->each is NULL (`each` is the calling thread's: p->first->each). */
 static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *block, size_t size, bool second) {
@@ -387,12 +396,12 @@ static inline __attribute__((always_inline)) bool scan_one(proof_t *p, void *blo
 
 /* The scan of the objects kept for after the walk, but for those inside blocks of program-written
  * bytes: false when it stopped (not proven). */
-static bool scan_later(proof_t *p, const object_list_t *list, const rptrmap_t *claimed) {
+static bool scan_later(proof_t *p, const object_list_t *list) {
     for (size_t i = 0; i < list->count; i++) {
         PyObject *op = list->items[i];
         /* A big region's objects left the cache since the walk read them: ask for the ones ahead. */
         if (i + LATER_AHEAD < list->count) __builtin_prefetch(list->items[i + LATER_AHEAD]);
-        if (claimed->live && rptrmap_get(claimed, (char *)op - rpy_preheader_size(Py_TYPE(op)))) {
+        if (in_claimed_block(p, op)) {
             p->other_blocks++;   /* bytes, which their owner counted as its block */
             continue;
         }
@@ -408,8 +417,7 @@ static bool scan_later(proof_t *p, const object_list_t *list, const rptrmap_t *c
 static void show_to_each(proof_t *p, const object_list_t *visit) {
     for (size_t i = 0; i < visit->count; i++) {
         PyObject *op = visit->items[i];
-        if (!p->claimed.live || !rptrmap_get(&p->claimed, (char *)op - rpy_preheader_size(Py_TYPE(op))))
-            p->each(op, p->each_arg);
+        if (!in_claimed_block(p, op)) p->each(op, p->each_arg);
     }
 }
 
@@ -461,9 +469,7 @@ static bool walk_met_unknown_type(proof_t *p) {
     if (f->watched > RPY_TYPE_FILTER_WATCHED) return true;
     for (size_t i = 0; i < f->watched; i++) {
         void *block = f->watched_blocks[i];
-        bool claimed = p->claimed.live && rptrmap_get(&p->claimed, block);
-        if (!claimed && !rpy_block_is_key_table(block, riso_block_size(block)))
-            return true;
+        if (!block_claimed(p, block) && !rpy_block_is_key_table(block, riso_block_size(block))) return true;
     }
     return false;
 }
@@ -507,7 +513,7 @@ static void proof_scan(proof_t *p) {
     p->later = (object_list_t){start, 0, OBJECT_LIST_START, true};
     if (!riso_will_split(&p->scan)) {
         if (riso_scan(&p->scan, &visitor) && !(p->stale = walk_met_unknown_type(p)) &&
-            scan_later(p, &p->later, &p->claimed) && p->each)
+            scan_later(p, &p->later) && p->each)
             show_to_each(p, &p->visit);
     } else {
         proof_t second = {.self = p->self, .all_releasable = true, .filter = type_filter(&p->types),
@@ -517,7 +523,7 @@ static void proof_scan(proof_t *p) {
         bool walked = riso_scan_split(&p->scan, &visitor, &split);
         if (split.used) proof_merge(p, &second);
         if (walked && !p->scan.failed && !(p->stale = walk_met_unknown_type(p)) &&
-            scan_later(p, &p->later, &p->claimed) && scan_later(p, &second.later, &p->claimed) && p->each) {
+            scan_later(p, &p->later) && scan_later(p, &second.later) && p->each) {
             show_to_each(p, &p->visit);
             show_to_each(p, &second.visit);
         }
@@ -705,7 +711,7 @@ int proof_foreach_object(rpy_region_t *self, bool (*fn)(PyObject *op, void *arg)
     bool stopped = false;
     for (size_t i = 0; status == REGION_OK && !stopped && i < f.candidates.count; i++) {
         PyObject *obj = f.candidates.items[i];
-        if (p.claimed.live && rptrmap_get(&p.claimed, (char *)obj - rpy_preheader_size(Py_TYPE(obj)))) continue;
+        if (in_claimed_block(&p, obj)) continue;
         stopped = !fn(obj, arg);
     }
     object_list_free(&f.candidates);
