@@ -22,6 +22,13 @@ costs, each on its own.  In flight: IN_FLIGHT requests, as the
 issue asks; with --quick fewer requests than that are served, so every one of them is in flight at
 once and makes a region of its own from fresh memory.
 
+Beside the rate of the whole run, the sustained rate (sustained_window): that of the middle of the
+run, where as many requests start as end, each in memory an earlier one gave back, and the
+ordinary heap no longer grows.  The interpreter counts each allocation of an object it can track up
+and each deallocation down, so a server whose requests free what they allocate triggers no
+collection there: what a region saves in collections it saves while the heap grows (the run's first
+IN_FLIGHT requests), and the sustained rate shows what it costs once the heap stops growing.
+
 Beside the goals, where a request's time goes in the steady state (`phases`): IN_FLIGHT requests are
 kept alive, and each in turn is serialized (`dumps`), dropped (`close`: r.close(), or del) and
 replaced by a new one (`make`: region(), the request's work in a block, the root set), as a
@@ -42,6 +49,13 @@ import time
 from benchreport import machine, publish_goals, run_worker_record, summary
 
 IN_FLIGHT = 10_000
+# The sustained rate: completions IN_FLIGHT + 1 to total - IN_FLIGHT, a window in which as many
+# requests start as end (the last IN_FLIGHT only end) and every one of them works in memory a closed
+# or freed one gave back (the first IN_FLIGHT make their objects, or regions, in memory the process
+# never touched); the ordinary heap does not grow there, so its collections are few.
+def sustained_window(total):
+    """The completions that bound the sustained window, or None when there is none."""
+    return (IN_FLIGHT, total - IN_FLIGHT) if total >= 3 * IN_FLIGHT else None
 
 BODY = json.dumps({
     "user": {"id": 7321, "name": "Ada Lovelace", "tags": ["admin", "beta", "eu"]},
@@ -86,9 +100,13 @@ def worker(mode, total):
             started[0] = time.perf_counter()
         else:
             pauses.append(time.perf_counter() - started[0])
+            if marks[0] is not None and marks[1] is None:
+                marks[2] += pauses[-1]
 
     latencies = []
     remaining = [total]
+    window = sustained_window(total)
+    marks = [None, None, 0.0]   # when the window opened and closed; the collections' time in it
 
     async def serve_one():
         begin = time.perf_counter()
@@ -105,6 +123,8 @@ def worker(mode, total):
             out = json.dumps(response).encode()
             del response
         latencies.append(time.perf_counter() - begin)
+        if window and len(latencies) in window:
+            marks[window.index(len(latencies))] = time.perf_counter()
         return len(out)
 
     async def connection():
@@ -121,7 +141,9 @@ def worker(mode, total):
     seconds = time.perf_counter() - t
     gc.callbacks.remove(on_gc)
     latencies.sort()
-    return {"seconds": seconds, "throughput": total / seconds,
+    sustained = (window[1] - window[0]) / (marks[1] - marks[0]) if window else None
+    return {"seconds": seconds, "throughput": total / seconds, "sustained": sustained,
+            "sustained_gc_seconds": marks[2] if window else None,
             "p50": latencies[len(latencies) // 2], "p99": latencies[int(len(latencies) * 0.99)],
             "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
             "longest_gc_pause": max(pauses, default=0.0), "collections": len(pauses),
@@ -216,7 +238,9 @@ def main():
             runs[m].append(run_worker_record(__file__, "serve", m, total))
             print(".", end="", flush=True)
     print()
-    stats = {m: {k: summary([run[k] for run in runs[m]]) for k in METRICS} for m in modes}
+    window = sustained_window(total)
+    metrics = METRICS + (["sustained", "sustained_gc_seconds"] if window else [])
+    stats = {m: {k: summary([run[k] for run in runs[m]]) for k in metrics} for m in modes}
 
     def med(m, k):
         return stats[m][k]["median"]
@@ -231,6 +255,17 @@ def main():
         (f"requests per second: region per request {span('region', 'throughput', 1, '/s', 0)} vs the "
          f"ordinary heap {span('ordinary', 'throughput', 1, '/s', 0)}", f"{throughput:.2f}×", "≥ 1×",
          throughput >= 1),
+    ]
+    if window:
+        sustained = med("region", "sustained") / med("ordinary", "sustained")
+        rows.append(
+            (f"sustained requests per second, from the {window[0]:,}th to the {window[1]:,}th response (as many "
+             f"start as end, in reused memory; collections there "
+             f"region {span('region', 'sustained_gc_seconds', 1e3, 'ms', 0)}, ordinary "
+             f"{span('ordinary', 'sustained_gc_seconds', 1e3, 'ms', 0)}): region "
+             f"{span('region', 'sustained', 1, '/s', 0)} vs ordinary {span('ordinary', 'sustained', 1, '/s', 0)}",
+             f"{sustained:.2f}×", "-", None))
+    rows += [
         (f"p50 latency: region {span('region', 'p50', 1e3, 'ms', 2)} vs ordinary "
          f"{span('ordinary', 'p50', 1e3, 'ms', 2)}",
          f"{med('region', 'p50') / med('ordinary', 'p50'):.2f}×", "-", None),
