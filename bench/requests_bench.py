@@ -49,6 +49,8 @@ import time
 from benchreport import machine, publish_goals, run_worker_record, summary
 
 IN_FLIGHT = 10_000
+
+
 # The sustained rate: completions IN_FLIGHT + 1 to total - IN_FLIGHT, a window in which as many
 # requests start as end (the last IN_FLIGHT only end) and every one of them works in memory a closed
 # or freed one gave back (the first IN_FLIGHT make their objects, or regions, in memory the process
@@ -56,6 +58,7 @@ IN_FLIGHT = 10_000
 def sustained_window(total):
     """The completions that bound the sustained window, or None when there is none."""
     return (IN_FLIGHT, total - IN_FLIGHT) if total >= 3 * IN_FLIGHT else None
+
 
 BODY = json.dumps({
     "user": {"id": 7321, "name": "Ada Lovelace", "tags": ["admin", "beta", "eu"]},
